@@ -1,0 +1,120 @@
+/**
+ * The variant manifest: the one contract between trainer, CLI, registry and gateway.
+ * A trainer output directory holds `model.onnx`, optional `tokenizer.json`, and `manifest.json`
+ * validated by `parseManifest`.
+ */
+import { z } from "zod";
+
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex sha256");
+const fraction = z.number().min(0).max(1);
+
+/** ONNX tensor element types as named by the Open Inference Protocol v2. */
+export const TensorDatatype = z.enum([
+  "BOOL",
+  "UINT8",
+  "UINT16",
+  "UINT32",
+  "UINT64",
+  "INT8",
+  "INT16",
+  "INT32",
+  "INT64",
+  "FP16",
+  "FP32",
+  "FP64",
+  "BYTES",
+]);
+export type TensorDatatype = z.infer<typeof TensorDatatype>;
+
+export const TensorSpec = z.object({
+  name: z.string().min(1),
+  datatype: TensorDatatype,
+  /** -1 marks a dynamic axis (batch, sequence). */
+  shape: z.array(z.number().int().min(-1)),
+});
+export type TensorSpec = z.infer<typeof TensorSpec>;
+
+export const IoSignature = z.object({
+  inputs: z.array(TensorSpec).min(1),
+  outputs: z.array(TensorSpec).min(1),
+});
+export type IoSignature = z.infer<typeof IoSignature>;
+
+export const ManifestV1 = z.object({
+  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  model: z.object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'"),
+    task: z.string().min(1).max(64),
+  }),
+  base: z.object({ name: z.string().min(1), sha256: sha256Hex }),
+  artifact: z.object({ file: z.string().min(1), sha256: sha256Hex, bytes: z.number().int().positive() }),
+  tokenizer: z.object({ file: z.string().min(1), sha256: sha256Hex }).optional(),
+  io: IoSignature,
+  labels: z.array(z.string().min(1)).min(1),
+  sparsity: z.object({
+    /** What the user asked for. */
+    target: fraction,
+    /** What export physically removed: fraction of gated-layer weights gone. Never an expected value. */
+    removed: fraction,
+    params: z.number().int().nonnegative(),
+    baseParams: z.number().int().positive(),
+    flopsPerToken: z.number().nonnegative(),
+    baseFlopsPerToken: z.number().positive(),
+  }),
+  metrics: z.object({
+    accuracy: fraction,
+    others: z.record(z.string(), z.number()).default({}),
+    evalSet: z.object({ name: z.string().min(1), sha256: sha256Hex, size: z.number().int().positive() }),
+  }),
+  latency: z.object({
+    p50Ms: z.number().nonnegative(),
+    p95Ms: z.number().nonnegative(),
+    batch: z.number().int().positive(),
+    seqLen: z.number().int().positive(),
+    runtime: z.string().min(1),
+  }),
+  training: z.object({
+    method: z.string().min(1),
+    gateMethod: z.string().optional(),
+    hyperparameters: z.record(z.string(), z.unknown()).default({}),
+    seed: z.number().int(),
+    steps: z.number().int().nonnegative(),
+    trainableParams: z.number().int().nonnegative(),
+    createdAt: z.string().datetime(),
+  }),
+});
+export type Manifest = z.infer<typeof ManifestV1>;
+
+export class ManifestError extends Error {
+  constructor(
+    message: string,
+    /** Dotted path of the offending field, e.g. `sparsity.removed`. */
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = "ManifestError";
+  }
+}
+
+/** Validates a parsed `manifest.json`; unknown schema versions are rejected by name. */
+export function parseManifest(json: unknown): Manifest {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ManifestError("manifest must be a JSON object", "manifest");
+  }
+  const version = (json as { schemaVersion?: unknown }).schemaVersion;
+  if (version !== MANIFEST_SCHEMA_VERSION) {
+    throw new ManifestError(
+      `unsupported manifest schemaVersion ${JSON.stringify(version)}; this Sluice reads version ${MANIFEST_SCHEMA_VERSION}`,
+      "schemaVersion",
+    );
+  }
+  const result = ManifestV1.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue.path.join(".");
+    throw new ManifestError(`manifest.${field}: ${issue.message}`, field);
+  }
+  return result.data;
+}

@@ -1,0 +1,9 @@
+import { Hono } from "hono";
+import type { Env } from "./env";
+
+/** The gateway: registry routes, inference routes and health, on Web-standard Request/Response. */
+export function createApp() {
+  const app = new Hono<{ Bindings: Env }>();
+  app.get("/v2/health/live", (c) => c.json({ live: true }));
+  return app;
+}

@@ -1,0 +1,8 @@
+/** Bindings of the gateway Worker (see wrangler.toml). */
+export interface Env {
+  DB: D1Database;
+  ARTIFACTS: R2Bucket;
+  /** Secret: bearer token for registry writes and the dashboard. */
+  ADMIN_TOKEN: string;
+  SESSION_BUDGET_MB?: string;
+}

@@ -1,0 +1,93 @@
+/**
+ * Registry schema as code. `npm run db:generate` (drizzle-kit) turns changes here into SQL under
+ * `migrations/`; a test fails when the two drift apart.
+ */
+import { sql } from "drizzle-orm";
+import { index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import type { IoSignature, Manifest } from "../core/manifest";
+
+const timestamp = (column: string) =>
+  text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`);
+
+export const models = sqliteTable("models", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  name: text("name").notNull().unique(),
+  task: text("task").notNull(),
+  labels: text("labels", { mode: "json" }).$type<string[]>().notNull(),
+  io: text("io", { mode: "json" }).$type<IoSignature>().notNull(),
+  createdAt: timestamp("created_at"),
+});
+
+export const VARIANT_STATUSES = ["staged", "active", "retired"] as const;
+export type VariantStatus = (typeof VARIANT_STATUSES)[number];
+
+export const variants = sqliteTable(
+  "variants",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    modelId: integer("model_id")
+      .notNull()
+      .references(() => models.id, { onDelete: "cascade" }),
+    /** Auto-incremented per model: 1, 2, 3, ... (never reused). */
+    version: integer("version").notNull(),
+    status: text("status", { enum: VARIANT_STATUSES }).notNull().default("staged"),
+    // Manifest fields the gateway queries and routes on.
+    sparsity: real("sparsity").notNull(),
+    params: integer("params").notNull(),
+    accuracy: real("accuracy").notNull(),
+    latencyP50Ms: real("latency_p50_ms").notNull(),
+    manifest: text("manifest", { mode: "json" }).$type<Manifest>().notNull(),
+    artifactKey: text("artifact_key").notNull(),
+    sha256: text("sha256").notNull(),
+    bytes: integer("bytes").notNull(),
+    tokenizerKey: text("tokenizer_key"),
+    tokenizerSha256: text("tokenizer_sha256"),
+    createdAt: timestamp("created_at"),
+  },
+  (t) => [
+    uniqueIndex("variants_model_version").on(t.modelId, t.version),
+    uniqueIndex("variants_model_sha256").on(t.modelId, t.sha256),
+    index("variants_model_status").on(t.modelId, t.status),
+  ],
+);
+
+export const aliases = sqliteTable(
+  "aliases",
+  {
+    modelId: integer("model_id")
+      .notNull()
+      .references(() => models.id, { onDelete: "cascade" }),
+    alias: text("alias").notNull(),
+    variantId: integer("variant_id")
+      .notNull()
+      .references(() => variants.id, { onDelete: "restrict" }),
+    updatedAt: timestamp("updated_at"),
+  },
+  (t) => [uniqueIndex("aliases_model_alias").on(t.modelId, t.alias)],
+);
+
+export const taskSlas = sqliteTable("task_slas", {
+  task: text("task").primaryKey(),
+  metric: text("metric", { enum: ["accuracy"] }).notNull(),
+  min: real("min").notNull(),
+  maxLatencyMs: real("max_latency_ms"),
+  /** Strict SLAs answer 503 instead of serving a variant that misses them. */
+  strict: integer("strict", { mode: "boolean" }).notNull().default(false),
+  updatedAt: timestamp("updated_at"),
+});
+
+export const apiKeys = sqliteTable("api_keys", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  /** sha256 of the key; the key itself is shown once at creation and never stored. */
+  keyHash: text("key_hash").notNull().unique(),
+  prefix: text("prefix").notNull(),
+  scopes: text("scopes", { mode: "json" }).$type<string[]>().notNull(),
+  createdAt: timestamp("created_at"),
+  revokedAt: text("revoked_at"),
+});
+
+export type ModelRow = typeof models.$inferSelect;
+export type VariantRow = typeof variants.$inferSelect;
+export type AliasRow = typeof aliases.$inferSelect;
+export type TaskSlaRow = typeof taskSlas.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;

@@ -1,0 +1,4 @@
+// One line per command; each module exports `command: Command`.
+import { registerCommand } from "../cli";
+
+void registerCommand;

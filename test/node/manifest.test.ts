@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { ManifestError, parseManifest } from "../../src/core/manifest";
+import { exampleManifest } from "./fixtures";
+
+describe("parseManifest", () => {
+  it("accepts a complete manifest", () => {
+    expect(parseManifest(exampleManifest()).model.name).toBe("spam");
+  });
+  it("rejects unknown schema versions by name", () => {
+    expect(() => parseManifest({ ...exampleManifest(), schemaVersion: 2 })).toThrow(
+      /unsupported manifest schemaVersion 2/,
+    );
+  });
+  it("names the offending field", () => {
+    const bad = exampleManifest();
+    bad.sparsity.removed = 1.5;
+    try {
+      parseManifest(bad);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ManifestError);
+      expect((e as ManifestError).field).toBe("sparsity.removed");
+    }
+  });
+});
