@@ -1,0 +1,4 @@
+export * from "./codec";
+export * from "./graph";
+export * from "./signature";
+export * from "./tensor";
