@@ -30,7 +30,7 @@ describe("ONNX codec and graph API", () => {
     expect(g.nodes.map((n) => n.op)).toEqual(["Gemm", "Softmax"]);
     expect(g.nodes[0].attrs.alpha).toEqual({ type: "float", value: 1 });
     expect(g.nodes[1].attrs.axis).toEqual({ type: "int", value: -1 });
-    expect(Array.from(g.initializers.get("w")!.data)).toEqual([1, 0, 0, 1, 1, 1]);
+    expect(Array.from(g.initializers.get("w")!.data as Float32Array)).toEqual([1, 0, 0, 1, 1, 1]);
     expect(ioSignatureOf(g)).toEqual({
       inputs: [{ name: "x", datatype: "FP32", shape: [-1, 3] }],
       outputs: [{ name: "probs", datatype: "FP32", shape: [-1, 2] }],
