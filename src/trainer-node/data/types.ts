@@ -1,0 +1,30 @@
+/** One labelled text. `label` indexes `TaskDataset.labels`. */
+export interface Example {
+  text: string;
+  label: number;
+  labelName?: string;
+  /** Where the text came from inside its task (e.g. "imdb" for sentiment, "easy-ham-1" for spam). */
+  source?: string;
+}
+
+/** The three splits every task has; a task may add more held-out sets (spam adds `hard`). */
+export type SplitName = "train" | "validation" | "test" | (string & {});
+
+export interface TaskDataset {
+  name: string;
+  /** Label names; an example's `label` is an index into this list. */
+  labels: string[];
+  splits: { train: Example[]; validation: Example[]; test: Example[]; [extra: string]: Example[] };
+  /** sha256 (hex) per split over its canonical records, plus `all` over the whole task. */
+  fingerprints: Record<string, string>;
+  /** What was dropped while building the task, so `sluice data ls` can say so. */
+  dropped: { duplicates: number; conflictingLabels: number; empty: number };
+}
+
+/** A record before splitting: a text with its label name. `split` forces a held-out set (spam's `hard`). */
+export interface RawRecord {
+  text: string;
+  label: string;
+  source?: string;
+  split?: string;
+}
