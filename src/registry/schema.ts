@@ -15,6 +15,8 @@ export const models = sqliteTable("models", {
   task: text("task").notNull(),
   labels: text("labels", { mode: "json" }).$type<string[]>().notNull(),
   io: text("io", { mode: "json" }).$type<IoSignature>().notNull(),
+  /** Highest variant version ever assigned; versions are never reused, even after a variant is deleted. */
+  lastVersion: integer("last_version").notNull().default(0),
   createdAt: timestamp("created_at"),
 });
 
