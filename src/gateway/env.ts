@@ -5,4 +5,6 @@ export interface Env {
   /** Secret: bearer token for registry writes and the dashboard. */
   ADMIN_TOKEN: string;
   SESSION_BUDGET_MB?: string;
+  /** Largest accepted variant upload in MB (registry; default 100). */
+  MAX_UPLOAD_MB?: string;
 }

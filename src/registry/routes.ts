@@ -1,0 +1,305 @@
+/**
+ * Registry HTTP API (Hono), mounted by the gateway Worker. Reads are open; writes need the admin bearer
+ * token. See README "Registry API" for request/response examples.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Env } from "../gateway/env";
+import { mintApiKey, requireAdmin } from "./auth";
+import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
+import type { ModelRow } from "./schema";
+import {
+  aliasesOfVariant,
+  countArtifactReferences,
+  deleteAlias,
+  deleteVariantRow,
+  findModel,
+  findTaskSla,
+  findVariant,
+  insertApiKey,
+  insertModel,
+  isUniqueViolation,
+  listAliases,
+  listApiKeys,
+  listModels,
+  listVariants,
+  type RegistryDb,
+  registryDb,
+  revokeApiKey,
+  setVariantStatus,
+  upsertAlias,
+  upsertTaskSla,
+} from "./store";
+import { type RegistryHooks, readUploadParts, storeVariant, validateUpload } from "./upload";
+import {
+  AliasName,
+  CreateKeyBody,
+  CreateModelBody,
+  KeyId,
+  ListVariantsQuery,
+  ModelName,
+  PatchVariantBody,
+  PutAliasBody,
+  PutSlaBody,
+  parseParam,
+  parseQuery,
+  readJsonBody,
+  TaskName,
+  Version,
+} from "./validation";
+import { aliasView, apiKeyView, modelView, slaView, variantView } from "./views";
+
+export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
+const MAX_JSON_BYTES = 1024 * 1024;
+
+export interface RegistryOptions {
+  /** Largest accepted variant upload; defaults to env MAX_UPLOAD_MB, else 100 MB. */
+  maxUploadBytes?: number;
+  hooks?: RegistryHooks;
+}
+
+type RegistryEnv = { Bindings: Env; Variables: { db: RegistryDb } };
+type Ctx = Context<RegistryEnv>;
+
+function tooLarge(limit: number) {
+  return () => {
+    throw new ApiError(413, "payload_too_large", `request body exceeds ${limit} bytes`, "body");
+  };
+}
+
+const jsonLimit = bodyLimit({ maxSize: MAX_JSON_BYTES, onError: tooLarge(MAX_JSON_BYTES) });
+
+async function modelOr404(c: Ctx): Promise<ModelRow> {
+  const name = parseParam(ModelName, c.req.param("model"), "model");
+  const model = await findModel(c.var.db, name);
+  if (!model) throw notFound(`model '${name}'`, "model");
+  return model;
+}
+
+async function variantOr404(c: Ctx, model: ModelRow) {
+  const version = parseParam(Version, c.req.param("version"), "version");
+  const variant = await findVariant(c.var.db, model.id, version);
+  if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
+  return variant;
+}
+
+export function createRegistryRoutes(options: RegistryOptions = {}) {
+  const r = new Hono<RegistryEnv>();
+  r.onError(registryErrorHandler);
+  r.use("/v1/*", async (c, next) => {
+    c.set("db", registryDb(c.env.DB));
+    await next();
+  });
+
+  // --- models -------------------------------------------------------------------------------------------
+  r.post("/v1/models", requireAdmin, jsonLimit, async (c) => {
+    const body = await readJsonBody(c, CreateModelBody);
+    const existing = await findModel(c.var.db, body.name);
+    const same = (m: ModelRow) =>
+      m.task === body.task &&
+      JSON.stringify(m.labels) === JSON.stringify(body.labels) &&
+      JSON.stringify(m.io) === JSON.stringify(body.io);
+    // Creating an identical model again is a no-op (200), so `sluice push` can always ensure the model exists.
+    if (existing) {
+      if (same(existing)) return c.json({ model: modelView(existing) }, 200);
+      throw conflict(
+        "model_exists",
+        `model '${body.name}' exists with a different task, labels or io`,
+        "name",
+      );
+    }
+    try {
+      return c.json({ model: modelView(await insertModel(c.var.db, body)) }, 201);
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      const winner = await findModel(c.var.db, body.name);
+      if (winner && same(winner)) return c.json({ model: modelView(winner) }, 200);
+      throw conflict("model_exists", `model '${body.name}' already exists`, "name");
+    }
+  });
+
+  r.get("/v1/models", async (c) => {
+    const rows = await listModels(c.var.db);
+    return c.json({ models: rows.map(modelView) });
+  });
+
+  r.get("/v1/models/:model", async (c) => {
+    const model = await modelOr404(c);
+    const aliases = await listAliases(c.var.db, model.id);
+    return c.json({ model: modelView(model), aliases: aliases.map((a) => aliasView(model, a)) });
+  });
+
+  // --- variants -----------------------------------------------------------------------------------------
+  r.post("/v1/models/:model/variants", requireAdmin, async (c, next) => {
+    const type = c.req.header("Content-Type") ?? "";
+    if (!/^multipart\/form-data\b/i.test(type)) {
+      throw new ApiError(
+        415,
+        "unsupported_media_type",
+        "upload must be multipart/form-data with parts manifest, model and optional tokenizer",
+        "Content-Type",
+      );
+    }
+    const envLimit = Number(c.env.MAX_UPLOAD_MB) * 1024 * 1024;
+    const limit = options.maxUploadBytes ?? (envLimit > 0 ? envLimit : DEFAULT_MAX_UPLOAD_BYTES);
+    return bodyLimit({ maxSize: limit, onError: tooLarge(limit) })(c, next);
+  });
+  r.post("/v1/models/:model/variants", async (c) => {
+    const model = await modelOr404(c);
+    let form: FormData;
+    try {
+      form = await c.req.raw.formData();
+    } catch {
+      throw new ApiError(400, "bad_request", "body is not a readable multipart/form-data upload", "body");
+    }
+    const upload = await validateUpload(model, await readUploadParts(form));
+    const { variant, created } = await storeVariant(c.env.ARTIFACTS, c.var.db, model, upload, options.hooks);
+    return c.json({ variant: variantView(model, variant), created }, created ? 201 : 200);
+  });
+
+  r.get("/v1/models/:model/variants", async (c) => {
+    const model = await modelOr404(c);
+    const filters = parseQuery(ListVariantsQuery, c.req.query());
+    const rows = await listVariants(c.var.db, model.id, filters);
+    return c.json({ variants: rows.map((v) => variantView(model, v)) });
+  });
+
+  r.get("/v1/models/:model/variants/:version", async (c) => {
+    const model = await modelOr404(c);
+    const variant = await variantOr404(c, model);
+    return c.json({ variant: variantView(model, variant, { manifest: true }) });
+  });
+
+  r.patch("/v1/models/:model/variants/:version", requireAdmin, jsonLimit, async (c) => {
+    const model = await modelOr404(c);
+    const variant = await variantOr404(c, model);
+    const { status } = await readJsonBody(c, PatchVariantBody);
+    const updated = await setVariantStatus(c.var.db, variant.id, status);
+    return c.json({ variant: variantView(model, updated) });
+  });
+
+  r.delete("/v1/models/:model/variants/:version", requireAdmin, async (c) => {
+    const model = await modelOr404(c);
+    const variant = await variantOr404(c, model);
+    const label = `${model.name}@${variant.version}`;
+    if (variant.status !== "retired") {
+      throw conflict(
+        "variant_not_retired",
+        `${label} is ${variant.status}; retire it first (PATCH status "retired")`,
+        "status",
+      );
+    }
+    const pinned = await aliasesOfVariant(c.var.db, variant.id);
+    if (pinned.length > 0) {
+      const names = pinned.map((a) => a.alias).join(", ");
+      throw conflict(
+        "variant_aliased",
+        `${label} is the target of alias(es) ${names}; move them first`,
+        "alias",
+      );
+    }
+    try {
+      await deleteVariantRow(c.var.db, variant.id);
+    } catch (err) {
+      // aliases.variant_id is ON DELETE RESTRICT: an alias created since the check above wins.
+      if (/FOREIGN KEY constraint failed/i.test(String(err instanceof Error ? (err.cause ?? err) : err))) {
+        throw conflict("variant_aliased", `${label} just became the target of an alias`, "alias");
+      }
+      throw err;
+    }
+    // Artifacts are shared by content: delete an object only when no remaining variant references it.
+    const deletedArtifacts: string[] = [];
+    for (const key of [variant.artifactKey, variant.tokenizerKey]) {
+      if (key && (await countArtifactReferences(c.var.db, key)) === 0) {
+        await c.env.ARTIFACTS.delete(key);
+        deletedArtifacts.push(key);
+      }
+    }
+    return c.json({ deleted: { model: model.name, version: variant.version }, deletedArtifacts });
+  });
+
+  // --- aliases ------------------------------------------------------------------------------------------
+  r.get("/v1/models/:model/aliases", async (c) => {
+    const model = await modelOr404(c);
+    const rows = await listAliases(c.var.db, model.id);
+    return c.json({ aliases: rows.map((a) => aliasView(model, a)) });
+  });
+
+  r.get("/v1/models/:model/aliases/:alias", async (c) => {
+    const model = await modelOr404(c);
+    const name = parseParam(AliasName, c.req.param("alias"), "alias");
+    const found = (await listAliases(c.var.db, model.id)).find((a) => a.alias === name);
+    if (!found) throw notFound(`alias '${name}' of model '${model.name}'`, "alias");
+    return c.json({ alias: aliasView(model, found) });
+  });
+
+  r.put("/v1/models/:model/aliases/:alias", requireAdmin, jsonLimit, async (c) => {
+    const model = await modelOr404(c);
+    const name = parseParam(AliasName, c.req.param("alias"), "alias");
+    const { version } = await readJsonBody(c, PutAliasBody);
+    const variant = await findVariant(c.var.db, model.id, version);
+    if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
+    if (variant.status === "retired") {
+      throw conflict(
+        "variant_retired",
+        `${model.name}@${version} is retired and cannot be aliased`,
+        "version",
+      );
+    }
+    await upsertAlias(c.var.db, model.id, name, variant.id);
+    const saved = (await listAliases(c.var.db, model.id)).find((a) => a.alias === name)!;
+    return c.json({ alias: aliasView(model, saved) });
+  });
+
+  r.delete("/v1/models/:model/aliases/:alias", requireAdmin, async (c) => {
+    const model = await modelOr404(c);
+    const name = parseParam(AliasName, c.req.param("alias"), "alias");
+    if (!(await deleteAlias(c.var.db, model.id, name))) {
+      throw notFound(`alias '${name}' of model '${model.name}'`, "alias");
+    }
+    return c.json({ deleted: { model: model.name, alias: name } });
+  });
+
+  // --- task SLAs ----------------------------------------------------------------------------------------
+  r.put("/v1/tasks/:task/sla", requireAdmin, jsonLimit, async (c) => {
+    const task = parseParam(TaskName, c.req.param("task"), "task");
+    const body = await readJsonBody(c, PutSlaBody);
+    const row = await upsertTaskSla(c.var.db, {
+      task,
+      metric: body.metric,
+      min: body.min,
+      maxLatencyMs: body.maxLatencyMs ?? null,
+      strict: body.strict ?? false,
+    });
+    return c.json({ sla: slaView(row) });
+  });
+
+  r.get("/v1/tasks/:task/sla", async (c) => {
+    const task = parseParam(TaskName, c.req.param("task"), "task");
+    const row = await findTaskSla(c.var.db, task);
+    if (!row) throw notFound(`SLA for task '${task}'`, "task");
+    return c.json({ sla: slaView(row) });
+  });
+
+  // --- API keys (for inference clients) -------------------------------------------------------------------
+  r.post("/v1/keys", requireAdmin, jsonLimit, async (c) => {
+    const { scopes } = await readJsonBody(c, CreateKeyBody);
+    const minted = await mintApiKey();
+    const row = await insertApiKey(c.var.db, { keyHash: minted.keyHash, prefix: minted.prefix, scopes });
+    // The only time the key itself is ever returned.
+    return c.json({ key: minted.key, ...apiKeyView(row) }, 201);
+  });
+
+  r.get("/v1/keys", requireAdmin, async (c) => {
+    return c.json({ keys: (await listApiKeys(c.var.db)).map(apiKeyView) });
+  });
+
+  r.delete("/v1/keys/:id", requireAdmin, async (c) => {
+    const id = parseParam(KeyId, c.req.param("id"), "id");
+    const row = await revokeApiKey(c.var.db, id);
+    if (!row) throw notFound(`API key ${id}`, "id");
+    return c.json({ key: apiKeyView(row) });
+  });
+
+  return r;
+}

@@ -1,0 +1,95 @@
+/**
+ * zod schemas for every registry request body, path parameter and query string, and the helpers that turn a
+ * failed parse into the right status: syntax (not JSON, not a number) is 400, well-formed but invalid is 422,
+ * the wrong media type is 415.
+ */
+import type { Context } from "hono";
+import { z } from "zod";
+import { IoSignature } from "../core/manifest";
+import { ApiError, badRequest, fromZodError } from "./errors";
+import { VARIANT_STATUSES } from "./schema";
+
+/** The same rule the manifest applies to model names. */
+export const ModelName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'");
+export const TaskName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'");
+export const AliasName = z
+  .string()
+  .regex(/^[a-z][a-z0-9._-]{0,63}$/, "a lowercase letter, then letters, digits, '.', '_' or '-'");
+export const Version = z.coerce.number().int().positive();
+export const VariantStatus = z.enum(VARIANT_STATUSES);
+
+export const CreateModelBody = z.object({
+  name: ModelName,
+  task: TaskName,
+  labels: z.array(z.string().min(1)).min(1),
+  io: IoSignature,
+});
+export type CreateModelBody = z.infer<typeof CreateModelBody>;
+
+export const ListVariantsQuery = z.object({
+  status: VariantStatus.optional(),
+  minAccuracy: z.coerce.number().min(0).max(1).optional(),
+  maxSparsity: z.coerce.number().min(0).max(1).optional(),
+});
+
+export const PatchVariantBody = z.object({ status: VariantStatus }).strict();
+
+export const PutAliasBody = z.object({ version: z.number().int().positive() }).strict();
+
+export const PutSlaBody = z
+  .object({
+    metric: z.literal("accuracy"),
+    min: z.number().min(0).max(1),
+    maxLatencyMs: z.number().positive().optional(),
+    strict: z.boolean().optional(),
+  })
+  .strict();
+
+export const CreateKeyBody = z
+  .object({
+    scopes: z
+      .array(z.enum(["infer", "read"]))
+      .min(1)
+      .default(["infer"]),
+  })
+  .strict();
+
+export const KeyId = z.coerce.number().int().positive();
+
+/** Parses a path parameter or query value; failures are 400 naming the parameter. */
+export function parseParam<T extends z.ZodType>(schema: T, value: unknown, field: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw fromZodError(r.error, { status: 400, code: "bad_request", prefix: field });
+  return r.data;
+}
+
+export function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.infer<T> {
+  const r = schema.safeParse(query);
+  if (!r.success) throw fromZodError(r.error, { status: 400, code: "bad_request" });
+  return r.data;
+}
+
+/** Reads an `application/json` body and validates it: 415 for another media type, 400 for bad JSON, 422 for
+ * a body that does not fit the schema. An empty body counts as `{}` so all-optional bodies may be omitted. */
+export async function readJsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  const type = c.req.header("Content-Type") ?? "";
+  const text = await c.req.text();
+  let json: unknown = {};
+  if (text.trim() !== "") {
+    if (!/^application\/json\b/i.test(type)) {
+      throw new ApiError(415, "unsupported_media_type", "body must be application/json", "Content-Type");
+    }
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw badRequest("body is not valid JSON", "body");
+    }
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) throw fromZodError(r.error, { status: 422, code: "invalid_body" });
+  return r.data;
+}
