@@ -1,0 +1,209 @@
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { verifyApiKey } from "../../src/registry/auth";
+import { admin, api, createModel, jsonInit, makeVariantFiles } from "./helpers";
+
+type ErrorBody = { error: { code: string; message: string; field?: string } };
+
+async function expectError(res: Response, status: number, code: string, field?: string) {
+  const body = (await res.json()) as ErrorBody;
+  expect({ status: res.status, code: body.error.code, field: body.error.field }).toEqual({
+    status,
+    code,
+    field,
+  });
+}
+
+describe("models", () => {
+  it("creates, lists and gets a model; an identical create is 200, a different one 409", async () => {
+    const { manifest } = await makeVariantFiles("sentiment", { labelNames: ["negative", "positive"] });
+    const def = { name: "sentiment", task: "sentiment", labels: manifest.labels, io: manifest.io };
+    const created = await api("/v1/models", jsonInit("POST", def));
+    expect(created.status).toBe(201);
+    expect(await created.json()).toMatchObject({ model: { ...def, latestVersion: 0 } });
+
+    expect((await api("/v1/models", jsonInit("POST", def))).status).toBe(200);
+    await expectError(
+      await api("/v1/models", jsonInit("POST", { ...def, labels: ["a", "b"] })),
+      409,
+      "model_exists",
+      "name",
+    );
+
+    const list = (await (await api("/v1/models")).json()) as { models: { name: string }[] };
+    expect(list.models.map((m) => m.name)).toContain("sentiment");
+    const one = await api("/v1/models/sentiment");
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ model: def, aliases: [] });
+    await expectError(await api("/v1/models/unknown"), 404, "not_found", "model");
+    await expectError(await api("/v1/models/Not_Valid!"), 400, "bad_request", "model");
+  });
+
+  it("validates the body: 422 naming the field, 400 for bad JSON, 415 for another media type, 413 over 1 MB", async () => {
+    const { manifest } = await makeVariantFiles("m");
+    const def = { name: "valid-name", task: "t", labels: ["a"], io: manifest.io };
+    await expectError(
+      await api("/v1/models", jsonInit("POST", { ...def, name: "Upper Case" })),
+      422,
+      "invalid_body",
+      "name",
+    );
+    await expectError(
+      await api("/v1/models", jsonInit("POST", { ...def, labels: [] })),
+      422,
+      "invalid_body",
+      "labels",
+    );
+    await expectError(
+      await api("/v1/models", jsonInit("POST", { ...def, io: { inputs: [], outputs: manifest.io.outputs } })),
+      422,
+      "invalid_body",
+      "io.inputs",
+    );
+    await expectError(
+      await api("/v1/models", {
+        method: "POST",
+        headers: { ...admin, "Content-Type": "application/json" },
+        body: "{",
+      }),
+      400,
+      "bad_request",
+      "body",
+    );
+    await expectError(
+      await api("/v1/models", {
+        method: "POST",
+        headers: { ...admin, "Content-Type": "text/csv" },
+        body: "a,b",
+      }),
+      415,
+      "unsupported_media_type",
+      "Content-Type",
+    );
+    const huge = JSON.stringify({ ...def, labels: Array.from({ length: 200_000 }, (_, i) => `label-${i}`) });
+    await expectError(
+      await api("/v1/models", {
+        method: "POST",
+        headers: { ...admin, "Content-Type": "application/json" },
+        body: huge,
+      }),
+      413,
+      "payload_too_large",
+      "body",
+    );
+    await expectError(
+      await api("/v1/models", jsonInit("POST", def, {})),
+      401,
+      "unauthorized",
+      "Authorization",
+    );
+    await expectError(
+      await api("/v1/models", jsonInit("POST", def, { Authorization: "Basic abc" })),
+      401,
+      "unauthorized",
+      "Authorization",
+    );
+    await expectError(
+      await api("/v1/models", jsonInit("POST", def, { Authorization: "Bearer test-admin-token-but-longer" })),
+      401,
+      "unauthorized",
+      "Authorization",
+    );
+    expect((await api("/v1/models/valid-name")).status).toBe(404);
+  });
+});
+
+describe("task SLAs", () => {
+  it("PUT then GET an SLA; PUT again replaces it", async () => {
+    const put = await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", min: 0.95 }));
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({
+      sla: { task: "spam", metric: "accuracy", min: 0.95, strict: false },
+    });
+    await api(
+      "/v1/tasks/spam/sla",
+      jsonInit("PUT", { metric: "accuracy", min: 0.9, maxLatencyMs: 20, strict: true }),
+    );
+    const got = (await (await api("/v1/tasks/spam/sla")).json()) as { sla: Record<string, unknown> };
+    expect(got.sla).toMatchObject({ task: "spam", min: 0.9, maxLatencyMs: 20, strict: true });
+  });
+
+  it("rejects bad SLAs and unknown tasks", async () => {
+    await expectError(await api("/v1/tasks/none/sla"), 404, "not_found", "task");
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", min: 1.2 })),
+      422,
+      "invalid_body",
+      "min",
+    );
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "f1", min: 0.9 })),
+      422,
+      "invalid_body",
+      "metric",
+    );
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", min: 0.9 }, {})),
+      401,
+      "unauthorized",
+      "Authorization",
+    );
+  });
+});
+
+describe("API keys", () => {
+  it("mints a key shown once, stores only its hash, verifies it, and revokes it", async () => {
+    const res = await api("/v1/keys", jsonInit("POST", { scopes: ["infer"] }));
+    expect(res.status).toBe(201);
+    const minted = (await res.json()) as { id: number; key: string; prefix: string; scopes: string[] };
+    expect(minted.key).toMatch(/^sk_sluice_[A-Za-z0-9_-]{43}$/);
+    expect(minted.key.startsWith(minted.prefix)).toBe(true);
+
+    const rows = await env.DB.prepare("SELECT key_hash, prefix FROM api_keys WHERE id = ?")
+      .bind(minted.id)
+      .all();
+    const stored = JSON.stringify(rows.results);
+    expect(stored).not.toContain(minted.key);
+    expect((rows.results[0] as { key_hash: string }).key_hash).toMatch(/^[0-9a-f]{64}$/);
+
+    expect(await verifyApiKey(env.DB, minted.key)).toEqual({ id: minted.id, scopes: ["infer"] });
+    expect(await verifyApiKey(env.DB, `${minted.key}x`)).toBeNull();
+    expect(await verifyApiKey(env.DB, "not-a-key")).toBeNull();
+
+    const listed = (await (await api("/v1/keys", { headers: admin })).json()) as { keys: unknown[] };
+    expect(JSON.stringify(listed)).not.toContain(minted.key);
+    await expectError(await api("/v1/keys"), 401, "unauthorized", "Authorization");
+
+    const revoked = await api(`/v1/keys/${minted.id}`, { method: "DELETE", headers: admin });
+    expect(revoked.status).toBe(200);
+    expect(((await revoked.json()) as { key: { revokedAt: string | null } }).key.revokedAt).toBeTruthy();
+    expect(await verifyApiKey(env.DB, minted.key)).toBeNull();
+
+    await expectError(
+      await api("/v1/keys/99999", { method: "DELETE", headers: admin }),
+      404,
+      "not_found",
+      "id",
+    );
+    await expectError(
+      await api("/v1/keys/abc", { method: "DELETE", headers: admin }),
+      400,
+      "bad_request",
+      "id",
+    );
+    await expectError(
+      await api("/v1/keys", jsonInit("POST", { scopes: ["root"] })),
+      422,
+      "invalid_body",
+      "scopes.0",
+    );
+    const defaults = await api("/v1/keys", { method: "POST", headers: admin });
+    expect(((await defaults.json()) as { scopes: string[] }).scopes).toEqual(["infer"]);
+  });
+});
+
+it("model creation through the helper matches what makeVariantFiles uploads", async () => {
+  expect((await createModel("helper-check", { labelNames: ["x", "y", "z"] })).status).toBe(201);
+  const got = (await (await api("/v1/models/helper-check")).json()) as { model: { labels: string[] } };
+  expect(got.model.labels).toEqual(["x", "y", "z"]);
+});
