@@ -236,3 +236,8 @@ export class Graph {
     return n;
   }
 }
+
+/** An attribute's value, or undefined when the node does not set it. */
+export function attrOf<T extends Attr["value"]>(node: Node, name: string): T | undefined {
+  return node.attrs[name]?.value as T | undefined;
+}

@@ -1,0 +1,68 @@
+/**
+ * Raises a graph's default-domain opset to 17 by rewriting the ops whose signature changed on the way for the
+ * ops transformer exports use (onnx's C++ version converter is not available from JS). Autodiff works in
+ * opset >= 17 only: axes as inputs (ReduceSum/Squeeze/Unsqueeze/Split), opset-13 Softmax semantics, and
+ * ScatterND with reduction (16) for embedding gradients. Every other op used here kept its semantics.
+ */
+import { attrOf, type Graph, type Node } from "./graph";
+import { inferShapes, normAxis } from "./shape-inference";
+
+const AXES_TO_INPUT_AT_13 = new Set(["ReduceSum", "Squeeze", "Unsqueeze"]);
+
+export function upgradeOpset(graph: Graph, target = 17): Graph {
+  if (graph.opset >= target) return graph;
+  if (target < 17) throw new Error("upgradeOpset only targets opset 17 or later");
+  const from = graph.opset;
+  const rewritten: Node[] = [];
+  const info = from < 13 ? inferShapes(graph.toposort()) : undefined;
+  for (const n of [...graph.nodes]) {
+    if (n.domain) {
+      rewritten.push(n);
+      continue;
+    }
+    if (from < 13 && AXES_TO_INPUT_AT_13.has(n.op) && n.attrs.axes) {
+      const { axes, ...rest } = n.attrs;
+      n.inputs = [n.inputs[0], graph.constInts(axes.value as number[], "axes")];
+      n.attrs = rest;
+    }
+    if (from < 13 && n.op === "Split" && n.attrs.split) {
+      const { split, ...rest } = n.attrs;
+      n.inputs = [n.inputs[0], graph.constInts(split.value as number[], "split")];
+      n.attrs = rest;
+    }
+    if (from < 12 && n.op === "Dropout") {
+      // Inference graphs: ratio attribute -> input; the op is identity at inference either way.
+      const { ratio: _ratio, is_test: _isTest, ...rest } = n.attrs;
+      n.attrs = rest;
+    }
+    if (from < 11 && n.op === "Clip" && (n.attrs.min || n.attrs.max)) {
+      const { min, max, ...rest } = n.attrs;
+      n.inputs = [
+        n.inputs[0],
+        min ? graph.constFloat(min.value as number, "clip_min") : "",
+        max ? graph.constFloat(max.value as number, "clip_max") : "",
+      ];
+      n.attrs = rest;
+    }
+    if (from < 13 && (n.op === "Softmax" || n.op === "LogSoftmax")) {
+      // Before 13 the op flattened to 2-D at `axis` and normalised over everything after it.
+      const rank = info!.get(n.inputs[0])?.shape?.length;
+      const axis = attrOf<number>(n, "axis") ?? 1;
+      if (rank === undefined) throw new Error(`${n.name}: cannot upgrade ${n.op} of unknown rank`);
+      if (normAxis(axis, rank) !== rank - 1) {
+        const flat = graph.op("Flatten", [n.inputs[0]], { axis });
+        const soft = graph.op(n.op, [flat], { axis: -1 });
+        const shape = graph.op("Shape", [n.inputs[0]]);
+        rewritten.push(...graph.nodes.slice(-3));
+        graph.nodes.splice(-3, 3);
+        rewritten.push({ ...n, op: "Reshape", inputs: [soft, shape], attrs: {} });
+        continue;
+      }
+      n.attrs = { ...n.attrs, axis: { type: "int", value: -1 } };
+    }
+    rewritten.push(n);
+  }
+  graph.nodes = rewritten;
+  graph.opset = target;
+  return graph;
+}
