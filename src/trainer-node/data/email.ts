@@ -20,7 +20,7 @@ export function cleanEmail(raw: string, maxChars = EMAIL_MAX_CHARS): string {
   const subject = decodeEncodedWords(message.headers.get("subject") ?? "");
   const body = readableBody(message, 0);
   const text = collapseWhitespace(`${subject}\n${dropQuotedLines(body)}`);
-  return capAtWord(text, maxChars);
+  return capAtWord(dropCollectionArtifacts(text), maxChars);
 }
 
 function parsePart(raw: string): Part {
@@ -156,6 +156,18 @@ function dropQuotedLines(text: string): string {
     .split("\n")
     .filter((line) => !/^\s*>/.test(line))
     .join("\n");
+}
+
+/**
+ * About 90 of the spam messages reached the corpus through the spamassassin-sightings list, which tagged the
+ * subject "[SA]" and appended its footer. Those marks say how the message was collected, not what it is, and
+ * would let a classifier score well without reading the message, so they go.
+ */
+function dropCollectionArtifacts(text: string): string {
+  return text
+    .replace(/^\[SA\]\s*/, "")
+    .replace(/_{10,}\s*Spamassassin-Sightings mailing list[\s\S]*$/i, "")
+    .trim();
 }
 
 function collapseWhitespace(text: string): string {
