@@ -2,3 +2,6 @@
 import { registerCommand } from "../cli";
 
 void registerCommand;
+registerCommand("data", () => import("./data"));
+registerCommand("push", () => import("./push"));
+registerCommand("ls", () => import("./ls"));
