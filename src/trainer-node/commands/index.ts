@@ -3,5 +3,3 @@ import { registerCommand } from "../cli";
 
 void registerCommand;
 registerCommand("data", () => import("./data"));
-registerCommand("push", () => import("./push"));
-registerCommand("ls", () => import("./ls"));
