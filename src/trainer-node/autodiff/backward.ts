@@ -7,7 +7,7 @@
 import type { Graph, Node } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes, isFloat, type ShapeMap } from "../../core/onnx/shape-inference";
-import { tensor } from "../../core/onnx/tensor";
+import { type Tensor, tensor } from "../../core/onnx/tensor";
 import { Emitter } from "./emit";
 import { GRADIENTS, NON_DIFFERENTIABLE } from "./gradients";
 
@@ -126,4 +126,20 @@ export function buildTrainingGraphWithInfo(forward: Graph, opts: TrainingGraphOp
   g.cleanup();
   g.toposort();
   return { graph: g, gradients, shapes: info };
+}
+
+/**
+ * Turns initializers into graph inputs (in place) so a trainer can feed their current values each step;
+ * returns the values they held. Gradients work either way; inputs avoid rebuilding the session per step.
+ */
+export function promoteInitializers(graph: Graph, names: string[]): Map<string, Tensor> {
+  const values = new Map<string, Tensor>();
+  for (const name of names) {
+    const t = graph.initializers.get(name);
+    if (!t) throw new Error(`'${name}' is not an initializer`);
+    graph.initializers.delete(name);
+    graph.inputs.push({ name, dtype: t.dtype, shape: [...t.dims] });
+    values.set(name, t);
+  }
+  return values;
 }
