@@ -3,3 +3,5 @@ import { registerCommand } from "../cli";
 
 void registerCommand;
 registerCommand("data", () => import("./data"));
+registerCommand("push", () => import("./push"));
+registerCommand("ls", () => import("./ls"));

@@ -1,0 +1,112 @@
+/** `sluice ls <model> --url <gateway>`: the model's variants as a table. */
+import { parseArgs } from "node:util";
+import { type Command, UsageError } from "../cli";
+import { parseGatewayUrl, requestJson } from "../registry-client";
+
+const USAGE = `usage: sluice ls <model> --url <gateway url> [--status staged|active|retired] [--json]
+  --url defaults to $SLUICE_URL.`;
+
+export interface LsOptions {
+  model: string;
+  url: string;
+  status?: string;
+  json: boolean;
+}
+
+export function parseLsArgs(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+): LsOptions {
+  let parsed: ReturnType<typeof parse>;
+  const parse = () =>
+    parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: "string" },
+        status: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
+    });
+  try {
+    parsed = parse();
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) throw new UsageError(`expected exactly one model name\n${USAGE}`);
+  const url = values.url ?? env.SLUICE_URL;
+  if (!url) throw new UsageError(`--url is required (or set SLUICE_URL)\n${USAGE}`);
+  if (values.status && !["staged", "active", "retired"].includes(values.status)) {
+    throw new UsageError(`--status must be staged, active or retired\n${USAGE}`);
+  }
+  try {
+    return {
+      model: positionals[0],
+      url: parseGatewayUrl(url),
+      status: values.status,
+      json: values.json ?? false,
+    };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** The fields of a variant the table shows (a subset of the registry's variant JSON). */
+export interface VariantListItem {
+  version: number;
+  status: string;
+  sparsity: number;
+  params: number;
+  accuracy: number;
+  latencyP50Ms: number;
+  sha256: string;
+  createdAt: string;
+}
+
+const HEADERS = [
+  "VERSION",
+  "STATUS",
+  "SPARSITY",
+  "PARAMS",
+  "ACCURACY",
+  "P50 MS",
+  "SHA256",
+  "CREATED",
+] as const;
+const RIGHT_ALIGNED = new Set(["VERSION", "SPARSITY", "PARAMS", "ACCURACY", "P50 MS"]);
+
+export function formatVariantTable(variants: VariantListItem[]): string {
+  if (variants.length === 0) return "no variants";
+  const rows = variants.map((v) => [
+    String(v.version),
+    v.status,
+    `${(100 * v.sparsity).toFixed(1)}%`,
+    v.params.toLocaleString("en-US"),
+    v.accuracy.toFixed(4),
+    v.latencyP50Ms.toFixed(2),
+    v.sha256.slice(0, 12),
+    v.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+  ]);
+  const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (RIGHT_ALIGNED.has(HEADERS[i]) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join("  ")
+      .trimEnd();
+  return [line(HEADERS), ...rows.map(line)].join("\n");
+}
+
+export const command: Command = {
+  summary: "list a model's registered variants (version, status, sparsity, params, accuracy, p50, sha256)",
+  async run(argv) {
+    const opts = parseLsArgs(argv);
+    const query = opts.status ? `?status=${opts.status}` : "";
+    const { body } = await requestJson<{ variants: VariantListItem[] }>(
+      opts.url,
+      `/v1/models/${encodeURIComponent(opts.model)}/variants${query}`,
+    );
+    console.log(opts.json ? JSON.stringify(body.variants, null, 2) : formatVariantTable(body.variants));
+    return 0;
+  },
+};
