@@ -2,7 +2,16 @@
  * ONNX protobuf <-> Graph. Decoding and encoding are done by `onnx-proto` (protobufjs static code);
  * this module only maps between its message objects and the small Graph API.
  */
-import { onnx } from "onnx-proto";
+
+import type { onnx } from "onnx-proto";
+import * as onnxProto from "onnx-proto";
+
+// onnx-proto is CommonJS: Node's ESM loader exposes it only as `default` (a named import fails at link time),
+// bundlers (vite, wrangler) also give the named export. Types come from the type-only import above.
+const onnxValues: typeof onnx =
+  (onnxProto as unknown as { default?: { onnx: typeof onnx } }).default?.onnx ??
+  (onnxProto as unknown as { onnx: typeof onnx }).onnx;
+
 import { type Attr, Graph, type Node, type ValueInfo } from "./graph";
 import { allocate, DTYPE_OF_ONNX, type DType, ONNX_DTYPE, sizeOf, type Tensor } from "./tensor";
 
@@ -33,7 +42,7 @@ function copyBytes(src: Uint8Array, bytesPerElement: number): ArrayBuffer {
 export function tensorFromProto(p: onnx.ITensorProto): Tensor {
   const dtype = DTYPE_OF_ONNX[p.dataType ?? 0];
   if (!dtype) throw new OnnxFormatError(`tensor '${p.name}': unsupported data type ${p.dataType}`);
-  if (p.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+  if (p.dataLocation === onnxValues.TensorProto.DataLocation.EXTERNAL) {
     throw new OnnxFormatError(
       `tensor '${p.name}': external data is not supported; save the model as one file`,
     );
@@ -88,7 +97,7 @@ function valueInfoToProto(v: ValueInfo): onnx.IValueInfoProto {
   };
 }
 
-const A = onnx.AttributeProto.AttributeType;
+const A = onnxValues.AttributeProto.AttributeType;
 
 function attrFromProto(a: onnx.IAttributeProto): Attr {
   switch (a.type) {
@@ -136,7 +145,7 @@ function attrToProto(name: string, a: Attr): onnx.IAttributeProto {
 export function decodeModel(bytes: Uint8Array): Graph {
   let model: onnx.ModelProto;
   try {
-    model = onnx.ModelProto.decode(bytes);
+    model = onnxValues.ModelProto.decode(bytes);
   } catch (err) {
     throw new OnnxFormatError(`not an ONNX model: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -188,5 +197,5 @@ export function encodeModel(graph: Graph): Uint8Array {
       valueInfo: [...graph.valueInfo.values()].map(valueInfoToProto),
     },
   };
-  return onnx.ModelProto.encode(model).finish();
+  return onnxValues.ModelProto.encode(model).finish();
 }
