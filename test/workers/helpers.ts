@@ -1,16 +1,17 @@
 /**
- * Helpers for Worker tests that need registered models: a tiny but real ONNX classifier built with the
- * project's Graph API, a manifest with real sha256s for it, and thin wrappers over the registry HTTP API.
- * Everything goes through the Worker's fetch handler against real local D1 and R2.
+ * Helpers for Worker tests that need registered models: thin wrappers over the registry HTTP API, going
+ * through the Worker's fetch handler against real local D1 and R2. The model files themselves come from
+ * ../shared/variant-files (also used by the registry benchmark).
  */
 import { SELF } from "cloudflare:test";
-import type { Manifest } from "../../src/core/manifest";
-import { encodeModel, f32, Graph, ioSignatureOf } from "../../src/core/onnx";
+import { makeVariantFiles, type VariantOptions } from "../shared/variant-files";
+
+export * from "../shared/variant-files";
 
 export const ADMIN_TOKEN = "test-admin-token";
 export const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 
-/** Anything with a fetch(Request) – `SELF`, or a Hono app built with test hooks wrapped by `appFetcher`. */
+/** Anything with a fetch(Request): `SELF`, or a registry app built with test hooks (see registry-atomicity). */
 export interface Fetcher {
   fetch(request: Request): Promise<Response>;
 }
@@ -26,139 +27,6 @@ export function jsonInit(
   headers: Record<string, string> = admin,
 ): RequestInit {
   return { method, headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
-}
-
-/** Deterministic pseudo-random numbers (mulberry32), so each seed gives a different but stable model. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
-}
-
-export interface TinyModelOptions {
-  /** Different seeds give different weights, hence different sha256s. */
-  seed?: number;
-  labels?: number;
-  vocab?: number;
-  hidden?: number;
-}
-
-/**
- * A bag-of-embeddings text classifier with the io signature of a real encoder export:
- * `input_ids`, `attention_mask` (INT64 [batch, seq]) -> `logits` (FP32 [batch, labels]).
- * logits = (sum over unmasked tokens of E[input_ids]) @ W + b. Runs in onnxruntime (opset 17).
- */
-export function tinyModelGraph(opts: TinyModelOptions = {}): Graph {
-  const { seed = 1, labels = 2, vocab = 16, hidden = 4 } = opts;
-  const rnd = random(seed);
-  const g = new Graph({ name: `tiny-${seed}`, opset: 17 });
-  const ids = g.addInput("input_ids", "int64", ["batch", "seq"]);
-  const mask = g.addInput("attention_mask", "int64", ["batch", "seq"]);
-  const table = g.addInitializer(
-    "embeddings",
-    f32([vocab, hidden], Array.from({ length: vocab * hidden }, rnd)),
-  );
-  const w = g.addInitializer(
-    "classifier.weight",
-    f32([hidden, labels], Array.from({ length: hidden * labels }, rnd)),
-  );
-  const b = g.addInitializer("classifier.bias", f32([labels], Array.from({ length: labels }, rnd)));
-  const emb = g.op("Gather", [table, ids], { axis: 0 });
-  const m = g.op("Unsqueeze", [g.op("Cast", [mask], { to: 1 }), g.constInts([-1])]);
-  const pooled = g.op("ReduceSum", [g.op("Mul", [emb, m]), g.constInts([1])], { keepdims: 0 });
-  g.op("Add", [g.op("MatMul", [pooled, w]), b], {}, { output: "logits" });
-  g.addOutput("logits", "float32", ["batch", labels]);
-  return g;
-}
-
-export function tinyModelBytes(opts: TinyModelOptions = {}): Uint8Array {
-  return encodeModel(tinyModelGraph(opts));
-}
-
-/** A minimal word-level tokenizer.json that @huggingface/tokenizers can load. */
-export function tinyTokenizerJson(vocab = 16): string {
-  const words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", ...Array.from({ length: vocab - 4 }, (_, i) => `w${i}`)];
-  return JSON.stringify({
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: [],
-    normalizer: { type: "Lowercase" },
-    pre_tokenizer: { type: "Whitespace" },
-    post_processor: null,
-    decoder: null,
-    model: { type: "WordLevel", vocab: Object.fromEntries(words.map((w, i) => [w, i])), unk_token: "[UNK]" },
-  });
-}
-
-export async function sha256Hex(data: Uint8Array | string): Promise<string> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-export interface VariantFiles {
-  manifest: Manifest;
-  model: Uint8Array;
-  tokenizer?: Uint8Array;
-}
-
-export interface VariantOptions extends TinyModelOptions {
-  task?: string;
-  labelNames?: string[];
-  accuracy?: number;
-  /** Fraction of gated weights removed (`sparsity.removed`). */
-  sparsity?: number;
-  params?: number;
-  p50Ms?: number;
-  withTokenizer?: boolean;
-}
-
-/** model.onnx (+ tokenizer.json) and a manifest describing them with real sha256s and sizes. */
-export async function makeVariantFiles(modelName: string, opts: VariantOptions = {}): Promise<VariantFiles> {
-  const labelNames = opts.labelNames ?? ["neg", "pos"];
-  const graph = tinyModelGraph({ ...opts, labels: labelNames.length });
-  const model = encodeModel(graph);
-  const tokenizer = opts.withTokenizer ? new TextEncoder().encode(tinyTokenizerJson(opts.vocab)) : undefined;
-  const sparsity = opts.sparsity ?? 0.4;
-  const zeros = "0".repeat(64);
-  const manifest: Manifest = {
-    schemaVersion: 1,
-    model: { name: modelName, task: opts.task ?? modelName },
-    base: { name: "tiny-base", sha256: zeros },
-    artifact: { file: "model.onnx", sha256: await sha256Hex(model), bytes: model.byteLength },
-    ...(tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(tokenizer) } } : {}),
-    io: ioSignatureOf(graph),
-    labels: labelNames,
-    sparsity: {
-      target: sparsity,
-      removed: sparsity,
-      params: opts.params ?? graph.parameterCount(),
-      baseParams: 1000,
-      flopsPerToken: 100,
-      baseFlopsPerToken: 200,
-    },
-    metrics: {
-      accuracy: opts.accuracy ?? 0.9,
-      others: {},
-      evalSet: { name: "tiny/test", sha256: zeros, size: 10 },
-    },
-    latency: { p50Ms: opts.p50Ms ?? 1, p95Ms: 2, batch: 1, seqLen: 8, runtime: "test" },
-    training: {
-      method: "finegates",
-      hyperparameters: {},
-      seed: opts.seed ?? 1,
-      steps: 1,
-      trainableParams: 10,
-      createdAt: "2026-11-29T00:00:00.000Z",
-    },
-  };
-  return { manifest, model, tokenizer };
 }
 
 /** The multipart body `POST /v1/models/:model/variants` expects. */
