@@ -1,6 +1,8 @@
-import { describe, it } from "vitest";
-import { Graph, tensor } from "../../src/core/onnx";
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import { encodeModel, Graph, tensor } from "../../src/core/onnx";
 import { Rng } from "../../src/core/random";
+import { buildTrainingGraph, gradName } from "../../src/trainer-node/autodiff/backward";
 import { boolfeed, checkGradients, type Feed, f32feed, i64feed, randn } from "./autodiff-check";
 
 const rng = new Rng(42);
@@ -332,5 +334,56 @@ describe("autodiff: shape and indexing ops", () => {
       return g.op("Add", [g.op("Unsqueeze", [cls, g.constInts([1])]), two]);
     });
     await checkGradients(g, { output: g.outputs[0].name, feeds: { h: randn(rng, [2, 4, 3]) }, wrt: ["h"] });
+  });
+});
+
+describe("autodiff: graph-level behaviour", () => {
+  it("a value used by several consumers sums its gradients; unrelated wrt values get zeros", async () => {
+    const g = graphOf({ x: { dims: [2, 3] }, unused: { dims: [4] } }, (g, x) =>
+      g.op("Add", [g.op("Mul", [x, g.op("Tanh", [x])]), g.op("Sigmoid", [x])]),
+    );
+    const w = g.addInitializer("w_unused", tensor("float32", [2], [1, 2]));
+    g.op("Relu", [w]); // dead branch: reaches no output
+    const grads = await checkGradients(g, {
+      output: g.outputs[0].name,
+      feeds: { x: randn(rng, [2, 3]), unused: randn(rng, [4]) },
+      wrt: ["x", "unused"],
+    });
+    expect(Array.from(grads.unused)).toEqual([0, 0, 0, 0]);
+    const t = buildTrainingGraph(g, { loss: g.outputs[0].name, wrt: ["w_unused"] });
+    const out = await (await ort.InferenceSession.create(encodeModel(t))).run({
+      x: new ort.Tensor("float32", new Float32Array(6), [2, 3]),
+      unused: new ort.Tensor("float32", new Float32Array(4), [4]),
+    });
+    expect(Array.from(out[gradName("w_unused")].data as Float32Array)).toEqual([0, 0]);
+  });
+
+  it("says which op has no rule, and rejects unknown wrt and loss names", () => {
+    const g = graphOf({ x: { dims: [2, 3] } }, (g, x) =>
+      g.op("CumSum", [x, g.constant(tensor("int64", [], [1]))]),
+    );
+    expect(() => buildTrainingGraph(g, { loss: g.outputs[0].name, wrt: ["x"] })).toThrow(
+      /no gradient rule for op 'CumSum'/,
+    );
+    expect(() => buildTrainingGraph(g, { loss: g.outputs[0].name, wrt: ["nope"] })).toThrow(
+      /'nope' is not a graph input/,
+    );
+    expect(() => buildTrainingGraph(g, { loss: "nope", wrt: ["x"] })).toThrow(/loss 'nope'/);
+  });
+
+  it("keeps requested forward outputs beside the loss and the gradients", async () => {
+    const g = graphOf({ x: { dims: [2, 3] } }, (g, x) => {
+      g.op("Tanh", [x], {}, { output: "logits" });
+      return g.op("ReduceSum", ["logits", g.constInts([0, 1])], { keepdims: 0 });
+    });
+    const t = buildTrainingGraph(g, { loss: g.outputs[0].name, wrt: ["x"], keepOutputs: ["logits"] });
+    expect(t.outputs.map((o) => o.name)).toEqual([g.outputs[0].name, "logits", gradName("x")]);
+    const x = Float32Array.from([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]);
+    const out = await (await ort.InferenceSession.create(encodeModel(t))).run({
+      x: new ort.Tensor("float32", x, [2, 3]),
+    });
+    (out[gradName("x")].data as Float32Array).forEach((v, i) =>
+      expect(v).toBeCloseTo(1 - Math.tanh(x[i]) ** 2, 6),
+    );
   });
 });

@@ -4,6 +4,8 @@
  * graph builder, in a few hundred lines). Only nodes on a path from a `wrt` value to the loss are
  * differentiated, so frozen weights cost nothing beyond the activation gradients that must flow past them.
  */
+
+import { foldConstants } from "../../core/onnx/fold";
 import type { Graph, Node } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes, isFloat, type ShapeMap } from "../../core/onnx/shape-inference";
@@ -21,6 +23,8 @@ export interface TrainingGraphOptions {
   wrt: string[];
   /** Forward values to keep as outputs besides the loss (logits, say). */
   keepOutputs?: string[];
+  /** Fold constant shape arithmetic first (default true): fewer nodes, and static axes for more rules. */
+  fold?: boolean;
 }
 
 export interface TrainingGraph {
@@ -42,6 +46,12 @@ export function buildTrainingGraph(forward: Graph, opts: TrainingGraphOptions): 
 export function buildTrainingGraphWithInfo(forward: Graph, opts: TrainingGraphOptions): TrainingGraph {
   const g = forward.clone();
   if (g.opset < 17) upgradeOpset(g, 17);
+  const wrtInitializers = new Map(
+    opts.wrt.flatMap((w) => (g.initializers.has(w) ? [[w, g.initializers.get(w)!]] : [])),
+  );
+  g.outputs = [opts.loss, ...(opts.keepOutputs ?? [])].map((name) => ({ name, dtype: "float32" }));
+  if (opts.fold ?? true) foldConstants(g);
+  for (const [w, t] of wrtInitializers) if (!g.initializers.has(w)) g.initializers.set(w, t);
   g.toposort();
   const info = inferShapes(g);
   const known = new Set([...g.inputs.map((v) => v.name), ...g.initializers.keys()]);
@@ -116,7 +126,9 @@ export function buildTrainingGraphWithInfo(forward: Graph, opts: TrainingGraphOp
   };
   const outputs = keep.map(outputInfo);
   for (const w of opts.wrt) {
-    const grad = total(w) ?? e.zerosLike(w);
+    const init = wrtInitializers.get(w);
+    const zeros = () => (init ? e.constant(tensor(init.dtype, init.dims), "zeros") : e.zerosLike(w));
+    const grad = total(w) ?? zeros();
     const out = gradName(w);
     g.addNode("Identity", [grad], {}, { name: e.fresh("grad_out"), outputs: [out] });
     gradients.set(w, out);
