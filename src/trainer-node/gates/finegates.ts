@@ -96,7 +96,7 @@ export function openProbabilityGrad(mu: number): number {
   return (INV_SQRT_2PI * Math.exp(-0.5 * z * z)) / 0.5;
 }
 
-const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+const clamp01 = (v: number) => Math.min(1, Math.max(0, v));
 
 /** One gate vector's logits and the FineGates maps from logits to gate values. */
 export class GateVector {
@@ -304,7 +304,7 @@ export class FineGates implements GateMethod {
   }
 
   backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): { sparsityLoss: number } {
-    for (const g of grads.values()) g.fill(0);
+    for (const name of this.params.keys()) grads.get(name)!.fill(0);
     for (const [i, l] of this.layers.entries()) {
       this.vectors[i].row.backwardTrain(taskGrad[i].row, grads.get(`${l.node}::row_logits`)!);
       this.vectors[i].col.backwardTrain(taskGrad[i].col, grads.get(`${l.node}::col_logits`)!);
@@ -328,6 +328,8 @@ export interface BinarizedOptions extends FineGatesOptions {
   recoverySteps?: number;
   /** Lowest value an open gate may take after binarisation, so open gates never become removals. */
   minOpenGate?: number;
+  /** How removals are counted (default: layer-local; the loop passes export's planner). */
+  removal?: RemovalModel & { kind?: string };
 }
 
 /**
@@ -339,7 +341,7 @@ export class BinarizedFineGates extends FineGates {
   override readonly name = "finegates-binarized";
   /** 1 = closed by binarisation, per vector (row, col) per layer; empty until `endOfTraining`. */
   private closed: { row: Uint8Array; col: Uint8Array }[] = [];
-  private readonly removal: LayerLocalRemoval;
+  private readonly removal: RemovalModel;
 
   constructor(
     layers: readonly GateLayerShape[],
@@ -347,7 +349,7 @@ export class BinarizedFineGates extends FineGates {
     rng: Rng,
   ) {
     super(layers, bopts, rng);
-    this.removal = new LayerLocalRemoval(layers);
+    this.removal = bopts.removal ?? new LayerLocalRemoval(layers);
   }
 
   get binarized(): boolean {
@@ -359,7 +361,7 @@ export class BinarizedFineGates extends FineGates {
       ...super.settings(),
       recoverySteps: this.bopts.recoverySteps ?? 100,
       minOpenGate: this.bopts.minOpenGate ?? 0.05,
-      removalCounting: "layer-local",
+      removalCounting: this.bopts.removal?.kind ?? "layer-local",
     };
   }
 
@@ -392,7 +394,7 @@ export class BinarizedFineGates extends FineGates {
     // Recovery: task loss only; closed gates are constants (zero gradient); the open-gate floor acts like the
     // clamp's lower bound (zero gradient below it).
     const floor = this.bopts.minOpenGate ?? 0.05;
-    for (const g of grads.values()) g.fill(0);
+    for (const name of this.params.keys()) grads.get(name)!.fill(0);
     for (const [i, l] of this.layers.entries()) {
       for (const which of ["row", "col"] as const) {
         const dGate = Float32Array.from(taskGrad[i][which]);
@@ -404,38 +406,47 @@ export class BinarizedFineGates extends FineGates {
     return { sparsityLoss: this.regularizer() };
   }
 
-  /** Closes lowest-probability gates until the layer-local removed fraction reaches the target. */
+  /**
+   * Closes the gates with the lowest open probability until the removed fraction (counted by the removal model:
+   * export's planner when the loop provides it, else layer-local) first reaches the target. Removal grows
+   * monotonically with the number of closed gates, so the smallest such number is found by bisection.
+   */
   binarize(): { removed: number; closedGates: number } {
     const target = this.opts.targetSparsity;
-    this.closed = this.layers.map((l) => ({ row: new Uint8Array(l.rows), col: new Uint8Array(l.cols) }));
     const order: { layer: number; which: "row" | "col"; index: number; p: number }[] = [];
     for (const [i] of this.layers.entries())
       for (const which of ["row", "col"] as const) {
         const p = this.vectors[i][which].probabilities();
         for (let j = 0; j < p.length; j++) order.push({ layer: i, which, index: j, p: p[j] });
       }
-    // Stable tie-break (layer, which, index) so the closed set is reproducible.
-    order.sort((a, b) => a.p - b.p);
-    const total = this.removal.total();
-    const closedRows = new Array(this.layers.length).fill(0);
-    const closedCols = new Array(this.layers.length).fill(0);
-    let removed = 0;
-    let closedGates = 0;
-    for (const g of order) {
-      if (removed / total >= target) break;
-      const l = this.layers[g.layer];
-      const r = closedRows[g.layer];
-      const c = closedCols[g.layer];
-      // Never close the last open row or column of a layer: the layer would vanish, not shrink.
-      if (g.which === "row" ? r + 1 >= l.rows : c + 1 >= l.cols) continue;
-      const delta = g.which === "row" ? l.cols - c : l.rows - r;
-      if (g.which === "row") closedRows[g.layer]++;
-      else closedCols[g.layer]++;
-      this.closed[g.layer][g.which][g.index] = 1;
-      removed += delta;
-      closedGates++;
+    order.sort((a, b) => a.p - b.p); // stable: ties keep (layer, row/col, index) order, so runs reproduce
+    // Never close the last open row or column of a layer: it would vanish rather than shrink.
+    const open = this.layers.map((l) => ({ row: l.rows, col: l.cols }));
+    const candidates = order.filter((g) => open[g.layer][g.which]-- > 1);
+    const closeFirst = (k: number) => {
+      this.closed = this.layers.map((l) => ({ row: new Uint8Array(l.rows), col: new Uint8Array(l.cols) }));
+      for (let i = 0; i < k; i++)
+        this.closed[candidates[i].layer][candidates[i].which][candidates[i].index] = 1;
+      return this.removal.removedFraction(this.closedGates());
+    };
+    let lo = 0;
+    let hi = candidates.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (closeFirst(mid) >= target) hi = mid;
+      else lo = mid + 1;
     }
-    return { removed: removed / total, closedGates };
+    const removed = closeFirst(lo);
+    return { removed, closedGates: lo };
+  }
+
+  /** Gates that are 0 where closed and 1 elsewhere: what the removal count depends on. */
+  private closedGates(): LayerGateValues[] {
+    return this.layers.map((l, i) => ({
+      node: l.node,
+      row: Float32Array.from(this.closed[i].row, (c) => (c ? 0 : 1)),
+      col: Float32Array.from(this.closed[i].col, (c) => (c ? 0 : 1)),
+    }));
   }
 
   override endOfTraining(): { recoverySteps: number; note?: string } {

@@ -51,7 +51,8 @@ export class AdamW {
     /** Per-parameter weight decay override (e.g. no decay on biases). */
     private readonly decayOf: (name: string) => number | undefined = () => undefined,
   ) {
-    this.options = { ...ADAMW_DEFAULTS, ...options };
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.options = { ...ADAMW_DEFAULTS, ...given };
     for (const [name, p] of params) {
       this.m.set(name, new Float64Array(p.length));
       this.v.set(name, new Float64Array(p.length));
