@@ -32,7 +32,7 @@ function withRowGates(g: Graph): { graph: Graph; gates: Map<string, number> } {
   for (const n of nodes) {
     if (n.op !== "MatMul" && n.op !== "Gemm") continue;
     const w = gated.initializers.get(n.inputs[1]);
-    if (!w || w.dims.length !== 2) continue;
+    if (w?.dims.length !== 2) continue;
     const width = n.op === "Gemm" && n.attrs.transB?.value === 1 ? w.dims[0] : w.dims[1];
     const gate = gated.addInput(`gate:${n.name}`, "float32", [width]);
     const out = n.outputs[0];

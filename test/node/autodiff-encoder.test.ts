@@ -88,7 +88,9 @@ describe("autodiff: whole encoder vs finite differences", () => {
       const [x, y] = [a[gradName(w)].data as Float32Array, b[gradName(w)].data as Float32Array];
       expect(x.length).toBe(values.get(w)!.data.length);
       expect(Math.max(...x.map((v) => Math.abs(v)))).toBeGreaterThan(0);
-      x.forEach((v, i) => expect(v).toBeCloseTo(y[i], 6));
+      x.forEach((v, i) => {
+        expect(v).toBeCloseTo(y[i], 6);
+      });
     }
   });
 

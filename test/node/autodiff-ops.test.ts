@@ -382,8 +382,32 @@ describe("autodiff: graph-level behaviour", () => {
     const out = await (await ort.InferenceSession.create(encodeModel(t))).run({
       x: new ort.Tensor("float32", x, [2, 3]),
     });
-    (out[gradName("x")].data as Float32Array).forEach((v, i) =>
-      expect(v).toBeCloseTo(1 - Math.tanh(x[i]) ** 2, 6),
-    );
+    (out[gradName("x")].data as Float32Array).forEach((v, i) => {
+      expect(v).toBeCloseTo(1 - Math.tanh(x[i]) ** 2, 6);
+    });
   });
+});
+
+describe("autodiff: SoftmaxCrossEntropyLoss", () => {
+  it.each([
+    ["mean", undefined, false],
+    ["sum", undefined, true],
+    ["mean", 1, true],
+    ["none", -100, false],
+  ] as [string, number | undefined, boolean][])(
+    "reduction %s, ignore_index %s, class weights %s",
+    async (reduction, ignore, weighted) => {
+      const g = graphOf(
+        { scores: { dims: ["n", 3] }, labels: { dims: ["n"], dtype: "int64" } },
+        (g, s, l) => {
+          const inputs = [s, l];
+          if (weighted) inputs.push(g.constant(tensor("float32", [3], [0.5, 2, 1])));
+          return g.op("SoftmaxCrossEntropyLoss", inputs, { reduction, ignore_index: ignore });
+        },
+      );
+      const labels = ignore === -100 ? [0, 2, -100, 1, 2] : [0, 2, 1, 1, 2];
+      const feeds = { scores: randn(rng, [5, 3]), labels: i64feed([5], labels) };
+      await checkGradients(g, { output: g.outputs[0].name, feeds, wrt: ["scores"] });
+    },
+  );
 });

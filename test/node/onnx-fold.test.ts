@@ -76,6 +76,8 @@ describe("constant folding of shape arithmetic", () => {
     expect(report.folded).toBeGreaterThan(0);
     expect(folded.nodes.filter((n) => n.op === "Shape")).toEqual([]);
     const out = (await run(folded, feeds)).logits.data as Float32Array;
-    out.forEach((v, i) => expect(v).toBeCloseTo(ref[i], 6));
+    out.forEach((v, i) => {
+      expect(v).toBeCloseTo(ref[i], 6);
+    });
   });
 });

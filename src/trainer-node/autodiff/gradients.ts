@@ -265,6 +265,50 @@ export const GRADIENTS: Record<string, GradRule> = {
     ];
   },
 
+  /**
+   * loss_i = -w_i log softmax(scores)_i[label_i] (w_i: class weight, 0 for ignore_index), reduced as asked;
+   * d loss_i / d scores_i = w_i (softmax_i - onehot_i). The node is asked for its log_prob output.
+   */
+  SoftmaxCrossEntropyLoss: (a) => {
+    const { e, node, x } = a;
+    if (a.dy[1]) throw new Error(`autodiff: gradient through SoftmaxCrossEntropyLoss log_prob output`);
+    if (!a.needs[0]) return [undefined, undefined, undefined];
+    const reduction = attrOf<string>(node, "reduction") ?? "mean";
+    const ignore = attrOf<number>(node, "ignore_index");
+    const dtype = e.dtype(x[0]);
+    if (!node.outputs[1]) node.outputs[1] = e.setInfo(e.fresh("log_prob"), { dtype, shape: e.shape(x[0]) });
+    const c = e.shape(x[0])?.[1];
+    const depth =
+      typeof c === "number" ? e.ints([c]) : e.op("Gather", [e.shapeOf(x[0]), e.ints([1])], { axis: 0 });
+    let labels = x[1];
+    let weight: string | undefined;
+    if (ignore !== undefined) {
+      const keep = e.op("Not", [
+        e.op("Equal", [x[1], e.constant(tensor(e.dtype(x[1]), [], [ignore]), "ignore")]),
+      ]);
+      labels = e.op("Where", [keep, x[1], e.constant(tensor(e.dtype(x[1]), [], [0]), "zero_label")]);
+      weight = e.op("Cast", [keep], { to: ONNX_DTYPE[dtype] });
+    }
+    if (x[2]) {
+      const cw = e.op("Gather", [x[2], labels], { axis: 0 });
+      weight = weight ? e.mul(weight, cw) : cw;
+    }
+    const onehot = e.op("OneHot", [labels, depth, e.constant(tensor(dtype, [2], [0, 1]), "onehot_values")], {
+      axis: 1,
+    });
+    let g = e.sub(e.op("Exp", [node.outputs[1]]), onehot); // [N, C, ...]
+    let scale = a.dy[0]!;
+    if (reduction === "mean") {
+      const total = weight
+        ? e.op("ReduceSum", [weight], { keepdims: 0 })
+        : e.op("Cast", [e.op("Size", [x[1]])], { to: ONNX_DTYPE[dtype] });
+      scale = e.div(scale, total);
+    }
+    if (reduction === "none") scale = e.unsqueeze(scale, [1]);
+    if (weight) g = e.mul(g, e.unsqueeze(weight, [1]));
+    return [e.mul(g, scale), undefined, undefined];
+  },
+
   ReduceSum: (a) => reduceBack(a, false),
   ReduceMean: (a) => reduceBack(a, true),
 
