@@ -65,6 +65,13 @@ export class ExportEquivalenceError extends Error {
   override name = "ExportEquivalenceError";
 }
 
+/**
+ * Parameters: elements of float initializers of rank 1 or more (weights, biases, gains, embeddings). Rank-0
+ * floats are graph constants (√dh, GELU's 0.5, mask fill values), not parameters.
+ */
+export const countParameters = (g: Graph) =>
+  g.parameterCount((_, t) => t.dtype === "float32" && t.dims.length > 0);
+
 /** Checks that every node input exists before it is used and every value has one producer. */
 export function validateGraph(g: Graph): void {
   const known = new Set([...g.initializers.keys(), ...g.inputs.map((i) => i.name)]);
@@ -217,7 +224,7 @@ function report(
     after += keptWeights(p.plan);
   }
   return {
-    params: { before: task.parameterCount(), after: exported.parameterCount() },
+    params: { before: countParameters(task), after: countParameters(exported) },
     gatedWeights: { before, after },
     removedFraction: before === 0 ? 0 : 1 - after / before,
     flopsPerToken: {

@@ -7,7 +7,8 @@
  *   down-column is open outputs act(0) for every token, a constant folded into the down bias;
  * - attention: a Q/K dimension stays iff its Q row and K row are open (otherwise its QKᵀ term is 0); a V
  *   dimension stays iff its V row and the matching output column are open; a head with no V dimension left
- *   contributes nothing and disappears with its Q/K dimensions.
+ *   contributes nothing and disappears with its Q/K dimensions;
+ * - a block whose output layer has every row closed outputs zeros, so nothing before it in the block stays.
  *
  * The plan also yields the exact parameter and FLOP counts the report gives.
  */
@@ -179,7 +180,8 @@ function attentionPlan(g: Graph, block: AttentionBlock, gates: Map<string, Layer
   const qRows = new Set(q.out);
   const kRows = new Set(k.out);
   const vRows = new Set(v.out);
-  const oCols = new Set(o.read);
+  // An output layer whose rows are all closed writes zeros: then nothing upstream in the block matters.
+  const oCols = new Set(o.out.length === 0 ? [] : o.read);
   const qk: number[][] = [];
   const vDims: number[][] = [];
   for (let h = 0; h < block.heads; h++) {
@@ -206,7 +208,7 @@ function ffnPlan(g: Graph, block: FfnBlock, gates: Map<string, LayerGates>): Ffn
   const up = linearPlan(g, block.up, gates.get(block.up.node));
   const down = linearPlan(g, block.down, gates.get(block.down.node));
   const upRows = new Set(up.out);
-  const downCols = new Set(down.read);
+  const downCols = new Set(down.out.length === 0 ? [] : down.read);
   const f0 = chainAtZero(g, block.chain, block.up.output);
   const neurons: number[] = [];
   let extraBias: Float32Array | undefined;

@@ -1,0 +1,246 @@
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import { buildEncoder, type EncoderLayout } from "../../src/core/models/encoder";
+import { encodeModel } from "../../src/core/onnx";
+import type { Graph } from "../../src/core/onnx/graph";
+import { tensor } from "../../src/core/onnx/tensor";
+import { Rng } from "../../src/core/random";
+import { analyzeEncoder } from "../../src/trainer-node/export/analyze";
+import {
+  checkEquivalence,
+  countParameters,
+  ExportEquivalenceError,
+  exportPrunedModel,
+  gatedModel,
+} from "../../src/trainer-node/export/export";
+import { syntheticBatch } from "../../src/trainer-node/export/run";
+import {
+  CHECKPOINT_FORMAT,
+  type GateCheckpoint,
+  HEAD_WEIGHT,
+  tensorToJson,
+} from "../../src/trainer-node/gates/checkpoint";
+import { findLinearLayers, type LinearLayer, selectGatedLayers } from "../../src/trainer-node/gates/layers";
+
+const HIDDEN = 16;
+const HEADS = 2;
+const DH = HIDDEN / HEADS;
+const small = {
+  vocabSize: 40,
+  hidden: HIDDEN,
+  heads: HEADS,
+  ffn: 24,
+  layers: 2,
+  maxPositions: 16,
+  numLabels: 3,
+  initStd: 0.3,
+};
+
+type Gates = { row: number[]; col: number[] };
+type Role = "q" | "k" | "v" | "o" | "up" | "down";
+const ROLES: Role[] = ["q", "k", "v", "o", "up", "down"];
+
+/** A gate pattern: for (encoder layer, role, rng) returns row/col gates; open gates get values in [0.5, 1]. */
+type Pattern = (layer: number, role: Role, l: LinearLayer, rng: Rng) => Gates;
+
+const open = (n: number, rng: Rng) => Array.from({ length: n }, () => 0.5 + rng.next() / 2);
+const random = (n: number, rng: Rng, p: number) =>
+  Array.from({ length: n }, () => (rng.next() < p ? 0 : 0.5 + rng.next() / 2));
+const headDims = (h: number) => Array.from({ length: DH }, (_, j) => h * DH + j);
+const closing = (gates: number[], idx: number[]) => {
+  for (const i of idx) gates[i] = 0;
+  return gates;
+};
+
+const PATTERNS: Record<string, Pattern> = {
+  "nothing closed": (_i, _r, l, rng) => ({ row: open(l.outFeatures, rng), col: open(l.inFeatures, rng) }),
+  "rows only": (_i, _r, l, rng) => ({ row: random(l.outFeatures, rng, 0.3), col: open(l.inFeatures, rng) }),
+  "columns only": (_i, _r, l, rng) => ({
+    row: open(l.outFeatures, rng),
+    col: random(l.inFeatures, rng, 0.3),
+  }),
+  "rows and columns": (_i, _r, l, rng) => ({
+    row: random(l.outFeatures, rng, 0.3),
+    col: random(l.inFeatures, rng, 0.3),
+  }),
+  // Layer 0: head 0 loses every V dim (the head goes). Layer 1: head 1 loses every Q row but keeps V, so its
+  // scores are all zero (uniform attention over unmasked tokens), and head 0 loses half its K rows.
+  "whole heads": (i, role, l, rng) => {
+    const g = { row: open(l.outFeatures, rng), col: open(l.inFeatures, rng) };
+    if (i === 0 && role === "v") closing(g.row, headDims(0));
+    if (i === 1 && role === "q") closing(g.row, headDims(1));
+    if (i === 1 && role === "k") closing(g.row, headDims(0).slice(0, DH / 2));
+    return g;
+  },
+  // Layer 0: every FFN neuron closed (the FFN is its bias) and every attention output row closed (zeros).
+  // Layer 1: every V row closed (attention is its output bias) and every Q input column closed (Q = bias).
+  "everything closed in a layer": (i, role, l, rng) => {
+    const g = { row: open(l.outFeatures, rng), col: open(l.inFeatures, rng) };
+    if (i === 0 && role === "up") g.row.fill(0);
+    if (i === 0 && role === "o") g.row.fill(0);
+    if (i === 1 && role === "v") g.row.fill(0);
+    if (i === 1 && role === "q") g.col.fill(0);
+    return g;
+  },
+};
+
+function checkpoint(base: Graph, pattern: Pattern, seed: number): { ckpt: GateCheckpoint; gates: Gates[] } {
+  const rng = new Rng(seed);
+  const layers = selectGatedLayers(base);
+  const gates = layers.map((l, n) => pattern(Math.floor(n / 6), ROLES[n % 6], l, rng));
+  const ckpt: GateCheckpoint = {
+    format: CHECKPOINT_FORMAT,
+    base: { name: "test-base", sha256: "0".repeat(64) },
+    task: { name: "test", labels: ["a", "b", "c"] },
+    head: { kind: "model" },
+    method: "test",
+    settings: {},
+    seed,
+    step: 0,
+    layers: layers.map((l, n) => ({ node: l.node, rowGate: gates[n].row, colGate: gates[n].col })),
+    params: {},
+  };
+  return { ckpt, gates };
+}
+
+/**
+ * The parameter count export must reach, worked out from the removal rules directly (not from export's plan):
+ * FFN neuron j stays iff up-row j and down-column j are open; a V dim stays iff its V row and output column are
+ * open, a head stays iff it keeps a V dim, and its Q/K dims stay iff both their Q and K rows are open; nothing
+ * stays before an output/down layer whose rows are all closed; a layer keeps its open input columns (when it
+ * computes anything) and a weight + bias per kept output.
+ */
+function expectedCounts(base: Graph, layers: LinearLayer[], gates: Gates[]) {
+  const nz = (a: number[]) => a.filter((x) => x !== 0).length;
+  let total = countParameters(base);
+  let weights = 0;
+  const linear = (read: number, out: number) => {
+    if (out === 0) return 0;
+    weights += read * out;
+    return read * out + out;
+  };
+  for (let b = 0; b < layers.length / 6; b++) {
+    const [q, k, v, o, up, down] = gates.slice(b * 6, b * 6 + 6);
+    for (const l of layers.slice(b * 6, b * 6 + 6)) total -= l.inFeatures * l.outFeatures + l.outFeatures;
+    let qk = 0;
+    let vd = 0;
+    for (let h = 0; h < HEADS; h++) {
+      const dims = headDims(h);
+      const keptV = nz(o.row) === 0 ? 0 : dims.filter((j) => v.row[j] !== 0 && o.col[j] !== 0).length;
+      vd += keptV;
+      if (keptV > 0) qk += dims.filter((j) => q.row[j] !== 0 && k.row[j] !== 0).length;
+    }
+    total += linear(nz(q.col), qk) + linear(nz(k.col), qk) + linear(nz(v.col), vd) + linear(vd, nz(o.row));
+    const neurons = nz(down.row) === 0 ? 0 : up.row.filter((r, j) => r !== 0 && down.col[j] !== 0).length;
+    total += linear(nz(up.col), neurons) + linear(neurons, nz(down.row));
+  }
+  return { total, weights };
+}
+
+const LAYOUTS: EncoderLayout[] = ["bert", "distilbert", "roberta", "bert-preln"];
+
+describe("exportPrunedModel", () => {
+  for (const layout of LAYOUTS) {
+    for (const layerNorm of ["fused", "decomposed"] as const) {
+      it(`${layout} (${layerNorm} LayerNorm): every gate pattern exports exactly, to the expected size`, async () => {
+        const base = buildEncoder({ ...small, layout, layerNorm, seed: 11 });
+        const layers = selectGatedLayers(base);
+        const analysis = analyzeEncoder(base);
+        expect(analysis.attention).toHaveLength(2);
+        // Two encoder FFNs (the pooler/pre-classifier → activation → classifier pair is found too, ungated).
+        const gatedNodes = new Set(layers.map((l) => l.node));
+        expect(
+          analysis.ffn.filter((f) => gatedNodes.has(f.up.node) && gatedNodes.has(f.down.node)),
+        ).toHaveLength(2);
+        const batch = syntheticBatch(40, 3, 9, 5);
+        for (const [name, pattern] of Object.entries(PATTERNS)) {
+          const { ckpt, gates } = checkpoint(base, pattern, 100 + Object.keys(PATTERNS).indexOf(name));
+          const { graph, report } = await exportPrunedModel(base, ckpt, { batches: [batch] });
+          const expected = expectedCounts(base, layers, gates);
+          expect(report.unrecognised, name).toEqual([]);
+          expect(countParameters(graph), name).toBe(expected.total);
+          expect(report.params.after, name).toBe(expected.total);
+          expect(report.gatedWeights.after, name).toBe(expected.weights);
+          expect(report.equivalence.maxAbsDiff, name).toBeLessThanOrEqual(1e-4);
+          if (name === "nothing closed") expect(report.removedFraction).toBe(0);
+          else expect(report.removedFraction, name).toBeGreaterThan(0.05);
+          // No dead weight left behind: every initializer is used.
+          const used = new Set(graph.nodes.flatMap((n) => n.inputs));
+          expect(
+            [...graph.initializers.keys()].filter((k) => !used.has(k)),
+            name,
+          ).toEqual([]);
+        }
+      });
+    }
+  }
+
+  it("reports uneven heads, a zero-Q/K head and FLOPs that shrink with the kept dims", async () => {
+    const base = buildEncoder({ ...small, seed: 3 });
+    const { ckpt } = checkpoint(base, PATTERNS["whole heads"], 9);
+    const { report } = await exportPrunedModel(base, ckpt, { flopsSeqLen: 10 });
+    expect(report.attention[0].keptHeads).toBe(1);
+    expect(report.attention[0].vDims).toEqual([0, DH]);
+    expect(report.attention[1].qkDims).toEqual([DH / 2, 0]);
+    expect(report.attention[1].vDims).toEqual([DH, DH]);
+    // Independent FLOP count at S = 10: linears (MatMul per token, Gemm per sequence) + scores and context.
+    const linearFlops = findLinearLayers(base).reduce(
+      (s, l) => s + (2 * l.inFeatures * l.outFeatures) / (l.op === "Gemm" ? 10 : 1),
+      0,
+    );
+    expect(report.flopsPerToken.before).toBeCloseTo(linearFlops + 2 * 2 * 10 * (HIDDEN + HIDDEN), 6);
+    // Layer 0 loses head 0: Q, K, V columns and output rows (4 × 16 × 8 MACs) and its scores and context.
+    const removed = 2 * 4 * HIDDEN * DH + 2 * 10 * (DH + DH);
+    // Layer 1 loses 8 + 4 Q/K dims: Q and K columns (2 × 16 × 12 MACs) and their share of the scores.
+    const layer1 = 2 * 2 * HIDDEN * (DH + DH / 2) + 2 * 10 * (DH + DH / 2);
+    expect(report.flopsPerToken.before - report.flopsPerToken.after).toBeCloseTo(removed + layer1, 6);
+  });
+
+  it("exports gated head layers (Gemm) and a trained linear task head on a headless base", async () => {
+    const base = buildEncoder({ ...small, head: "none", seed: 5 });
+    const rng = new Rng(4);
+    // Gate the encoder and also a Gemm: the task head added by prepareTaskGraph, handled per layer.
+    const headW = tensor("float32", [3, HIDDEN], rng.normalArray(3 * HIDDEN, 0.5));
+    const { ckpt } = checkpoint(base, PATTERNS["rows and columns"], 21);
+    ckpt.head = { kind: "linear", pooling: "mean", hidden: HIDDEN };
+    ckpt.params = { [HEAD_WEIGHT]: tensorToJson(headW) };
+    ckpt.layers.push({
+      node: "/sluice_head/classifier/Gemm",
+      rowGate: [1, 0.7, 1],
+      colGate: random(HIDDEN, rng, 0.4),
+    });
+    const { graph, report } = await exportPrunedModel(base, ckpt);
+    expect(report.unrecognised).toEqual(["/sluice_head/classifier/Gemm"]);
+    expect(report.equivalence.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+    expect(graph.outputs.map((o) => o.name)).toEqual(["logits"]);
+  });
+
+  it("fails loudly when the exported graph does not compute the gated model", async () => {
+    const base = buildEncoder({ ...small, seed: 6 });
+    const { ckpt } = checkpoint(base, PATTERNS["rows and columns"], 7);
+    // The dense base is not the gated model: the check must refuse it.
+    await expect(
+      checkEquivalence(gatedModel(base, ckpt), base, [syntheticBatch(40, 2, 8)], 1e-4),
+    ).rejects.toThrow(ExportEquivalenceError);
+  });
+
+  it("rejects a checkpoint whose layers are not in the base model", async () => {
+    const base = buildEncoder({ ...small, seed: 6 });
+    const { ckpt } = checkpoint(base, PATTERNS["nothing closed"], 7);
+    ckpt.layers[0].node = "/not/a/layer/MatMul";
+    await expect(exportPrunedModel(base, ckpt)).rejects.toThrow(/not a linear layer of the base model/);
+  });
+
+  it("the exported model loads in onnxruntime and has smaller activations (fewer heads in Reshape targets)", async () => {
+    const base = buildEncoder({ ...small, seed: 8 });
+    const { ckpt } = checkpoint(base, PATTERNS["whole heads"], 8);
+    const { graph } = await exportPrunedModel(base, ckpt);
+    const session = await ort.InferenceSession.create(encodeModel(graph));
+    expect(session.outputNames).toEqual(["logits"]);
+    const matmuls = graph.nodes.filter((n) => n.op === "MatMul" && graph.initializers.has(n.inputs[1]));
+    const widths = matmuls.map((n) => graph.initializers.get(n.inputs[1])!.dims);
+    // Layer 0's V projection keeps one head: [16, 8].
+    expect(widths.some((d) => d[0] === HIDDEN && d[1] === DH)).toBe(true);
+    await session.release();
+  });
+});
