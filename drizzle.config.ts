@@ -2,6 +2,6 @@ import { defineConfig } from "drizzle-kit";
 
 export default defineConfig({
   dialect: "sqlite",
-  schema: "./src/registry/schema.ts",
+  schema: ["./src/registry/schema.ts", "./src/registry/experiments-schema.ts"],
   out: "./migrations",
 });
