@@ -43,7 +43,7 @@ export function loadOrt(): typeof ort {
   ort.env.wasm.numThreads = 1; // no threads: a Worker isolate cannot spawn the pthread workers
   ort.env.wasm.proxy = false; // and no Web Worker proxy either
   ort.env.wasm.wasmBinary = new Uint8Array([0]); // placeholder meaning "the binary is here, don't fetch it"
-  ort.env.logLevel = "error";
+  ort.env.logLevel = "fatal"; // a run failing on bad input is reported to the caller, not logged per request
   configured = true;
   return ort;
 }

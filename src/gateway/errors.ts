@@ -1,0 +1,63 @@
+/**
+ * Gateway errors. Open Inference Protocol routes (`/v2/...`) answer `{ "error": "<message>" }` as the protocol
+ * specifies; Sluice's own routes (`/v1/...`) use the registry's `{ "error": { code, message, field } }`. Either way
+ * the message names the offending field, and bad input is never a 500.
+ */
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { z } from "zod";
+
+export type GatewayErrorStatus = 400 | 404 | 413 | 415 | 422 | 503;
+
+export class GatewayError extends Error {
+  override name = "GatewayError";
+  constructor(
+    readonly status: GatewayErrorStatus,
+    readonly code: string,
+    message: string,
+    /** Dotted path of the offending field (`inputs[0].shape`, `texts`, `x-sluice-min-accuracy`). */
+    readonly field?: string,
+    /** Extra headers (e.g. x-sluice-sla on a refused request). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const invalid = (message: string, field: string) =>
+  new GatewayError(400, "bad_request", field ? `${field}: ${message}` : message, field);
+
+/** The first zod issue, as a 400 naming its field in `inputs[0].shape` form. */
+export function fromZod(error: z.ZodError, prefix?: string): GatewayError {
+  const issue = error.issues[0];
+  const field = fieldPath([...(prefix ? [prefix] : []), ...issue.path]);
+  return invalid(issue.message, field || "body");
+}
+
+export function fieldPath(path: readonly PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join("");
+}
+
+/** Hono onError for the inference routes. Unknown errors are a 500 without internals. */
+export function gatewayErrorHandler(err: Error, c: Context): Response {
+  const oip = c.req.path.startsWith("/v2/");
+  let status: ContentfulStatusCode = 500;
+  let code = "internal";
+  let message = "internal error";
+  let field: string | undefined;
+  let headers: Record<string, string> = {};
+  if (err instanceof GatewayError) {
+    ({ status, code, message, field, headers } = err);
+  } else if (err instanceof HTTPException) {
+    status = err.status as ContentfulStatusCode;
+    code = `http_${status}`;
+    message = err.message || "request failed";
+  } else {
+    console.error("gateway: unexpected error", err);
+  }
+  const body = oip ? { error: message } : { error: { code, message, ...(field ? { field } : {}) } };
+  return c.json(body, status, headers);
+}

@@ -1,0 +1,338 @@
+/**
+ * Inference HTTP API (Hono): Open Inference Protocol v2 under /v2, and Sluice's text classification and routing
+ * explanation under /v1. Every inference response carries x-sluice-variant (model@version), x-sluice-sparsity
+ * and server-timing (route, load, tokenize, infer, total); routed ones also x-sluice-sla (met | unmet).
+ *
+ * Per-isolate state (catalog cache, session cache, cool-downs) is created on the first request, when the
+ * Worker's vars are known, and lives as long as the isolate.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { InferenceSession } from "onnxruntime-web/wasm";
+import type { VariantRow } from "../registry/schema";
+import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
+import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
+import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
+import type { Env } from "./env";
+import { GatewayError, gatewayErrorHandler, invalid } from "./errors";
+import { type Feed, prepareInfer, toOipTensor } from "./oip";
+import { type RouteDecision, selectVariant } from "./routing";
+import { Cooldowns, messageOf, RunError, type Served, serveWithFallback, Timings } from "./serve";
+import { SessionCache } from "./sessions";
+
+export interface GatewayState {
+  config: GatewayConfig;
+  catalog: Catalog;
+  sessions: SessionCache;
+  cooldowns: Cooldowns;
+}
+
+export function createGatewayState(config: GatewayConfig): GatewayState {
+  return {
+    config,
+    catalog: new Catalog(config.catalogTtlMs),
+    sessions: new SessionCache(config.sessionBudgetBytes),
+    cooldowns: new Cooldowns(config.cooldownMs),
+  };
+}
+
+export interface InferenceRoutesOptions {
+  /** Overrides of the vars-derived configuration (tests, benchmarks). */
+  config?: Partial<GatewayConfig>;
+  /** Use this state instead of creating one (lets a test look inside the caches). */
+  state?: GatewayState;
+}
+
+type GatewayEnv = { Bindings: Env & GatewayVars };
+type Ctx = Context<GatewayEnv>;
+
+const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
+  const r = new Hono<GatewayEnv>();
+  let state = options.state;
+  const stateOf = (c: Ctx) => {
+    state ??= createGatewayState({ ...configFromEnv(c.env), ...options.config });
+    return state;
+  };
+  r.onError(gatewayErrorHandler);
+
+  /** The model's catalog entry, or a 404 naming it. */
+  async function modelOr404(c: Ctx): Promise<CatalogEntry> {
+    const name = c.req.param("model") ?? "";
+    const entry = MODEL_NAME.test(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
+    if (!entry) throw new GatewayError(404, "not_found", `model '${name}' not found`, "model");
+    return entry;
+  }
+
+  function pinnedOr404(entry: CatalogEntry, version: string): VariantRow {
+    const variant = findPinned(entry, version);
+    if (!variant) {
+      throw new GatewayError(
+        404,
+        "not_found",
+        `version '${version}' of model '${entry.model.name}' not found (or retired)`,
+        "version",
+      );
+    }
+    return variant;
+  }
+
+  /** Routes a request: the policy's decision, or a 503 when the SLA is strict and unmet or nothing is active. */
+  function route(c: Ctx, entry: CatalogEntry): RouteDecision {
+    const decision = selectVariant(entry.variants.map(routable), {
+      sla: slaOf(entry.sla),
+      requestedMinAccuracy: requestedMinAccuracy(c),
+      coolingDown: stateOf(c).cooldowns.active(entry.model.id),
+    });
+    if (decision.outcome === "refused" || decision.outcome === "unavailable") {
+      const headers: Record<string, string> =
+        decision.outcome === "refused" ? { "x-sluice-sla": "unmet" } : {};
+      throw new GatewayError(
+        503,
+        decision.outcome === "refused" ? "sla_unmet" : "no_active_variant",
+        decision.reason,
+        undefined,
+        headers,
+      );
+    }
+    return decision;
+  }
+
+  // JSON bodies only, bounded in size; both checks answer before the body is read.
+  const jsonBody = async (c: Ctx, next: () => Promise<void>) => {
+    const type = c.req.header("content-type") ?? "";
+    if (!/^application\/json\b/i.test(type)) {
+      throw new GatewayError(
+        415,
+        "unsupported_media_type",
+        `content-type must be application/json, got '${type}'`,
+        "content-type",
+      );
+    }
+    const limit = stateOf(c).config.maxBodyBytes;
+    return bodyLimit({
+      maxSize: limit,
+      onError: () => {
+        throw new GatewayError(413, "payload_too_large", `body exceeds ${limit} bytes`, "body");
+      },
+    })(c, next);
+  };
+
+  async function readJson(c: Ctx): Promise<unknown> {
+    try {
+      return await c.req.json();
+    } catch (err) {
+      if (err instanceof GatewayError) throw err; // the size limit, raised while reading
+      throw invalid("is not valid JSON", "body");
+    }
+  }
+
+  // --- health and metadata ------------------------------------------------------------------------------
+  r.get("/v2", (c) => c.json({ name: "sluice", version: "0.1.0", extensions: [] }));
+
+  r.get("/v2/health/ready", async (c) => {
+    try {
+      await c.env.DB.prepare("select 1").first();
+      return c.json({ ready: true });
+    } catch (err) {
+      return c.json({ ready: false, error: `registry database unavailable: ${messageOf(err)}` }, 503);
+    }
+  });
+
+  const metadata = (entry: CatalogEntry, versions: VariantRow[]) => ({
+    name: entry.model.name,
+    versions: versions.map((v) => String(v.version)),
+    platform: "onnx",
+    inputs: entry.model.io.inputs,
+    outputs: entry.model.io.outputs,
+  });
+  const servable = (entry: CatalogEntry) => entry.variants.filter((v) => v.status !== "retired");
+
+  r.get("/v2/models/:model", async (c) => {
+    const entry = await modelOr404(c);
+    return c.json(metadata(entry, servable(entry)));
+  });
+
+  r.get("/v2/models/:model/versions/:version", async (c) => {
+    const entry = await modelOr404(c);
+    return c.json(metadata(entry, [pinnedOr404(entry, c.req.param("version"))]));
+  });
+
+  // Ready = servable now: routed requests need an active variant; a pinned one needs to exist unretired.
+  r.get("/v2/models/:model/ready", async (c) => {
+    const entry = await modelOr404(c);
+    const ready = entry.variants.some((v) => v.status === "active");
+    return ready
+      ? c.json({ name: entry.model.name, ready })
+      : c.json({ name: entry.model.name, ready, error: "the model has no active variant" }, 503);
+  });
+
+  r.get("/v2/models/:model/versions/:version/ready", async (c) => {
+    const entry = await modelOr404(c);
+    pinnedOr404(entry, c.req.param("version"));
+    return c.json({ name: entry.model.name, ready: true });
+  });
+
+  // --- Open Inference Protocol infer ----------------------------------------------------------------------
+  async function infer(c: Ctx, pinned: string | null): Promise<Response> {
+    const s = stateOf(c);
+    const timings = new Timings();
+    const { entry, order, decision } = await timings.time("route", async () => {
+      const entry = await modelOr404(c);
+      if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
+      const decision = route(c, entry);
+      return { entry, order: decision.order, decision };
+    });
+    const prepared = prepareInfer(await readJson(c), entry.model.io, s.config);
+    const served = await serveWithFallback(
+      { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings },
+      entry,
+      order,
+      async (_variant, loaded) => {
+        const results = await timings.time("infer", () =>
+          runSession(loaded.session, prepared.feeds, prepared.outputs),
+        );
+        return prepared.outputs.map((name) => toOipTensor(name, results[name]));
+      },
+    );
+    const body = {
+      model_name: entry.model.name,
+      model_version: String(served.variant.version),
+      ...(prepared.id !== undefined ? { id: prepared.id } : {}),
+      outputs: served.result,
+    };
+    return respond(c, body, entry, served, decision, timings);
+  }
+
+  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, null));
+  r.post("/v2/models/:model/versions/:version/infer", jsonBody, (c) =>
+    infer(c, c.req.param("version") ?? ""),
+  );
+
+  // --- classify -------------------------------------------------------------------------------------------
+  async function classify(c: Ctx, pinned: string | null): Promise<Response> {
+    const s = stateOf(c);
+    const timings = new Timings();
+    const { entry, order, decision } = await timings.time("route", async () => {
+      const entry = await modelOr404(c);
+      if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
+      const decision = route(c, entry);
+      return { entry, order: decision.order, decision };
+    });
+    const texts = parseClassifyBody(await readJson(c), s.config.maxBatch);
+    // Only variants registered with a tokenizer.json can classify text; checked before anything is loaded.
+    const withTokenizer = order.filter((v) => entry.variants.find((x) => x.version === v)?.tokenizerKey);
+    if (withTokenizer.length === 0) {
+      throw new GatewayError(
+        422,
+        "no_tokenizer",
+        `no servable variant of '${entry.model.name}' has a tokenizer.json; use /v2/models/${entry.model.name}/infer`,
+        "model",
+      );
+    }
+    const logitsName =
+      entry.model.io.outputs.find((o) => o.name === "logits")?.name ?? entry.model.io.outputs[0].name;
+    const served = await serveWithFallback(
+      { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings },
+      entry,
+      withTokenizer,
+      async (_variant, loaded) => {
+        const tokenizer = loaded.tokenizer;
+        if (!tokenizer) throw new RunError("the variant's tokenizer.json did not load");
+        const feeds = await timings.time("tokenize", () =>
+          classifyFeeds(tokenizer, texts, entry.model.io, s.config.classifyMaxTokens),
+        );
+        const results = await timings.time("infer", () => runSession(loaded.session, feeds, [logitsName]));
+        const logits = results[logitsName];
+        if (logits.dims.length !== 2 || logits.dims[1] !== entry.model.labels.length) {
+          throw new RunError(
+            `output '${logitsName}' has shape [${logits.dims.join(", ")}]; classify needs [batch, ${entry.model.labels.length}]`,
+          );
+        }
+        return classifyLogits(logits.data as Float32Array, texts.length, entry.model.labels);
+      },
+    );
+    const body = { model: entry.model.name, version: served.variant.version, results: served.result };
+    return respond(c, body, entry, served, decision, timings);
+  }
+
+  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, null));
+  r.post("/v1/models/:model/versions/:version/classify", jsonBody, (c) =>
+    classify(c, c.req.param("version") ?? ""),
+  );
+
+  // --- routing explanation --------------------------------------------------------------------------------
+  r.get("/v1/models/:model/route", async (c) => {
+    const entry = await modelOr404(c);
+    const query = c.req.query("minAccuracy");
+    const requested = query !== undefined ? parseMinAccuracy(query, "minAccuracy") : requestedMinAccuracy(c);
+    const cooling = stateOf(c).cooldowns.active(entry.model.id);
+    const decision = selectVariant(entry.variants.map(routable), {
+      sla: slaOf(entry.sla),
+      requestedMinAccuracy: requested,
+      coolingDown: cooling,
+    });
+    return c.json({
+      model: entry.model.name,
+      task: entry.model.task,
+      policy:
+        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum), p50 <= SLA maximum latency); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
+      ...decision,
+      coolingDown: [...cooling],
+    });
+  });
+
+  return r;
+}
+
+/** `x-sluice-min-accuracy`: a number in [0, 1] or absent. */
+function requestedMinAccuracy(c: Ctx): number | undefined {
+  const header = c.req.header("x-sluice-min-accuracy");
+  return header === undefined ? undefined : parseMinAccuracy(header, "x-sluice-min-accuracy");
+}
+
+function parseMinAccuracy(value: string, field: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) {
+    throw invalid(`'${value}' is not an accuracy between 0 and 1`, field);
+  }
+  return n;
+}
+
+/** Runs a session; onnxruntime failures become RunError (the fallback decides whose fault they are). */
+async function runSession(
+  session: InferenceSession,
+  feeds: Feed[],
+  outputs: string[],
+): Promise<InferenceSession.ReturnType> {
+  const { loadOrt } = await import("./ort-wasm");
+  const ort = loadOrt();
+  const inputs: Record<string, InstanceType<typeof ort.Tensor>> = {};
+  for (const f of feeds) inputs[f.name] = new ort.Tensor(f.type, f.data as never, f.dims);
+  try {
+    return await session.run(inputs, outputs);
+  } catch (err) {
+    throw new RunError(messageOf(err));
+  }
+}
+
+function respond<T>(
+  c: Ctx,
+  body: unknown,
+  entry: CatalogEntry,
+  served: Served<T>,
+  decision: RouteDecision | null,
+  timings: Timings,
+): Response {
+  const v = served.variant;
+  c.header("x-sluice-variant", `${entry.model.name}@${v.version}`);
+  c.header("x-sluice-sparsity", String(v.sparsity));
+  if (decision) c.header("x-sluice-sla", decision.meetsSla[v.version] ? "met" : "unmet");
+  if (served.attempts.length > 0) {
+    c.header("x-sluice-fallback", served.attempts.map((a) => `${a.version}:${a.stage}`).join(", "));
+  }
+  c.header("x-sluice-session", served.cached ? "warm" : "cold");
+  c.header("server-timing", timings.header());
+  return c.json(body as object);
+}

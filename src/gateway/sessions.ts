@@ -1,0 +1,223 @@
+/**
+ * ONNX sessions per isolate: created lazily on first use, kept in an LRU bounded by a byte budget, and shared by
+ * content (two variants with the same artifact share one session). Concurrent first requests for one artifact
+ * share a single load. Every artifact read from R2 is checked against the registry's sha256 before ORT sees it;
+ * a mismatch is an `ArtifactError` and the bytes are never served.
+ *
+ * The budget counts artifact bytes (model + tokenizer.json), a good proxy for a session's weights. ORT's wasm
+ * heap never shrinks, so the budget bounds the high-water mark rather than freeing memory back to the isolate;
+ * a released session's memory is reused by the next one. A session in use by a request is never released: the
+ * cache may run over budget while requests hold sessions and evicts as soon as they let go.
+ */
+import type { InferenceSession } from "onnxruntime-web/wasm";
+import { type LoadedTokenizer, loadTokenizer } from "../core/tokenizer";
+import { sha256Hex } from "../registry/artifacts";
+
+/** Where a variant's files are and what they must hash to (from its registry row). */
+export interface ArtifactRef {
+  artifactKey: string;
+  sha256: string;
+  bytes: number;
+  tokenizerKey: string | null;
+  tokenizerSha256: string | null;
+}
+
+export interface LoadedVariant {
+  session: InferenceSession;
+  tokenizer: LoadedTokenizer | null;
+  /** Bytes charged against the budget. */
+  bytes: number;
+}
+
+export type ArtifactProblem = "missing" | "checksum" | "invalid" | "too_large";
+
+/** The variant's files cannot be served; the variant is at fault, not the request. */
+export class ArtifactError extends Error {
+  override name = "ArtifactError";
+  constructor(
+    readonly problem: ArtifactProblem,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type CreateSession = (model: Uint8Array) => Promise<InferenceSession>;
+
+interface Entry extends LoadedVariant {
+  key: string;
+  /** Requests currently holding the session. */
+  refs: number;
+}
+
+interface PendingLoad {
+  promise: Promise<Entry>;
+  /** Requests waiting for this load; they all hold the entry once it lands. */
+  waiters: number;
+}
+
+export interface Lease {
+  variant: LoadedVariant;
+  /** True when the session was already loaded (no R2 read, no session creation). */
+  cached: boolean;
+  release(): void;
+}
+
+export interface SessionCacheStats {
+  budgetBytes: number;
+  usedBytes: number;
+  loads: number;
+  hits: number;
+  evictions: number;
+  /** Cache keys, least recently used first. */
+  keys: string[];
+}
+
+/** Creates sessions with onnxruntime-web, loaded on first use (importing it compiles a 14 MB wasm module). */
+const createWithOrtWeb: CreateSession = async (model) => {
+  const { loadOrt } = await import("./ort-wasm");
+  return loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"] });
+};
+
+export class SessionCache {
+  /** Map order is recency order: the first key is the least recently used. */
+  private readonly entries = new Map<string, Entry>();
+  private readonly pending = new Map<string, PendingLoad>();
+  private usedBytes = 0;
+  private loads = 0;
+  private hits = 0;
+  private evictions = 0;
+
+  constructor(
+    readonly budgetBytes: number,
+    private readonly createSession: CreateSession = createWithOrtWeb,
+  ) {}
+
+  /** The loaded variant for `ref`, held until `release()` is called. */
+  async acquire(bucket: R2Bucket, ref: ArtifactRef): Promise<Lease> {
+    const key = cacheKey(ref);
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key); // re-insert: most recently used
+      this.entries.set(key, hit);
+      hit.refs++;
+      this.hits++;
+      return this.lease(hit, true);
+    }
+    let load = this.pending.get(key);
+    if (!load) {
+      // Registered before the load starts, so the load's own clean-up always finds it.
+      const created = { waiters: 0 } as PendingLoad;
+      this.pending.set(key, created);
+      created.promise = this.load(bucket, ref, key, created);
+      load = created;
+    }
+    load.waiters++;
+    return this.lease(await load.promise, false);
+  }
+
+  stats(): SessionCacheStats {
+    return {
+      budgetBytes: this.budgetBytes,
+      usedBytes: this.usedBytes,
+      loads: this.loads,
+      hits: this.hits,
+      evictions: this.evictions,
+      keys: [...this.entries.keys()],
+    };
+  }
+
+  private lease(entry: Entry, cached: boolean): Lease {
+    let released = false;
+    return {
+      variant: entry,
+      cached,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.refs--;
+        this.evictOverBudget();
+      },
+    };
+  }
+
+  private async load(bucket: R2Bucket, ref: ArtifactRef, key: string, me: PendingLoad): Promise<Entry> {
+    try {
+      if (ref.bytes > this.budgetBytes) {
+        throw new ArtifactError(
+          "too_large",
+          `artifact is ${mb(ref.bytes)} MB, more than the whole session budget of ${mb(this.budgetBytes)} MB`,
+        );
+      }
+      const model = await fetchVerified(bucket, ref.artifactKey, ref.sha256, "model.onnx");
+      let tokenizer: LoadedTokenizer | null = null;
+      let tokenizerBytes = 0;
+      if (ref.tokenizerKey && ref.tokenizerSha256) {
+        const json = await fetchVerified(bucket, ref.tokenizerKey, ref.tokenizerSha256, "tokenizer.json");
+        tokenizerBytes = json.byteLength;
+        try {
+          tokenizer = loadTokenizer(new TextDecoder().decode(json));
+        } catch (err) {
+          throw new ArtifactError("invalid", `tokenizer.json cannot be loaded: ${message(err)}`);
+        }
+      }
+      let session: InferenceSession;
+      try {
+        session = await this.createSession(model);
+      } catch (err) {
+        throw new ArtifactError("invalid", `onnxruntime cannot load model.onnx: ${message(err)}`);
+      }
+      this.loads++;
+      // Everyone who joined this load holds the entry from the moment it exists, so eviction cannot take it.
+      const entry: Entry = {
+        key,
+        session,
+        tokenizer,
+        bytes: model.byteLength + tokenizerBytes,
+        refs: me.waiters,
+      };
+      this.entries.set(key, entry);
+      this.usedBytes += entry.bytes;
+      this.evictOverBudget();
+      return entry;
+    } finally {
+      this.pending.delete(key);
+    }
+  }
+
+  /** Drops least recently used sessions nobody holds until the cache fits its budget. */
+  private evictOverBudget(): void {
+    for (const entry of this.entries.values()) {
+      if (this.usedBytes <= this.budgetBytes) return;
+      if (entry.refs > 0) continue;
+      this.entries.delete(entry.key);
+      this.usedBytes -= entry.bytes;
+      this.evictions++;
+      void entry.session.release().catch(() => {}); // best effort: the session is unreachable either way
+    }
+  }
+}
+
+function cacheKey(ref: ArtifactRef): string {
+  return ref.tokenizerSha256 ? `${ref.sha256}+${ref.tokenizerSha256}` : ref.sha256;
+}
+
+/** Reads an object from R2 and checks its sha256 against the registry's before anyone uses the bytes. */
+async function fetchVerified(
+  bucket: R2Bucket,
+  key: string,
+  sha256: string,
+  what: string,
+): Promise<Uint8Array> {
+  const object = await bucket.get(key);
+  if (!object) throw new ArtifactError("missing", `${what} is missing from R2 (${key})`);
+  const bytes = new Uint8Array(await object.arrayBuffer());
+  const actual = await sha256Hex(bytes);
+  if (actual !== sha256) {
+    throw new ArtifactError("checksum", `${what} in R2 has sha256 ${actual}, the registry says ${sha256}`);
+  }
+  return bytes;
+}
+
+const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));

@@ -1,0 +1,390 @@
+// Inference inside workerd with onnxruntime-web, end to end: models registered through the registry API (real
+// local D1 and R2), served by the gateway, compared with onnxruntime-node's outputs for the same bytes.
+// This is one of the two test files that load ORT's wasm (each costs ~10 s and ~1.8 GB), so it holds every
+// check that needs a real session.
+import "./protobuf-writer";
+import { env } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import tokenizerJson from "../../models/tokenizer.json";
+import { buildEncoder } from "../../src/core/models/encoder";
+import { encodeModel } from "../../src/core/onnx";
+import { DEFAULT_CONFIG } from "../../src/gateway/config";
+import { createGatewayState } from "../../src/gateway/inference-routes";
+import { loadOrt } from "../../src/gateway/ort-wasm";
+import { ArtifactError, SessionCache } from "../../src/gateway/sessions";
+import expected from "../fixtures/gateway-expected.json";
+import {
+  CLASSIFY_ENCODER,
+  CLASSIFY_LABELS,
+  CLASSIFY_MAX_TOKENS,
+  CLASSIFY_TEXTS,
+  INFER_ENCODER,
+  INFER_INPUTS,
+} from "../fixtures/gateway-models";
+import { ensureModel, registerGraph, serverTiming, setSla, testGateway } from "./gateway-helpers";
+import { sha256Hex } from "./helpers";
+
+const TOKENIZER = JSON.stringify(tokenizerJson);
+
+interface InferResponse {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  outputs: { name: string; datatype: string; shape: number[]; data: number[] }[];
+}
+
+function maxAbsDiff(a: readonly number[], b: readonly number[]): number {
+  expect(a.length).toBe(b.length);
+  return Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+}
+
+const inferBody = (ids = INFER_INPUTS.inputIds, mask = INFER_INPUTS.attentionMask) => ({
+  inputs: [
+    { name: "input_ids", datatype: "INT64", shape: [ids.length, ids[0].length], data: ids.flat() },
+    { name: "attention_mask", datatype: "INT64", shape: [mask.length, mask[0].length], data: mask.flat() },
+  ],
+});
+
+describe("the workerd shim", () => {
+  it("runs onnxruntime-web on the precompiled wasm module", async () => {
+    const ort = loadOrt();
+    expect(ort.env.wasm.numThreads).toBe(1);
+    const session = await ort.InferenceSession.create(encodeModel(buildEncoder(INFER_ENCODER)));
+    expect(session.inputNames).toEqual(["input_ids", "attention_mask"]);
+    expect(session.outputNames).toEqual(["logits"]);
+  });
+});
+
+describe("Open Inference Protocol v2 inference", () => {
+  const state = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0 });
+  const gw = testGateway(state);
+  const graph = buildEncoder(INFER_ENCODER);
+
+  beforeAll(async () => {
+    await ensureModel("enc", "enc-task", ["a", "b", "c"], graph);
+    // v1: the fixture model, fastest; v2: other weights, slower. Routing must pick v1.
+    await registerGraph("enc", "enc-task", ["a", "b", "c"], graph, {
+      accuracy: 0.9,
+      p50Ms: 2,
+      sparsity: 0.4,
+    });
+    await registerGraph("enc", "enc-task", ["a", "b", "c"], buildEncoder({ ...INFER_ENCODER, seed: 8 }), {
+      accuracy: 0.95,
+      p50Ms: 9,
+    });
+  });
+
+  it("serves the bytes the fixture was computed from", async () => {
+    expect(await sha256Hex(encodeModel(graph))).toBe(expected.infer.modelSha256);
+  });
+
+  it("matches onnxruntime-node on the same model and inputs (max abs diff <= 1e-5)", async () => {
+    const res = await gw.infer("/v2/models/enc/infer", inferBody());
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as InferResponse;
+    expect(body.model_name).toBe("enc");
+    expect(body.model_version).toBe("1");
+    const [logits] = body.outputs;
+    expect(logits).toMatchObject({ name: "logits", datatype: "FP32", shape: expected.infer.logits.shape });
+    const diff = maxAbsDiff(logits.data, expected.infer.logits.data);
+    expect(diff).toBeLessThanOrEqual(1e-5);
+  });
+
+  it("labels the response: variant, sparsity, SLA and server-timing stages", async () => {
+    const res = await gw.infer("/v2/models/enc/infer", inferBody());
+    expect(res.headers.get("x-sluice-variant")).toBe("enc@1");
+    expect(res.headers.get("x-sluice-sparsity")).toBe("0.4");
+    expect(res.headers.get("x-sluice-sla")).toBe("met");
+    expect(res.headers.get("x-sluice-session")).toBe("warm"); // loaded by the previous test
+    const t = serverTiming(res);
+    expect(Object.keys(t).sort()).toEqual(["infer", "load", "route", "tokenize", "total"]);
+    expect(t.infer).toBeGreaterThan(0);
+    expect(t.total).toBeGreaterThanOrEqual(t.infer);
+  });
+
+  it("accepts nested data, echoes the id, filters outputs, and serves a pinned version", async () => {
+    const body = inferBody();
+    const nested = {
+      id: "req-42",
+      inputs: body.inputs.map((i, k) => ({
+        ...i,
+        data: k === 0 ? INFER_INPUTS.inputIds : INFER_INPUTS.attentionMask,
+      })),
+      outputs: [{ name: "logits" }],
+    };
+    const res = await gw.infer("/v2/models/enc/versions/1/infer", nested);
+    expect(res.status).toBe(200);
+    const out = (await res.json()) as InferResponse;
+    expect(out.id).toBe("req-42");
+    expect(maxAbsDiff(out.outputs[0].data, expected.infer.logits.data)).toBeLessThanOrEqual(1e-5);
+    expect(res.headers.get("x-sluice-sla")).toBeNull(); // pinned requests are not routed
+
+    const v2 = await gw.infer("/v2/models/enc/versions/2/infer", body);
+    expect(v2.headers.get("x-sluice-variant")).toBe("enc@2");
+    const logits2 = ((await v2.json()) as InferResponse).outputs[0].data;
+    expect(maxAbsDiff(logits2, expected.infer.logits.data)).toBeGreaterThan(1e-3); // really another model
+  });
+
+  it("answers metadata and readiness", async () => {
+    const meta = await (await gw.fetch("/v2/models/enc")).json();
+    expect(meta).toEqual({
+      name: "enc",
+      versions: ["1", "2"],
+      platform: "onnx",
+      inputs: [
+        { name: "input_ids", datatype: "INT64", shape: [-1, -1] },
+        { name: "attention_mask", datatype: "INT64", shape: [-1, -1] },
+      ],
+      outputs: [{ name: "logits", datatype: "FP32", shape: [-1, 3] }],
+    });
+    expect(await (await gw.fetch("/v2/models/enc/ready")).json()).toEqual({ name: "enc", ready: true });
+    expect((await gw.fetch("/v2/health/ready")).status).toBe(200);
+  });
+
+  it("turns onnxruntime rejecting an input into a 400 and cools down no variant", async () => {
+    // Token id 1000 is outside the 64-row embedding table: well-formed, but the model cannot run it.
+    const res = await gw.infer("/v2/models/enc/infer", inferBody([[2, 1000, 3]], [[1, 1, 1]]));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/^inputs: the model rejected the input/);
+    const route = (await (await gw.fetch("/v1/models/enc/route")).json()) as { coolingDown: number[] };
+    expect(route.coolingDown).toEqual([]);
+    const again = await gw.infer("/v2/models/enc/infer", inferBody());
+    expect(again.headers.get("x-sluice-variant")).toBe("enc@1");
+  });
+
+  it("serves concurrent requests on one session correctly", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async () => (await gw.infer("/v2/models/enc/infer", inferBody())).json()),
+    );
+    for (const r of results as InferResponse[]) {
+      expect(maxAbsDiff(r.outputs[0].data, expected.infer.logits.data)).toBeLessThanOrEqual(1e-5);
+    }
+  });
+});
+
+describe("classify", () => {
+  const state = createGatewayState({
+    ...DEFAULT_CONFIG,
+    catalogTtlMs: 0,
+    classifyMaxTokens: CLASSIFY_MAX_TOKENS,
+  });
+  const gw = testGateway(state);
+  const graph = buildEncoder(CLASSIFY_ENCODER);
+
+  beforeAll(async () => {
+    await ensureModel("clf", "clf-task", CLASSIFY_LABELS, graph);
+    await registerGraph("clf", "clf-task", CLASSIFY_LABELS, graph, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      sparsity: 0.3,
+      tokenizer: TOKENIZER,
+    });
+  });
+
+  /** Softmax of onnxruntime-node's logits for the same texts, tokenized in Node. */
+  const expectedProbs = () => {
+    const [batch, k] = expected.classify.logits.shape;
+    return Array.from({ length: batch }, (_, b) => {
+      const row = expected.classify.logits.data.slice(b * k, (b + 1) * k);
+      const m = Math.max(...row);
+      const e = row.map((x) => Math.exp(x - m));
+      const z = e.reduce((a, x) => a + x, 0);
+      return e.map((x) => x / z);
+    });
+  };
+
+  it("tokenizes with the variant's tokenizer.json and matches onnxruntime-node", async () => {
+    expect(await sha256Hex(encodeModel(graph))).toBe(expected.classify.modelSha256);
+    const res = await gw.infer("/v1/models/clf/classify", { texts: CLASSIFY_TEXTS });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      model: string;
+      version: number;
+      results: { label: string; score: number; scores: Record<string, number> }[];
+    };
+    expect(body.model).toBe("clf");
+    expect(body.results).toHaveLength(CLASSIFY_TEXTS.length);
+    expectedProbs().forEach((probs, b) => {
+      const r = body.results[b];
+      const best = probs[1] > probs[0] ? 1 : 0;
+      expect(r.label).toBe(CLASSIFY_LABELS[best]);
+      expect(Math.abs(r.score - probs[best])).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff([r.scores.ham, r.scores.spam], probs)).toBeLessThanOrEqual(1e-5);
+    });
+    expect(res.headers.get("x-sluice-variant")).toBe("clf@1");
+    expect(res.headers.get("x-sluice-sparsity")).toBe("0.3");
+    expect(serverTiming(res).tokenize).toBeGreaterThan(0);
+  });
+
+  it("accepts a single text", async () => {
+    const res = await gw.infer("/v1/models/clf/classify", { text: CLASSIFY_TEXTS[0] });
+    const body = (await res.json()) as { results: { scores: Record<string, number> }[] };
+    expect(body.results).toHaveLength(1);
+    expect(Math.abs(body.results[0].scores.spam - expectedProbs()[0][1])).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe("routing, SLA and fallback", () => {
+  const state = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0, cooldownMs: 60_000 });
+  const gw = testGateway(state);
+  const fast = buildEncoder({ ...INFER_ENCODER, seed: 17 });
+  const slow = buildEncoder({ ...INFER_ENCODER, seed: 18 });
+  const impostor = encodeModel(buildEncoder({ ...INFER_ENCODER, seed: 19 }));
+  let fastKey = "";
+
+  beforeAll(async () => {
+    await ensureModel("fb", "fb-task", ["a", "b", "c"], fast);
+    fastKey = (await registerGraph("fb", "fb-task", ["a", "b", "c"], fast, { accuracy: 0.93, p50Ms: 2 }))
+      .artifactKey;
+    await registerGraph("fb", "fb-task", ["a", "b", "c"], slow, { accuracy: 0.96, p50Ms: 9 });
+    await setSla("fb-task", { min: 0.9 });
+  });
+
+  it("routes to the fastest variant meeting the SLA, and a request can raise the bar", async () => {
+    const res = await gw.infer("/v2/models/fb/infer", inferBody());
+    expect(res.headers.get("x-sluice-variant")).toBe("fb@1");
+    const strictReq = await gw.infer("/v2/models/fb/infer", inferBody(), { "x-sluice-min-accuracy": "0.95" });
+    expect(strictReq.headers.get("x-sluice-variant")).toBe("fb@2");
+    expect(strictReq.headers.get("x-sluice-sla")).toBe("met");
+  });
+
+  it("falls back when the chosen variant's artifact is corrupted in R2, and cools it down", async () => {
+    // Another valid model under v1's content address: loading it would serve the wrong weights.
+    await env.ARTIFACTS.put(fastKey, impostor);
+    const fresh = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0, cooldownMs: 60_000 });
+    const gw2 = testGateway(fresh);
+
+    const res = await gw2.infer("/v2/models/fb/infer", inferBody());
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sluice-variant")).toBe("fb@2");
+    expect(res.headers.get("x-sluice-fallback")).toBe("1:load");
+    expect(res.headers.get("x-sluice-sla")).toBe("met");
+    const served = ((await res.json()) as InferResponse).outputs[0].data;
+    const pinned2 = (
+      (await (await gw2.infer("/v2/models/fb/versions/2/infer", inferBody())).json()) as InferResponse
+    ).outputs[0].data;
+    expect(served).toEqual(pinned2);
+
+    // The corrupted variant is never served, even pinned: its bytes fail the sha256 check.
+    const pinned1 = await gw2.infer("/v2/models/fb/versions/1/infer", inferBody());
+    expect(pinned1.status).toBe(503);
+    expect(((await pinned1.json()) as { error: string }).error).toMatch(/sha256/);
+
+    // Cooling down: the route explains it, and the next request goes straight to v2.
+    const route = (await (await gw2.fetch("/v1/models/fb/route")).json()) as {
+      chosen: number;
+      coolingDown: number[];
+      candidates: { version: number; verdict: string }[];
+    };
+    expect(route.chosen).toBe(2);
+    expect(route.coolingDown).toEqual([1]);
+    expect(route.candidates.find((c) => c.version === 1)?.verdict).toBe("cooling_down");
+    const next = await gw2.infer("/v2/models/fb/infer", inferBody());
+    expect(next.headers.get("x-sluice-variant")).toBe("fb@2");
+    expect(next.headers.get("x-sluice-fallback")).toBeNull();
+  });
+
+  it("serves the most accurate variant with x-sluice-sla: unmet, or 503 when the SLA is strict", async () => {
+    await setSla("fb-task", { min: 0.99 });
+    const unmet = await gw.infer("/v2/models/fb/infer", inferBody());
+    expect(unmet.status).toBe(200);
+    expect(unmet.headers.get("x-sluice-variant")).toBe("fb@2");
+    expect(unmet.headers.get("x-sluice-sla")).toBe("unmet");
+
+    await setSla("fb-task", { min: 0.99, strict: true });
+    const refused = await gw.infer("/v2/models/fb/infer", inferBody());
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("x-sluice-sla")).toBe("unmet");
+    expect(((await refused.json()) as { error: string }).error).toMatch(/no active variant meets .* strict/);
+    await setSla("fb-task", { min: 0.9 });
+  });
+});
+
+describe("session cache", () => {
+  const models = [31, 32, 33].map((seed) => encodeModel(buildEncoder({ ...INFER_ENCODER, seed })));
+  const refs: {
+    artifactKey: string;
+    sha256: string;
+    bytes: number;
+    tokenizerKey: null;
+    tokenizerSha256: null;
+  }[] = [];
+
+  beforeAll(async () => {
+    for (const bytes of models) {
+      const sha256 = await sha256Hex(bytes);
+      const artifactKey = `test/sessions/${sha256}`;
+      await env.ARTIFACTS.put(artifactKey, bytes);
+      refs.push({ artifactKey, sha256, bytes: bytes.byteLength, tokenizerKey: null, tokenizerSha256: null });
+    }
+  });
+
+  it("shares one load among concurrent first requests", async () => {
+    const cache = new SessionCache(64 * 1024 * 1024);
+    const leases = await Promise.all(Array.from({ length: 6 }, () => cache.acquire(env.ARTIFACTS, refs[0])));
+    expect(cache.stats().loads).toBe(1);
+    expect(new Set(leases.map((l) => l.variant.session)).size).toBe(1);
+    for (const l of leases) l.release();
+  });
+
+  it("evicts least recently used sessions to stay within the byte budget", async () => {
+    const budget = Math.floor(models[0].byteLength * 2.5); // room for two
+    const cache = new SessionCache(budget);
+    const use = async (i: number) => (await cache.acquire(env.ARTIFACTS, refs[i])).release();
+    await use(0);
+    await use(1);
+    await use(0); // 0 is now more recent than 1
+    await use(2); // over budget: 1 goes
+    let s = cache.stats();
+    expect(s.keys).toEqual([refs[0].sha256, refs[2].sha256]);
+    expect(s.evictions).toBe(1);
+    expect(s.usedBytes).toBeLessThanOrEqual(budget);
+    await use(1); // reloaded; 0 (least recent) goes
+    s = cache.stats();
+    expect(s.loads).toBe(4);
+    expect(s.keys).toEqual([refs[2].sha256, refs[1].sha256]);
+  });
+
+  it("never evicts a session a request is holding", async () => {
+    const cache = new SessionCache(Math.floor(models[0].byteLength * 1.5)); // room for one
+    const held = await cache.acquire(env.ARTIFACTS, refs[0]);
+    (await cache.acquire(env.ARTIFACTS, refs[1])).release();
+    expect(cache.stats().keys).toEqual([refs[0].sha256]); // 1 went instead of the held 0
+    held.release();
+    (await cache.acquire(env.ARTIFACTS, refs[2])).release();
+    expect(cache.stats().keys).toEqual([refs[2].sha256]);
+  });
+
+  it("refuses an artifact whose bytes do not match the registry's sha256, and keeps nothing", async () => {
+    const cache = new SessionCache(64 * 1024 * 1024);
+    const wrong = { ...refs[0], artifactKey: refs[1].artifactKey };
+    const err = await cache.acquire(env.ARTIFACTS, wrong).catch((e) => e);
+    expect(err).toBeInstanceOf(ArtifactError);
+    expect((err as ArtifactError).problem).toBe("checksum");
+    expect(cache.stats()).toMatchObject({ loads: 0, usedBytes: 0, keys: [] });
+    const tooBig = await new SessionCache(100).acquire(env.ARTIFACTS, refs[0]).catch((e) => e);
+    expect((tooBig as ArtifactError).problem).toBe("too_large");
+  });
+
+  it("reloads through HTTP once the budget forced an eviction", async () => {
+    const state = createGatewayState({
+      ...DEFAULT_CONFIG,
+      catalogTtlMs: 0,
+      sessionBudgetBytes: models[0].byteLength * 1.5,
+    });
+    const gw = testGateway(state);
+    const a = buildEncoder({ ...INFER_ENCODER, seed: 41 });
+    const b = buildEncoder({ ...INFER_ENCODER, seed: 42 });
+    await ensureModel("ev-a", "ev", ["a", "b", "c"], a);
+    await ensureModel("ev-b", "ev", ["a", "b", "c"], b);
+    await registerGraph("ev-a", "ev", ["a", "b", "c"], a, { accuracy: 0.9, p50Ms: 1 });
+    await registerGraph("ev-b", "ev", ["a", "b", "c"], b, { accuracy: 0.9, p50Ms: 1 });
+    const session = async (m: string) =>
+      (await gw.infer(`/v2/models/${m}/infer`, inferBody())).headers.get("x-sluice-session");
+    expect(await session("ev-a")).toBe("cold");
+    expect(await session("ev-a")).toBe("warm");
+    expect(await session("ev-b")).toBe("cold");
+    expect(await session("ev-a")).toBe("cold");
+    expect(state.sessions.stats().evictions).toBe(2);
+  });
+});
