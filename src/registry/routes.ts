@@ -7,6 +7,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Env } from "../gateway/env";
 import { mintApiKey, requireAdmin } from "./auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
+import { assertVariantNotInRunningExperiment } from "./experiment-guard";
 import type { ModelRow } from "./schema";
 import {
   aliasesOfVariant,
@@ -174,6 +175,14 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const model = await modelOr404(c);
     const variant = await variantOr404(c, model);
     const { status } = await readJsonBody(c, PatchVariantBody);
+    if (status === "retired") {
+      await assertVariantNotInRunningExperiment(
+        c.env.DB,
+        variant.id,
+        `${model.name}@${variant.version}`,
+        "retired",
+      );
+    }
     const updated = await setVariantStatus(c.var.db, variant.id, status);
     return c.json({ variant: variantView(model, updated) });
   });
@@ -182,6 +191,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const model = await modelOr404(c);
     const variant = await variantOr404(c, model);
     const label = `${model.name}@${variant.version}`;
+    await assertVariantNotInRunningExperiment(c.env.DB, variant.id, label, "deleted");
     if (variant.status !== "retired") {
       throw conflict(
         "variant_not_retired",
