@@ -64,12 +64,14 @@ export function encodeText(tok: LoadedTokenizer, text: string, maxLen: number): 
 
 /**
  * Long texts (e-mails) would be normalised and split in full only to be truncated. Tokens never span white
- * space, so the tokens of a prefix cut at white space are exactly the first tokens of the whole text; every
- * token covers at least one character, so 16 characters per token is a generous prefix. encodeText falls back to
- * the whole text when the prefix yields fewer than maxLen tokens.
+ * space, so the tokens of a prefix cut at white space are exactly the first tokens of the whole text. Text here
+ * averages 3-5 characters per token, so 8 per token nearly always gives enough; when it does not (fewer than
+ * maxLen tokens), encodeText encodes the whole text, so the result never depends on the cut.
  */
+export const PREFIX_CHARS_PER_TOKEN = 8;
+
 function prefixForTokens(text: string, maxLen: number): string {
-  const budget = maxLen * 16;
+  const budget = maxLen * PREFIX_CHARS_PER_TOKEN;
   if (text.length <= budget) return text;
   const cut = text.slice(0, budget).search(/\s\S*$/);
   return cut > 0 ? text.slice(0, cut) : text;
