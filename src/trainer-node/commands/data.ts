@@ -75,11 +75,19 @@ async function ls(argv: string[]): Promise<number> {
     console.log(
       `  dropped: ${d.duplicates} duplicates, ${d.conflictingLabels} texts with conflicting labels, ${d.empty} empty`,
     );
-    console.log(`  ${"split".padEnd(11)} ${"size".padStart(6)}  ${"label balance".padEnd(44)} fingerprint`);
-    for (const [split, examples] of Object.entries(task.splits)) {
-      const fp = task.fingerprints[split].slice(0, 16);
+    const rows = Object.entries(task.splits).map(([split, examples]) => ({
+      split,
+      size: String(examples.length),
+      balance: balance(task, examples),
+      fingerprint: `${task.fingerprints[split].slice(0, 16)}…`,
+    }));
+    const width = Math.max(13, ...rows.map((r) => r.balance.length));
+    console.log(
+      `  ${"split".padEnd(11)} ${"size".padStart(6)}  ${"label balance".padEnd(width)}  fingerprint`,
+    );
+    for (const r of rows) {
       console.log(
-        `  ${split.padEnd(11)} ${String(examples.length).padStart(6)}  ${balance(task, examples).padEnd(44)} ${fp}…`,
+        `  ${r.split.padEnd(11)} ${r.size.padStart(6)}  ${r.balance.padEnd(width)}  ${r.fingerprint}`,
       );
     }
     console.log();
