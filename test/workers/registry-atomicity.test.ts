@@ -103,6 +103,44 @@ describe("atomic registration", () => {
       201,
     );
   });
+
+  it("a streamed upload without Content-Length is cut off at the limit too", async () => {
+    const chunk = new Uint8Array(256).fill(45);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 8) return controller.close();
+        sent++;
+        controller.enqueue(chunk);
+      },
+    });
+    const res = await registryWith({ maxUploadBytes: 512 }).fetch(
+      new Request("http://gateway/v1/models/too-big/variants", {
+        method: "POST",
+        headers: {
+          Authorization: "Bearer test-admin-token",
+          "Content-Type": "multipart/form-data; boundary=x",
+        },
+        body,
+      }),
+    );
+    expect(res.status).toBe(413);
+    expect(sent).toBeLessThan(8); // stopped reading once over the limit
+  });
+
+  it("refuses writes with 503 when the Worker has no ADMIN_TOKEN configured", async () => {
+    const app = new Hono<{ Bindings: Env }>().route("/", createRegistryRoutes());
+    const res = await app.fetch(
+      new Request("http://gateway/v1/tasks/x/sla", {
+        method: "PUT",
+        headers: { Authorization: "Bearer x", "Content-Type": "application/json" },
+        body: JSON.stringify({ metric: "accuracy", min: 0.5 }),
+      }),
+      { ...env, ADMIN_TOKEN: "" },
+    );
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: { code: "admin_disabled" } });
+  });
 });
 
 describe("concurrent registration", () => {
