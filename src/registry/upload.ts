@@ -218,7 +218,12 @@ export async function storeVariant(
   hooks: RegistryHooks = {},
 ): Promise<{ variant: VariantRow; created: boolean }> {
   const existing = await findVariantBySha256(db, model.id, upload.sha256);
-  if (existing) return { variant: existing, created: false };
+  if (existing) {
+    // Same bytes, so the upload can also heal an object lost from R2 (see the README's known limit).
+    const present = await bucket.head(existing.artifactKey);
+    if (!present) await putArtifact(bucket, upload.model, upload.sha256, "application/onnx");
+    return { variant: existing, created: false };
+  }
 
   const written = new Map<string, StoredObject>();
   try {

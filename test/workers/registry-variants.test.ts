@@ -66,6 +66,12 @@ describe("POST /v1/models/:model/variants", () => {
     });
     const list = (await (await api("/v1/models/reupload/variants")).json()) as { variants: unknown[] };
     expect(list.variants).toHaveLength(1);
+
+    // An identical re-upload also restores the artifact if R2 lost it.
+    const key = artifactKey(first.files.manifest.artifact.sha256);
+    await env.ARTIFACTS.delete(key);
+    expect((await uploadVariant("reupload", first.files)).status).toBe(200);
+    expect(await env.ARTIFACTS.head(key)).not.toBeNull();
   });
 
   it("rejects a model.onnx whose sha256 or size differs from the manifest (422 naming the field)", async () => {
