@@ -21,13 +21,20 @@ function sha256Hex(data: string): string {
 
 /** Bucket 0..99 of a text: the first 32 bits of sha256(normalised text) modulo 100. */
 export function hashBucket(text: string): number {
-  const digest = createHash("sha256").update(normalizeText(text)).digest();
-  return digest.readUInt32BE(0) % 100;
+  return bucketOfNormalized(normalizeText(text));
+}
+
+function bucketOfNormalized(key: string): number {
+  return createHash("sha256").update(key).digest().readUInt32BE(0) % 100;
 }
 
 /** Which of train / validation / test a text belongs to. */
 export function splitOf(text: string): "train" | "validation" | "test" {
-  const b = hashBucket(text);
+  return splitOfNormalized(normalizeText(text));
+}
+
+function splitOfNormalized(key: string): "train" | "validation" | "test" {
+  const b = bucketOfNormalized(key);
   if (b < SPLIT_PERCENT.train) return "train";
   if (b < SPLIT_PERCENT.train + SPLIT_PERCENT.validation) return "validation";
   return "test";
@@ -80,7 +87,7 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
       dropped.conflictingLabels++;
       continue;
     }
-    const split = record.split ?? splitOf(key);
+    const split = record.split ?? splitOfNormalized(key);
     const label = labelIndex.get(record.label)!;
     const example: Example = { text: record.text, label, labelName: record.label };
     if (record.source !== undefined) example.source = record.source;

@@ -46,6 +46,8 @@ export interface ExportReport {
   /** Fraction of gated-layer weights export removed: THE sparsity number. */
   removedFraction: number;
   flopsPerToken: { seqLen: number; before: number; after: number };
+  /** The same at the benchmark's sequence lengths (64 and 128), keyed by sequence length. */
+  flopsPerTokenAt: Record<string, { before: number; after: number }>;
   layers: LayerReport[];
   attention: {
     output: string;
@@ -232,6 +234,12 @@ function report(
       before: flopsPerToken(analysis, null, seqLen),
       after: flopsPerToken(analysis, plan, seqLen),
     },
+    flopsPerTokenAt: Object.fromEntries(
+      [64, 128].map((s) => [
+        String(s),
+        { before: flopsPerToken(analysis, null, s), after: flopsPerToken(analysis, plan, s) },
+      ]),
+    ),
     layers: planned.map(({ role, plan: p }) => ({
       node: p.folded.layer.node,
       role,

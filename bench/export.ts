@@ -1,0 +1,210 @@
+/**
+ * `npm run bench:export`: structured export on the reference encoder (4 layers, d 256, 4 heads, FFN 1024) at
+ * target sparsities 0, 0.2, 0.3, 0.4, 0.5. Trained gates come from the trainer; here seeded gate patterns close
+ * the target fraction of gated-layer weights the way structured gates do: whole FFN neurons (through the up-row
+ * or the down-column) and, in every head, Q/K dimensions (Q or K row) and V dimensions (V row or output
+ * column). Every export is checked for equivalence by exportPrunedModel itself.
+ *
+ * Prints parameters and FLOPs removed, the ideal speedup from FLOPs, and the measured dense/pruned latency
+ * ratio (interleaved medians, onnxruntime-node CPU) at batch 16 × 64 and 1 × 128 with 1 and all threads.
+ * Writes bench-results/export.json and docs/export-benchmark.md.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import * as ort from "onnxruntime-node";
+import { buildEncoder, REFERENCE_ENCODER } from "../src/core/models/encoder";
+import { encodeModel } from "../src/core/onnx/codec";
+import type { Graph } from "../src/core/onnx/graph";
+import { Rng } from "../src/core/random";
+import { analyzeEncoder } from "../src/trainer-node/export/analyze";
+import { countParameters, type ExportReport, exportPrunedModel } from "../src/trainer-node/export/export";
+import { allThreads, compareOnGrid, type LatencyComparison } from "../src/trainer-node/export/latency";
+import { CHECKPOINT_FORMAT, type GateCheckpoint } from "../src/trainer-node/gates/checkpoint";
+import { selectGatedLayers } from "../src/trainer-node/gates/layers";
+
+const TARGETS: { target: number; uneven: boolean }[] = [
+  ...[0, 0.2, 0.3, 0.4, 0.5].map((target) => ({ target, uneven: false })),
+  { target: 0.4, uneven: true },
+];
+const RUNS = Number(process.env.BENCH_RUNS ?? 30);
+
+/**
+ * Closes `target` of every layer's FFN neurons and of every head's Q/K and V dimensions (seeded). `uneven`
+ * closes each dimension independently with probability `target` instead, so heads end up with different sizes
+ * (the per-head Split/Concat path of export) — the case trained gates produce.
+ */
+function structuredGates(base: Graph, target: number, seed: number, uneven = false): GateCheckpoint {
+  const rng = new Rng(seed);
+  const analysis = analyzeEncoder(base);
+  const gated = selectGatedLayers(base);
+  const gates = new Map(
+    gated.map((l) => [
+      l.node,
+      { node: l.node, rowGate: new Array(l.outFeatures).fill(1), colGate: new Array(l.inFeatures).fill(1) },
+    ]),
+  );
+  const pick = (n: number, k: number) =>
+    uneven
+      ? Array.from({ length: n }, (_, i) => i).filter(() => rng.next() < target)
+      : rng.shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, k);
+  for (const a of analysis.attention) {
+    for (let h = 0; h < a.heads; h++) {
+      const k = Math.round(target * a.headDim);
+      for (const j of pick(a.headDim, k)) {
+        const d = h * a.headDim + j;
+        gates.get(rng.next() < 0.5 ? a.q.node : a.k.node)!.rowGate[d] = 0;
+      }
+      for (const j of pick(a.headDim, k)) {
+        const d = h * a.headDim + j;
+        if (rng.next() < 0.5) gates.get(a.v.node)!.rowGate[d] = 0;
+        else gates.get(a.o.node)!.colGate[d] = 0;
+      }
+    }
+  }
+  for (const f of analysis.ffn) {
+    if (!gates.has(f.up.node)) continue;
+    for (const j of pick(f.up.outFeatures, Math.round(target * f.up.outFeatures))) {
+      if (rng.next() < 0.5) gates.get(f.up.node)!.rowGate[j] = 0;
+      else gates.get(f.down.node)!.colGate[j] = 0;
+    }
+  }
+  return {
+    format: CHECKPOINT_FORMAT,
+    base: { name: "reference-encoder", sha256: "0".repeat(64) },
+    task: { name: "bench", labels: ["a", "b"] },
+    head: { kind: "model" },
+    method: "bench-structured",
+    settings: { target },
+    seed,
+    step: 0,
+    layers: [...gates.values()],
+    params: {},
+  };
+}
+
+interface Row {
+  target: number;
+  uneven: boolean;
+  removed: number;
+  params: number;
+  baseParams: number;
+  paramsRemoved: number;
+  flopsRemoved64: number;
+  flopsRemoved128: number;
+  idealSpeedup64: number;
+  idealSpeedup128: number;
+  latency: LatencyComparison[];
+  maxAbsDiff: number;
+  report: ExportReport;
+}
+
+const label = (r: Pick<Row, "target" | "uneven">) => `${r.target.toFixed(1)}${r.uneven ? " uneven" : ""}`;
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const x2 = (x: number) => `${x.toFixed(2)}x`;
+
+async function main() {
+  const base = buildEncoder({ ...REFERENCE_ENCODER, initStd: 0.05 });
+  const dense = encodeModel(base);
+  const threads = allThreads();
+  console.log(
+    `reference encoder: ${countParameters(base)} parameters; onnxruntime-node ${ort.env.versions.node}; ` +
+      `${os.cpus()[0]?.model ?? "cpu"}, ${threads} threads; ${RUNS} interleaved runs per cell\n`,
+  );
+  const rows: Row[] = [];
+  for (const { target, uneven } of TARGETS) {
+    const ckpt = structuredGates(base, target, 42, uneven);
+    const { graph, report } = await exportPrunedModel(base, ckpt);
+    const pruned = encodeModel(graph);
+    const latency = await compareOnGrid(dense, pruned, { runs: RUNS });
+    const f64 = report.flopsPerTokenAt["64"];
+    const f128 = report.flopsPerTokenAt["128"];
+    const row: Row = {
+      target,
+      uneven,
+      removed: report.removedFraction,
+      params: report.params.after,
+      baseParams: report.params.before,
+      paramsRemoved: 1 - report.params.after / report.params.before,
+      flopsRemoved64: 1 - f64.after / f64.before,
+      flopsRemoved128: 1 - f128.after / f128.before,
+      idealSpeedup64: f64.before / f64.after,
+      idealSpeedup128: f128.before / f128.after,
+      latency,
+      maxAbsDiff: report.equivalence.maxAbsDiff,
+      report,
+    };
+    rows.push(row);
+    const cell = (b: number, t: number) => latency.find((l) => l.batch === b && l.threads === t)!;
+    console.log(
+      `target ${label(row)}: removed ${pct(row.removed)} of gated weights, params -${pct(row.paramsRemoved)}, ` +
+        `FLOPs -${pct(row.flopsRemoved64)} (S=64); ideal ${x2(row.idealSpeedup64)}; ` +
+        `b16x64 1t ${x2(cell(16, 1).speedup)} ${threads}t ${x2(cell(16, threads).speedup)}; ` +
+        `b1x128 1t ${x2(cell(1, 1).speedup)} ${threads}t ${x2(cell(1, threads).speedup)}`,
+    );
+  }
+  const table = markdownTable(rows, threads);
+  console.log(`\n${table}`);
+  mkdirSync("bench-results", { recursive: true });
+  writeFileSync(
+    "bench-results/export.json",
+    JSON.stringify(
+      {
+        createdAt: new Date().toISOString(),
+        model: { ...REFERENCE_ENCODER, initStd: 0.05 },
+        runtime: `onnxruntime-node ${ort.env.versions.node}`,
+        cpu: os.cpus()[0]?.model,
+        threads,
+        runs: RUNS,
+        rows: rows.map(({ report, ...r }) => ({ ...r, layers: report.layers, attention: report.attention })),
+      },
+      null,
+      2,
+    ),
+  );
+  mkdirSync("docs", { recursive: true });
+  writeFileSync("docs/export-benchmark.md", docs(table, threads));
+  console.log("\nwrote bench-results/export.json and docs/export-benchmark.md");
+}
+
+function markdownTable(rows: Row[], threads: number): string {
+  const lines = [
+    `| target | gated weights removed | params removed | FLOPs removed (S=64) | ideal speedup (S=64) | b16×64 1 thread | b16×64 ${threads} threads | FLOPs removed (S=128) | ideal (S=128) | b1×128 1 thread | b1×128 ${threads} threads | max abs diff |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of rows) {
+    const c = (b: number, t: number) => {
+      const l = r.latency.find((x) => x.batch === b && x.threads === t)!;
+      return `${x2(l.speedup)} (${l.dense.p50Ms.toFixed(1)}→${l.pruned.p50Ms.toFixed(1)} ms)`;
+    };
+    lines.push(
+      `| ${label(r)} | ${pct(r.removed)} | ${pct(r.paramsRemoved)} | ${pct(r.flopsRemoved64)} | ${x2(r.idealSpeedup64)} | ${c(16, 1)} | ${c(16, threads)} | ${pct(r.flopsRemoved128)} | ${x2(r.idealSpeedup128)} | ${c(1, 1)} | ${c(1, threads)} | ${r.maxAbsDiff.toExponential(1)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function docs(table: string, threads: number): string {
+  return `# Export benchmark
+
+Generated by \`npm run bench:export\` (${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model ?? "cpu"},
+${threads} threads, onnxruntime-node ${ort.env.versions.node}, ${RUNS} interleaved runs per cell, medians).
+
+Reference encoder: BERT layout, 4 layers, hidden 256, 4 heads, FFN 1024, vocabulary 4096. Gate patterns are
+seeded and structured the way trained gates close things: at target *t*, in every layer, a fraction *t* of the FFN
+neurons (closed through the up-row or the down-column), and in every head a fraction *t* of the Q/K dimensions
+(Q row or K row) and of the V dimensions (V row or output column), the same number in every head. The *uneven*
+row closes each dimension independently with probability *t*, so heads keep different sizes and export takes
+its per-head Split/Concat path, as it will for trained gates. Every export is verified against the gated
+model by \`exportPrunedModel\` (max abs diff column).
+
+- *gated weights removed*: fraction of the gated layers' weights that export physically removed (the sparsity).
+- *params removed*: all parameters, embeddings and LayerNorms included.
+- *FLOPs*: 2 × MACs of every weight MatMul/Gemm (Gemm heads amortised over the sequence) plus attention scores
+  and context at sequence length S; *ideal speedup* = dense FLOPs / pruned FLOPs.
+- latency cells: dense p50 / pruned p50 (dense → pruned milliseconds), same inputs, runs interleaved.
+
+${table}
+`;
+}
+
+await main();
