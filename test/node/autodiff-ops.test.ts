@@ -411,3 +411,42 @@ describe("autodiff: SoftmaxCrossEntropyLoss", () => {
     },
   );
 });
+
+describe("autodiff: Dropout in training mode", () => {
+  it("reuses the forward mask: grad = mask * R / (1 - ratio), and loss = sum(x * grad) in the same run", async () => {
+    const g = new Graph();
+    g.addInput("x", "float32", [64]);
+    const ratio = 0.25;
+    const on = g.constant(tensor("bool", [], [1]));
+    const y = g.op("Dropout", ["x", g.constFloat(ratio), on], { seed: 3 });
+    const r = g.addInitializer(
+      "R",
+      tensor(
+        "float32",
+        [64],
+        Array.from({ length: 64 }, (_, i) => 1 + (i % 5)),
+      ),
+    );
+    g.op("ReduceSum", [g.op("Mul", [y, r])], { keepdims: 0 }, { output: "loss" });
+    g.addOutput("loss");
+    const t = buildTrainingGraph(g, { loss: "loss", wrt: ["x"] });
+    const x = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) + 2);
+    const out = await (await ort.InferenceSession.create(encodeModel(t))).run({
+      x: new ort.Tensor("float32", x, [64]),
+    });
+    const grad = out[gradName("x")].data as Float32Array;
+    const rv = g.initializers.get("R")!.data as Float32Array;
+    let dropped = 0;
+    grad.forEach((v, i) => {
+      if (v === 0) dropped++;
+      else expect(v).toBeCloseTo(rv[i] / (1 - ratio), 5);
+    });
+    expect(dropped).toBeGreaterThan(0);
+    expect(dropped).toBeLessThan(64);
+    const loss = (out.loss.data as Float32Array)[0];
+    expect(loss).toBeCloseTo(
+      x.reduce((s, v, i) => s + v * grad[i], 0),
+      3,
+    );
+  });
+});
