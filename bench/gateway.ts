@@ -1,0 +1,404 @@
+/**
+ * Gateway inference through the real Worker: starts `wrangler dev` on a fresh local D1/R2 (temporary persist
+ * dir), registers one model through the registry API, and measures in one run on that model:
+ *   - the cold first request (ORT wasm instantiation + R2 read + sha256 + session creation + inference),
+ *   - onnxruntime-web inference time inside workerd (server-timing `infer`),
+ *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
+ *     loading, tokenizing nor inference (total - load - tokenize - infer: validation, JSON, tensors),
+ *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
+ *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, for context.
+ * Prints a table and writes bench-results/gateway.json. wrangler is always shut down (errors, Ctrl-C too).
+ *
+ *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os, { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import * as ortNode from "onnxruntime-node";
+import type { Manifest } from "../src/core/manifest";
+import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
+import { encodeModel, ioSignatureOf } from "../src/core/onnx";
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: "string", default: "reference" },
+    seq: { type: "string", default: "64" },
+    batch: { type: "string", default: "1" },
+    requests: { type: "string", default: "200" },
+    concurrency: { type: "string", default: "1,8,32" },
+  },
+});
+const seq = Number(args.seq);
+const batch = Number(args.batch);
+const requests = Number(args.requests);
+const CONCURRENCY = args.concurrency.split(",").map(Number);
+
+const MODELS: Record<string, Partial<EncoderConfig>> = {
+  reference: REFERENCE_ENCODER, // 4 layers, d=256, 4 heads, FFN 1024, vocab 4096
+  small: { vocabSize: 4096, hidden: 64, layers: 2, heads: 2, ffn: 256, maxPositions: 256 },
+};
+const encoderConfig = MODELS[args.model];
+if (!encoderConfig) throw new Error(`--model must be one of ${Object.keys(MODELS).join(", ")}`);
+
+const root = path.resolve(import.meta.dirname, "..");
+const wranglerBin = path.join(root, "node_modules/wrangler/bin/wrangler.js");
+const token = `bench-${crypto.randomUUID()}`;
+const work = mkdtempSync(path.join(tmpdir(), "sluice-bench-gateway-"));
+const quietEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
+
+// --- wrangler dev, always shut down ---------------------------------------------------------------------------
+let wrangler: ChildProcess | undefined;
+function stopWrangler() {
+  if (wrangler?.pid && wrangler.exitCode === null) {
+    try {
+      process.kill(-wrangler.pid, "SIGTERM"); // its own process group: wrangler, esbuild and workerd
+    } catch {}
+  }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    stopWrangler();
+    process.exit(130);
+  });
+}
+process.on("exit", stopWrangler);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+async function startWrangler(persist: string): Promise<string> {
+  execFileSync(
+    process.execPath,
+    [wranglerBin, "d1", "migrations", "apply", "sluice", "--local", "--persist-to", persist],
+    { cwd: root, env: quietEnv, stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const port = await freePort();
+  const log: string[] = [];
+  wrangler = spawn(
+    process.execPath,
+    [
+      wranglerBin,
+      "dev",
+      "--persist-to",
+      persist,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--var",
+      `ADMIN_TOKEN:${token}`,
+      "--show-interactive-dev-session=false",
+    ],
+    { cwd: root, env: quietEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  wrangler.stdout?.on("data", (d) => log.push(String(d)));
+  wrangler.stderr?.on("data", (d) => log.push(String(d)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if (wrangler.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join("")}`);
+    try {
+      if ((await fetch(`${url}/v2/health/live`)).ok) return url;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`wrangler dev did not become ready in 90 s:\n${log.join("")}`);
+}
+
+// --- statistics -----------------------------------------------------------------------------------------------
+function quantile(samples: number[], q: number): number {
+  const s = [...samples].sort((a, b) => a - b);
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo);
+}
+const p50 = (xs: number[]) => quantile(xs, 0.5);
+const p95 = (xs: number[]) => quantile(xs, 0.95);
+/** workerd under wrangler dev reports whole milliseconds; the mean of many samples resolves sub-ms costs. */
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+function serverTiming(res: Response): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of (res.headers.get("server-timing") ?? "").split(",")) {
+    const m = /^\s*([a-z]+);dur=([0-9.]+)/.exec(part);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+interface Sample {
+  e2eMs: number;
+  timing: Record<string, number>;
+}
+
+// --- the model and its request ----------------------------------------------------------------------------------
+const graph = buildEncoder(encoderConfig);
+const modelBytes = encodeModel(graph);
+const sha256 = async (b: Uint8Array) => Buffer.from(await crypto.subtle.digest("SHA-256", b)).toString("hex");
+
+function inputIds(): number[] {
+  // Deterministic token ids in [5, vocab): [CLS]-like start, no padding.
+  const vocab = graph.initializers.get("bert.embeddings.word_embeddings.weight")?.dims[0] ?? 4096;
+  return Array.from({ length: batch * seq }, (_, i) => (i % seq === 0 ? 2 : 5 + ((i * 7919) % (vocab - 5))));
+}
+const ids = inputIds();
+const inferBody = JSON.stringify({
+  inputs: [
+    { name: "input_ids", datatype: "INT64", shape: [batch, seq], data: ids },
+    { name: "attention_mask", datatype: "INT64", shape: [batch, seq], data: ids.map(() => 1) },
+  ],
+});
+
+async function register(url: string) {
+  const auth = { Authorization: `Bearer ${token}` };
+  const io = ioSignatureOf(graph);
+  const labels = ["neg", "pos"];
+  const res = await fetch(`${url}/v1/models`, {
+    method: "POST",
+    headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "bench", task: "bench", labels, io }),
+  });
+  if (res.status !== 201) throw new Error(`create model: ${res.status} ${await res.text()}`);
+  const zeros = "0".repeat(64);
+  const params = graph.parameterCount();
+  const manifest: Manifest = {
+    schemaVersion: 1,
+    model: { name: "bench", task: "bench" },
+    base: { name: "bench-base", sha256: zeros },
+    artifact: { file: "model.onnx", sha256: await sha256(modelBytes), bytes: modelBytes.byteLength },
+    io,
+    labels,
+    sparsity: {
+      target: 0,
+      removed: 0,
+      params,
+      baseParams: params,
+      flopsPerToken: 1,
+      baseFlopsPerToken: 1,
+    },
+    metrics: { accuracy: 0.9, others: {}, evalSet: { name: "bench", sha256: zeros, size: 1 } },
+    latency: { p50Ms: 1, p95Ms: 1, batch, seqLen: seq, runtime: "bench" },
+    training: {
+      method: "none",
+      hyperparameters: {},
+      seed: 1,
+      steps: 0,
+      trainableParams: 0,
+      createdAt: new Date().toISOString(),
+    },
+  };
+  const form = new FormData();
+  form.append(
+    "manifest",
+    new Blob([JSON.stringify(manifest)], { type: "application/json" }),
+    "manifest.json",
+  );
+  form.append("model", new Blob([modelBytes]), "model.onnx");
+  const up = await fetch(`${url}/v1/models/bench/variants`, { method: "POST", headers: auth, body: form });
+  if (up.status !== 201) throw new Error(`upload: ${up.status} ${await up.text()}`);
+  const patch = await fetch(`${url}/v1/models/bench/variants/1`, {
+    method: "PATCH",
+    headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ status: "active" }),
+  });
+  if (patch.status !== 200) throw new Error(`activate: ${patch.status} ${await patch.text()}`);
+}
+
+async function infer(url: string): Promise<Sample> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v2/models/bench/infer`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: inferBody,
+  });
+  await res.arrayBuffer();
+  const e2eMs = performance.now() - t0;
+  if (res.status !== 200) throw new Error(`infer: ${res.status}`);
+  return { e2eMs, timing: serverTiming(res) };
+}
+
+/** Closed loop: `concurrency` clients each send requests back to back until `n` have been sent. */
+async function level(url: string, concurrency: number, n: number) {
+  const samples: Sample[] = [];
+  let sent = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (sent < n) {
+        sent++;
+        samples.push(await infer(url));
+      }
+    }),
+  );
+  const wallS = (performance.now() - t0) / 1000;
+  const e2e = samples.map((s) => s.e2eMs);
+  const inferMs = samples.map((s) => s.timing.infer);
+  const routeMs = samples.map((s) => s.timing.route);
+  const overhead = samples.map((s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize);
+  if (process.env.BENCH_DUMP) {
+    const sorted = [...samples].sort((a, b) => a.e2eMs - b.e2eMs);
+    for (const s of sorted.slice(-12))
+      console.error(`  e2e ${fmt(s.e2eMs)}  server ${JSON.stringify(s.timing)}`);
+  }
+  return {
+    concurrency,
+    n: samples.length,
+    e2e: { p50Ms: p50(e2e), p95Ms: p95(e2e) },
+    throughputRps: samples.length / wallS,
+    infer: { p50Ms: p50(inferMs), p95Ms: p95(inferMs), meanMs: mean(inferMs) },
+    route: { p50Ms: p50(routeMs), p95Ms: p95(routeMs), meanMs: mean(routeMs) },
+    overhead: { p50Ms: p50(overhead), p95Ms: p95(overhead), meanMs: mean(overhead) },
+  };
+}
+
+async function ortNodeBaseline(n: number) {
+  const session = await ortNode.InferenceSession.create(modelBytes, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+  });
+  const feeds = {
+    input_ids: new ortNode.Tensor("int64", BigInt64Array.from(ids.map(BigInt)), [batch, seq]),
+    attention_mask: new ortNode.Tensor("int64", BigInt64Array.from(ids.map(() => 1n)), [batch, seq]),
+  };
+  for (let i = 0; i < 5; i++) await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  await session.release();
+  return { p50Ms: p50(times), p95Ms: p95(times), n };
+}
+
+const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+
+const loadAtStart = os.loadavg();
+
+async function main() {
+  if (loadAtStart[0] > os.cpus().length) {
+    console.error(
+      `warning: load average ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} CPUs; latency figures will be noisy`,
+    );
+  }
+  const params = graph.parameterCount();
+  console.error(
+    `model: ${args.model} encoder, ${(params / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
+  );
+  const url = await startWrangler(path.join(work, "persist"));
+  console.error(`wrangler dev ready on ${url}`);
+  await register(url);
+
+  const cold = await infer(url);
+  console.error(`cold first request: ${fmt(cold.e2eMs)} ms`);
+  for (let i = 0; i < 10; i++) await infer(url); // warm-up
+
+  const levels = [];
+  for (const c of CONCURRENCY) {
+    const n = Math.max(requests, c * 10);
+    console.error(`concurrency ${c}: ${n} requests...`);
+    levels.push(await level(url, c, n));
+  }
+  stopWrangler();
+  const node = await ortNodeBaseline(Math.min(requests, 100));
+
+  const rows: string[][] = [
+    ["measure", "p50 ms", "p95 ms", "note"],
+    [
+      "cold first request (e2e)",
+      fmt(cold.e2eMs),
+      "",
+      `server: load ${fmt(cold.timing.load)}, infer ${fmt(cold.timing.infer)}`,
+    ],
+    [
+      "ORT-web infer in workerd (c=1)",
+      fmt(levels[0].infer.p50Ms),
+      fmt(levels[0].infer.p95Ms),
+      "server-timing infer",
+    ],
+    ["onnxruntime-node, 1 thread", fmt(node.p50Ms), fmt(node.p95Ms), "same bytes and input, in Node"],
+    [
+      "gateway route (lookup+policy)",
+      fmt(levels[0].route.p50Ms),
+      fmt(levels[0].route.p95Ms),
+      "server-timing route",
+    ],
+    [
+      "gateway overhead (all but infer)",
+      fmt(levels[0].overhead.p50Ms),
+      fmt(levels[0].overhead.p95Ms),
+      `total - load - tokenize - infer; mean ${fmt(levels[0].overhead.meanMs)}`,
+    ],
+  ];
+  for (const l of levels) {
+    rows.push([
+      `end to end, concurrency ${l.concurrency}`,
+      fmt(l.e2e.p50Ms),
+      fmt(l.e2e.p95Ms),
+      `${l.throughputRps.toFixed(1)} req/s; infer p50 ${fmt(l.infer.p50Ms)} ms`,
+    ]);
+  }
+  const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
+  const line = (r: string[]) =>
+    r.map((c, j) => (j === 0 || j === 3 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join("  ");
+  console.log(
+    `\nGateway inference: ${args.model} encoder (${(params / 1e6).toFixed(2)} M params), batch ${batch} x seq ${seq}`,
+  );
+  console.log(line(rows[0]));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows.slice(1)) console.log(line(r));
+  const ratio = levels[0].infer.p50Ms / node.p50Ms;
+  console.log(`\nORT-web in workerd / onnxruntime-node (1 thread): ${ratio.toFixed(2)}x`);
+  console.log(
+    `gateway overhead share of end-to-end at c=1: ${((100 * levels[0].overhead.p50Ms) / levels[0].e2e.p50Ms).toFixed(1)}%`,
+  );
+
+  const result = {
+    benchmark: "gateway",
+    date: new Date().toISOString(),
+    machine: {
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      node: process.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: os.loadavg(),
+    },
+    timerResolution: "workerd under wrangler dev reports whole milliseconds in server-timing",
+    model: {
+      kind: args.model,
+      config: { ...REFERENCE_ENCODER, ...encoderConfig },
+      params,
+      bytes: modelBytes.byteLength,
+      sha256: await sha256(modelBytes),
+    },
+    input: { batch, seq },
+    cold: { e2eMs: cold.e2eMs, serverTiming: cold.timing },
+    ortNode1Thread: node,
+    levels,
+    ortWebOverNodeRatio: ratio,
+  };
+  mkdirSync(path.join(root, "bench-results"), { recursive: true });
+  writeFileSync(path.join(root, "bench-results/gateway.json"), `${JSON.stringify(result, null, 2)}\n`);
+  console.log("\nwrote bench-results/gateway.json");
+}
+
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    stopWrangler();
+    rmSync(work, { recursive: true, force: true });
+  });
