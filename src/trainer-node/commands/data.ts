@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { encodeText } from "../../core/tokenizer";
 import { type Command, UsageError } from "../cli";
+import { loadPretrainingCorpus } from "../data/corpus";
 import { BUILTIN_TASKS, loadTask, resolveTask } from "../data/tasks";
 import { loadTokenizerFile } from "../data/tokenizer-file";
 import type { Example, TaskDataset } from "../data/types";
@@ -91,6 +92,14 @@ async function ls(argv: string[]): Promise<number> {
       );
     }
     console.log();
+  }
+  if (!values.data) {
+    const corpus = loadPretrainingCorpus();
+    console.log("pretraining corpus  (State of the Union addresses + Moby-Dick, sentence-packed segments)");
+    console.log(
+      `  segments (whole sentences packed to ~${corpus.maxChars} chars): train ${corpus.train.length}, validation ${corpus.validation.length}` +
+        `   fingerprint: ${corpus.fingerprint}`,
+    );
   }
   return 0;
 }

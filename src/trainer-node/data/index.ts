@@ -1,0 +1,7 @@
+/** The data layer's public face for the trainer: tasks, the pretraining corpus and the committed tokenizer. */
+export { corpusSegments, loadPretrainingCorpus, type PretrainingCorpus } from "./corpus";
+export { DataFileError } from "./jsonl";
+export { normalizeText, splitOf } from "./splits";
+export { BUILTIN_TASKS, loadDataFile, loadTask, resolveTask } from "./tasks";
+export { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "./tokenizer-file";
+export type { Example, SplitName, TaskDataset } from "./types";
