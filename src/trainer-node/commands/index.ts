@@ -5,3 +5,5 @@ void registerCommand;
 registerCommand("data", () => import("./data"));
 registerCommand("push", () => import("./push"));
 registerCommand("ls", () => import("./ls"));
+registerCommand("train", () => import("./train"));
+registerCommand("export", () => import("./export"));
