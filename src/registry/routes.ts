@@ -70,16 +70,29 @@ function tooLarge(limit: number) {
 
 const jsonLimit = bodyLimit({ maxSize: MAX_JSON_BYTES, onError: tooLarge(MAX_JSON_BYTES) });
 
+/**
+ * The request's Drizzle handle, made on first use. Not a `use("/v1/*")` middleware: once mounted on the
+ * gateway, that would also run for the gateway's own /v1 routes.
+ */
+function db(c: Ctx): RegistryDb {
+  let handle = c.get("db");
+  if (!handle) {
+    handle = registryDb(c.env.DB);
+    c.set("db", handle);
+  }
+  return handle;
+}
+
 async function modelOr404(c: Ctx): Promise<ModelRow> {
   const name = parseParam(ModelName, c.req.param("model"), "model");
-  const model = await findModel(c.var.db, name);
+  const model = await findModel(db(c), name);
   if (!model) throw notFound(`model '${name}'`, "model");
   return model;
 }
 
 async function variantOr404(c: Ctx, model: ModelRow) {
   const version = parseParam(Version, c.req.param("version"), "version");
-  const variant = await findVariant(c.var.db, model.id, version);
+  const variant = await findVariant(db(c), model.id, version);
   if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
   return variant;
 }
@@ -87,15 +100,11 @@ async function variantOr404(c: Ctx, model: ModelRow) {
 export function createRegistryRoutes(options: RegistryOptions = {}) {
   const r = new Hono<RegistryEnv>();
   r.onError(registryErrorHandler);
-  r.use("/v1/*", async (c, next) => {
-    c.set("db", registryDb(c.env.DB));
-    await next();
-  });
 
   // --- models -------------------------------------------------------------------------------------------
   r.post("/v1/models", requireAdmin, jsonLimit, async (c) => {
     const body = await readJsonBody(c, CreateModelBody);
-    const existing = await findModel(c.var.db, body.name);
+    const existing = await findModel(db(c), body.name);
     const same = (m: ModelRow) =>
       m.task === body.task &&
       JSON.stringify(m.labels) === JSON.stringify(body.labels) &&
@@ -110,23 +119,23 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
       );
     }
     try {
-      return c.json({ model: modelView(await insertModel(c.var.db, body)) }, 201);
+      return c.json({ model: modelView(await insertModel(db(c), body)) }, 201);
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
-      const winner = await findModel(c.var.db, body.name);
+      const winner = await findModel(db(c), body.name);
       if (winner && same(winner)) return c.json({ model: modelView(winner) }, 200);
       throw conflict("model_exists", `model '${body.name}' already exists`, "name");
     }
   });
 
   r.get("/v1/models", async (c) => {
-    const rows = await listModels(c.var.db);
+    const rows = await listModels(db(c));
     return c.json({ models: rows.map(modelView) });
   });
 
   r.get("/v1/models/:model", async (c) => {
     const model = await modelOr404(c);
-    const aliases = await listAliases(c.var.db, model.id);
+    const aliases = await listAliases(db(c), model.id);
     return c.json({ model: modelView(model), aliases: aliases.map((a) => aliasView(model, a)) });
   });
 
@@ -154,14 +163,14 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
       throw new ApiError(400, "bad_request", "body is not a readable multipart/form-data upload", "body");
     }
     const upload = await validateUpload(model, await readUploadParts(form));
-    const { variant, created } = await storeVariant(c.env.ARTIFACTS, c.var.db, model, upload, options.hooks);
+    const { variant, created } = await storeVariant(c.env.ARTIFACTS, db(c), model, upload, options.hooks);
     return c.json({ variant: variantView(model, variant), created }, created ? 201 : 200);
   });
 
   r.get("/v1/models/:model/variants", async (c) => {
     const model = await modelOr404(c);
     const filters = parseQuery(ListVariantsQuery, c.req.query());
-    const rows = await listVariants(c.var.db, model.id, filters);
+    const rows = await listVariants(db(c), model.id, filters);
     return c.json({ variants: rows.map((v) => variantView(model, v)) });
   });
 
@@ -183,7 +192,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         "retired",
       );
     }
-    const updated = await setVariantStatus(c.var.db, variant.id, status);
+    const updated = await setVariantStatus(db(c), variant.id, status);
     return c.json({ variant: variantView(model, updated) });
   });
 
@@ -199,7 +208,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         "status",
       );
     }
-    const pinned = await aliasesOfVariant(c.var.db, variant.id);
+    const pinned = await aliasesOfVariant(db(c), variant.id);
     if (pinned.length > 0) {
       const names = pinned.map((a) => a.alias).join(", ");
       throw conflict(
@@ -209,7 +218,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
       );
     }
     try {
-      await deleteVariantRow(c.var.db, variant.id);
+      await deleteVariantRow(db(c), variant.id);
     } catch (err) {
       // aliases.variant_id is ON DELETE RESTRICT: an alias created since the check above wins.
       if (/FOREIGN KEY constraint failed/i.test(String(err instanceof Error ? (err.cause ?? err) : err))) {
@@ -220,7 +229,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     // Artifacts are shared by content: delete an object only when no remaining variant references it.
     const deletedArtifacts: string[] = [];
     for (const key of [variant.artifactKey, variant.tokenizerKey]) {
-      if (key && (await countArtifactReferences(c.var.db, key)) === 0) {
+      if (key && (await countArtifactReferences(db(c), key)) === 0) {
         await c.env.ARTIFACTS.delete(key);
         deletedArtifacts.push(key);
       }
@@ -231,14 +240,14 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   // --- aliases ------------------------------------------------------------------------------------------
   r.get("/v1/models/:model/aliases", async (c) => {
     const model = await modelOr404(c);
-    const rows = await listAliases(c.var.db, model.id);
+    const rows = await listAliases(db(c), model.id);
     return c.json({ aliases: rows.map((a) => aliasView(model, a)) });
   });
 
   r.get("/v1/models/:model/aliases/:alias", async (c) => {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
-    const found = (await listAliases(c.var.db, model.id)).find((a) => a.alias === name);
+    const found = (await listAliases(db(c), model.id)).find((a) => a.alias === name);
     if (!found) throw notFound(`alias '${name}' of model '${model.name}'`, "alias");
     return c.json({ alias: aliasView(model, found) });
   });
@@ -247,7 +256,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
     const { version } = await readJsonBody(c, PutAliasBody);
-    const variant = await findVariant(c.var.db, model.id, version);
+    const variant = await findVariant(db(c), model.id, version);
     if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
     if (variant.status === "retired") {
       throw conflict(
@@ -256,15 +265,15 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         "version",
       );
     }
-    await upsertAlias(c.var.db, model.id, name, variant.id);
-    const saved = (await listAliases(c.var.db, model.id)).find((a) => a.alias === name)!;
+    await upsertAlias(db(c), model.id, name, variant.id);
+    const saved = (await listAliases(db(c), model.id)).find((a) => a.alias === name)!;
     return c.json({ alias: aliasView(model, saved) });
   });
 
   r.delete("/v1/models/:model/aliases/:alias", requireAdmin, async (c) => {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
-    if (!(await deleteAlias(c.var.db, model.id, name))) {
+    if (!(await deleteAlias(db(c), model.id, name))) {
       throw notFound(`alias '${name}' of model '${model.name}'`, "alias");
     }
     return c.json({ deleted: { model: model.name, alias: name } });
@@ -274,7 +283,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   r.put("/v1/tasks/:task/sla", requireAdmin, jsonLimit, async (c) => {
     const task = parseParam(TaskName, c.req.param("task"), "task");
     const body = await readJsonBody(c, PutSlaBody);
-    const row = await upsertTaskSla(c.var.db, {
+    const row = await upsertTaskSla(db(c), {
       task,
       metric: body.metric,
       min: body.min,
@@ -286,7 +295,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
 
   r.get("/v1/tasks/:task/sla", async (c) => {
     const task = parseParam(TaskName, c.req.param("task"), "task");
-    const row = await findTaskSla(c.var.db, task);
+    const row = await findTaskSla(db(c), task);
     if (!row) throw notFound(`SLA for task '${task}'`, "task");
     return c.json({ sla: slaView(row) });
   });
@@ -295,18 +304,18 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   r.post("/v1/keys", requireAdmin, jsonLimit, async (c) => {
     const { scopes } = await readJsonBody(c, CreateKeyBody);
     const minted = await mintApiKey();
-    const row = await insertApiKey(c.var.db, { keyHash: minted.keyHash, prefix: minted.prefix, scopes });
+    const row = await insertApiKey(db(c), { keyHash: minted.keyHash, prefix: minted.prefix, scopes });
     // The only time the key itself is ever returned.
     return c.json({ key: minted.key, ...apiKeyView(row) }, 201);
   });
 
   r.get("/v1/keys", requireAdmin, async (c) => {
-    return c.json({ keys: (await listApiKeys(c.var.db)).map(apiKeyView) });
+    return c.json({ keys: (await listApiKeys(db(c))).map(apiKeyView) });
   });
 
   r.delete("/v1/keys/:id", requireAdmin, async (c) => {
     const id = parseParam(KeyId, c.req.param("id"), "id");
-    const row = await revokeApiKey(c.var.db, id);
+    const row = await revokeApiKey(db(c), id);
     if (!row) throw notFound(`API key ${id}`, "id");
     return c.json({ key: apiKeyView(row) });
   });

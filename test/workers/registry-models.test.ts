@@ -1,6 +1,9 @@
 import { env } from "cloudflare:test";
+import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
+import type { Env } from "../../src/gateway/env";
 import { verifyApiKey } from "../../src/registry/auth";
+import { createRegistryRoutes } from "../../src/registry/routes";
 import { admin, api, createModel, jsonInit, makeVariantFiles } from "./helpers";
 
 type ErrorBody = { error: { code: string; message: string; field?: string } };
@@ -206,4 +209,15 @@ it("model creation through the helper matches what makeVariantFiles uploads", as
   expect((await createModel("helper-check", { labelNames: ["x", "y", "z"] })).status).toBe(201);
   const got = (await (await api("/v1/models/helper-check")).json()) as { model: { labels: string[] } };
   expect(got.model.labels).toEqual(["x", "y", "z"]);
+});
+
+it("mounting the registry leaves other /v1 routes and their error handling alone", async () => {
+  const app = new Hono<{ Bindings: Env }>();
+  app.onError((err, c) => c.json({ error: `gateway: ${err.message}` }, 500));
+  app.route("/", createRegistryRoutes());
+  app.get("/v1/models/:model/classify", () => {
+    throw new Error("boom");
+  });
+  const res = await app.fetch(new Request("http://gateway/v1/models/x/classify"), env);
+  expect(await res.json()).toEqual({ error: "gateway: boom" });
 });
