@@ -1,0 +1,9 @@
+export {
+  buildTrainingGraph,
+  buildTrainingGraphWithInfo,
+  gradName,
+  promoteInitializers,
+  type TrainingGraph,
+  type TrainingGraphOptions,
+} from "./backward";
+export { GRADIENTS, NON_DIFFERENTIABLE } from "./gradients";
