@@ -6,3 +6,4 @@ registerCommand("data", () => import("./data"));
 registerCommand("push", () => import("./push"));
 registerCommand("ls", () => import("./ls"));
 registerCommand("train", () => import("./train"));
+registerCommand("export", () => import("./export"));

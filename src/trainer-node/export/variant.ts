@@ -1,0 +1,151 @@
+/**
+ * A trainer output directory for one exported variant: `model.onnx`, `tokenizer.json` (copied), `manifest.json`
+ * (validated by the one manifest schema before it is written) and `export-report.json` (the full export report
+ * and latency grid, for people; the registry reads only the manifest).
+ */
+import { createHash } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../core/manifest";
+import { encodeModel } from "../../core/onnx/codec";
+import type { Graph } from "../../core/onnx/graph";
+import { ioSignatureOf } from "../../core/onnx/signature";
+import type { GateCheckpoint } from "../gates/checkpoint";
+import type { ExportReport } from "./export";
+import type { LatencyComparison, LatencyStats } from "./latency";
+import { argmaxRows, feedsFor, sessionOptions, type TokenBatch } from "./run";
+
+/** Tokenized evaluation examples; `labels` follow the batches' rows in order. */
+export interface EvalSet {
+  name: string;
+  batches: TokenBatch[];
+  labels: number[];
+  /** Fingerprint of the data (e.g. the dataset split's); defaults to a hash of the tokens and labels. */
+  sha256?: string;
+}
+
+export const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
+
+/** sha256 over the token ids, masks and labels of an eval set (when the data has no fingerprint of its own). */
+export function evalSetSha256(set: Pick<EvalSet, "batches" | "labels">): string {
+  const h = createHash("sha256");
+  for (const b of set.batches) {
+    h.update(`${b.batch}x${b.seqLen};`);
+    h.update(new Uint8Array(b.inputIds.buffer, b.inputIds.byteOffset, b.inputIds.byteLength));
+    h.update(new Uint8Array(b.attentionMask.buffer, b.attentionMask.byteOffset, b.attentionMask.byteLength));
+  }
+  h.update(JSON.stringify(set.labels));
+  return h.digest("hex");
+}
+
+/** Accuracy of a model (its `logits` output) on an eval set. */
+export async function evaluateAccuracy(graph: Graph, set: EvalSet): Promise<number> {
+  const rows = set.batches.reduce((n, b) => n + b.batch, 0);
+  if (rows !== set.labels.length)
+    throw new Error(`eval set '${set.name}' has ${rows} rows but ${set.labels.length} labels`);
+  if (rows === 0) throw new Error(`eval set '${set.name}' is empty`);
+  const session = await ort.InferenceSession.create(encodeModel(graph), sessionOptions(1));
+  const output = graph.outputs.find((o) => o.name === "logits")?.name ?? graph.outputs[0].name;
+  let correct = 0;
+  let row = 0;
+  try {
+    for (const b of set.batches) {
+      const out = (await session.run(feedsFor(graph, b), [output]))[output];
+      for (const label of argmaxRows(out.data as Float32Array, Number(out.dims.at(-1))))
+        if (label === set.labels[row++]) correct++;
+    }
+  } finally {
+    await session.release();
+  }
+  return correct / rows;
+}
+
+export interface VariantInput {
+  /** Registry model name (lowercase letters, digits, '.', '_', '-'). */
+  modelName: string;
+  graph: Graph;
+  report: ExportReport;
+  ckpt: GateCheckpoint;
+  /** The base model the gates were trained on (defaults to the checkpoint's record of it). */
+  base?: { name: string; sha256: string };
+  /** Sparsity the user asked for (defaults to the checkpoint's `settings.target`, else 0). */
+  target?: number;
+  tokenizerFile?: string;
+  evalSet: EvalSet;
+  /** Latency recorded in the manifest (the registry's and router's figure). */
+  latency: LatencyStats;
+  /** The full dense-vs-pruned grid, kept in export-report.json. */
+  latencyGrid?: LatencyComparison[];
+}
+
+function targetOf(ckpt: GateCheckpoint): number {
+  const s = ckpt.settings as Record<string, unknown>;
+  const t = s.target ?? s.targetSparsity;
+  return typeof t === "number" ? t : 0;
+}
+
+/** Writes model.onnx, tokenizer.json (if given), manifest.json and export-report.json into `dir`. */
+export async function writeVariant(dir: string, v: VariantInput): Promise<Manifest> {
+  await mkdir(dir, { recursive: true });
+  const model = encodeModel(v.graph);
+  const accuracy = await evaluateAccuracy(v.graph, v.evalSet);
+  let tokenizer: Manifest["tokenizer"];
+  if (v.tokenizerFile) {
+    const bytes = await readFile(v.tokenizerFile);
+    await writeFile(path.join(dir, "tokenizer.json"), bytes);
+    tokenizer = { file: "tokenizer.json", sha256: sha256Hex(bytes) };
+  }
+  const trainable =
+    v.ckpt.layers.reduce((n, l) => n + l.rowGate.length + l.colGate.length, 0) +
+    Object.values(v.ckpt.params).reduce((n, t) => n + t.data.length, 0);
+  const manifest = parseManifest({
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    model: { name: v.modelName, task: v.ckpt.task.name },
+    base: v.base ?? v.ckpt.base,
+    artifact: { file: "model.onnx", sha256: sha256Hex(model), bytes: model.byteLength },
+    tokenizer,
+    io: ioSignatureOf(v.graph),
+    labels: v.ckpt.task.labels,
+    sparsity: {
+      target: v.target ?? targetOf(v.ckpt),
+      removed: v.report.removedFraction,
+      params: v.report.params.after,
+      baseParams: v.report.params.before,
+      flopsPerToken: v.report.flopsPerToken.after,
+      baseFlopsPerToken: v.report.flopsPerToken.before,
+    },
+    metrics: {
+      accuracy,
+      others: { maxAbsDiffVsGated: v.report.equivalence.maxAbsDiff },
+      evalSet: {
+        name: v.evalSet.name,
+        sha256: v.evalSet.sha256 ?? evalSetSha256(v.evalSet),
+        size: v.evalSet.labels.length,
+      },
+    },
+    latency: {
+      p50Ms: v.latency.p50Ms,
+      p95Ms: v.latency.p95Ms,
+      batch: v.latency.batch,
+      seqLen: v.latency.seqLen,
+      runtime: v.latency.runtime,
+    },
+    training: {
+      method: v.ckpt.method,
+      gateMethod: v.ckpt.method,
+      hyperparameters: v.ckpt.settings,
+      seed: v.ckpt.seed,
+      steps: v.ckpt.step,
+      trainableParams: trainable,
+      createdAt: new Date().toISOString(),
+    },
+  });
+  await writeFile(path.join(dir, "model.onnx"), model);
+  await writeFile(path.join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(
+    path.join(dir, "export-report.json"),
+    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [] }, null, 2)}\n`,
+  );
+  return manifest;
+}
