@@ -6,7 +6,7 @@
  * Per-isolate state (catalog cache, session cache, cool-downs) is created on the first request, when the
  * Worker's vars are known, and lives as long as the isolate.
  */
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import type { VariantRow } from "../registry/schema";
@@ -27,14 +27,29 @@ export interface GatewayState {
   cooldowns: Cooldowns;
 }
 
+/** Every catalog of this isolate, so registry writes made here are seen here at once (not after the TTL). */
+const catalogs = new Set<Catalog>();
+
 export function createGatewayState(config: GatewayConfig): GatewayState {
+  const catalog = new Catalog(config.catalogTtlMs);
+  catalogs.add(catalog);
   return {
     config,
-    catalog: new Catalog(config.catalogTtlMs),
+    catalog,
     sessions: new SessionCache(config.sessionBudgetBytes),
     cooldowns: new Cooldowns(config.cooldownMs),
   };
 }
+
+/**
+ * Middleware for the registry routes: after any write (status, SLA, alias, upload, delete) drop this isolate's
+ * cached registry lookups. Writes are rare, so all models are dropped (an SLA write touches every model of the
+ * task). Other isolates see the change within the catalog TTL.
+ */
+export const invalidateCatalogsAfterWrites: MiddlewareHandler = async (c, next) => {
+  await next();
+  if (c.req.method !== "GET" && c.req.method !== "HEAD") for (const catalog of catalogs) catalog.invalidate();
+};
 
 export interface InferenceRoutesOptions {
   /** Overrides of the vars-derived configuration (tests, benchmarks). */

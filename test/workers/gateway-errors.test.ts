@@ -380,6 +380,23 @@ describe("catalog cache", () => {
     expect(catalog.queries).toBe(1);
   });
 
+  it("sees registry writes made in the same isolate at once, despite the TTL", async () => {
+    const route = async () =>
+      ((await (await SELF.fetch("http://gateway/v1/models/cache/route")).json()) as { chosen: number | null })
+        .chosen;
+    expect((await createModel("cache")).status).toBe(201);
+    expect((await registerVariant("cache", { seed: 1, p50Ms: 5 })).res.status).toBe(201);
+    expect((await registerVariant("cache", { seed: 2, p50Ms: 1 })).res.status).toBe(201);
+    expect((await api("/v1/models/cache/variants/1", jsonInit("PATCH", { status: "active" }))).status).toBe(
+      200,
+    );
+    expect(await route()).toBe(1); // now cached for 5 s
+    expect((await api("/v1/models/cache/variants/2", jsonInit("PATCH", { status: "active" }))).status).toBe(
+      200,
+    );
+    expect(await route()).toBe(2); // faster, and seen without waiting for the TTL
+  });
+
   it("serves liveness, readiness and server metadata", async () => {
     expect((await SELF.fetch("http://gateway/v2/health/ready")).status).toBe(200);
     expect(await (await SELF.fetch("http://gateway/v2")).json()).toMatchObject({ name: "sluice" });
