@@ -9,7 +9,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { variantUploadForm } from "../src/trainer-node/commands/push";
@@ -227,6 +227,7 @@ async function main() {
   ];
 
   console.log(`\nregistry through wrangler dev (local D1 + R2), ${new Date().toISOString()}`);
+  console.log(`host: ${availableParallelism()} CPUs, load average ${loadavg()[0].toFixed(1)} (1 min)`);
   console.log(
     `${"operation".padEnd(22)} ${"n".padStart(4)} ${"p50 ms".padStart(8)} ${"p95 ms".padStart(8)}  note`,
   );
@@ -251,6 +252,9 @@ async function main() {
           variants: total,
           lookupsEach: nLookups,
           modelBytes: { small: sizeSmall, large: sizeLarge },
+          // Context for noisy figures: the machine may be shared with other jobs.
+          cpus: availableParallelism(),
+          loadAverage1m: loadavg()[0],
         },
         results: rows,
       },
