@@ -39,6 +39,8 @@ export class Catalog {
   constructor(
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
+    /** Bound on cached names, so requests for endless unknown names cannot grow the isolate's memory. */
+    private readonly maxEntries = 1_000,
   ) {}
 
   /** The model and its variants, SLA and aliases; null when no such model is registered. */
@@ -47,7 +49,9 @@ export class Catalog {
     if (hit && hit.expiresAt > this.now()) return hit.value;
     const value = this.query(d1, name);
     const entry: Cached = { expiresAt: this.now() + this.ttlMs, value };
+    this.entries.delete(name);
     this.entries.set(name, entry);
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     // A failed query (D1 unavailable) must not be served from the cache.
     value.catch(() => {
       if (this.entries.get(name) === entry) this.entries.delete(name);

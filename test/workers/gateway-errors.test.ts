@@ -374,6 +374,15 @@ describe("catalog cache", () => {
     expect(catalog.queries).toBe(4);
   });
 
+  it("keeps at most maxEntries names", async () => {
+    const catalog = new Catalog(60_000, Date.now, 3);
+    for (const name of ["a1", "a2", "a3", "a4", "bad"]) await catalog.lookup(env.DB, name);
+    await catalog.lookup(env.DB, "a1"); // dropped as the oldest: asked again
+    expect(catalog.queries).toBe(6);
+    await catalog.lookup(env.DB, "bad");
+    expect(catalog.queries).toBe(6);
+  });
+
   it("shares one query among concurrent lookups", async () => {
     const catalog = new Catalog(5_000);
     await Promise.all(Array.from({ length: 10 }, () => catalog.lookup(env.DB, "bad")));
