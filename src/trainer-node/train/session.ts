@@ -17,6 +17,7 @@ export interface SessionOptions {
   threads?: number;
   /** ORT profiling (writes a JSON trace in the working directory), for the bench. */
   profile?: boolean;
+  profilePrefix?: string;
 }
 
 /** A tokenized mini-batch: row-major [batch, seq] ids and mask, integer labels. */
@@ -37,6 +38,7 @@ export async function createSession(graph: Graph, opts: SessionOptions = {}): Pr
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
       enableProfiling: opts.profile ?? false,
+      profileFilePrefix: opts.profilePrefix,
     });
   } catch (err) {
     if (device === "cuda")
