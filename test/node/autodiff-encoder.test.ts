@@ -201,4 +201,20 @@ describe("autodiff: whole encoder vs finite differences", () => {
       });
     }
   });
+
+  it("MLM head tied to the word embeddings: both uses of the table add up (pretraining case)", async () => {
+    const rng = new Rng(13);
+    const g = buildEncoder({ ...TINY, layout: "bert", head: "mlm" });
+    const names = [...g.initializers.keys()];
+    const wrt = [
+      names.find((n) => /word_embeddings\.weight$/.test(n))!,
+      names.find((n) => /^cls\./.test(n))!,
+    ];
+    expect(wrt.every(Boolean)).toBe(true);
+    const values = promoteInitializers(g, wrt);
+    const feeds: Record<string, Feed> = tokens(rng);
+    for (const [name, t] of values)
+      feeds[name] = { dtype: "float32", dims: t.dims, data: t.data as Float32Array };
+    await checkGradients(g, { output: "mlm_logits", feeds, wrt, coords: 8, atol: 5e-4, h: 1e-3 });
+  });
 });
