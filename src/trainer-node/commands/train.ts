@@ -3,7 +3,7 @@
  * checkpoint, the training curve and, through export, the pruned model.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { decodeModel } from "../../core/onnx/codec";
@@ -12,7 +12,6 @@ import { type Command, UsageError } from "../cli";
 import { resolveTask } from "../data/tasks";
 import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-file";
 import type { Example } from "../data/types";
-import { exportPrunedModel } from "../export/export";
 import { vocabSizeOf } from "../export/run";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
 import type { TokenizedSplit } from "../train/data";
@@ -197,15 +196,26 @@ export const command: Command = {
         console.log(`export of ${v.method} checkpoints is not supported; checkpoint only`);
       return 0;
     }
-    const { graph, report } = await exportPrunedModel(base, result.checkpoint);
-    const { encodeModel } = await import("../../core/onnx/codec");
-    writeFileSync(path.join(v.out, "model.onnx"), encodeModel(graph));
-    writeFileSync(path.join(v.out, "export-report.json"), `${JSON.stringify(report, null, 2)}\n`);
-    console.log(
-      `exported ${path.join(v.out, "model.onnx")}: ${report.params.before} → ${report.params.after} parameters, ` +
-        `${(100 * report.removedFraction).toFixed(2)}% of gated weights removed (max |Δlogit| ${report.equivalence.maxAbsDiff.toExponential(2)}); ` +
-        "manifest.json is written by the export step (pending)",
-    );
-    return 0;
+    // Export through `sluice export` itself: pruned model, equivalence check, test-split accuracy, latency,
+    // manifest.json (one code path for both commands).
+    const exportCommand = (await import("./export")).command;
+    return exportCommand.run([
+      "--base",
+      v.base,
+      "--gates",
+      path.join(v.out, GATES_FILE),
+      "--out",
+      v.out,
+      "--eval",
+      v.data ?? taskName,
+      "--tokenizer",
+      tokenizerFile,
+      "--max-len",
+      String(seq),
+      "--target",
+      String(target),
+      "--name",
+      taskName.toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
+    ]);
   },
 };
