@@ -189,6 +189,19 @@ describe("autodiff: normalisation and reductions", () => {
     await checkGradients(g, { output: g.outputs[0].name, feeds: { x: randn(rng, [2, 3, 4]) }, wrt: ["x"] });
   });
 
+  it("opset 18: ReduceMean with axes as input, and LayerNormalization (its backward emits ReduceMean)", async () => {
+    const g = graphOf(
+      { x: { dims: ["b", 3, 4] }, s: { dims: [4] } },
+      (g, x, s) => {
+        const ln = g.op("LayerNormalization", [x, s], { axis: -1 });
+        return g.op("ReduceMean", [ln, g.constInts([1])], { keepdims: 0 });
+      },
+      18,
+    );
+    const feeds = { x: randn(rng, [2, 3, 4]), s: randn(rng, [4]) };
+    await checkGradients(g, { output: g.outputs[0].name, feeds, wrt: ["x", "s"] });
+  });
+
   it("ReduceMean over symbolic dims and ReduceSum with axes attribute at opset 11", async () => {
     const g = graphOf(
       { x: { dims: ["b", "s", 4] } },
