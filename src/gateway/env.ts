@@ -1,3 +1,5 @@
+import type { ExperimentEvent } from "./experiments/events";
+
 /** Bindings of the gateway Worker (see wrangler.toml). */
 export interface Env {
   DB: D1Database;
@@ -5,6 +7,8 @@ export interface Env {
   /** Secret: bearer token for registry writes and the dashboard. */
   ADMIN_TOKEN: string;
   SESSION_BUDGET_MB?: string;
+  /** Queue of experiment exposure events (producer; the same Worker consumes it, see worker.ts). */
+  EVENTS: Queue<ExperimentEvent>;
   /** Largest accepted variant upload in MB (registry; default 100). */
   MAX_UPLOAD_MB?: string;
 }

@@ -4,6 +4,7 @@ declare namespace Cloudflare {
     DB: D1Database;
     ARTIFACTS: R2Bucket;
     ADMIN_TOKEN: string;
+    EVENTS: Queue<unknown>;
     SESSION_BUDGET_MB?: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }

@@ -1,0 +1,248 @@
+/**
+ * Experiments on the serving path. While a model has a running experiment, its routed requests
+ * (`POST /v2/models/:model/infer`, `POST /v1/models/:model/classify`) bypass SLA routing: each request is
+ * assigned an arm from its unit (sticky) and served by that arm's variant, through the gateway's own pinned
+ * route (`.../versions/:version/...`), so serving, validation and errors are exactly the gateway's. The
+ * response gains `x-sluice-experiment`, `x-sluice-arm` and `x-sluice-request-id`, and an exposure event goes
+ * to the EVENTS queue after the response (`waitUntil`), off the hot path.
+ *
+ * An arm's variant that fails (5xx) is not replaced by another variant: the failure is the arm's, recorded as
+ * an error exposure so the error-rate guardrail sees it. Requests rejected as bad input (4xx) are not exposures.
+ */
+import { and, eq } from "drizzle-orm";
+import type { Context } from "hono";
+import { bearerToken } from "../../registry/auth";
+import { experimentArms, experiments } from "../../registry/experiments-schema";
+import { models, variants } from "../../registry/schema";
+import type { Env } from "../env";
+import { type ArmAssignment, assignRequest } from "./assign";
+import type { ExposureEvent } from "./events";
+import { experimentDb } from "./store";
+
+/** How long an isolate reuses its view of a model's running experiment (a start/stop elsewhere shows up within it). */
+export const RUNNING_EXPERIMENT_TTL_MS = 5_000;
+
+export interface RunningExperiment {
+  id: number;
+  seed: string;
+  unit: string;
+  labels: string[];
+  arms: { arm: number; version: number; weight: number }[];
+}
+
+/** Arm names as the API, headers and recommendations show them: A, B, C, ... */
+export function armName(arm: number): string {
+  return arm < 26 ? String.fromCharCode(65 + arm) : `arm${arm}`;
+}
+
+// --- request ids ------------------------------------------------------------------------------------------
+
+/** `e<experiment id>-<32 hex>`: the experiment is readable from the id, so feedback can be checked before its exposure lands. */
+export const REQUEST_ID = /^e([1-9][0-9]{0,9})-[0-9a-f]{32}$/;
+
+export function mintRequestId(experimentId: number): string {
+  return `e${experimentId}-${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+export function experimentIdOfRequest(requestId: string): number | null {
+  const m = REQUEST_ID.exec(requestId);
+  return m ? Number(m[1]) : null;
+}
+
+// --- per-isolate cache of running experiments -------------------------------------------------------------
+
+interface Cached {
+  expiresAt: number;
+  value: Promise<RunningExperiment | null>;
+}
+
+/** Per-isolate cache: the hot path must not query D1 on every request. Misses (no experiment) are cached too. */
+export class RunningExperiments {
+  private readonly entries = new Map<string, Cached>();
+  queries = 0;
+
+  constructor(
+    private readonly ttlMs = RUNNING_EXPERIMENT_TTL_MS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  lookup(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
+    const hit = this.entries.get(modelName);
+    if (hit && hit.expiresAt > this.now()) return hit.value;
+    const value = this.query(d1, modelName);
+    const entry = { expiresAt: this.now() + this.ttlMs, value };
+    this.entries.set(modelName, entry);
+    value.catch(() => {
+      if (this.entries.get(modelName) === entry) this.entries.delete(modelName);
+    });
+    return value;
+  }
+
+  invalidate(modelName?: string): void {
+    if (modelName === undefined) this.entries.clear();
+    else this.entries.delete(modelName);
+  }
+
+  private async query(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
+    this.queries++;
+    const rows = await experimentDb(d1)
+      .select({
+        id: experiments.id,
+        seed: experiments.seed,
+        unit: experiments.unit,
+        labels: models.labels,
+        arm: experimentArms.arm,
+        version: variants.version,
+        weight: experimentArms.weight,
+      })
+      .from(experiments)
+      .innerJoin(models, eq(models.id, experiments.modelId))
+      .innerJoin(experimentArms, eq(experimentArms.experimentId, experiments.id))
+      .innerJoin(variants, eq(variants.id, experimentArms.variantId))
+      .where(and(eq(models.name, modelName), eq(experiments.status, "running")))
+      .orderBy(experimentArms.arm)
+      .all();
+    if (rows.length === 0) return null;
+    const { id, seed, unit, labels } = rows[0];
+    return {
+      id,
+      seed,
+      unit,
+      labels,
+      arms: rows.map(({ arm, version, weight }) => ({ arm, version, weight })),
+    };
+  }
+}
+
+/** The isolate's cache, shared by the serving hook and the experiment routes (which invalidate it on writes). */
+export const runningExperiments = new RunningExperiments();
+
+// --- assignment -------------------------------------------------------------------------------------------
+
+const encoder = new TextEncoder();
+
+/**
+ * The request's unit id: the named header's value, or for `api-key` a digest of the caller's bearer key (the
+ * key itself is never stored). Absent means the request is assigned at random and counted apart.
+ */
+export async function unitIdOf(c: Context, unit: string): Promise<string | null> {
+  if (unit === "api-key") {
+    const key = bearerToken(c.req.header("Authorization")) ?? c.req.header("x-api-key");
+    if (!key) return null;
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(key)));
+    return `key:${[...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+  const value = c.req.header(unit)?.trim();
+  return value ? value.slice(0, 256) : null;
+}
+
+export interface ExperimentOverride {
+  experiment: RunningExperiment;
+  assignment: ArmAssignment;
+  version: number;
+  unitId: string | null;
+  requestId: string;
+}
+
+/**
+ * Whether the model's running experiment covers this request, and which arm serves it. Null when the model
+ * has no running experiment.
+ */
+export async function experimentOverride(
+  c: Context<{ Bindings: Env }>,
+  modelName: string,
+  cache: RunningExperiments = runningExperiments,
+): Promise<ExperimentOverride | null> {
+  const experiment = await cache.lookup(c.env.DB, modelName);
+  if (!experiment) return null;
+  const unitId = await unitIdOf(c, experiment.unit);
+  const assignment = assignRequest(experiment, unitId);
+  return {
+    experiment,
+    assignment,
+    version: experiment.arms[assignment.arm].version,
+    unitId: assignment.sticky ? unitId : null,
+    requestId: mintRequestId(experiment.id),
+  };
+}
+
+// --- exposure events --------------------------------------------------------------------------------------
+
+/** The single predicted label of a classify or OIP infer response body, when it has exactly one. */
+export function predictedLabel(body: unknown, labels: readonly string[]): string | null {
+  if (typeof body !== "object" || body === null) return null;
+  const b = body as {
+    results?: { label?: unknown }[];
+    outputs?: { name?: unknown; data?: unknown }[];
+  };
+  if (Array.isArray(b.results)) {
+    return b.results.length === 1 && typeof b.results[0]?.label === "string" ? b.results[0].label : null;
+  }
+  if (Array.isArray(b.outputs) && b.outputs.length > 0) {
+    const out = b.outputs.find((o) => o.name === "logits") ?? b.outputs[0];
+    const data = out.data;
+    if (!Array.isArray(data) || data.length !== labels.length || labels.length === 0) return null;
+    let best = 0;
+    for (let i = 1; i < data.length; i++) if (Number(data[i]) > Number(data[best])) best = i;
+    return labels[best];
+  }
+  return null;
+}
+
+function executionContextOf(c: Context): ExecutionContext | undefined {
+  try {
+    return c.executionCtx;
+  } catch {
+    return undefined; // app.request() in tests has none
+  }
+}
+
+/**
+ * Sends the exposure event for a served request after the response is returned: the body is parsed for the
+ * predicted label inside waitUntil, so the client never waits for it. Client errors (4xx) are not exposures.
+ */
+export function recordExposure(
+  c: Context<{ Bindings: Env }>,
+  override: ExperimentOverride,
+  response: Response,
+  latencyMs: number,
+): void {
+  if (response.status >= 400 && response.status < 500) return;
+  if (!c.env.EVENTS) {
+    console.warn("experiments: no EVENTS queue binding; exposure not recorded");
+    return;
+  }
+  const error = response.status >= 500;
+  const served = response.headers.get("x-sluice-variant");
+  const servedVersion = served ? Number(served.slice(served.lastIndexOf("@") + 1)) : null;
+  const copy = error ? null : response.clone();
+  const send = async () => {
+    const body = copy ? await copy.json().catch(() => null) : null;
+    const event: ExposureEvent = {
+      type: "exposure",
+      requestId: override.requestId,
+      experimentId: override.experiment.id,
+      arm: override.assignment.arm,
+      unitId: override.unitId,
+      sticky: override.assignment.sticky,
+      servedVersion: Number.isInteger(servedVersion) ? servedVersion : null,
+      latencyMs,
+      error,
+      predicted: body ? predictedLabel(body, override.experiment.labels) : null,
+      servedAt: new Date().toISOString(),
+    };
+    await c.env.EVENTS.send(event);
+  };
+  const pending = send().catch((err) => console.error("experiments: exposure not sent", err));
+  const ctx = executionContextOf(c);
+  if (ctx) ctx.waitUntil(pending);
+}
+
+/** Adds the experiment headers to a response (a copy: responses from fetch may be immutable). */
+export function withExperimentHeaders(response: Response, override: ExperimentOverride): Response {
+  const out = new Response(response.body, response);
+  out.headers.set("x-sluice-experiment", String(override.experiment.id));
+  out.headers.set("x-sluice-arm", armName(override.assignment.arm));
+  out.headers.set("x-sluice-request-id", override.requestId);
+  return out;
+}
