@@ -6,7 +6,8 @@
  *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
  *     loading, tokenizing nor inference (total - load - tokenize - infer: validation, JSON, tensors),
  *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
- *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, for context.
+ *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, interleaved with the concurrency-1
+ *     requests so both see the same machine load, for context.
  * Prints a table and writes bench-results/gateway.json. wrangler is always shut down (errors, Ctrl-C too).
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
@@ -229,8 +230,9 @@ async function infer(url: string): Promise<Sample> {
 }
 
 /** Closed loop: `concurrency` clients each send requests back to back until `n` have been sent. */
-async function level(url: string, concurrency: number, n: number) {
+async function level(url: string, concurrency: number, n: number, interleave?: () => Promise<number>) {
   const samples: Sample[] = [];
+  const interleaved: number[] = [];
   let sent = 0;
   const t0 = performance.now();
   await Promise.all(
@@ -238,6 +240,7 @@ async function level(url: string, concurrency: number, n: number) {
       while (sent < n) {
         sent++;
         samples.push(await infer(url));
+        if (interleave) interleaved.push(await interleave());
       }
     }),
   );
@@ -252,6 +255,7 @@ async function level(url: string, concurrency: number, n: number) {
       console.error(`  e2e ${fmt(s.e2eMs)}  server ${JSON.stringify(s.timing)}`);
   }
   return {
+    interleaved,
     concurrency,
     n: samples.length,
     e2e: { p50Ms: p50(e2e), p95Ms: p95(e2e) },
@@ -262,7 +266,8 @@ async function level(url: string, concurrency: number, n: number) {
   };
 }
 
-async function ortNodeBaseline(n: number) {
+/** onnxruntime-node on one thread, same bytes and input; `once()` times one run. */
+async function ortNodeBaseline() {
   const session = await ortNode.InferenceSession.create(modelBytes, {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
@@ -272,14 +277,14 @@ async function ortNodeBaseline(n: number) {
     attention_mask: new ortNode.Tensor("int64", BigInt64Array.from(ids.map(() => 1n)), [batch, seq]),
   };
   for (let i = 0; i < 5; i++) await session.run(feeds);
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await session.run(feeds);
-    times.push(performance.now() - t0);
-  }
-  await session.release();
-  return { p50Ms: p50(times), p95Ms: p95(times), n };
+  return {
+    once: async () => {
+      const t0 = performance.now();
+      await session.run(feeds);
+      return performance.now() - t0;
+    },
+    release: () => session.release(),
+  };
 }
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
@@ -304,14 +309,20 @@ async function main() {
   console.error(`cold first request: ${fmt(cold.e2eMs)} ms`);
   for (let i = 0; i < 10; i++) await infer(url); // warm-up
 
+  // Concurrency 1 alternates gateway requests with onnxruntime-node runs, so both see the same machine load.
+  const baseline = await ortNodeBaseline();
   const levels = [];
   for (const c of CONCURRENCY) {
     const n = Math.max(requests, c * 10);
     console.error(`concurrency ${c}: ${n} requests...`);
-    levels.push(await level(url, c, n));
+    levels.push(await level(url, c, n, c === 1 ? baseline.once : undefined));
   }
   stopWrangler();
-  const node = await ortNodeBaseline(Math.min(requests, 100));
+  await baseline.release();
+  const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
+  if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline.once());
+  const node = { p50Ms: p50(nodeTimes), p95Ms: p95(nodeTimes), n: nodeTimes.length };
+  const levelResults = levels.map(({ interleaved: _, ...l }) => l);
 
   const rows: string[][] = [
     ["measure", "p50 ms", "p95 ms", "note"],
@@ -327,12 +338,17 @@ async function main() {
       fmt(levels[0].infer.p95Ms),
       "server-timing infer",
     ],
-    ["onnxruntime-node, 1 thread", fmt(node.p50Ms), fmt(node.p95Ms), "same bytes and input, in Node"],
+    [
+      "onnxruntime-node, 1 thread",
+      fmt(node.p50Ms),
+      fmt(node.p95Ms),
+      "same bytes and input, interleaved with c=1",
+    ],
     [
       "gateway route (lookup+policy)",
       fmt(levels[0].route.p50Ms),
       fmt(levels[0].route.p95Ms),
-      "server-timing route",
+      `server-timing route; mean ${fmt(levels[0].route.meanMs)}`,
     ],
     [
       "gateway overhead (all but infer)",
@@ -361,7 +377,7 @@ async function main() {
   const ratio = levels[0].infer.p50Ms / node.p50Ms;
   console.log(`\nORT-web in workerd / onnxruntime-node (1 thread): ${ratio.toFixed(2)}x`);
   console.log(
-    `gateway overhead share of end-to-end at c=1: ${((100 * levels[0].overhead.p50Ms) / levels[0].e2e.p50Ms).toFixed(1)}%`,
+    `gateway overhead (mean) share of end-to-end p50 at c=1: ${((100 * levels[0].overhead.meanMs) / levels[0].e2e.p50Ms).toFixed(1)}%`,
   );
 
   const result = {
@@ -385,7 +401,7 @@ async function main() {
     input: { batch, seq },
     cold: { e2eMs: cold.e2eMs, serverTiming: cold.timing },
     ortNode1Thread: node,
-    levels,
+    levels: levelResults,
     ortWebOverNodeRatio: ratio,
   };
   mkdirSync(path.join(root, "bench-results"), { recursive: true });
