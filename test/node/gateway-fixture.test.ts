@@ -67,10 +67,10 @@ it("gateway-expected.json holds onnxruntime-node's outputs for the gateway test 
   expect(stored.classify.modelSha256).toBe(fresh.classify.modelSha256);
   expect(stored.infer.logits.shape).toEqual([3, 3]);
   expect(stored.classify.logits.shape).toEqual([CLASSIFY_TEXTS.length, 2]);
-  // Same library, same machine: identical up to float noise.
+  // Same library and bytes; another CPU may pick other kernels (AVX2 vs AVX-512), so allow float noise.
   for (const key of ["infer", "classify"] as const) {
     stored[key].logits.data.forEach((x: number, i: number) => {
-      expect(Math.abs(x - fresh[key].logits.data[i])).toBeLessThanOrEqual(1e-6);
+      expect(Math.abs(x - fresh[key].logits.data[i])).toBeLessThanOrEqual(1e-5);
     });
   }
 });
