@@ -98,6 +98,21 @@ describe("gate training", () => {
     );
   });
 
+  it("stops early when validation accuracy stops improving", async () => {
+    const result = await trainGates({
+      ...common(),
+      train: signalTask(128, 5),
+      validation: signalTask(32, 6),
+      lr: 1e-12, // nothing moves, so accuracy never improves after the first evaluation
+      steps: 50,
+      evalEvery: 5,
+      patience: 2,
+    });
+    expect(result.stoppedEarly).toBe(true);
+    expect(result.steps).toBe(15);
+    expect(result.notes.join()).toMatch(/early stop at step 15/);
+  });
+
   it("refuses to resume with different settings", async () => {
     const d = tmp();
     const opts: TrainOptions = {
