@@ -29,6 +29,11 @@ export interface LayerGateValues {
   col: Float32Array;
 }
 
+export interface GateBackward {
+  sparsityLoss: number;
+  penalty: number;
+}
+
 /** A gate method: the contract between the training loop and any gating scheme (finegates, L0, ...). */
 export interface GateMethod {
   readonly name: string;
@@ -42,10 +47,11 @@ export interface GateMethod {
   /** Deterministic evaluation gates; exactly 0 means export removes that row/column. */
   evalGates(): LayerGateValues[];
   /**
-   * Gradients of (task loss + λ · regulariser) w.r.t. `params`, given d(task loss)/d(gate) for the gates of the
-   * last `sample`. Writes into `grads` (same keys as params, overwritten). Returns the unweighted regulariser.
+   * Gradients of (task loss + penalty) w.r.t. `params`, given d(task loss)/d(gate) for the gates of the last
+   * `sample`. Writes into `grads` (same keys as params, overwritten). Returns the regulariser (unweighted) and
+   * the penalty the method added to the loss (λ · regulariser for FineGates; a Lagrangian term for L0).
    */
-  backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): { sparsityLoss: number };
+  backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): GateBackward;
   /** The regulariser alone at the current parameters (for logging at evaluation time). */
   sparsityLoss(): number;
   /**
@@ -303,13 +309,14 @@ export class FineGates implements GateMethod {
     return this.regularizer();
   }
 
-  backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): { sparsityLoss: number } {
+  backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): GateBackward {
     for (const name of this.params.keys()) grads.get(name)!.fill(0);
     for (const [i, l] of this.layers.entries()) {
       this.vectors[i].row.backwardTrain(taskGrad[i].row, grads.get(`${l.node}::row_logits`)!);
       this.vectors[i].col.backwardTrain(taskGrad[i].col, grads.get(`${l.node}::col_logits`)!);
     }
-    return { sparsityLoss: this.regularizer(grads) };
+    const sparsityLoss = this.regularizer(grads);
+    return { sparsityLoss, penalty: this.opts.lambda * sparsityLoss };
   }
 
   endOfTraining(): { recoverySteps: number; note?: string } {
@@ -386,10 +393,7 @@ export class BinarizedFineGates extends FineGates {
     return this.applyMask(super.evalGates());
   }
 
-  override backward(
-    taskGrad: readonly LayerGateValues[],
-    grads: Map<string, Float32Array>,
-  ): { sparsityLoss: number } {
+  override backward(taskGrad: readonly LayerGateValues[], grads: Map<string, Float32Array>): GateBackward {
     if (!this.binarized) return super.backward(taskGrad, grads);
     // Recovery: task loss only; closed gates are constants (zero gradient); the open-gate floor acts like the
     // clamp's lower bound (zero gradient below it).
@@ -403,7 +407,7 @@ export class BinarizedFineGates extends FineGates {
         this.vectors[i][which].backwardTrain(dGate, grads.get(`${l.node}::${which}_logits`)!, floor);
       }
     }
-    return { sparsityLoss: this.regularizer() };
+    return { sparsityLoss: this.regularizer(), penalty: 0 };
   }
 
   /**

@@ -396,7 +396,10 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
     const sampled = gates?.sample(streamRng(seed, STREAM.noise, step));
     const out = await session.step(batch, sampled);
     for (const [name, g] of out.paramGrads) grads.set(name, g);
-    const sparsityLoss = gates ? gates.backward(out.gateGrads, grads).sparsityLoss : 0;
+    const { sparsityLoss, penalty } = gates?.backward(out.gateGrads, grads) ?? {
+      sparsityLoss: 0,
+      penalty: 0,
+    };
     optimizer.update(grads);
     step++;
     startedHere++;
@@ -404,7 +407,7 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
     const point: CurvePoint = {
       step,
       phase,
-      loss: out.loss + (phase === "main" ? lambda * sparsityLoss : 0),
+      loss: out.loss + penalty,
       taskLoss: out.loss,
       sparsityLoss,
       closedGates: closedNow(),
