@@ -20,6 +20,9 @@ export interface LatencyOptions {
 
 export interface LatencyStats {
   p50Ms: number;
+  /** Median CPU time of the process per run (user + system, all threads): robust to other processes
+   * competing for the cores, and what "CPU time" claims compare. */
+  cpuP50Ms: number;
   p95Ms: number;
   meanMs: number;
   runs: number;
@@ -53,17 +56,22 @@ export async function compareLatency(
       const graph = decodeModel(bytes);
       const batch = syntheticBatch(vocabSizeOf(graph), opts.batch, opts.seq, 1, false);
       const session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
-      return { name, session, feeds: feedsFor(graph, batch), times: [] as number[] };
+      return { name, session, feeds: feedsFor(graph, batch), times: [] as number[], cpu: [] as number[] };
     }),
   );
   try {
     for (let round = 0; round < warmup + runs; round++) {
       const order = round % 2 === 0 ? entries : [...entries].reverse();
       for (const e of order) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await e.session.run(e.feeds);
         const dt = performance.now() - t0;
-        if (round >= warmup) e.times.push(dt);
+        const c = process.cpuUsage(c0);
+        if (round >= warmup) {
+          e.times.push(dt);
+          e.cpu.push((c.user + c.system) / 1000);
+        }
       }
     }
   } finally {
@@ -74,6 +82,10 @@ export async function compareLatency(
     const sorted = [...e.times].sort((a, b) => a - b);
     out[e.name] = {
       p50Ms: quantile(sorted, 0.5),
+      cpuP50Ms: quantile(
+        [...e.cpu].sort((a, b) => a - b),
+        0.5,
+      ),
       p95Ms: quantile(sorted, 0.95),
       meanMs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
       runs,
@@ -105,8 +117,10 @@ export interface LatencyComparison {
   threads: number;
   dense: LatencyStats;
   pruned: LatencyStats;
-  /** dense p50 / pruned p50. */
+  /** dense p50 / pruned p50 (wall clock). */
   speedup: number;
+  /** dense / pruned median CPU time. */
+  cpuSpeedup: number;
 }
 
 /** Dense vs pruned over the grid, interleaved per configuration. */
@@ -125,6 +139,7 @@ export async function compareOnGrid(
       dense: r.dense,
       pruned: r.pruned,
       speedup: r.dense.p50Ms / r.pruned.p50Ms,
+      cpuSpeedup: r.dense.cpuP50Ms / r.pruned.cpuP50Ms,
     });
   }
   return out;
