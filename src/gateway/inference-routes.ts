@@ -76,7 +76,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   async function modelOr404(c: Ctx): Promise<CatalogEntry> {
     const name = c.req.param("model") ?? "";
     const entry = MODEL_NAME.test(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
-    if (!entry) throw new GatewayError(404, "not_found", `model '${name}' not found`, "model");
+    if (!entry) throw new GatewayError(404, "not_found", `model '${name.slice(0, 80)}' not found`, "model");
     return entry;
   }
 
@@ -112,6 +112,14 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       );
     }
     return decision;
+  }
+
+  /** The model, the versions to try in order, and the routing decision (null for a pinned version). */
+  async function resolve(c: Ctx, pinned: string | null) {
+    const entry = await modelOr404(c);
+    if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
+    const decision = route(c, entry);
+    return { entry, order: decision.order, decision };
   }
 
   // JSON bodies only, bounded in size; both checks answer before the body is read.
@@ -193,12 +201,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   async function infer(c: Ctx, pinned: string | null): Promise<Response> {
     const s = stateOf(c);
     const timings = new Timings();
-    const { entry, order, decision } = await timings.time("route", async () => {
-      const entry = await modelOr404(c);
-      if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
-      const decision = route(c, entry);
-      return { entry, order: decision.order, decision };
-    });
+    const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
     const prepared = prepareInfer(await readJson(c), entry.model.io, s.config);
     const served = await serveWithFallback(
       { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings },
@@ -229,12 +232,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   async function classify(c: Ctx, pinned: string | null): Promise<Response> {
     const s = stateOf(c);
     const timings = new Timings();
-    const { entry, order, decision } = await timings.time("route", async () => {
-      const entry = await modelOr404(c);
-      if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
-      const decision = route(c, entry);
-      return { entry, order: decision.order, decision };
-    });
+    const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
     const texts = parseClassifyBody(await readJson(c), s.config.maxBatch);
     // Only variants registered with a tokenizer.json can classify text; checked before anything is loaded.
     const withTokenizer = order.filter((v) => entry.variants.find((x) => x.version === v)?.tokenizerKey);
