@@ -3,9 +3,7 @@
  * depends on a few tokens only: sparsity targets are met in the figure export reports, resume is exact, and
  * the LoRA and head-only baselines run through the same engine.
  *
- * The learning rate here is 1e-2, not the paper's 1e-3: logits start at N(1, 0.1) and must travel to about
- * −0.4 before gates close, which takes ~3,000 steps at 1e-3 and ~300 at 1e-2, and the test must stay well
- * under a minute on two cores.
+ * The gate test uses the paper's defaults (λ 50, AdamW lr 1e-3, noise 0.1). Other tests use lr 1e-2 to be short.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,13 +39,14 @@ const common = (): TrainOptions => ({
 });
 
 describe("gate training", () => {
-  it("finegates-binarized removes 40% ± 2 points of the gated weights (export's count) at high accuracy", async () => {
+  it("plain finegates shrinks every gate and removes nothing; binarised, 40% ± 2 points are removed at high accuracy", async () => {
     const result = await trainGates({
       ...common(),
+      lr: 1e-3,
       method: "gates",
       gates: "finegates-binarized",
       targetSparsity: 0.4,
-      steps: 600,
+      steps: 1200,
       recoverySteps: 100,
       evalEvery: 100,
     });
@@ -55,11 +54,13 @@ describe("gate training", () => {
     expect(Math.abs(result.removedFraction - 0.4)).toBeLessThanOrEqual(0.02);
     expect(result.accuracy).toBeGreaterThanOrEqual(0.95);
 
-    // Plain FineGates is the same run up to the end of the main phase: its removal is whatever the gates
-    // happened to do (measured here: ~26%, short of the target), which is why binarisation exists.
-    const endOfMain = result.curve.find((c) => c.step === 600)!;
+    // Plain FineGates is the same run up to the end of the main phase. As issue 8 measured in PyTorch, the
+    // regulariser is met by every logit drifting to about −0.39 (evaluation gate ≈ 0.13) and nothing closes.
+    const endOfMain = result.curve.find((c) => c.step === 1200)!;
     expect(endOfMain.phase).toBe("main");
-    expect(Math.abs(endOfMain.removedFraction! - 0.4)).toBeGreaterThan(0.02);
+    expect(endOfMain.sparsityLoss).toBeLessThan(0.01); // the regulariser is satisfied...
+    expect(endOfMain.removedFraction!).toBeLessThan(0.01); // ...with (nearly) nothing removed
+    expect(endOfMain.closedGates).toBeLessThan(0.01);
 
     // Export removes exactly what training reported, and the pruned model computes the gated model.
     const { report } = await exportPrunedModel(base, result.checkpoint);
