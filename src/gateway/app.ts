@@ -1,10 +1,11 @@
 import { Hono } from "hono";
 import { createRegistryRoutes } from "../registry/routes";
+import { createDashboardRoutes } from "./dashboard/routes";
 import type { Env } from "./env";
 import { createExperimentRoutes } from "./experiments/routes";
 import { createInferenceRoutes, invalidateCatalogsAfterWrites } from "./inference-routes";
 
-/** The gateway: registry routes, inference routes and health, on Web-standard Request/Response. */
+/** The gateway: registry, experiment and inference routes, health and the dashboard, on Web-standard Request/Response. */
 export function createApp() {
   const app = new Hono<{ Bindings: Env }>();
   app.get("/v2/health/live", (c) => c.json({ live: true }));
@@ -16,6 +17,7 @@ export function createApp() {
     createExperimentRoutes({ dispatch: (request, c) => app.fetch(request, c.env, executionContextOf(c)) }),
   );
   app.route("/", createInferenceRoutes());
+  app.route("/", createDashboardRoutes());
   return app;
 }
 
