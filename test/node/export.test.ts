@@ -139,6 +139,27 @@ function expectedCounts(base: Graph, layers: LinearLayer[], gates: Gates[]) {
 
 const LAYOUTS: EncoderLayout[] = ["bert", "distilbert", "roberta", "bert-preln"];
 
+/**
+ * Rewrites a built encoder's shape plumbing the way recent torch.onnx exports write it: Reshape targets from
+ * `x.size()[:-1] + (H, dh)` / `ctx.size()[:-2] + (H·dh,)` (Shape → Slice of the tensor itself, so the Q/K/V
+ * outputs and the context also feed Shape nodes), and DistilBERT's mask expanded to the scores' shape.
+ */
+function torchShapePlumbing(g: Graph): Graph {
+  const producers = g.producers();
+  for (const reshape of g.nodes.filter((n) => n.op === "Reshape")) {
+    const concat = producers.get(reshape.inputs[1]);
+    if (concat?.op !== "Concat") continue;
+    const x = reshape.inputs[0];
+    const drop = concat.inputs.length === 4 ? -1 : -2;
+    const lead = g.op("Slice", [g.op("Shape", [x]), g.constInts([0]), g.constInts([drop])]);
+    reshape.inputs[1] = g.op("Concat", [lead, ...concat.inputs.slice(2)], { axis: 0 });
+  }
+  for (const where of g.nodes.filter((n) => n.op === "Where")) {
+    where.inputs[0] = g.op("Expand", [where.inputs[0], g.op("Shape", [where.inputs[2]])]);
+  }
+  return g.toposort().cleanup();
+}
+
 describe("exportPrunedModel", () => {
   for (const layout of LAYOUTS) {
     for (const layerNorm of ["fused", "decomposed"] as const) {
@@ -173,6 +194,23 @@ describe("exportPrunedModel", () => {
         }
       });
     }
+  }
+
+  for (const layout of LAYOUTS) {
+    it(`${layout} with torch.onnx shape plumbing (Shape→Slice targets, expanded masks) is recognised and exact`, async () => {
+      const base = torchShapePlumbing(buildEncoder({ ...small, layout, seed: 13 }));
+      const layers = selectGatedLayers(base);
+      const consumers = base.consumers();
+      expect(layers.filter((l) => consumers.get(l.output)?.some((n) => n.op === "Shape"))).toHaveLength(6);
+      for (const name of ["rows and columns", "whole heads"]) {
+        const { ckpt, gates } = checkpoint(base, PATTERNS[name], 31);
+        const { graph, report } = await exportPrunedModel(base, ckpt);
+        expect(report.unrecognised, name).toEqual([]);
+        expect(report.attention, name).toHaveLength(2);
+        expect(countParameters(graph), name).toBe(expectedCounts(base, layers, gates).total);
+        expect(report.equivalence.maxAbsDiff, name).toBeLessThanOrEqual(1e-4);
+      }
+    });
   }
 
   it("reports uneven heads, a zero-Q/K head and FLOPs that shrink with the kept dims", async () => {

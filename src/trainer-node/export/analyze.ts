@@ -92,13 +92,26 @@ export function reshapeTarget(
   const out: (number | null)[] = [];
   for (const piece of concat.inputs) {
     const t = g.initializers.get(piece);
-    if (t) out.push(...toNumbers(t));
-    else {
-      // A dynamic piece (Unsqueeze of a Gather of Shape) is one element wide in these exports.
-      const p = producers.get(piece);
-      if (!p || !["Unsqueeze", "Gather", "Slice", "Cast"].includes(p.op)) return null;
-      out.push(null);
+    if (t) {
+      out.push(...toNumbers(t));
+      continue;
     }
+    const p = producers.get(piece);
+    // `x.size()[:-1]` / `x.size()[:-2]`: a Slice of Shape from 0 to -1 or -2, i.e. the leading batch and
+    // sequence dims of the [B, S, d] / [B, S, H, dh] activations on the attention path.
+    const start = p?.op === "Slice" ? g.initializers.get(p.inputs[1]) : undefined;
+    const end = p?.op === "Slice" ? g.initializers.get(p.inputs[2]) : undefined;
+    const leading =
+      producers.get(p?.inputs[0] ?? "")?.op === "Shape" &&
+      start &&
+      end &&
+      toNumbers(start)[0] === 0 &&
+      [-1, -2].includes(toNumbers(end)[0]) &&
+      p?.inputs.length === 3;
+    if (leading) out.push(null, null);
+    // A dynamic piece (Unsqueeze of a Gather of Shape) is one element wide in these exports.
+    else if (p && ["Unsqueeze", "Gather", "Cast"].includes(p.op)) out.push(null);
+    else return null;
   }
   return out;
 }
@@ -151,9 +164,24 @@ function headsOf(target: (number | null)[], width: number): { heads: number; hea
   return null;
 }
 
+/**
+ * Consumers that read a value's data. Shape nodes are left out: PyTorch exports size Reshape targets and mask
+ * Expands from `Shape(x)` of the very tensors on the attention path, and those only need batch/sequence dims,
+ * which pruning does not change.
+ */
+function dataConsumers(g: Graph): Map<string, Node[]> {
+  const m = g.consumers();
+  for (const [k, list] of m)
+    m.set(
+      k,
+      list.filter((n) => n.op !== "Shape"),
+    );
+  return m;
+}
+
 function findAttention(g: Graph, linears: LinearLayer[]): AttentionBlock[] {
   const producers = g.producers();
-  const consumers = g.consumers();
+  const consumers = dataConsumers(g);
   const byOutput = new Map(linears.map((l) => [l.output, l]));
   const blocks: AttentionBlock[] = [];
   for (const qk of g.nodes) {

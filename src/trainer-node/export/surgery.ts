@@ -145,9 +145,17 @@ class Surgeon {
     return g.op("Gather", [padded, idx], { axis: -1 }, { name: g.uniqueName(`${scope}/Gather_write_back`) });
   }
 
-  /** Re-applies a path op (scalar scale, mask) to a new value. */
-  replay(node: Node, pathInput: number, value: string): string {
-    const inputs = [...node.inputs];
+  /**
+   * Re-applies a path op (scalar scale, mask) to a new value. With `unexpand`, an operand made by Expand (HF
+   * exports expand the mask to the scores' shape, i.e. to the original head count) is replaced by the Expand's
+   * source: the op broadcasts it to the new, smaller scores exactly as Expand did to the old ones.
+   */
+  replay(node: Node, pathInput: number, value: string, unexpand = false): string {
+    const producers = unexpand ? this.g.producers() : undefined;
+    const inputs = node.inputs.map((i, k) => {
+      const p = producers?.get(i);
+      return k !== pathInput && p?.op === "Expand" ? p.inputs[0] : i;
+    });
     inputs[pathInput] = value;
     const attrs = Object.fromEntries(Object.entries(node.attrs));
     return this.g.addNode(node.op, inputs, attrs, { name: this.g.uniqueName(`${node.name}/sluice`) })[0];
@@ -229,7 +237,7 @@ class Surgeon {
         scores = g.op("ConstantOfShape", [shape], { value: tensor("float32", [1], [0]) });
       }
       // The scale stays the trained model's 1/sqrt(dh): it is replayed with its original constant.
-      for (const op of block.scoreOps) scores = this.replay(op.node, op.pathInput, scores);
+      for (const op of block.scoreOps) scores = this.replay(op.node, op.pathInput, scores, true);
       const probs = g.addNode(
         "Softmax",
         [scores],
