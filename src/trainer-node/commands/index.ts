@@ -7,3 +7,5 @@ registerCommand("push", () => import("./push"));
 registerCommand("ls", () => import("./ls"));
 registerCommand("train", () => import("./train"));
 registerCommand("export", () => import("./export"));
+registerCommand("base", () => import("./base"));
+registerCommand("pretrain", () => import("./pretrain"));
