@@ -132,7 +132,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 function serverTiming(res: Response): Record<string, number> {
   const out: Record<string, number> = {};
   for (const part of (res.headers.get("server-timing") ?? "").split(",")) {
-    const m = /^\s*([a-z]+);dur=([0-9.]+)/.exec(part);
+    const m = /^\s*([a-z0-9]+);dur=([0-9.]+)/.exec(part);
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;
@@ -331,7 +331,7 @@ async function main() {
       "cold first request (e2e)",
       fmt(cold.e2eMs),
       "",
-      `server: load ${fmt(cold.timing.load)}, infer ${fmt(cold.timing.infer)}`,
+      `server: load ${fmt(cold.timing.load)} (r2 ${fmt(cold.timing.r2)}, sha256 ${fmt(cold.timing.verify)}, session ${fmt(cold.timing.session)}), infer ${fmt(cold.timing.infer)}`,
     ],
     [
       "ORT-web infer in workerd (c=1)",

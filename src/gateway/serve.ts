@@ -54,6 +54,10 @@ export class Timings {
     }
   }
 
+  add(stage: string, ms: number): void {
+    this.stages[stage] = (this.stages[stage] ?? 0) + ms;
+  }
+
   header(): string {
     const total = performance.now() - this.start;
     return [...Object.entries(this.stages), ["total", total] as const]
@@ -108,6 +112,9 @@ export async function serveWithFallback<T>(
       attempts.push({ version, stage: "load", error: messageOf(err) });
       continue;
     }
+    // A cold load says where its time went (server-timing r2, verify, session).
+    if (lease.breakdown)
+      for (const [stage, ms] of Object.entries(lease.breakdown)) ctx.timings.add(stage, ms);
     try {
       const result = await run(variant, lease.variant);
       // The request is servable, so whoever failed to run it before is at fault.

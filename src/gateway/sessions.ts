@@ -44,7 +44,15 @@ export class ArtifactError extends Error {
 
 export type CreateSession = (model: Uint8Array) => Promise<InferenceSession>;
 
+/** Where a cold load's time went, in ms: R2 reads, sha256 checks, session creation (incl. ORT's start-up). */
+export interface LoadBreakdown {
+  r2: number;
+  verify: number;
+  session: number;
+}
+
 interface Entry extends LoadedVariant {
+  breakdown: LoadBreakdown;
   key: string;
   /** Requests currently holding the session. */
   refs: number;
@@ -60,6 +68,8 @@ export interface Lease {
   variant: LoadedVariant;
   /** True when the session was already loaded (no R2 read, no session creation). */
   cached: boolean;
+  /** For the request(s) that waited for the load: how long its parts took. */
+  breakdown?: LoadBreakdown;
   release(): void;
 }
 
@@ -132,6 +142,7 @@ export class SessionCache {
     return {
       variant: entry,
       cached,
+      ...(cached ? {} : { breakdown: entry.breakdown }),
       release: () => {
         if (released) return;
         released = true;
@@ -149,11 +160,18 @@ export class SessionCache {
           `artifact is ${mb(ref.bytes)} MB, more than the whole session budget of ${mb(this.budgetBytes)} MB`,
         );
       }
-      const model = await fetchVerified(bucket, ref.artifactKey, ref.sha256, "model.onnx");
+      const breakdown: LoadBreakdown = { r2: 0, verify: 0, session: 0 };
+      const model = await fetchVerified(bucket, ref.artifactKey, ref.sha256, "model.onnx", breakdown);
       let tokenizer: LoadedTokenizer | null = null;
       let tokenizerBytes = 0;
       if (ref.tokenizerKey && ref.tokenizerSha256) {
-        const json = await fetchVerified(bucket, ref.tokenizerKey, ref.tokenizerSha256, "tokenizer.json");
+        const json = await fetchVerified(
+          bucket,
+          ref.tokenizerKey,
+          ref.tokenizerSha256,
+          "tokenizer.json",
+          breakdown,
+        );
         tokenizerBytes = json.byteLength;
         try {
           tokenizer = loadTokenizer(new TextDecoder().decode(json));
@@ -163,7 +181,9 @@ export class SessionCache {
       }
       let session: InferenceSession;
       try {
+        const t0 = performance.now();
         session = await this.createSession(model);
+        breakdown.session = performance.now() - t0;
       } catch (err) {
         throw new ArtifactError("invalid", `onnxruntime cannot load model.onnx: ${message(err)}`);
       }
@@ -175,6 +195,7 @@ export class SessionCache {
         tokenizer,
         bytes: model.byteLength + tokenizerBytes,
         refs: me.waiters,
+        breakdown,
       };
       this.entries.set(key, entry);
       this.usedBytes += entry.bytes;
@@ -208,11 +229,16 @@ async function fetchVerified(
   key: string,
   sha256: string,
   what: string,
+  breakdown: LoadBreakdown,
 ): Promise<Uint8Array> {
+  let t0 = performance.now();
   const object = await bucket.get(key);
   if (!object) throw new ArtifactError("missing", `${what} is missing from R2 (${key})`);
   const bytes = new Uint8Array(await object.arrayBuffer());
+  breakdown.r2 += performance.now() - t0;
+  t0 = performance.now();
   const actual = await sha256Hex(bytes);
+  breakdown.verify += performance.now() - t0;
   if (actual !== sha256) {
     throw new ArtifactError("checksum", `${what} in R2 has sha256 ${actual}, the registry says ${sha256}`);
   }

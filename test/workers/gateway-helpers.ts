@@ -113,7 +113,7 @@ export function testGateway(state: GatewayState) {
 export function serverTiming(res: Response): Record<string, number> {
   const out: Record<string, number> = {};
   for (const part of (res.headers.get("server-timing") ?? "").split(",")) {
-    const m = /^\s*([a-z]+);dur=([0-9.]+)/.exec(part);
+    const m = /^\s*([a-z0-9]+);dur=([0-9.]+)/.exec(part);
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;

@@ -88,6 +88,11 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(logits).toMatchObject({ name: "logits", datatype: "FP32", shape: expected.infer.logits.shape });
     const diff = maxAbsDiff(logits.data, expected.infer.logits.data);
     expect(diff).toBeLessThanOrEqual(1e-5);
+    // The first request loaded the session, and says where the time went.
+    expect(res.headers.get("x-sluice-session")).toBe("cold");
+    const t = serverTiming(res);
+    expect(t.session).toBeGreaterThan(0);
+    expect(t.load).toBeGreaterThanOrEqual(t.session + t.verify + t.r2 - 0.01);
   });
 
   it("labels the response: variant, sparsity, SLA and server-timing stages", async () => {
