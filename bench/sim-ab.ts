@@ -6,7 +6,7 @@
  * `accuracy[arm]`). The analysis must recover both differences; then an A/A run (two variants of the same size
  * and the same accuracy) must not declare a winner. Prints tables; writes bench-results/sim-ab.json.
  *
- *   npm run sim:ab -- [--units 1200] [--concurrency 4] [--acc-a 0.90] [--acc-b 0.86]
+ *   npm run sim:ab -- [--units 1200] [--concurrency 2] [--acc-a 0.90] [--acc-b 0.86]
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
@@ -20,7 +20,7 @@ import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev"
 const { values: args } = parseArgs({
   options: {
     units: { type: "string", default: "1200" },
-    concurrency: { type: "string", default: "4" },
+    concurrency: { type: "string", default: "2" },
     "acc-a": { type: "string", default: "0.90" },
     "acc-b": { type: "string", default: "0.86" },
     seed: { type: "string", default: "1" },
@@ -39,9 +39,9 @@ const LABELS = ["ham", "spam"];
 const BASE: Partial<EncoderConfig> = {
   layout: "distilbert",
   vocabSize: 4096,
-  hidden: 96,
+  hidden: 128,
   heads: 4,
-  ffn: 384,
+  ffn: 512,
   maxPositions: 128,
   numLabels: 2,
   initStd: 0.3,
@@ -66,7 +66,7 @@ const WORDS =
     " ",
   );
 function sentence(r: () => number): string {
-  const n = 8 + Math.floor(r() * 16);
+  const n = 16 + Math.floor(r() * 32);
   return Array.from({ length: n }, () => WORDS[Math.floor(r() * WORDS.length)]).join(" ");
 }
 
@@ -92,9 +92,10 @@ async function drive(gw: GatewayClient, model: string, units: number, seed: numb
         headers: { "content-type": "application/json", "x-sluice-user": `user-${seed}-${i}` },
         body: JSON.stringify({ text: texts[i] }),
       });
-      const body = (await res.json()) as { results: { label: string }[] };
+      const text = await res.text();
       const clientMs = performance.now() - t0;
-      if (res.status !== 200) throw new Error(`classify: ${res.status} ${JSON.stringify(body)}`);
+      if (res.status !== 200) throw new Error(`classify: ${res.status} ${text.slice(0, 2000)}`);
+      const body = JSON.parse(text) as { results: { label: string }[] };
       served.push({
         requestId: res.headers.get("x-sluice-request-id") ?? "",
         arm: res.headers.get("x-sluice-arm") ?? "",

@@ -20,9 +20,8 @@ import {
   armName,
   experimentIdOfRequest,
   experimentOverride,
-  recordExposure,
+  finishExperimentResponse,
   runningExperiments,
-  withExperimentHeaders,
 } from "./serving";
 import {
   applyPromotion,
@@ -418,8 +417,7 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
       url.pathname = pinned(model, override.version);
       const t0 = performance.now();
       const response = await options.dispatch(new Request(url, c.req.raw), c);
-      recordExposure(c, override, response, performance.now() - t0);
-      return withExperimentHeaders(response, override);
+      return finishExperimentResponse(c, override, response, performance.now() - t0);
     };
   r.post(
     "/v2/models/:model/infer",

@@ -53,10 +53,15 @@ export function experimentIdOfRequest(requestId: string): number | null {
 
 interface Cached {
   expiresAt: number;
-  value: Promise<RunningExperiment | null>;
+  value: RunningExperiment | null;
 }
 
-/** Per-isolate cache: the hot path must not query D1 on every request. Misses (no experiment) are cached too. */
+/**
+ * Per-isolate cache: the hot path must not query D1 on every request. Misses (no experiment) are cached too.
+ * Only settled values are shared between requests, never an in-flight query: workerd cancels a request that
+ * waits on a promise another request's I/O will resolve ("the Worker's code had hung"), so concurrent misses
+ * each run their own (cheap, indexed) query.
+ */
 export class RunningExperiments {
   private readonly entries = new Map<string, Cached>();
   queries = 0;
@@ -66,15 +71,11 @@ export class RunningExperiments {
     private readonly now: () => number = Date.now,
   ) {}
 
-  lookup(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
+  async lookup(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
     const hit = this.entries.get(modelName);
     if (hit && hit.expiresAt > this.now()) return hit.value;
-    const value = this.query(d1, modelName);
-    const entry = { expiresAt: this.now() + this.ttlMs, value };
-    this.entries.set(modelName, entry);
-    value.catch(() => {
-      if (this.entries.get(modelName) === entry) this.entries.delete(modelName);
-    });
+    const value = await this.query(d1, modelName);
+    this.entries.set(modelName, { expiresAt: this.now() + this.ttlMs, value });
     return value;
   }
 
@@ -197,27 +198,41 @@ function executionContextOf(c: Context): ExecutionContext | undefined {
   }
 }
 
+/** What the exposure needs from the served response. */
+export interface ServedResponse {
+  status: number;
+  /** `x-sluice-variant` (model@version) */
+  variant: string | null;
+  /** the JSON body, as text (parsed for the predicted label after the response has gone) */
+  body: string;
+}
+
 /**
- * Sends the exposure event for a served request after the response is returned: the body is parsed for the
- * predicted label inside waitUntil, so the client never waits for it. Client errors (4xx) are not exposures.
+ * Sends the exposure event for a served request after the response is returned (`waitUntil`): the body is
+ * parsed for the predicted label there, so the client never waits for it. Client errors (4xx) are not exposures.
  */
 export function recordExposure(
   c: Context<{ Bindings: Env }>,
   override: ExperimentOverride,
-  response: Response,
+  served: ServedResponse,
   latencyMs: number,
 ): void {
-  if (response.status >= 400 && response.status < 500) return;
+  if (served.status >= 400 && served.status < 500) return;
   if (!c.env.EVENTS) {
     console.warn("experiments: no EVENTS queue binding; exposure not recorded");
     return;
   }
-  const error = response.status >= 500;
-  const served = response.headers.get("x-sluice-variant");
-  const servedVersion = served ? Number(served.slice(served.lastIndexOf("@") + 1)) : null;
-  const copy = error ? null : response.clone();
+  const error = served.status >= 500;
+  const servedVersion = served.variant
+    ? Number(served.variant.slice(served.variant.lastIndexOf("@") + 1))
+    : null;
   const send = async () => {
-    const body = copy ? await copy.json().catch(() => null) : null;
+    let predicted: string | null = null;
+    if (!error) {
+      try {
+        predicted = predictedLabel(JSON.parse(served.body), override.experiment.labels);
+      } catch {}
+    }
     const event: ExposureEvent = {
       type: "exposure",
       requestId: override.requestId,
@@ -228,7 +243,7 @@ export function recordExposure(
       servedVersion: Number.isInteger(servedVersion) ? servedVersion : null,
       latencyMs,
       error,
-      predicted: body ? predictedLabel(body, override.experiment.labels) : null,
+      predicted,
       servedAt: new Date().toISOString(),
     };
     await c.env.EVENTS.send(event);
@@ -238,9 +253,26 @@ export function recordExposure(
   if (ctx) ctx.waitUntil(pending);
 }
 
-/** Adds the experiment headers to a response (a copy: responses from fetch may be immutable). */
-export function withExperimentHeaders(response: Response, override: ExperimentOverride): Response {
-  const out = new Response(response.body, response);
+/**
+ * Finishes an experiment request: buffers the arm's (small, JSON) response, records the exposure and returns
+ * the response with the experiment headers. Buffering rather than teeing the body stream, because a tee'd
+ * branch only flows while the client reads the other one, and a client that never reads its body must not be
+ * able to lose the exposure.
+ */
+export async function finishExperimentResponse(
+  c: Context<{ Bindings: Env }>,
+  override: ExperimentOverride,
+  response: Response,
+  latencyMs: number,
+): Promise<Response> {
+  const body = await response.text();
+  recordExposure(
+    c,
+    override,
+    { status: response.status, variant: response.headers.get("x-sluice-variant"), body },
+    latencyMs,
+  );
+  const out = new Response(body, response);
   out.headers.set("x-sluice-experiment", String(override.experiment.id));
   out.headers.set("x-sluice-arm", armName(override.assignment.arm));
   out.headers.set("x-sluice-request-id", override.requestId);
