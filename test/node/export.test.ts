@@ -110,8 +110,16 @@ function checkpoint(base: Graph, pattern: Pattern, seed: number): { ckpt: GateCh
  * stays before an output/down layer whose rows are all closed; a layer keeps its open input columns (when it
  * computes anything) and a weight + bias per kept output.
  */
-function expectedCounts(base: Graph, layers: LinearLayer[], gates: Gates[]) {
+function expectedCounts(
+  base: Graph,
+  layers: LinearLayer[],
+  gates: Gates[],
+  residual: "gather" | "zeros" = "gather",
+) {
   const nz = (a: number[]) => a.filter((x) => x !== 0).length;
+  // Residual-stream sides (Q/K/V/FFN-in inputs, output/FFN-out outputs): `gather` keeps only open features,
+  // `zeros` keeps the full width as zero rows/columns unless every feature is closed.
+  const side = (a: number[]) => (residual === "gather" || nz(a) === 0 ? nz(a) : a.length);
   let total = countParameters(base);
   let weights = 0;
   const linear = (read: number, out: number) => {
@@ -130,9 +138,10 @@ function expectedCounts(base: Graph, layers: LinearLayer[], gates: Gates[]) {
       vd += keptV;
       if (keptV > 0) qk += dims.filter((j) => q.row[j] !== 0 && k.row[j] !== 0).length;
     }
-    total += linear(nz(q.col), qk) + linear(nz(k.col), qk) + linear(nz(v.col), vd) + linear(vd, nz(o.row));
+    total +=
+      linear(side(q.col), qk) + linear(side(k.col), qk) + linear(side(v.col), vd) + linear(vd, side(o.row));
     const neurons = nz(down.row) === 0 ? 0 : up.row.filter((r, j) => r !== 0 && down.col[j] !== 0).length;
-    total += linear(nz(up.col), neurons) + linear(neurons, nz(down.row));
+    total += linear(side(up.col), neurons) + linear(neurons, side(down.row));
   }
   return { total, weights };
 }
@@ -174,24 +183,30 @@ describe("exportPrunedModel", () => {
           analysis.ffn.filter((f) => gatedNodes.has(f.up.node) && gatedNodes.has(f.down.node)),
         ).toHaveLength(2);
         const batch = syntheticBatch(40, 3, 9, 5);
-        for (const [name, pattern] of Object.entries(PATTERNS)) {
-          const { ckpt, gates } = checkpoint(base, pattern, 100 + Object.keys(PATTERNS).indexOf(name));
-          const { graph, report } = await exportPrunedModel(base, ckpt, { batches: [batch] });
-          const expected = expectedCounts(base, layers, gates);
-          expect(report.unrecognised, name).toEqual([]);
-          expect(countParameters(graph), name).toBe(expected.total);
-          expect(report.params.after, name).toBe(expected.total);
-          expect(report.gatedWeights.after, name).toBe(expected.weights);
-          expect(report.equivalence.maxAbsDiff, name).toBeLessThanOrEqual(1e-4);
-          if (name === "nothing closed") expect(report.removedFraction).toBe(0);
-          else expect(report.removedFraction, name).toBeGreaterThan(0.05);
-          // No dead weight left behind: every initializer is used.
-          const used = new Set(graph.nodes.flatMap((n) => n.inputs));
-          expect(
-            [...graph.initializers.keys()].filter((k) => !used.has(k)),
-            name,
-          ).toEqual([]);
-        }
+        for (const [patternName, pattern] of Object.entries(PATTERNS))
+          for (const residual of ["gather", "zeros"] as const) {
+            const name = `${patternName} (${residual})`;
+            const { ckpt, gates } = checkpoint(
+              base,
+              pattern,
+              100 + Object.keys(PATTERNS).indexOf(patternName),
+            );
+            const { graph, report } = await exportPrunedModel(base, ckpt, { batches: [batch], residual });
+            const expected = expectedCounts(base, layers, gates, residual);
+            expect(report.unrecognised, name).toEqual([]);
+            expect(countParameters(graph), name).toBe(expected.total);
+            expect(report.params.after, name).toBe(expected.total);
+            expect(report.gatedWeights.after, name).toBe(expected.weights);
+            expect(report.equivalence.maxAbsDiff, name).toBeLessThanOrEqual(1e-4);
+            if (patternName === "nothing closed") expect(report.removedFraction).toBe(0);
+            else expect(report.removedFraction, name).toBeGreaterThan(0.05);
+            // No dead weight left behind: every initializer is used.
+            const used = new Set(graph.nodes.flatMap((n) => n.inputs));
+            expect(
+              [...graph.initializers.keys()].filter((k) => !used.has(k)),
+              name,
+            ).toEqual([]);
+          }
       });
     }
   }
@@ -204,7 +219,7 @@ describe("exportPrunedModel", () => {
       expect(layers.filter((l) => consumers.get(l.output)?.some((n) => n.op === "Shape"))).toHaveLength(6);
       for (const name of ["rows and columns", "whole heads"]) {
         const { ckpt, gates } = checkpoint(base, PATTERNS[name], 31);
-        const { graph, report } = await exportPrunedModel(base, ckpt);
+        const { graph, report } = await exportPrunedModel(base, ckpt, { residual: "gather" });
         expect(report.unrecognised, name).toEqual([]);
         expect(report.attention, name).toHaveLength(2);
         expect(countParameters(graph), name).toBe(expectedCounts(base, layers, gates).total);

@@ -17,7 +17,14 @@ import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint"
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
 import { findLinearLayers, type LinearLayer } from "../gates/layers";
 import { analyzeEncoder, type EncoderAnalysis } from "./analyze";
-import { type ExportPlan, keptWeights, type LayerGates, planExport, plannedLinears } from "./plan";
+import {
+  type ExportPlan,
+  keptWeights,
+  type LayerGates,
+  type PlanOptions,
+  planExport,
+  plannedLinears,
+} from "./plan";
 import { argmaxRows, feedsFor, sessionOptions, syntheticBatch, type TokenBatch, vocabSizeOf } from "./run";
 import { applyPlan } from "./surgery";
 
@@ -28,6 +35,9 @@ export interface ExportOptions {
   tolerance?: number;
   /** Sequence length at which attention FLOPs per token are stated. Default 128. */
   flopsSeqLen?: number;
+  /** Closed residual-stream features: gathered away, kept as zeros, or whichever is cheaper (default). */
+  residual?: PlanOptions["residual"];
+  gatherCost?: number;
 }
 
 export interface LayerReport {
@@ -280,7 +290,7 @@ export async function exportPrunedModel(
   const task = applyCheckpointParams(base, ckpt).toposort();
   const analysis = analyzeEncoder(task);
   const gates = gatesByLayer(ckpt, analysis.linears);
-  const plan = planExport(task, analysis, gates);
+  const plan = planExport(task, analysis, gates, { residual: opts.residual, gatherCost: opts.gatherCost });
   const exported = applyPlan(task.clone(), plan);
   exported.name = `${task.name}-pruned`;
   validateGraph(exported);

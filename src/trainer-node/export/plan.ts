@@ -234,8 +234,71 @@ function ffnPlan(g: Graph, block: FfnBlock, gates: Map<string, LayerGates>): Ffn
   };
 }
 
+/**
+ * What to do with closed features that cannot propagate (residual-stream columns read by Q/K/V/FFN-in, rows
+ * written by the attention output / FFN-out):
+ * - `gather`: read kept inputs through a Gather and write back through Concat+Gather — fewest parameters;
+ * - `zeros`: keep them as zero rows/columns of the folded weight — no data movement, the MACs stay;
+ * - `auto` (default): per layer, whichever costs less. onnxruntime's CPU Gather on the last axis copies element
+ *   by element, measured at ~10 ns per element against ~60 GFLOP/s for MatMul on this class of CPU, so one
+ *   gathered element costs about as much as `gatherCost` (default 500) FLOPs.
+ */
+export type ResidualPolicy = "gather" | "zeros" | "auto";
+
+export interface PlanOptions {
+  residual?: ResidualPolicy;
+  gatherCost?: number;
+}
+
+export const GATHER_COST_FLOPS = 500;
+
+const isAll = (idx: number[], n: number) => idx.length === n;
+
+/** Applies the policy to a linear's input side (columns it reads from the residual stream). */
+function residualRead(p: LinearPlan, o: Required<PlanOptions>): LinearPlan {
+  const nIn = p.folded.layer.inFeatures;
+  if (p.read.length === 0 || isAll(p.read, nIn) || p.out.length === 0) return p;
+  const closed = nIn - p.read.length;
+  const gather =
+    o.residual === "gather" ||
+    (o.residual === "auto" && o.gatherCost * p.read.length < 2 * closed * p.out.length);
+  return gather ? p : { ...p, read: range(nIn) };
+}
+
+/** Applies the policy to a linear's output side (rows it writes back into the residual stream). */
+function residualWrite(p: LinearPlan, o: Required<PlanOptions>): LinearPlan {
+  const nOut = p.folded.layer.outFeatures;
+  if (p.out.length === 0 || isAll(p.out, nOut)) return p;
+  const closed = nOut - p.out.length;
+  const writeBack =
+    o.residual === "gather" || (o.residual === "auto" && o.gatherCost * nOut < 2 * p.read.length * closed);
+  return writeBack ? p : { ...p, out: range(nOut) };
+}
+
 /** Decides, from the gates, what every gated layer keeps. `gates` maps gated-layer node names to gates. */
-export function planExport(g: Graph, analysis: EncoderAnalysis, gates: Map<string, LayerGates>): ExportPlan {
+export function planExport(
+  g: Graph,
+  analysis: EncoderAnalysis,
+  gates: Map<string, LayerGates>,
+  options: PlanOptions = {},
+): ExportPlan {
+  const o = { residual: options.residual ?? "auto", gatherCost: options.gatherCost ?? GATHER_COST_FLOPS };
+  const plan = planStructure(g, analysis, gates);
+  for (const a of plan.attention) {
+    a.o = residualWrite(a.o, o);
+    a.q = residualRead(a.q, o);
+    a.k = residualRead(a.k, o);
+    a.v = residualRead(a.v, o);
+  }
+  for (const f of plan.ffn) {
+    f.down = residualWrite(f.down, o);
+    f.up = residualRead(f.up, o);
+  }
+  plan.generic = plan.generic.map((p) => residualRead(residualWrite(p, o), o));
+  return plan;
+}
+
+function planStructure(g: Graph, analysis: EncoderAnalysis, gates: Map<string, LayerGates>): ExportPlan {
   const gated = (l: LinearLayer) => gates.has(l.node);
   const attention = analysis.attention
     .filter((b) => [b.q, b.k, b.v, b.o].some(gated))
