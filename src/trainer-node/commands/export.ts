@@ -14,6 +14,7 @@ import { type Command, UsageError } from "../cli";
 import { loadDataFile, loadTask } from "../data/tasks";
 import { exportPrunedModel } from "../export/export";
 import { compareOnGrid } from "../export/latency";
+import type { ResidualPolicy } from "../export/plan";
 import type { TokenBatch } from "../export/run";
 import { type EvalSet, writeVariant } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
@@ -26,7 +27,9 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --max-len <n>             tokens per text (default: 128)
   --name <model>            registry model name (default: the checkpoint's task)
   --target <x>              requested sparsity recorded in the manifest (default: from the checkpoint)
-  --runs <n>                timed latency runs per configuration (default: 20)`;
+  --runs <n>                timed latency runs per configuration (default: 20)
+  --residual <policy>       closed residual-stream features: auto (cheaper of the two, default),
+                            gather (fewest parameters) or zeros (kept as zero rows/columns)`;
 
 const BATCH = 32;
 
@@ -45,6 +48,7 @@ function parse(argv: string[]) {
         name: { type: "string" },
         target: { type: "string" },
         runs: { type: "string", default: "20" },
+        residual: { type: "string", default: "auto" },
       },
     }).values;
   } catch (err) {
@@ -128,9 +132,12 @@ export const command: Command = {
     if (target !== undefined && !(target >= 0 && target <= 1))
       throw new UsageError(`--target must be a number in [0, 1], got '${o.target}'`);
 
+    const residual = o.residual as ResidualPolicy;
+    if (!["auto", "gather", "zeros"].includes(residual))
+      throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
     const base = decodeModel(baseBytes);
     console.error(`exporting ${ckpt.layers.length} gated layers of ${ckpt.base.name} ...`);
-    const { graph, report } = await exportPrunedModel(base, ckpt, { batches: evalSet.batches });
+    const { graph, report } = await exportPrunedModel(base, ckpt, { batches: evalSet.batches, residual });
     console.error(
       `removed ${(100 * report.removedFraction).toFixed(1)}% of gated-layer weights; parameters ` +
         `${report.params.before} -> ${report.params.after}; equivalent to the gated model on ` +
