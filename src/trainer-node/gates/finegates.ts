@@ -14,6 +14,7 @@
  * steps with the closed gates held at zero and no regulariser.
  */
 import type { Rng } from "../../core/random";
+import { HardConcreteGates, type HardConcreteOptions } from "./hardconcrete";
 
 /** A gated layer as the gate math sees it: `rows` output features, `cols` input features. */
 export interface GateLayerShape {
@@ -64,7 +65,7 @@ export interface GateMethod {
   loadState(state: Record<string, unknown>): void;
 }
 
-export const GATE_METHODS = ["finegates", "finegates-binarized"] as const;
+export const GATE_METHODS = ["finegates", "finegates-binarized", "hardconcrete"] as const;
 export type GateMethodName = (typeof GATE_METHODS)[number];
 
 /**
@@ -477,7 +478,7 @@ export class BinarizedFineGates extends FineGates {
 export function createGateMethod(
   name: string,
   layers: readonly GateLayerShape[],
-  opts: BinarizedOptions,
+  opts: BinarizedOptions & Partial<HardConcreteOptions>,
   rng: Rng,
 ): GateMethod {
   switch (name) {
@@ -485,6 +486,8 @@ export function createGateMethod(
       return new FineGates(layers, opts, rng);
     case "finegates-binarized":
       return new BinarizedFineGates(layers, opts, rng);
+    case "hardconcrete":
+      return new HardConcreteGates(layers, opts, rng);
     default:
       throw new Error(`unknown gate method '${name}' (available: ${GATE_METHODS.join(", ")})`);
   }

@@ -19,6 +19,7 @@ import {
   LayerLocalRemoval,
   type RemovalModel,
 } from "../gates/finegates";
+import type { HardConcreteOptions } from "../gates/hardconcrete";
 import type { LayerSelector } from "../gates/layers";
 import { epochBatches, makeBatch, sequentialBatches, type TokenizedSplit } from "./data";
 import { buildTrainGraphs, loraA, type TrainGraphs, type TrainMethod } from "./graphs";
@@ -52,6 +53,8 @@ export interface TrainOptions {
   loraRank?: number;
   loraAlpha?: number;
   recoverySteps?: number;
+  /** Method-specific gate settings (e.g. hardconcrete's lagrangianLr, warmupFraction, initLogAlpha). */
+  gateOptions?: Partial<HardConcreteOptions>;
   selector?: LayerSelector;
   pooling?: "cls" | "mean";
   device?: Device;
@@ -235,7 +238,14 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
       ? createGateMethod(
           gateMethodName,
           shapes,
-          { targetSparsity, lambda, recoverySteps: opts.recoverySteps, removal },
+          {
+            ...opts.gateOptions,
+            targetSparsity,
+            lambda,
+            recoverySteps: opts.recoverySteps,
+            removal,
+            mainSteps,
+          },
           initRng,
         )
       : undefined;
