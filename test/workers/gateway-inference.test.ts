@@ -91,7 +91,16 @@ describe("Open Inference Protocol v2 inference", () => {
     // The first request loaded the session, and says where the time went.
     expect(res.headers.get("x-sluice-session")).toBe("cold");
     const t = serverTiming(res);
-    expect(t.session).toBeGreaterThan(0);
+    expect(Object.keys(t).sort()).toEqual([
+      "infer",
+      "load",
+      "r2",
+      "route",
+      "session",
+      "tokenize",
+      "total",
+      "verify",
+    ]);
     expect(t.load).toBeGreaterThanOrEqual(t.session + t.verify + t.r2 - 0.01);
   });
 
@@ -103,8 +112,9 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(res.headers.get("x-sluice-session")).toBe("warm"); // loaded by the previous test
     const t = serverTiming(res);
     expect(Object.keys(t).sort()).toEqual(["infer", "load", "route", "tokenize", "total"]);
-    expect(t.infer).toBeGreaterThan(0);
+    // workerd's clock has 1 ms resolution here, so a tiny model's stages may read 0; check consistency only.
     expect(t.total).toBeGreaterThanOrEqual(t.infer);
+    expect(Math.min(...Object.values(t))).toBeGreaterThanOrEqual(0);
   });
 
   it("accepts nested data, echoes the id, filters outputs, and serves a pinned version", async () => {
@@ -218,7 +228,7 @@ describe("classify", () => {
     });
     expect(res.headers.get("x-sluice-variant")).toBe("clf@1");
     expect(res.headers.get("x-sluice-sparsity")).toBe("0.3");
-    expect(serverTiming(res).tokenize).toBeGreaterThan(0);
+    expect(serverTiming(res)).toHaveProperty("tokenize");
   });
 
   it("accepts a single text", async () => {
