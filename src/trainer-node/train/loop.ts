@@ -65,6 +65,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Stop after this many steps in this process (to test resume); the checkpoint is written first. */
   stopAfter?: number;
+  /** Called at every evaluation with the evaluation gates (the sparsity study records their histogram). */
+  onEvaluate?: (point: CurvePoint, evalGates: LayerGateValues[] | undefined) => void;
   /** Progress output (default: stderr); pass null for silence. */
   progress?: ProgressSink | null;
 }
@@ -429,6 +431,7 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
       point.valLoss = e.valLoss;
       if (e.accuracy > best.accuracy) best = { accuracy: e.accuracy, sinceImproved: 0 };
       else best.sinceImproved++;
+      opts.onEvaluate?.(point, gates?.evalGates());
     }
     curve.push(point);
     if (point.accuracy !== undefined) lastEval = point;

@@ -1,0 +1,160 @@
+/**
+ * Shared plumbing of `bench:sparsity` and `bench:quality`: options, the pretrained base, tokenized tasks (each
+ * at its own sequence length: spam 128, sentiment 64), running a grid of cells one after another with a log
+ * line per cell, and table formatting.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { buildEncoder } from "../../src/core/models/encoder";
+import { decodeModel } from "../../src/core/onnx/codec";
+import type { Graph } from "../../src/core/onnx/graph";
+import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../../src/trainer-node/data/tokenizer-file";
+import {
+  type CellBudget,
+  type CellResult,
+  type CellSpec,
+  loadStudyTask,
+  runCell,
+  type StudyTask,
+} from "../../src/trainer-node/study/run";
+
+export const TASK_SEQ: Record<string, number> = { spam: 128, sentiment: 64 };
+export const BASE_PATH = "models/base/model.onnx";
+
+export interface StudyArgs {
+  quick: boolean;
+  tasks: string[];
+  methods?: string[];
+  targets?: number[];
+  threads: number;
+  steps?: number;
+  devEncoder: boolean;
+}
+
+export function parseStudyArgs(argv: string[]): StudyArgs {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: "boolean", default: false },
+      tasks: { type: "string", default: "spam,sentiment" },
+      methods: { type: "string" },
+      targets: { type: "string" },
+      threads: { type: "string", default: "2" },
+      steps: { type: "string" },
+      "dev-encoder": { type: "boolean", default: false },
+    },
+  });
+  const list = (s: string | undefined) =>
+    s
+      ?.split(",")
+      .map((x) => x.trim())
+      .filter(Boolean);
+  const tasks = list(values.tasks)!;
+  for (const t of tasks)
+    if (!(t in TASK_SEQ)) throw new Error(`--tasks: unknown task '${t}' (have ${Object.keys(TASK_SEQ)})`);
+  const targets = list(values.targets)?.map(Number);
+  if (targets?.some((t) => !(t >= 0 && t < 1))) throw new Error("--targets: fractions in [0, 1)");
+  return {
+    quick: values.quick,
+    tasks,
+    methods: list(values.methods),
+    targets,
+    threads: Number(values.threads),
+    steps: values.steps ? Number(values.steps) : undefined,
+    devEncoder: values["dev-encoder"],
+  };
+}
+
+export interface BaseModel {
+  graph: Graph;
+  info: { name: string; sha256: string; path: string; params?: number };
+}
+
+/** The pretrained base, or (--dev-encoder, for developing the bench only) a small random encoder. */
+export function loadBase(args: StudyArgs): BaseModel {
+  if (args.devEncoder) {
+    const vocab = loadTokenizerFile(DEFAULT_TOKENIZER_PATH).vocabSize;
+    const graph = buildEncoder({
+      vocabSize: vocab,
+      hidden: 64,
+      heads: 2,
+      ffn: 128,
+      layers: 2,
+      maxPositions: 128,
+      head: "none",
+    });
+    return { graph, info: { name: "dev-random-encoder", sha256: "", path: "(random, --dev-encoder)" } };
+  }
+  if (!existsSync(BASE_PATH))
+    throw new Error(
+      `${BASE_PATH} does not exist: run \`npm run pretrain\` first (or --dev-encoder to try the bench)`,
+    );
+  const bytes = readFileSync(BASE_PATH);
+  return {
+    graph: decodeModel(bytes),
+    info: { name: "base", sha256: createHash("sha256").update(bytes).digest("hex"), path: BASE_PATH },
+  };
+}
+
+export function tokenizerFor(): string {
+  const beside = path.join(path.dirname(BASE_PATH), "tokenizer.json");
+  return existsSync(beside) ? beside : DEFAULT_TOKENIZER_PATH;
+}
+
+const taskCache = new Map<string, StudyTask>();
+export function studyTask(name: string, quick: boolean): StudyTask {
+  const key = `${name}:${quick}`;
+  let t = taskCache.get(key);
+  if (!t) {
+    t = loadStudyTask(name, tokenizerFor(), TASK_SEQ[name]);
+    taskCache.set(key, t);
+  }
+  return t;
+}
+
+/** Runs cells in order, logging one line per cell to stderr. */
+export async function runGrid(
+  base: BaseModel,
+  cells: CellSpec[],
+  budgetFor: (cell: CellSpec, task: StudyTask) => CellBudget,
+  quick: boolean,
+): Promise<CellResult[]> {
+  const results: CellResult[] = [];
+  const started = performance.now();
+  for (const [i, cell] of cells.entries()) {
+    const task = studyTask(cell.task, quick);
+    const r = await runCell(base.graph, base.info, task, cell, budgetFor(cell, task));
+    results.push(r);
+    process.stderr.write(
+      `[${i + 1}/${cells.length} ${((performance.now() - started) / 60000).toFixed(1)} min] ${label(cell)}: ` +
+        `test acc ${(100 * r.testAccuracy).toFixed(1)}%, removed ${(100 * r.removedFraction).toFixed(1)}%, ` +
+        `${r.steps} steps, ${r.wallSeconds.toFixed(0)} s\n`,
+    );
+  }
+  return results;
+}
+
+export const label = (c: CellSpec) =>
+  `${c.task} ${c.method === "gates" ? c.gates : c.method}${c.method === "gates" ? ` @${c.target}` : ""}`;
+
+export const pct = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
+
+/** Markdown table (also readable in a terminal). */
+export function markdownTable(header: string[], rows: (string | number)[][]): string {
+  const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
+  for (const r of rows) lines.push(`| ${r.join(" | ")} |`);
+  return lines.join("\n");
+}
+
+export function environment() {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    loadAverage: os.loadavg(),
+    node: process.version,
+    date: new Date().toISOString(),
+  };
+}

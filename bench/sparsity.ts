@@ -1,0 +1,209 @@
+/**
+ * The gate-method study of issue 8: for spam and sentiment on the pretrained base, every gate method at targets
+ * 0.2, 0.3, 0.4, 0.5. Each cell trains, exports the physically pruned model (checked equal to the gated model)
+ * and evaluates the EXPORTED model on the test split. Prints a table per task; writes
+ * bench-results/sparsity.json, docs/sparsity-study.md and one SVG per task of the evaluation-gate histogram
+ * over training per method (at target 0.4).
+ *
+ *   npm run bench:sparsity -- [--quick] [--tasks spam,sentiment] [--methods finegates,hardconcrete]
+ *                             [--targets 0.2,0.4] [--steps N] [--threads 2] [--dev-encoder]
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { GATE_METHODS, type GateMethodName } from "../src/trainer-node/gates/finegates";
+import type { CellBudget, CellResult, CellSpec, StudyTask } from "../src/trainer-node/study/run";
+import { gateHistogramSvg } from "../src/trainer-node/study/svg";
+import { environment, loadBase, markdownTable, parseStudyArgs, pct, runGrid, TASK_SEQ } from "./lib/study";
+
+const args = parseStudyArgs(process.argv.slice(2));
+const methods = (args.methods ?? [...GATE_METHODS]) as GateMethodName[];
+for (const m of methods)
+  if (!(GATE_METHODS as readonly string[]).includes(m))
+    throw new Error(`--methods: unknown gate method '${m}' (have ${GATE_METHODS.join(", ")})`);
+const targets = args.targets ?? (args.quick ? [0.4] : [0.2, 0.3, 0.4, 0.5]);
+
+/**
+ * Budget per cell, sized so the full grid (2 tasks × 3 methods × 4 targets) fits in ~25 minutes on the shared
+ * 2-core machine: a fixed number of steps per task (spam's sequences are twice as long), the paper's AdamW
+ * lr 1e-3 and λ 50, a short recovery phase for the binarising methods, 8 evaluations for the histogram.
+ */
+export const STUDY_STEPS: Record<string, number> = { spam: 240, sentiment: 300 };
+export function studyBudget(cell: CellSpec, _task: StudyTask, steps?: number, quick = false): CellBudget {
+  const main = steps ?? (quick ? 40 : STUDY_STEPS[cell.task]);
+  return {
+    steps: main,
+    recoverySteps: Math.max(10, Math.round(main / 6)),
+    evalEvery: Math.max(5, Math.round(main / 8)),
+    batchSize: 16,
+    lr: 1e-3,
+    lambda: 50,
+    loraRank: 8,
+    seed: 1,
+    threads: args.threads,
+    trainBiases: true,
+  };
+}
+
+const base = loadBase(args);
+const cells: CellSpec[] = args.tasks.flatMap((task) =>
+  methods.flatMap((gates) => targets.map((target) => ({ task, method: "gates" as const, gates, target }))),
+);
+process.stderr.write(`sparsity study: ${cells.length} cells on ${base.info.path}\n`);
+const started = performance.now();
+const results = await runGrid(base, cells, (c, t) => studyBudget(c, t, args.steps, args.quick), args.quick);
+const totalMinutes = (performance.now() - started) / 60000;
+
+// --- tables ---------------------------------------------------------------------------------------------------
+const rowsFor = (task: string) =>
+  results
+    .filter((r) => r.task === task)
+    .map((r) => [
+      r.gates!,
+      r.target.toFixed(1),
+      pct(r.testAccuracy),
+      pct(r.removedFraction),
+      r.targetMet ? "yes" : "**no**",
+      pct(1 - r.params.after / r.params.before),
+      pct(1 - r.flopsPerToken.after / r.flopsPerToken.before),
+      r.trainableParams,
+      r.steps,
+      r.wallSeconds.toFixed(0),
+    ]);
+const HEADER = [
+  "method",
+  "target",
+  "test acc",
+  "removed (gated weights)",
+  "target ±2 pts",
+  "params removed",
+  "FLOPs/token removed",
+  "trainable",
+  "steps",
+  "wall s",
+];
+
+/**
+ * The default method: among methods that met every target they were asked for (equal removed fraction, so
+ * their accuracies are comparable), the one with the highest mean test accuracy over all (task, target) cells.
+ */
+function chooseDefault(rs: CellResult[]) {
+  const byMethod = new Map<string, CellResult[]>();
+  for (const r of rs) byMethod.set(r.gates!, [...(byMethod.get(r.gates!) ?? []), r]);
+  const summary = [...byMethod].map(([method, list]) => ({
+    method,
+    cells: list.length,
+    targetsMet: list.filter((r) => r.targetMet).length,
+    meanTestAccuracy: list.reduce((s, r) => s + r.testAccuracy, 0) / list.length,
+    meanRemoved: list.reduce((s, r) => s + r.removedFraction, 0) / list.length,
+    meanWallSeconds: list.reduce((s, r) => s + r.wallSeconds, 0) / list.length,
+  }));
+  const eligible = summary.filter((s) => s.targetsMet === s.cells);
+  const winner = [...eligible].sort((a, b) => b.meanTestAccuracy - a.meanTestAccuracy)[0];
+  return { summary, winner: winner?.method ?? null };
+}
+const choice = chooseDefault(results);
+
+let consoleTables = "";
+for (const task of args.tasks)
+  consoleTables += `\n${task} (seq ${TASK_SEQ[task]})\n${markdownTable(HEADER, rowsFor(task))}\n`;
+const summaryTable = markdownTable(
+  ["method", "targets met", "mean test acc", "mean removed", "mean wall s"],
+  choice.summary.map((s) => [
+    s.method,
+    `${s.targetsMet}/${s.cells}`,
+    pct(s.meanTestAccuracy, 2),
+    pct(s.meanRemoved),
+    s.meanWallSeconds.toFixed(0),
+  ]),
+);
+console.log(consoleTables);
+console.log(summaryTable);
+console.log(`\ndefault by accuracy at equal removed fraction: ${choice.winner ?? "none met every target"}`);
+console.log(`grid: ${cells.length} cells in ${totalMinutes.toFixed(1)} min`);
+
+// --- files ----------------------------------------------------------------------------------------------------
+const env = environment();
+const suffix = args.quick || args.devEncoder ? "-quick" : "";
+mkdirSync("bench-results", { recursive: true });
+mkdirSync("docs", { recursive: true });
+writeFileSync(
+  `bench-results/sparsity${suffix}.json`,
+  `${JSON.stringify(
+    {
+      bench: "sparsity",
+      base: base.info,
+      environment: env,
+      grid: {
+        tasks: args.tasks,
+        methods,
+        targets,
+        budget: Object.fromEntries(
+          args.tasks.map((t) => [
+            t,
+            studyBudget({ task: t, method: "gates", target: 0 }, undefined as never, args.steps, args.quick),
+          ]),
+        ),
+      },
+      totalMinutes,
+      choice,
+      results,
+    },
+    null,
+    2,
+  )}\n`,
+);
+
+const svgTarget = targets.includes(0.4) ? 0.4 : targets[targets.length - 1];
+const svgFiles: string[] = [];
+for (const task of args.tasks) {
+  const series = results
+    .filter((r) => r.task === task && r.target === svgTarget)
+    .map((r) => ({
+      title: `${r.gates} (removed ${pct(r.removedFraction)})`,
+      points: r.histogram,
+    }));
+  const file = `docs/sparsity-gates-${task}${suffix}.svg`;
+  writeFileSync(
+    file,
+    gateHistogramSvg(series, `${task}: evaluation-gate histogram over training, target ${svgTarget}`),
+  );
+  svgFiles.push(file);
+}
+
+const budgetLines = args.tasks
+  .map((t) => {
+    const b = studyBudget(
+      { task: t, method: "gates", target: 0 },
+      undefined as never,
+      args.steps,
+      args.quick,
+    );
+    return `- ${t}: sequence length ${TASK_SEQ[t]}, ${b.steps} main steps of batch ${b.batchSize} (+ ${b.recoverySteps} recovery steps for the binarising methods), AdamW lr ${b.lr}, λ ${b.lambda} (FineGates), gated-layer biases and the classification head trained, seed ${b.seed}, ${b.threads} ORT threads`;
+  })
+  .join("\n");
+
+const md = `# Gate-method study (issue 8)
+
+Generated by \`npm run bench:sparsity${args.quick ? " -- --quick" : ""}\` on ${env.date} (${env.cpus} CPUs, ${env.cpuModel}; load average at the end ${env.loadAverage.map((x) => x.toFixed(1)).join(", ")}; the machine is shared, so wall times are indicative only). Base: \`${base.info.path}\` (sha256 \`${base.info.sha256.slice(0, 16)}…\`). ${cells.length} trainings in ${totalMinutes.toFixed(1)} minutes.
+
+Every cell trains the gates on the frozen base, **exports the physically pruned model** (export fails unless its logits equal the gated model's within 1e-4) and evaluates the exported model on the task's test split. "removed" is the fraction of gated-layer weights the exported model no longer has, counted by export, never an expected value; parameters and FLOPs per token removed are of the whole model (embeddings included in parameters).
+
+Budget per cell:
+${budgetLines}
+
+${args.tasks.map((t) => `## ${t}\n\n${markdownTable(HEADER, rowsFor(t))}\n`).join("\n")}
+## Summary and the default method
+
+${summaryTable}
+
+Default chosen by accuracy at equal removed fraction (only methods that met every target compete): **${choice.winner ?? "none met every target"}**.
+
+## Evaluation gates over training
+
+${svgFiles.map((f) => `![${f}](${f.replace(/^docs\//, "")})`).join("\n\n")}
+
+Each panel shows, at every evaluation, how the evaluation gates (the values export folds into the weights) are spread over [0, 1]; the bottom row is gates exactly 0, the only ones export can remove.
+`;
+writeFileSync(`docs/sparsity-study${suffix}.md`, md);
+console.log(
+  `wrote bench-results/sparsity${suffix}.json, docs/sparsity-study${suffix}.md, ${svgFiles.join(", ")}`,
+);
