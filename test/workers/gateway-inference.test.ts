@@ -2,7 +2,6 @@
 // local D1 and R2), served by the gateway, compared with onnxruntime-node's outputs for the same bytes.
 // This is one of the two test files that load ORT's wasm (each costs ~10 s and ~1.8 GB), so it holds every
 // check that needs a real session.
-import "./protobuf-writer";
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";

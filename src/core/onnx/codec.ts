@@ -5,6 +5,7 @@
 
 import type { onnx } from "onnx-proto";
 import * as onnxProto from "onnx-proto";
+import protobuf from "protobufjs/minimal";
 
 // onnx-proto is CommonJS: Node's ESM loader exposes it only as `default` (a named import fails at link time),
 // bundlers (vite, wrangler) also give the named export. Types come from the type-only import above.
@@ -197,5 +198,7 @@ export function encodeModel(graph: Graph): Uint8Array {
       valueInfo: [...graph.valueInfo.values()].map(valueInfoToProto),
     },
   };
-  return onnxValues.ModelProto.encode(model).finish();
+  // A plain Writer, not protobufjs's default BufferWriter: where nodejs_compat exposes Buffer (workerd),
+  // Buffer#utf8Write mis-sizes strings over 40 characters and encoding throws a RangeError.
+  return onnxValues.ModelProto.encode(model, new protobuf.Writer()).finish();
 }
