@@ -30,6 +30,8 @@ export interface DashboardModel {
   sla: TaskSlaRow | null;
   aliases: AliasWithVersion[];
   route: RouteDecision;
+  /** the model's running experiment, which overrides SLA routing for the requests it covers */
+  runningExperiment: { id: number; name: string } | null;
 }
 
 export interface DashboardExperiment {
@@ -48,6 +50,7 @@ export interface DashboardData {
 export async function loadDashboard(d1: D1Database): Promise<DashboardData> {
   const rdb = registryDb(d1);
   const edb = experimentDb(d1);
+  const all = await listExperiments(edb);
   const models = await Promise.all(
     (await listModels(rdb)).map(async (model) => {
       const [variants, sla, aliases] = await Promise.all([
@@ -56,10 +59,11 @@ export async function loadDashboard(d1: D1Database): Promise<DashboardData> {
         listAliases(rdb, model.id),
       ]);
       const route = selectVariant(variants.map(routable), { sla: slaOf(sla ?? null) });
-      return { model, variants, sla: sla ?? null, aliases, route };
+      const running = all.find((e) => e.model.id === model.id && e.experiment.status === "running");
+      const runningExperiment = running ? { id: running.experiment.id, name: running.experiment.name } : null;
+      return { model, variants, sla: sla ?? null, aliases, route, runningExperiment };
     }),
   );
-  const all = await listExperiments(edb);
   const experiments = await Promise.all(
     all.map(async (experiment, i): Promise<DashboardExperiment> => {
       if (i >= MAX_EXPERIMENTS_WITH_RESULTS || experiment.experiment.status === "draft") {
@@ -127,7 +131,11 @@ function modelSection(m: DashboardModel): string {
     <h3>${h(m.model.name)} <small>${m.variants.length} variant(s), labels ${h(m.model.labels.join(" / "))}</small></h3>
     <p class="routing">${sla}. <b>Routing now:</b> <span class="route-outcome ${h(m.route.outcome)}">${
       chosen !== null ? `v${chosen}` : "none"
-    }</span> — ${h(m.route.reason)}</p>
+    }</span> — ${h(m.route.reason)}${
+      m.runningExperiment
+        ? `<br><b>Experiment #${m.runningExperiment.id} (${h(m.runningExperiment.name)}) is running:</b> routed requests are served by its arms instead (see below)`
+        : ""
+    }</p>
     <div class="row">
       <figure>${chart}<figcaption>sparsity vs accuracy; marker size is p50 latency; outlined: the routed variant</figcaption></figure>
       <table class="variants"><thead><tr><th>version</th><th>status</th><th>sparsity</th><th>params</th><th>accuracy</th><th>p50</th><th>aliases</th><th>routing verdict</th></tr></thead><tbody>${rows}</tbody></table>
