@@ -30,7 +30,7 @@ const kinds = args.methods ?? ["head", "lora", "gates"];
 const targets = args.targets ?? (args.quick ? [0, 0.4] : [0, 0.2, 0.3, 0.4]);
 
 /** Same budget per task as the sparsity study, for every method (equal steps, equal lr). */
-export const QUALITY_STEPS: Record<string, number> = { spam: 240, sentiment: 300 };
+export const QUALITY_STEPS: Record<string, number> = { spam: 150, sentiment: 300 };
 function budget(cell: CellSpec): CellBudget {
   const main = args.steps ?? (args.quick ? 40 : QUALITY_STEPS[cell.task]);
   return {

@@ -26,7 +26,7 @@ const targets = args.targets ?? (args.quick ? [0.4] : [0.2, 0.3, 0.4, 0.5]);
  * 2-core machine: a fixed number of steps per task (spam's sequences are twice as long), the paper's AdamW
  * lr 1e-3 and λ 50, a short recovery phase for the binarising methods, 8 evaluations for the histogram.
  */
-export const STUDY_STEPS: Record<string, number> = { spam: 240, sentiment: 300 };
+export const STUDY_STEPS: Record<string, number> = { spam: 150, sentiment: 300 };
 export function studyBudget(cell: CellSpec, _task: StudyTask, steps?: number, quick = false): CellBudget {
   const main = steps ?? (quick ? 40 : STUDY_STEPS[cell.task]);
   return {

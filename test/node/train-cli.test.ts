@@ -107,7 +107,7 @@ describe("sluice train", () => {
   it("fails with a clear message when plain finegates misses the target", async () => {
     const err = vi.spyOn(console, "error").mockImplementation(() => {});
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    const code = await train("--out", path.join(dir, "short"), "--steps", "5");
+    const code = await train("--out", path.join(dir, "short"), "--steps", "5", "--gates", "finegates");
     const messages = err.mock.calls.map((c) => String(c[0])).join("\n");
     err.mockRestore();
     log.mockRestore();

@@ -14,13 +14,14 @@ import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-fil
 import type { Example } from "../data/types";
 import { vocabSizeOf } from "../export/run";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
+import { DEFAULT_GATE_METHOD } from "../gates/methods";
 import type { TokenizedSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
 
 const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <file.jsonl>) --out <dir> [options]
   --target-sparsity 0.4      fraction of gated-layer weights to remove
   --method gates|lora|head   gates (default), LoRA baseline, or head only
-  --gates ${GATE_METHODS.join("|")}   gate method (default finegates)
+  --gates ${GATE_METHODS.join("|")}   gate method (default ${DEFAULT_GATE_METHOD}, chosen by npm run bench:sparsity)
   --lambda 50  --lr 1e-3  --weight-decay 0.01
   --epochs N | --steps N     length of the main phase (default 3 epochs)
   --batch 16  --seq 128  --seed 1  --eval-every N  --patience N  --recovery-steps 100
@@ -42,7 +43,7 @@ function parse(argv: string[]) {
         out: { type: "string" },
         "target-sparsity": { type: "string", default: "0.4" },
         method: { type: "string", default: "gates" },
-        gates: { type: "string", default: "finegates" },
+        gates: { type: "string", default: DEFAULT_GATE_METHOD },
         lambda: { type: "string", default: "50" },
         lr: { type: "string", default: "1e-3" },
         "weight-decay": { type: "string" },
@@ -186,7 +187,7 @@ export const command: Command = {
         `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, reached ${(100 * result.removedFraction).toFixed(2)}% ` +
           `removed with --gates ${v.gates}` +
           (v.gates === "finegates"
-            ? " (plain FineGates does not control the removed fraction; try --gates finegates-binarized)"
+            ? " (plain FineGates does not control the removed fraction; try --gates hardconcrete or finegates-binarized)"
             : ""),
       );
       return 1;

@@ -28,7 +28,7 @@ export interface HardConcreteOptions {
   warmupFraction?: number;
   /** Learning rate of the Lagrange multipliers' gradient ascent. */
   lagrangianLr?: number;
-  /** Initial log_alpha (mean; std 0.01). 3 ≈ every gate open with probability 0.99. */
+  /** Initial log_alpha (mean; std 0.01). 2 ≈ every gate open with probability 0.97. */
   initLogAlpha?: number;
   /**
    * log_alpha = logAlphaScale · θ, θ being what the optimizer updates. Adam's step is scale-free, so this gives
@@ -77,8 +77,8 @@ export class HardConcreteGates implements GateMethod {
     this.beta = opts.beta ?? 2 / 3;
     this.gamma = opts.gamma ?? -0.1;
     this.zeta = opts.zeta ?? 1.1;
-    this.scale = opts.logAlphaScale ?? 10;
-    const init = opts.initLogAlpha ?? 3;
+    this.scale = opts.logAlphaScale ?? 25;
+    const init = opts.initLogAlpha ?? 2;
     for (const l of layers) {
       for (const which of VECTORS) {
         const n = which === "row" ? l.rows : l.cols;
@@ -113,7 +113,7 @@ export class HardConcreteGates implements GateMethod {
       beta: this.beta,
       gamma: this.gamma,
       zeta: this.zeta,
-      initLogAlpha: this.opts.initLogAlpha ?? 3,
+      initLogAlpha: this.opts.initLogAlpha ?? 2,
       logAlphaScale: this.scale,
       warmupFraction: this.warmupFraction,
       lagrangianLr: this.lagrangianLr,
