@@ -12,13 +12,12 @@
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
-import os, { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ortNode from "onnxruntime-node";
+import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import type { Manifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
@@ -45,77 +44,7 @@ const encoderConfig = MODELS[args.model];
 if (!encoderConfig) throw new Error(`--model must be one of ${Object.keys(MODELS).join(", ")}`);
 
 const root = path.resolve(import.meta.dirname, "..");
-const wranglerBin = path.join(root, "node_modules/wrangler/bin/wrangler.js");
-const token = `bench-${crypto.randomUUID()}`;
-const work = mkdtempSync(path.join(tmpdir(), "sluice-bench-gateway-"));
-const quietEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
-
-// --- wrangler dev, always shut down ---------------------------------------------------------------------------
-let wrangler: ChildProcess | undefined;
-function stopWrangler() {
-  if (wrangler?.pid && wrangler.exitCode === null) {
-    try {
-      process.kill(-wrangler.pid, "SIGTERM"); // its own process group: wrangler, esbuild and workerd
-    } catch {}
-  }
-}
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    stopWrangler();
-    process.exit(130);
-  });
-}
-process.on("exit", stopWrangler);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function startWrangler(persist: string): Promise<string> {
-  execFileSync(
-    process.execPath,
-    [wranglerBin, "d1", "migrations", "apply", "sluice", "--local", "--persist-to", persist],
-    { cwd: root, env: quietEnv, stdio: ["ignore", "ignore", "inherit"] },
-  );
-  const port = await freePort();
-  const log: string[] = [];
-  wrangler = spawn(
-    process.execPath,
-    [
-      wranglerBin,
-      "dev",
-      "--persist-to",
-      persist,
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--var",
-      `ADMIN_TOKEN:${token}`,
-      "--show-interactive-dev-session=false",
-    ],
-    { cwd: root, env: quietEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  wrangler.stdout?.on("data", (d) => log.push(String(d)));
-  wrangler.stderr?.on("data", (d) => log.push(String(d)));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (wrangler.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join("")}`);
-    try {
-      if ((await fetch(`${url}/v2/health/live`)).ok) return url;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`wrangler dev did not become ready in 90 s:\n${log.join("")}`);
-}
+let dev: WranglerDev | undefined;
 
 // --- statistics -----------------------------------------------------------------------------------------------
 function quantile(samples: number[], q: number): number {
@@ -161,7 +90,7 @@ const inferBody = JSON.stringify({
   ],
 });
 
-async function register(url: string) {
+async function register(url: string, token: string) {
   const auth = { Authorization: `Bearer ${token}` };
   const io = ioSignatureOf(graph);
   const labels = ["neg", "pos"];
@@ -302,9 +231,10 @@ async function main() {
   console.error(
     `model: ${args.model} encoder, ${(params / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
   );
-  const url = await startWrangler(path.join(work, "persist"));
+  dev = await startWranglerDev();
+  const { url } = dev;
   console.error(`wrangler dev ready on ${url}`);
-  await register(url);
+  await register(url, dev.adminToken);
 
   const cold = await infer(url);
   console.error(`cold first request: ${fmt(cold.e2eMs)} ms`);
@@ -318,7 +248,7 @@ async function main() {
     console.error(`concurrency ${c}: ${n} requests...`);
     levels.push(await level(url, c, n, c === 1 ? baseline.once : undefined));
   }
-  stopWrangler();
+  dev.stop();
   await baseline.release();
   const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
   if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline.once());
@@ -416,6 +346,5 @@ main()
     process.exitCode = 1;
   })
   .finally(() => {
-    stopWrangler();
-    rmSync(work, { recursive: true, force: true });
+    dev?.stop();
   });

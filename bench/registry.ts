@@ -6,12 +6,12 @@
  *
  *   npm run bench:registry -- [--variants 30] [--large 8] [--lookups 300]
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import { variantUploadForm } from "../src/trainer-node/commands/push";
 import { encodeMultipart, formatBytes } from "../src/trainer-node/registry-client";
 import { makeVariantFiles, type VariantFiles, type VariantOptions } from "../test/shared/variant-files";
@@ -26,80 +26,8 @@ const { values: args } = parseArgs({
 const [nSmall, nLarge, nLookups] = [args.variants, args.large, args.lookups].map(Number);
 
 const root = path.resolve(import.meta.dirname, "..");
-const wranglerBin = path.join(root, "node_modules/wrangler/bin/wrangler.js");
-const token = `bench-${crypto.randomUUID()}`;
 const work = mkdtempSync(path.join(tmpdir(), "sluice-bench-registry-"));
-const quietEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
-
-let wrangler: ChildProcess | undefined;
-function stopWrangler() {
-  if (wrangler?.pid && wrangler.exitCode === null) {
-    try {
-      process.kill(-wrangler.pid, "SIGTERM"); // its own process group: wrangler, esbuild and workerd
-    } catch {}
-  }
-}
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    stopWrangler();
-    process.exit(130);
-  });
-}
-process.on("exit", stopWrangler);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function startWrangler(persist: string): Promise<string> {
-  execFileSync(
-    process.execPath,
-    [wranglerBin, "d1", "migrations", "apply", "sluice", "--local", "--persist-to", persist],
-    {
-      cwd: root,
-      env: quietEnv,
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  const port = await freePort();
-  const log: string[] = [];
-  wrangler = spawn(
-    process.execPath,
-    [
-      wranglerBin,
-      "dev",
-      "--persist-to",
-      persist,
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--var",
-      `ADMIN_TOKEN:${token}`,
-      "--show-interactive-dev-session=false",
-    ],
-    { cwd: root, env: quietEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  wrangler.stdout?.on("data", (d) => log.push(String(d)));
-  wrangler.stderr?.on("data", (d) => log.push(String(d)));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (wrangler.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join("")}`);
-    try {
-      if ((await fetch(`${url}/v2/health/live`)).ok) return url;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`wrangler dev did not become ready in 90 s:\n${log.join("")}`);
-}
+let dev: WranglerDev | undefined;
 
 function writeTrainerDir(dir: string, files: VariantFiles) {
   mkdirSync(dir, { recursive: true });
@@ -156,7 +84,8 @@ async function main() {
     Array.from({ length: nLarge }, (_, i) => makeVariantFiles(model, { ...large, seed: 10_000 + i })),
   );
 
-  const url = await startWrangler(path.join(work, "persist"));
+  dev = await startWranglerDev();
+  const { url, adminToken: token } = dev;
   console.error(`wrangler dev ready on ${url}`);
   const auth = { Authorization: `Bearer ${token}` };
 
@@ -268,6 +197,6 @@ async function main() {
 try {
   await main();
 } finally {
-  stopWrangler();
+  dev?.stop();
   rmSync(work, { recursive: true, force: true });
 }

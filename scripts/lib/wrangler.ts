@@ -1,0 +1,117 @@
+/**
+ * Starts the real gateway under `wrangler dev` for the demo, benchmarks, simulations and browser tests: a fresh
+ * temporary persist dir (local D1 with migrations applied, local R2, miniflare's queue), a free port, a generated
+ * admin token. `stop()` kills wrangler's whole process group (wrangler, esbuild, workerd) and removes the persist
+ * dir; it also runs on process exit and on SIGINT/SIGTERM, so a crashed or interrupted run never leaves workerd
+ * behind. One module, so every caller starts the gateway the same way.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const wranglerBin = path.join(root, "node_modules/wrangler/bin/wrangler.js");
+
+export interface WranglerDev {
+  url: string;
+  adminToken: string;
+  /** The local D1/R2 state (removed by `stop()`). */
+  persistDir: string;
+  /** Everything wrangler printed so far. */
+  log(): string;
+  stop(): void;
+}
+
+export interface WranglerDevOptions {
+  /** Extra Worker vars (`--var NAME:value`); ADMIN_TOKEN is generated unless given here. */
+  vars?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+export async function startWranglerDev(options: WranglerDevOptions = {}): Promise<WranglerDev> {
+  const vars = { ADMIN_TOKEN: `dev-${crypto.randomUUID()}`, ...options.vars };
+  const persistDir = mkdtempSync(path.join(tmpdir(), "sluice-wrangler-"));
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
+  try {
+    execFileSync(
+      process.execPath,
+      [wranglerBin, "d1", "migrations", "apply", "sluice", "--local", "--persist-to", persistDir],
+      { cwd: root, env, stdio: ["ignore", "ignore", "inherit"] },
+    );
+  } catch (err) {
+    rmSync(persistDir, { recursive: true, force: true });
+    throw err;
+  }
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      wranglerBin,
+      "dev",
+      "--persist-to",
+      persistDir,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+      "--show-interactive-dev-session=false",
+    ],
+    { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const chunks: string[] = [];
+  child.stdout?.on("data", (d) => chunks.push(String(d)));
+  child.stderr?.on("data", (d) => chunks.push(String(d)));
+
+  let stopped = false;
+  const onSignal = () => {
+    stop();
+    process.exit(130);
+  };
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    if (child.pid && child.exitCode === null) {
+      try {
+        process.kill(-child.pid, "SIGTERM"); // its own process group: wrangler, esbuild and workerd
+      } catch {}
+    }
+    rmSync(persistDir, { recursive: true, force: true });
+    process.off("exit", stop);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+  process.on("exit", stop);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      stop();
+      throw new Error(`wrangler dev exited:\n${chunks.join("")}`);
+    }
+    try {
+      if ((await fetch(`${url}/v2/health/live`)).ok) {
+        return { url, adminToken: vars.ADMIN_TOKEN, persistDir, log: () => chunks.join(""), stop };
+      }
+    } catch {}
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  stop();
+  throw new Error(`wrangler dev did not become ready in time:\n${chunks.join("")}`);
+}
