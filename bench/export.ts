@@ -9,7 +9,7 @@
  * ratio (interleaved medians, onnxruntime-node CPU) at batch 16 × 64 and 1 × 128 with 1 and all threads.
  * Writes bench-results/export.json and docs/export-benchmark.md.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { buildEncoder, REFERENCE_ENCODER } from "../src/core/models/encoder";
@@ -19,15 +19,22 @@ import { Rng } from "../src/core/random";
 import { analyzeEncoder } from "../src/trainer-node/export/analyze";
 import { countParameters, type ExportReport, exportPrunedModel } from "../src/trainer-node/export/export";
 import { allThreads, compareOnGrid, type LatencyComparison } from "../src/trainer-node/export/latency";
-import { keptWeights, planExport, plannedLinears } from "../src/trainer-node/export/plan";
+import {
+  keptWeights,
+  planExport,
+  plannedLinears,
+  type ResidualPolicy,
+} from "../src/trainer-node/export/plan";
 import { CHECKPOINT_FORMAT, type GateCheckpoint } from "../src/trainer-node/gates/checkpoint";
 import { selectGatedLayers } from "../src/trainer-node/gates/layers";
 
 type Pattern = "structured" | "uneven" | "rows+cols";
-const TARGETS: { target: number; pattern: Pattern }[] = [
+const TARGETS: { target: number; pattern: Pattern; residual?: ResidualPolicy }[] = [
   ...[0, 0.2, 0.3, 0.4, 0.5].map((target) => ({ target, pattern: "structured" as const })),
   { target: 0.4, pattern: "uneven" },
   { target: 0.4, pattern: "rows+cols" },
+  // The same gates with every residual-side removal done by Gather: fewer parameters, but slower (see docs).
+  { target: 0.4, pattern: "rows+cols", residual: "gather" },
 ];
 
 /** Fraction of gated-layer weights a checkpoint's gates remove (from the export plan; no graph is built). */
@@ -125,6 +132,7 @@ function structuredGates(base: Graph, target: number, seed: number, uneven = fal
 interface Row {
   target: number;
   pattern: Pattern;
+  residual: ResidualPolicy;
   removed: number;
   params: number;
   baseParams: number;
@@ -138,10 +146,21 @@ interface Row {
   report: ExportReport;
 }
 
-const label = (r: Pick<Row, "target" | "pattern">) =>
-  `${r.target.toFixed(1)}${r.pattern === "structured" ? "" : ` ${r.pattern}`}`;
+const label = (r: Pick<Row, "target" | "pattern" | "residual">) =>
+  `${r.target.toFixed(1)}${r.pattern === "structured" ? "" : ` ${r.pattern}`}${r.residual === "auto" ? "" : ` (${r.residual})`}`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const x2 = (x: number) => `${x.toFixed(2)}x`;
+
+/** BENCH_RENDER=1 re-renders docs/export-benchmark.md from bench-results/export.json without measuring. */
+async function render() {
+  const saved = JSON.parse(readFileSync("bench-results/export.json", "utf8"));
+  const rows = saved.rows as Row[];
+  const table = markdownTable(rows, saved.threads);
+  const verdict = verdicts(rows);
+  const load = `1-minute load average ${saved.loadAverage.before.toFixed(1)} before, ${saved.loadAverage.after.toFixed(1)} after`;
+  writeFileSync("docs/export-benchmark.md", docs(table, verdict, saved.threads, load, saved.createdAt));
+  console.log(`${table}\n\n${verdict}`);
+}
 
 async function main() {
   const base = buildEncoder({ ...REFERENCE_ENCODER, initStd: 0.05 });
@@ -155,12 +174,12 @@ async function main() {
   const loadBefore = os.loadavg()[0];
   // BENCH_PATTERN=rows+cols (say) runs only that pattern's rows.
   const only = process.env.BENCH_PATTERN;
-  for (const { target, pattern } of TARGETS.filter((t) => !only || t.pattern === only)) {
+  for (const { target, pattern, residual = "auto" } of TARGETS.filter((t) => !only || t.pattern === only)) {
     const ckpt =
       pattern === "rows+cols"
         ? rowColGates(base, target, 42)
         : structuredGates(base, target, 42, pattern === "uneven");
-    const { graph, report } = await exportPrunedModel(base, ckpt);
+    const { graph, report } = await exportPrunedModel(base, ckpt, { residual });
     const pruned = encodeModel(graph);
     const latency = await compareOnGrid(dense, pruned, { runs: RUNS });
     const f64 = report.flopsPerTokenAt["64"];
@@ -168,6 +187,7 @@ async function main() {
     const row: Row = {
       target,
       pattern,
+      residual,
       removed: report.removedFraction,
       params: report.params.after,
       baseParams: report.params.before,
@@ -232,22 +252,34 @@ function markdownTable(rows: Row[], threads: number): string {
   return lines.join("\n");
 }
 
-/** The issue's target: at batch 16, measured speedup within 10% of the FLOP ratio (1 thread, wall clock). */
+/**
+ * The issue's target: at batch 16, measured speedup within 10% of the FLOP ratio (1 thread). Judged on both
+ * wall clock and CPU time; on a shared machine the CPU-time ratio is the one to trust (wall-clock cells swing
+ * with other processes, which is how a cell can show more than the ideal).
+ */
 function verdicts(rows: Row[]): string {
   return rows
     .filter((r) => r.target > 0)
     .map((r) => {
       const l = r.latency.find((x) => x.batch === 16 && x.threads === 1)!;
-      const share = l.speedup / r.idealSpeedup64;
-      return `- ${label(r)}: ${x2(l.speedup)} of an ideal ${x2(r.idealSpeedup64)} = ${(100 * share).toFixed(0)}% ${share >= 0.9 ? "(within 10%)" : "(MISSES the 10% target)"}; CPU time ${x2(l.cpuSpeedup)}`;
+      const wall = l.speedup / r.idealSpeedup64;
+      const cpu = l.cpuSpeedup / r.idealSpeedup64;
+      const ok = (x: number) => (x >= 0.9 ? "within 10%" : "MISSES the 10% target");
+      return `- ${label(r)}: ideal ${x2(r.idealSpeedup64)}; CPU time ${x2(l.cpuSpeedup)} = ${(100 * cpu).toFixed(0)}% of ideal (${ok(cpu)}); wall clock ${x2(l.speedup)} = ${(100 * wall).toFixed(0)}% (${ok(wall)})`;
     })
     .join("\n");
 }
 
-function docs(table: string, verdict: string, threads: number, load: string): string {
+function docs(
+  table: string,
+  verdict: string,
+  threads: number,
+  load: string,
+  at = new Date().toISOString(),
+): string {
   return `# Export benchmark
 
-Generated by \`npm run bench:export\` (${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model ?? "cpu"},
+Generated by \`npm run bench:export\` (${at.slice(0, 16).replace("T", " ")} UTC, ${os.cpus()[0]?.model ?? "cpu"},
 ${threads} threads, onnxruntime-node ${ort.env.versions.node}, ${RUNS} interleaved runs per cell, medians; ${load}:
 the machine is shared, so wall-clock cells are noisy and the CPU-time column is the steadier 1-thread figure).
 
@@ -258,7 +290,10 @@ neurons (closed through the up-row or the down-column), and in every head a frac
 row closes each dimension independently with probability *t*, so heads keep different sizes and export takes
 its per-head Split/Concat path, as it will for trained gates. The *rows+cols* row closes every row and column of
 every gated layer independently (probability chosen so that 40% of the gated weights go): the unstructured case
-where closed residual-stream columns and rows force Gather reads and write-backs. Every export is verified against the gated
+where closed residual-stream columns and rows cannot propagate. Export's default (\`auto\`) keeps such features as
+zero rows/columns when that is cheaper than moving data; the *(gather)* row forces Gather reads and write-backs for
+all of them (fewest parameters): onnxruntime's CPU Gather on the last axis costs ~10 ns per element, so that model
+is slower than the dense one despite its lower FLOP count. Every export is verified against the gated
 model by \`exportPrunedModel\` (max abs diff column).
 
 - *gated weights removed*: fraction of the gated layers' weights that export physically removed (the sparsity).
@@ -270,10 +305,10 @@ model by \`exportPrunedModel\` (max abs diff column).
 
 ${table}
 
-Batch 16 × 64, one thread, measured vs ideal (target: within 10% of the FLOP ratio):
+Batch 16 × 64, one thread, measured vs ideal (target: within 10% of the FLOP ratio, i.e. at least 90% of it):
 
 ${verdict}
 `;
 }
 
-await main();
+await (process.env.BENCH_RENDER ? render() : main());

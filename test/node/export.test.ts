@@ -228,6 +228,20 @@ describe("exportPrunedModel", () => {
     });
   }
 
+  it("auto residual policy follows its cost model: zeros when Gathers cost more, Gathers when they are cheap", async () => {
+    const base = buildEncoder({ ...small, seed: 12 });
+    const layers = selectGatedLayers(base);
+    const { ckpt, gates } = checkpoint(base, PATTERNS["rows and columns"], 12);
+    const pricey = await exportPrunedModel(base, ckpt, { residual: "auto", gatherCost: 1e9 });
+    const cheap = await exportPrunedModel(base, ckpt, { residual: "auto", gatherCost: 0 });
+    expect(countParameters(pricey.graph)).toBe(expectedCounts(base, layers, gates, "zeros").total);
+    expect(countParameters(cheap.graph)).toBe(expectedCounts(base, layers, gates, "gather").total);
+    expect(pricey.graph.nodes.filter((n) => n.op === "Gather").length).toBeLessThan(
+      cheap.graph.nodes.filter((n) => n.op === "Gather").length,
+    );
+    expect(cheap.report.removedFraction).toBeGreaterThan(pricey.report.removedFraction);
+  });
+
   it("reports uneven heads, a zero-Q/K head and FLOPs that shrink with the kept dims", async () => {
     const base = buildEncoder({ ...small, seed: 3 });
     const { ckpt } = checkpoint(base, PATTERNS["whole heads"], 9);
