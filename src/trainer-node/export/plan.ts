@@ -83,21 +83,33 @@ export function foldLinear(g: Graph, layer: LinearLayer, gates?: LayerGates): Fo
     throw new Error(`${layer.node}: row gate has ${row.length} entries, layer has ${nOut} outputs`);
   if (col && col.length !== nIn)
     throw new Error(`${layer.node}: column gate has ${col.length} entries, layer has ${nIn} inputs`);
-  const weight = new Float32Array(nIn * nOut);
-  for (let i = 0; i < nIn; i++) {
-    const c = (col ? col[i] : 1) * alpha;
-    for (let o = 0; o < nOut; o++) {
-      const v = layer.weightTransposed ? src[o * nIn + i] : src[i * nOut + o];
-      weight[i * nOut + o] = v * c * (row ? row[o] : 1);
+  // Folded lazily: the trainer's removal counting plans exports often and never reads the weights.
+  let weight: Float32Array | undefined;
+  const foldWeight = () => {
+    const w = new Float32Array(nIn * nOut);
+    for (let i = 0; i < nIn; i++) {
+      const c = (col ? col[i] : 1) * alpha;
+      for (let o = 0; o < nOut; o++) {
+        const v = layer.weightTransposed ? src[o * nIn + i] : src[i * nOut + o];
+        w[i * nOut + o] = v * c * (row ? row[o] : 1);
+      }
     }
-  }
+    return w;
+  };
   const bias = new Float32Array(nOut);
   if (layer.bias) {
     const b = g.initializers.get(layer.bias)!.data as Float32Array;
     // A Gemm's C may broadcast a single value.
     for (let o = 0; o < nOut; o++) bias[o] = (b.length === 1 ? b[0] : b[o]) * beta * (row ? row[o] : 1);
   }
-  return { layer, weight, bias };
+  return {
+    layer,
+    bias,
+    get weight() {
+      weight ??= foldWeight();
+      return weight;
+    },
+  };
 }
 
 function linearPlan(g: Graph, layer: LinearLayer, gates: LayerGates | undefined): LinearPlan {
