@@ -6,7 +6,7 @@
 import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { decodeModel } from "../../core/onnx/codec";
-import { feedsFor, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
+import { feedsFor, maxSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
 
 export interface LatencyOptions {
   batch: number;
@@ -54,9 +54,18 @@ export async function compareLatency(
   const entries = await Promise.all(
     Object.entries(models).map(async ([name, bytes]) => {
       const graph = decodeModel(bytes);
-      const batch = syntheticBatch(vocabSizeOf(graph), opts.batch, opts.seq, 1, false);
+      // A model with fewer positions than asked for is timed at its longest sequence (recorded in seqLen).
+      const seq = Math.min(opts.seq, maxSequenceOf(graph) ?? opts.seq);
+      const batch = syntheticBatch(vocabSizeOf(graph), opts.batch, seq, 1, false);
       const session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
-      return { name, session, feeds: feedsFor(graph, batch), times: [] as number[], cpu: [] as number[] };
+      return {
+        name,
+        session,
+        seq,
+        feeds: feedsFor(graph, batch),
+        times: [] as number[],
+        cpu: [] as number[],
+      };
     }),
   );
   try {
@@ -90,7 +99,7 @@ export async function compareLatency(
       meanMs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
       runs,
       batch: opts.batch,
-      seqLen: opts.seq,
+      seqLen: e.seq,
       threads,
       runtime: runtimeDescription(threads),
     };
@@ -134,7 +143,7 @@ export async function compareOnGrid(
     const r = await compareLatency({ dense, pruned }, { ...cfg, runs: opts.runs, warmup: opts.warmup });
     out.push({
       batch: cfg.batch,
-      seqLen: cfg.seq,
+      seqLen: r.dense.seqLen,
       threads: r.dense.threads,
       dense: r.dense,
       pruned: r.pruned,
