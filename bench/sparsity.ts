@@ -10,9 +10,18 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { GATE_METHODS, type GateMethodName } from "../src/trainer-node/gates/finegates";
-import type { CellBudget, CellResult, CellSpec, StudyTask } from "../src/trainer-node/study/run";
+import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
 import { gateHistogramSvg } from "../src/trainer-node/study/svg";
-import { environment, loadBase, markdownTable, parseStudyArgs, pct, runGrid, TASK_SEQ } from "./lib/study";
+import {
+  environment,
+  loadBase,
+  markdownTable,
+  parseStudyArgs,
+  pct,
+  runGrid,
+  studyBudget,
+  TASK_SEQ,
+} from "./lib/study";
 
 const args = parseStudyArgs(process.argv.slice(2));
 const methods = (args.methods ?? [...GATE_METHODS]) as GateMethodName[];
@@ -21,35 +30,13 @@ for (const m of methods)
     throw new Error(`--methods: unknown gate method '${m}' (have ${GATE_METHODS.join(", ")})`);
 const targets = args.targets ?? (args.quick ? [0.4] : [0.2, 0.3, 0.4, 0.5]);
 
-/**
- * Budget per cell, sized so the full grid (2 tasks × 3 methods × 4 targets) fits in ~25 minutes on the shared
- * 2-core machine: a fixed number of steps per task (spam's sequences are twice as long), the paper's AdamW
- * lr 1e-3 and λ 50, a short recovery phase for the binarising methods, 8 evaluations for the histogram.
- */
-export const STUDY_STEPS: Record<string, number> = { spam: 150, sentiment: 300 };
-export function studyBudget(cell: CellSpec, _task: StudyTask, steps?: number, quick = false): CellBudget {
-  const main = steps ?? (quick ? 40 : STUDY_STEPS[cell.task]);
-  return {
-    steps: main,
-    recoverySteps: Math.max(10, Math.round(main / 6)),
-    evalEvery: Math.max(5, Math.round(main / 8)),
-    batchSize: 16,
-    lr: 1e-3,
-    lambda: 50,
-    loraRank: 8,
-    seed: 1,
-    threads: args.threads,
-    trainBiases: true,
-  };
-}
-
 const base = loadBase(args);
 const cells: CellSpec[] = args.tasks.flatMap((task) =>
   methods.flatMap((gates) => targets.map((target) => ({ task, method: "gates" as const, gates, target }))),
 );
 process.stderr.write(`sparsity study: ${cells.length} cells on ${base.info.path}\n`);
 const started = performance.now();
-const results = await runGrid(base, cells, (c, t) => studyBudget(c, t, args.steps, args.quick), args.quick);
+const results = await runGrid(base, cells, (c) => studyBudget(c.task, args), args.quick, args.fresh);
 const totalMinutes = (performance.now() - started) / 60000;
 
 // --- tables ---------------------------------------------------------------------------------------------------
@@ -136,12 +123,7 @@ writeFileSync(
         tasks: args.tasks,
         methods,
         targets,
-        budget: Object.fromEntries(
-          args.tasks.map((t) => [
-            t,
-            studyBudget({ task: t, method: "gates", target: 0 }, undefined as never, args.steps, args.quick),
-          ]),
-        ),
+        budget: Object.fromEntries(args.tasks.map((t) => [t, studyBudget(t, args)])),
       },
       totalMinutes,
       choice,
@@ -171,13 +153,8 @@ for (const task of args.tasks) {
 
 const budgetLines = args.tasks
   .map((t) => {
-    const b = studyBudget(
-      { task: t, method: "gates", target: 0 },
-      undefined as never,
-      args.steps,
-      args.quick,
-    );
-    return `- ${t}: sequence length ${TASK_SEQ[t]}, ${b.steps} main steps of batch ${b.batchSize} (+ ${b.recoverySteps} recovery steps for the binarising methods), AdamW lr ${b.lr}, λ ${b.lambda} (FineGates), gated-layer biases and the classification head trained, seed ${b.seed}, ${b.threads} ORT threads`;
+    const b = studyBudget(t, args);
+    return `- ${t}: sequence length ${TASK_SEQ[t]}, ${b.steps} main steps of batch ${b.batchSize} (+ ${b.recoverySteps} recovery steps for the binarising methods), AdamW lr ${b.lr}, λ ${b.lambda} (FineGates), gated-layer biases and the classification head (${b.pooling}-pooled) trained, seed ${b.seed}, ${b.threads} ORT threads`;
   })
   .join("\n");
 

@@ -4,7 +4,7 @@
  * line per cell, and table formatting.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -22,6 +22,30 @@ import {
 } from "../../src/trainer-node/study/run";
 
 export const TASK_SEQ: Record<string, number> = { spam: 128, sentiment: 64 };
+
+/**
+ * Budget per cell, the same in both benches (so the quality bench's gated rows are the study's cells), sized so
+ * the full study (2 tasks × 3 methods × 4 targets) fits in ~25 minutes on the shared 2-core machine: a fixed
+ * number of steps per task (spam's sequences are longer, sentiment's sentences short), the paper's AdamW lr 1e-3
+ * and λ 50, a short recovery phase for the binarising methods, 8 evaluations for the gate histogram.
+ */
+export const STUDY_STEPS: Record<string, number> = { spam: 150, sentiment: 300 };
+export function studyBudget(task: string, args: StudyArgs): CellBudget {
+  const main = args.steps ?? (args.quick ? 40 : STUDY_STEPS[task]);
+  return {
+    steps: main,
+    recoverySteps: Math.max(10, Math.round(main / 6)),
+    evalEvery: Math.max(5, Math.round(main / 8)),
+    batchSize: 16,
+    lr: 1e-3,
+    lambda: 50,
+    loraRank: 8,
+    seed: 1,
+    threads: args.threads,
+    trainBiases: true,
+    pooling: args.pooling,
+  };
+}
 export const BASE_PATH = "models/base/model.onnx";
 
 export interface StudyArgs {
@@ -32,6 +56,8 @@ export interface StudyArgs {
   threads: number;
   steps?: number;
   devEncoder: boolean;
+  pooling: "cls" | "mean";
+  fresh: boolean;
 }
 
 export function parseStudyArgs(argv: string[]): StudyArgs {
@@ -45,6 +71,8 @@ export function parseStudyArgs(argv: string[]): StudyArgs {
       threads: { type: "string", default: "2" },
       steps: { type: "string" },
       "dev-encoder": { type: "boolean", default: false },
+      pooling: { type: "string", default: "mean" },
+      fresh: { type: "boolean", default: false },
     },
   });
   const list = (s: string | undefined) =>
@@ -65,6 +93,8 @@ export function parseStudyArgs(argv: string[]): StudyArgs {
     threads: Number(values.threads),
     steps: values.steps ? Number(values.steps) : undefined,
     devEncoder: values["dev-encoder"],
+    pooling: values.pooling === "cls" ? "cls" : "mean",
+    fresh: values.fresh,
   };
 }
 
@@ -115,23 +145,45 @@ export function studyTask(name: string, quick: boolean): StudyTask {
   return t;
 }
 
-/** Runs cells in order, logging one line per cell to stderr. */
+/**
+ * Cell results are cached under runs/study-cache by a hash of (base sha256, cell, budget): the quality bench's
+ * gated rows are the sparsity study's cells for the default method, and a rerun after an interruption picks up
+ * where it stopped. `--fresh` ignores the cache. Training is seeded, so a cached cell is what a rerun computes.
+ */
+const CACHE_DIR = "runs/study-cache";
+function cacheFile(base: BaseModel, cell: CellSpec, budget: CellBudget): string {
+  const { threads: _threads, ...rest } = budget; // thread count changes speed, not the result we keep
+  const key = JSON.stringify({ base: base.info.sha256 || base.info.path, cell, budget: rest });
+  return path.join(CACHE_DIR, `${createHash("sha256").update(key).digest("hex").slice(0, 24)}.json`);
+}
+
+/** Runs cells in order (or takes them from the cache), logging one line per cell to stderr. */
 export async function runGrid(
   base: BaseModel,
   cells: CellSpec[],
   budgetFor: (cell: CellSpec, task: StudyTask) => CellBudget,
   quick: boolean,
-): Promise<CellResult[]> {
-  const results: CellResult[] = [];
+  fresh = false,
+): Promise<(CellResult & { cached?: boolean })[]> {
+  const results: (CellResult & { cached?: boolean })[] = [];
   const started = performance.now();
   for (const [i, cell] of cells.entries()) {
     const task = studyTask(cell.task, quick);
-    const r = await runCell(base.graph, base.info, task, cell, budgetFor(cell, task));
+    const budget = budgetFor(cell, task);
+    const file = cacheFile(base, cell, budget);
+    let r: CellResult & { cached?: boolean };
+    if (!fresh && !base.info.path.startsWith("(") && existsSync(file)) {
+      r = { ...(JSON.parse(readFileSync(file, "utf8")) as CellResult), cached: true };
+    } else {
+      r = await runCell(base.graph, base.info, task, cell, budget);
+      mkdirSync(CACHE_DIR, { recursive: true });
+      writeFileSync(file, JSON.stringify(r));
+    }
     results.push(r);
     process.stderr.write(
       `[${i + 1}/${cells.length} ${((performance.now() - started) / 60000).toFixed(1)} min] ${label(cell)}: ` +
         `test acc ${(100 * r.testAccuracy).toFixed(1)}%, removed ${(100 * r.removedFraction).toFixed(1)}%, ` +
-        `${r.steps} steps, ${r.wallSeconds.toFixed(0)} s\n`,
+        `${r.steps} steps, ${r.wallSeconds.toFixed(0)} s${r.cached ? " (cached)" : ""}\n`,
     );
   }
   return results;

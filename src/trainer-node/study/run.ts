@@ -74,6 +74,8 @@ export interface CellBudget {
   seed: number;
   threads: number;
   trainBiases: boolean;
+  /** Pooling of the added classification head (first token, or mean over the sequence). */
+  pooling: "cls" | "mean";
   gateOptions?: Partial<HardConcreteOptions>;
 }
 
@@ -129,6 +131,7 @@ async function engineAccuracy(
     method: spec.method,
     trainBiases: budget.trainBiases,
     loraRank: budget.loraRank,
+    pooling: budget.pooling,
   });
   const values = new Map<string, Float32Array>();
   for (const name of graphs.trainable.keys()) {
@@ -183,6 +186,7 @@ export async function runCell(
     threads: budget.threads,
     trainBiases: budget.trainBiases,
     loraRank: budget.loraRank,
+    pooling: budget.pooling,
     gateOptions: budget.gateOptions,
     progress: null,
     onEvaluate: (point, gates) => {
@@ -209,7 +213,7 @@ export async function runCell(
       result.checkpoint.params,
       task.test,
     );
-    const taskGraph = prepareTaskGraph(base, numLabels, "cls").graph;
+    const taskGraph = prepareTaskGraph(base, numLabels, budget.pooling).graph;
     const flops = flopsPerToken(analyzeEncoder(taskGraph.toposort()), null, task.seq);
     const params = countParameters(taskGraph);
     return {
