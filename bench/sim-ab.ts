@@ -20,8 +20,8 @@ import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev"
 const { values: args } = parseArgs({
   options: {
     units: { type: "string", default: "1000" },
-    // 1 by default: the gateway's isolate caches share in-flight loads between concurrent requests, which
-    // workerd cancels as "hung" (see the report); sequential clients also keep latency free of queueing.
+    // 1 by default: sequential clients keep server-side latency free of queueing behind other requests, and at
+    // 2-4 clients workerd once cancelled a request as "hung" while new variants loaded (cause not yet found).
     concurrency: { type: "string", default: "1" },
     "acc-a": { type: "string", default: "0.92" },
     "acc-b": { type: "string", default: "0.84" },
