@@ -85,7 +85,8 @@ describe.skipIf(!haveChromium && !inCi)("dashboard in headless Chromium", () => 
     });
     const { experiment } = await gw.json<{ experiment: { id: number } }>("POST", "/v1/experiments", {
       model: "reviews",
-      name: "dense vs 50% sparse",
+      // markup in user-supplied text must be shown, not interpreted
+      name: "dense vs 50% sparse <i>&</i>",
       arms: [
         { version: v1, weight: 1 },
         { version: v3, weight: 1 },
@@ -168,7 +169,8 @@ describe.skipIf(!haveChromium && !inCi)("dashboard in headless Chromium", () => 
     expect(await model.locator("svg.chart circle").count()).toBe(3);
 
     const experiment = page.locator(`section.experiment[data-experiment="${experimentId}"]`);
-    expect(await experiment.locator("h3").textContent()).toContain("dense vs 50% sparse");
+    expect(await experiment.locator("h3").textContent()).toContain("dense vs 50% sparse <i>&</i>");
+    expect(await experiment.locator("h3 i").count()).toBe(0);
     expect(await experiment.locator(".status").first().textContent()).toBe("running");
     const arms = experiment.locator("table.arms tbody tr");
     expect(await arms.count()).toBe(2);
