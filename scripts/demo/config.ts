@@ -1,0 +1,93 @@
+/**
+ * What the demo builds and how: the spam variants (dense-adapted plus three sparsities), the gate-training
+ * budget, the test texts and the request batching. Two profiles: `full` on the pretrained base
+ * (models/base/model.onnx) and `tiny` (a small random encoder, a few steps, a few texts) for the smoke test.
+ */
+import path from "node:path";
+
+export const ROOT = path.resolve(import.meta.dirname, "../..");
+
+/** Target sparsities of the demo variants; 0 is the dense-adapted one (gates trained, nothing removed). */
+export const DEMO_TARGETS = [0, 0.2, 0.3, 0.4] as const;
+
+/** The registry model and its task. */
+export const DEMO_MODEL = "spam";
+export const DEMO_TASK = "spam";
+
+/**
+ * Tokens per text, in training (full profile), in the manifests' accuracy and in the gateway's `classify`
+ * (passed to wrangler dev as CLASSIFY_MAX_TOKENS), so local and gateway accuracy see the same inputs.
+ */
+export const MAX_TOKENS = 128;
+
+/** Texts per classify request; also the batching of the local evaluation (same padding, same inputs). */
+export const REQUEST_BATCH = 32;
+
+/** Where committed gate checkpoints live (full profile only). */
+export const CHECKPOINT_DIR = path.join(ROOT, "models/demo");
+
+export interface TrainBudget {
+  steps: number;
+  recoverySteps: number;
+  evalEvery: number;
+  batchSize: number;
+  lr: number;
+  lambda: number;
+  seq: number;
+  seed: number;
+}
+
+export interface DemoProfile {
+  name: "full" | "tiny";
+  /** Training examples (all of the split when undefined) and test texts sent through the gateway. */
+  trainLimit?: number;
+  validationLimit?: number;
+  testLimit?: number;
+  budget: TrainBudget;
+  /** Timed runs per variant for the manifest's onnxruntime-node latency (batch 1 × MAX_TOKENS, 1 thread). */
+  latencyRuns: number;
+}
+
+/**
+ * Full: the study's spam budget (bench/sparsity.ts: 240 steps, batch 16, AdamW 1e-3, λ 50, 1/6 recovery), about
+ * a minute or two per variant on the shared 2-core machine.
+ */
+export const FULL_PROFILE: DemoProfile = {
+  name: "full",
+  budget: {
+    steps: 240,
+    recoverySteps: 40,
+    evalEvery: 30,
+    batchSize: 16,
+    lr: 1e-3,
+    lambda: 50,
+    seq: MAX_TOKENS,
+    seed: 1,
+  },
+  latencyRuns: 30,
+};
+
+/** Tiny: seconds per variant; a larger learning rate so the head's logits separate within a few steps. */
+export const TINY_PROFILE: DemoProfile = {
+  name: "tiny",
+  trainLimit: 256,
+  validationLimit: 64,
+  testLimit: 48,
+  budget: {
+    steps: 24,
+    recoverySteps: 8,
+    evalEvery: 8,
+    batchSize: 16,
+    lr: 1e-2,
+    lambda: 50,
+    seq: 64,
+    seed: 1,
+  },
+  latencyRuns: 5,
+};
+
+/** Small random encoder for the tiny profile (vocabulary = the tokenizer's, positions = MAX_TOKENS). */
+export const TINY_ENCODER = { hidden: 32, layers: 2, heads: 2, ffn: 64, seed: 7 } as const;
+
+export const variantLabel = (target: number) => (target === 0 ? "dense" : target.toFixed(1));
+export const checkpointFileName = (target: number) => `${DEMO_TASK}-${variantLabel(target)}.gates.json`;

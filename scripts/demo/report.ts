@@ -1,0 +1,106 @@
+/**
+ * What the demo prints: the variant table, the router's choice and why, and curl commands to try next; and the
+ * JSON written to bench-results/demo.json.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { encodeText, loadTokenizer } from "../../src/core/tokenizer";
+import { DEMO_MODEL, ROOT } from "./config";
+import type { DemoResult } from "./pipeline";
+
+const pct = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
+const ms = (x: number) => (Number.isNaN(x) ? "-" : x >= 100 ? `${x.toFixed(0)} ms` : `${x.toFixed(1)} ms`);
+const int = (n: number) => n.toLocaleString("en-US");
+
+export function formatDemoTable(r: DemoResult): string {
+  const header = [
+    "variant",
+    "version",
+    "removed",
+    "params",
+    "accuracy (gateway)",
+    `p50 / ${r.requestBatch} texts`,
+    "infer p50",
+    "router",
+  ];
+  const rows = r.rows.map((row) => [
+    row.variant,
+    `${row.model}@${row.version}`,
+    pct(row.removed),
+    `${int(row.params)} (${row.params === row.baseParams ? "dense" : `-${pct(1 - row.params / row.baseParams, 0)}`})`,
+    `${pct(row.gateway.accuracy, 2)} (${row.gateway.correct}/${row.gateway.total})`,
+    ms(row.gateway.p50RequestMs),
+    ms(row.gateway.p50InferMs),
+    row.chosen ? "<- chosen" : row.verdict.replace("_", " "),
+  ]);
+  const right = new Set([2, 3, 4, 5, 6]);
+  const widths = header.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, j) => (right.has(j) ? c.padStart(widths[j]) : c.padEnd(widths[j])))
+      .join("  ")
+      .trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+export function formatRouterSummary(r: DemoResult): string {
+  const chosen = r.rows.find((row) => row.chosen);
+  const lines = [
+    `SLA for task ${r.task}: accuracy >= ${pct(r.sla.min, 2)} (${r.sla.rule}).`,
+    chosen
+      ? `The router serves ${chosen.model}@${chosen.version} (${chosen.variant}, ${pct(chosen.removed)} of gated weights removed): ${r.router.reason}`
+      : `The router chose nothing (${r.router.outcome}): ${r.router.reason}`,
+    `An unpinned request to /v1/models/${DEMO_MODEL}/classify was served by ${r.router.servedRoutedRequest}.`,
+  ];
+  for (const row of r.rows) {
+    lines.push(
+      `  ${row.model}@${row.version} (${row.variant}): registered accuracy ${pct(row.registered.accuracy, 2)}, p50 ${row.registered.latencyP50Ms.toFixed(2)} ms (${row.registered.latencyRuntime}): ${row.verdict} - ${row.why}`,
+    );
+  }
+  const mismatch = r.rows.filter((row) => row.gateway.accuracy !== row.registered.accuracy);
+  if (mismatch.length > 0)
+    lines.push(
+      `warning: accuracy through the gateway differs from the manifest's for ${mismatch.map((m) => m.variant).join(", ")}`,
+    );
+  return lines.join("\n");
+}
+
+/** A ready-to-send Open Inference Protocol body for one text, tokenized as the gateway's classify would. */
+function oipBody(r: DemoResult, text: string): string {
+  const tok = loadTokenizer(readFileSync(path.join(ROOT, r.base.tokenizer), "utf8"));
+  const ids = encodeText(tok, text, r.maxTokens);
+  const data: Record<string, number[]> = {
+    input_ids: ids,
+    attention_mask: ids.map(() => 1),
+    token_type_ids: ids.map(() => 0),
+  };
+  const inputs = r.io.inputs.map((i) => ({
+    name: i.name,
+    datatype: "INT64",
+    shape: [1, ids.length],
+    data: data[i.name] ?? ids.map(() => 0),
+  }));
+  return JSON.stringify({ inputs });
+}
+
+export function curlExamples(r: DemoResult, url: string, token?: string): string {
+  const spam =
+    "Congratulations! You have been selected to receive a FREE vacation. Click here to claim your prize";
+  const ham = "Hi Bob, can we move the meeting to 3pm tomorrow? I will bring the draft of the report.";
+  return [
+    `export SLUICE_URL=${url}${token ? ` SLUICE_ADMIN_TOKEN=${token}` : ""}`,
+    `curl -si $SLUICE_URL/v1/models/${DEMO_MODEL}/classify -H 'content-type: application/json' \\`,
+    `  -d '${JSON.stringify({ texts: [spam, ham] })}'`,
+    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route                                   # the router's decision, explained`,
+    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route -H 'x-sluice-min-accuracy: 0.999'  # a request may demand more`,
+    `curl -s $SLUICE_URL/v2/models/${DEMO_MODEL}/infer -H 'content-type: application/json' \\`,
+    `  -d '${oipBody(r, spam)}'`,
+    `node bin/sluice.js ls ${DEMO_MODEL} --url $SLUICE_URL`,
+  ].join("\n");
+}
+
+/** The JSON file: everything but the test texts themselves. */
+export function demoJson(r: DemoResult): string {
+  const { test: _texts, ...rest } = r;
+  return `${JSON.stringify(rest, null, 2)}\n`;
+}
