@@ -20,8 +20,9 @@ import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev"
 const { values: args } = parseArgs({
   options: {
     units: { type: "string", default: "1000" },
-    // 1 by default: sequential clients keep server-side latency free of queueing behind other requests, and at
-    // 2-4 clients workerd once cancelled a request as "hung" while new variants loaded (cause not yet found).
+    // 1 by default: sequential clients keep server-side latency free of queueing behind other requests; and at 3
+    // clients with four 8-layer sessions loaded the gateway itself (pinned requests, no experiment) starts having
+    // requests cancelled by workerd as "hung" (open issue in the serving path).
     concurrency: { type: "string", default: "1" },
     "acc-a": { type: "string", default: "0.92" },
     "acc-b": { type: "string", default: "0.84" },
@@ -357,6 +358,14 @@ async function main() {
     writeFileSync(path.join(root, "bench-results/sim-ab.json"), `${JSON.stringify(out, null, 2)}\n`);
     console.log("\nwrote bench-results/sim-ab.json");
     if (!Object.values(checks).every(Boolean)) process.exitCode = 1;
+  } catch (err) {
+    // wrangler's own log says what workerd saw (exceptions, cancellations)
+    if (dev) {
+      mkdirSync(path.join(root, "bench-results"), { recursive: true });
+      writeFileSync(path.join(root, "bench-results/sim-ab-wrangler.log"), dev.log());
+      console.error("wrangler dev's log: bench-results/sim-ab-wrangler.log");
+    }
+    throw err;
   } finally {
     dev?.stop();
   }
