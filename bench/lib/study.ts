@@ -37,7 +37,7 @@ export function studyBudget(task: string, args: StudyArgs): CellBudget {
     recoverySteps: Math.max(10, Math.round(main / 6)),
     evalEvery: Math.max(5, Math.round(main / 8)),
     batchSize: 16,
-    lr: 1e-3,
+    lr: args.lr,
     lambda: 50,
     loraRank: 8,
     seed: 1,
@@ -58,6 +58,7 @@ export interface StudyArgs {
   devEncoder: boolean;
   pooling: "cls" | "mean";
   fresh: boolean;
+  lr: number;
 }
 
 export function parseStudyArgs(argv: string[]): StudyArgs {
@@ -73,6 +74,7 @@ export function parseStudyArgs(argv: string[]): StudyArgs {
       "dev-encoder": { type: "boolean", default: false },
       pooling: { type: "string", default: "mean" },
       fresh: { type: "boolean", default: false },
+      lr: { type: "string", default: "1e-3" },
     },
   });
   const list = (s: string | undefined) =>
@@ -95,6 +97,7 @@ export function parseStudyArgs(argv: string[]): StudyArgs {
     devEncoder: values["dev-encoder"],
     pooling: values.pooling === "cls" ? "cls" : "mean",
     fresh: values.fresh,
+    lr: Number(values.lr),
   };
 }
 
