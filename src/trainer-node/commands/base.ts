@@ -6,11 +6,11 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { buildEncoder, type EncoderConfig, type EncoderLayout } from "../../core/models/encoder";
 import { encodeModel } from "../../core/onnx/codec";
 import { type Command, UsageError } from "../cli";
 import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-file";
+import { parseFlags, positiveIntFlag, requireFlag } from "./options";
 
 const LAYOUTS: EncoderLayout[] = ["bert", "distilbert", "roberta", "bert-preln"];
 
@@ -38,8 +38,8 @@ export interface BaseInitArchitecture {
 export const architectureFileOf = (onnxFile: string) => onnxFile.replace(/\.onnx$/, "") + ".json";
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseFlags(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -55,17 +55,9 @@ function parse(argv: string[]) {
         "init-std": { type: "string", default: "0.02" },
         tokenizer: { type: "string" },
       },
-    });
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-}
-
-function positiveInt(values: Record<string, unknown>, name: string): number {
-  const v = Number(values[name]);
-  if (!Number.isInteger(v) || v <= 0)
-    throw new UsageError(`--${name} must be a positive integer, got '${values[name]}'`);
-  return v;
+    },
+    USAGE,
+  );
 }
 
 export const command: Command = {
@@ -74,25 +66,25 @@ export const command: Command = {
     const { values: v, positionals } = parse(argv);
     if (positionals[0] !== "init" || positionals.length !== 1)
       throw new UsageError(`the only subcommand is 'init'\n${USAGE}`);
-    if (!v.out) throw new UsageError(`--out is required\n${USAGE}`);
+    requireFlag(v.out, "--out", USAGE);
     if (!(LAYOUTS as string[]).includes(v.layout))
       throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got '${v.layout}'`);
     if (v.head !== "mlm" && v.head !== "none")
       throw new UsageError(`--head must be mlm or none, got '${v.head}'`);
     const initStd = Number(v["init-std"]);
     if (!(initStd > 0)) throw new UsageError(`--init-std must be a positive number, got '${v["init-std"]}'`);
-    const hidden = positiveInt(v, "hidden");
-    const heads = positiveInt(v, "heads");
+    const hidden = positiveIntFlag(v, "hidden");
+    const heads = positiveIntFlag(v, "heads");
     if (hidden % heads !== 0) throw new UsageError(`--hidden ${hidden} is not divisible by --heads ${heads}`);
     const tokenizerFile = v.tokenizer ?? DEFAULT_TOKENIZER_PATH;
     const tok = loadTokenizerFile(tokenizerFile);
     const config: Partial<EncoderConfig> = {
       layout: v.layout as EncoderLayout,
-      layers: positiveInt(v, "layers"),
+      layers: positiveIntFlag(v, "layers"),
       hidden,
       heads,
-      ffn: positiveInt(v, "ffn"),
-      maxPositions: positiveInt(v, "max-pos"),
+      ffn: positiveIntFlag(v, "ffn"),
+      maxPositions: positiveIntFlag(v, "max-pos"),
       vocabSize: tok.vocabSize,
       head: v.head,
       padTokenId: tok.ids["[PAD]"],

@@ -2,13 +2,13 @@
  * `sluice data ls` and `sluice data show <task>`: what the tasks hold (sizes, label balance, fingerprints) and
  * what their examples look like after cleaning and tokenization.
  */
-import { parseArgs } from "node:util";
 import { encodeText } from "../../core/tokenizer";
 import { type Command, UsageError } from "../cli";
 import { loadPretrainingCorpus } from "../data/corpus";
 import { BUILTIN_TASKS, loadTask, resolveTask } from "../data/tasks";
 import { loadTokenizerFile } from "../data/tokenizer-file";
 import type { Example, TaskDataset } from "../data/types";
+import { numberFlag, parseFlags } from "./options";
 
 const USAGE = `usage:
   sluice data ls [--data <file.jsonl>] [--json]
@@ -26,8 +26,8 @@ export const command: Command = {
 };
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseFlags(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -38,10 +38,9 @@ function parse(argv: string[]) {
         tokenizer: { type: "string" },
         json: { type: "boolean", default: false },
       },
-    });
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+    },
+    USAGE,
+  );
 }
 
 /** "ham 3073 (68.5%) · spam 1416 (31.5%)" */
@@ -118,12 +117,8 @@ async function show(argv: string[]): Promise<number> {
     throw new UsageError(
       `task '${task.name}' has no split '${split}' (has: ${Object.keys(task.splits).join(", ")})`,
     );
-  const n = Number(values.n);
-  const maxLen = Number(values["max-len"]);
-  if (!Number.isInteger(n) || n < 0)
-    throw new UsageError(`-n must be a non-negative integer, got '${values.n}'`);
-  if (!Number.isInteger(maxLen) || maxLen < 2)
-    throw new UsageError(`--max-len must be an integer >= 2, got '${values["max-len"]}'`);
+  const n = numberFlag(values, "n", (x) => Number.isInteger(x) && x >= 0, "a non-negative integer", "-n")!;
+  const maxLen = numberFlag(values, "max-len", (x) => Number.isInteger(x) && x >= 2, "an integer >= 2")!;
 
   console.log(
     `${task.name} / ${split}: ${examples.length} examples   fingerprint ${task.fingerprints[split]}`,

@@ -7,7 +7,6 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import { encodeBatch, loadTokenizer } from "../../core/tokenizer";
 import { type Command, UsageError } from "../cli";
@@ -18,6 +17,7 @@ import type { ResidualPolicy } from "../export/plan";
 import type { TokenBatch } from "../export/run";
 import { type EvalSet, writeVariant } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
+import { parseFlags, positiveIntFlag } from "./options";
 
 const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json> --out <dir> [options]
   --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment) or a JSONL file
@@ -34,8 +34,8 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
 const BATCH = 32;
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseFlags(
+    {
       args: argv,
       options: {
         base: { type: "string" },
@@ -50,17 +50,9 @@ function parse(argv: string[]) {
         runs: { type: "string", default: "20" },
         residual: { type: "string", default: "auto" },
       },
-    }).values;
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new UsageError(`${flag} must be a positive integer, got '${value}'`);
-  return n;
+    },
+    USAGE,
+  ).values;
 }
 
 /** Tokenizes a task split into batches, with labels mapped onto the checkpoint's label order. */
@@ -126,7 +118,7 @@ export const command: Command = {
     const tokenizerFile = o.tokenizer ?? path.join(path.dirname(o.base), "tokenizer.json");
     if (!existsSync(tokenizerFile))
       throw new UsageError(`--tokenizer: ${tokenizerFile} does not exist (the eval data must be tokenized)`);
-    const maxLen = positiveInt(o["max-len"], "--max-len");
+    const maxLen = positiveIntFlag(o, "max-len");
     const evalSet = await loadEvalSet(source, o.split, tokenizerFile, maxLen, ckpt.task.labels);
     const target = o.target === undefined ? undefined : Number(o.target);
     if (target !== undefined && !(target >= 0 && target <= 1))
@@ -144,7 +136,7 @@ export const command: Command = {
         `${evalSet.labels.length} ${evalSet.name} examples (max |diff| ${report.equivalence.maxAbsDiff.toExponential(1)})`,
     );
     console.error("measuring latency (dense vs pruned, interleaved) ...");
-    const grid = await compareOnGrid(baseBytes, encodeModel(graph), { runs: positiveInt(o.runs, "--runs") });
+    const grid = await compareOnGrid(baseBytes, encodeModel(graph), { runs: positiveIntFlag(o, "runs") });
     for (const l of grid)
       console.error(
         `  batch ${l.batch} x ${l.seqLen}, ${l.threads} thread(s): ${l.dense.p50Ms.toFixed(2)} -> ${l.pruned.p50Ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x)`,

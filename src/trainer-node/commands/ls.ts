@@ -1,7 +1,7 @@
 /** `sluice ls <model> --url <gateway>`: the model's variants as a table. */
-import { parseArgs } from "node:util";
 import { type Command, UsageError } from "../cli";
-import { parseGatewayUrl, requestJson } from "../registry-client";
+import { requestJson } from "../registry-client";
+import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
 const USAGE = `usage: sluice ls <model> --url <gateway url> [--status staged|active|retired] [--json]
   --url defaults to $SLUICE_URL.`;
@@ -17,9 +17,8 @@ export function parseLsArgs(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
 ): LsOptions {
-  let parsed: ReturnType<typeof parse>;
-  const parse = () =>
-    parseArgs({
+  const { values, positionals } = parseFlags(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -27,29 +26,20 @@ export function parseLsArgs(
         status: { type: "string" },
         json: { type: "boolean", default: false },
       },
-    });
-  try {
-    parsed = parse();
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+    },
+    USAGE,
+  );
   if (positionals.length !== 1) throw new UsageError(`expected exactly one model name\n${USAGE}`);
-  const url = values.url ?? env.SLUICE_URL;
-  if (!url) throw new UsageError(`--url is required (or set SLUICE_URL)\n${USAGE}`);
+  const url = flagOrEnv(values.url, env, "SLUICE_URL", "--url", USAGE);
   if (values.status && !["staged", "active", "retired"].includes(values.status)) {
     throw new UsageError(`--status must be staged, active or retired\n${USAGE}`);
   }
-  try {
-    return {
-      model: positionals[0],
-      url: parseGatewayUrl(url),
-      status: values.status,
-      json: values.json ?? false,
-    };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  return {
+    model: positionals[0],
+    url: gatewayUrlFlag(url),
+    status: values.status,
+    json: values.json ?? false,
+  };
 }
 
 /** The fields of a variant the table shows (a subset of the registry's variant JSON). */

@@ -8,7 +8,6 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import { SPECIAL_TOKENS } from "../../core/tokenizer";
 import { type Command, UsageError } from "../cli";
@@ -17,6 +16,7 @@ import { loadCorpusIds, sequenceCount } from "../pretrain/corpus-ids";
 import { encoderWithoutHead, findMlmHead } from "../pretrain/graphs";
 import { pretrain } from "../pretrain/loop";
 import { architectureFileOf } from "./base";
+import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
 
 const USAGE = `usage: sluice pretrain --base <init.onnx> --out <dir> [options]
   --steps 1000  --batch 32  --seq 128  --lr 5e-4  --warmup N (default 6% of steps)
@@ -26,8 +26,8 @@ const USAGE = `usage: sluice pretrain --base <init.onnx> --out <dir> [options]
   --tokenizer file.json (default models/tokenizer.json)`;
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseFlags(
+    {
       args: argv,
       options: {
         base: { type: "string" },
@@ -47,28 +47,19 @@ function parse(argv: string[]) {
         "stop-after": { type: "string" },
         tokenizer: { type: "string" },
       },
-    }).values;
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+    },
+    USAGE,
+  ).values;
 }
 
-function numberFlag(v: Record<string, unknown>, name: string, ok: (x: number) => boolean, what: string) {
-  const raw = v[name];
-  if (raw === undefined) return undefined;
-  const x = Number(raw);
-  if (!Number.isFinite(x) || !ok(x)) throw new UsageError(`--${name} must be ${what}, got '${raw}'`);
-  return x;
-}
-const isPositiveInt = (x: number) => Number.isInteger(x) && x > 0;
 const sha256 = (data: Uint8Array | string) => createHash("sha256").update(data).digest("hex");
 
 export const command: Command = {
   summary: "pretrain all weights of a base encoder with masked-language modelling on the corpus",
   async run(argv) {
     const v = parse(argv);
-    if (!v.base) throw new UsageError(`--base is required\n${USAGE}`);
-    if (!v.out) throw new UsageError(`--out is required\n${USAGE}`);
+    requireFlag(v.base, "--base", USAGE);
+    requireFlag(v.out, "--out", USAGE);
     const steps = numberFlag(v, "steps", isPositiveInt, "a positive integer")!;
     const batchSize = numberFlag(v, "batch", isPositiveInt, "a positive integer")!;
     const seq = numberFlag(v, "seq", (x) => Number.isInteger(x) && x >= 4, "an integer ≥ 4")!;

@@ -6,18 +6,17 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { type Manifest, ManifestError, parseManifest } from "../../core/manifest";
 import { type Command, UsageError } from "../cli";
 import {
   describeApiError,
   encodeMultipart,
   formatBytes,
-  parseGatewayUrl,
   postWithProgress,
   progressPrinter,
   requestJson,
 } from "../registry-client";
+import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
 const USAGE = `usage: sluice push <dir> --url <gateway url> --token <admin token> [--json]
   <dir> holds manifest.json, model.onnx and optionally tokenizer.json (a trainer output directory).
@@ -34,9 +33,8 @@ export function parsePushArgs(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
 ): PushOptions {
-  let parsed: ReturnType<typeof parse>;
-  const parse = () =>
-    parseArgs({
+  const { values, positionals } = parseFlags(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -44,23 +42,13 @@ export function parsePushArgs(
         token: { type: "string" },
         json: { type: "boolean", default: false },
       },
-    });
-  try {
-    parsed = parse();
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+    },
+    USAGE,
+  );
   if (positionals.length !== 1) throw new UsageError(`expected exactly one directory\n${USAGE}`);
-  const url = values.url ?? env.SLUICE_URL;
-  if (!url) throw new UsageError(`--url is required (or set SLUICE_URL)\n${USAGE}`);
-  const token = values.token ?? env.SLUICE_ADMIN_TOKEN;
-  if (!token) throw new UsageError(`--token is required (or set SLUICE_ADMIN_TOKEN)\n${USAGE}`);
-  try {
-    return { dir: positionals[0], url: parseGatewayUrl(url), token, json: values.json ?? false };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const url = flagOrEnv(values.url, env, "SLUICE_URL", "--url", USAGE);
+  const token = flagOrEnv(values.token, env, "SLUICE_ADMIN_TOKEN", "--token", USAGE);
+  return { dir: positionals[0], url: gatewayUrlFlag(url), token, json: values.json ?? false };
 }
 
 export interface TrainerOutput {

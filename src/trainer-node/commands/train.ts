@@ -5,7 +5,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { decodeModel } from "../../core/onnx/codec";
 import { encodeText } from "../../core/tokenizer";
 import { type Command, UsageError } from "../cli";
@@ -17,6 +16,7 @@ import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
 import { DEFAULT_GATE_METHOD } from "../gates/methods";
 import type { TokenizedSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
+import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
 
 const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <file.jsonl>) --out <dir> [options]
   --target-sparsity 0.4      fraction of gated-layer weights to remove
@@ -33,8 +33,8 @@ const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <fi
   --device cpu|cuda  --threads N  --resume  --no-export`;
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseFlags(
+    {
       args: argv,
       options: {
         base: { type: "string" },
@@ -67,25 +67,10 @@ function parse(argv: string[]) {
         resume: { type: "boolean", default: false },
         "no-export": { type: "boolean", default: false },
       },
-    }).values;
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+    },
+    USAGE,
+  ).values;
 }
-
-function num(
-  values: Record<string, unknown>,
-  name: string,
-  check: (v: number) => boolean,
-  what: string,
-): number | undefined {
-  const raw = values[name];
-  if (raw === undefined) return undefined;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || !check(v)) throw new UsageError(`--${name} must be ${what}, got '${raw}'`);
-  return v;
-}
-const positiveInt = (v: number) => Number.isInteger(v) && v > 0;
 
 function tokenize(examples: Example[], file: string, seq: number, padId: number): TokenizedSplit {
   const tok = loadTokenizerFile(file);
@@ -100,8 +85,8 @@ export const command: Command = {
   summary: "learn gates (or a LoRA/head baseline) on a frozen ONNX encoder and export the pruned model",
   async run(argv) {
     const v = parse(argv);
-    if (!v.base) throw new UsageError(`--base is required\n${USAGE}`);
-    if (!v.out) throw new UsageError(`--out is required\n${USAGE}`);
+    requireFlag(v.base, "--base", USAGE);
+    requireFlag(v.out, "--out", USAGE);
     if (!v.task && !v.data) throw new UsageError(`give --task <name> or --data <file.jsonl>\n${USAGE}`);
     if (v.steps && v.epochs) throw new UsageError("give --steps or --epochs, not both");
     if (!["gates", "lora", "head"].includes(v.method))
@@ -112,8 +97,8 @@ export const command: Command = {
       throw new UsageError(`--device must be cpu or cuda, got '${v.device}'`);
     if (v.pooling !== "cls" && v.pooling !== "mean")
       throw new UsageError(`--pooling must be cls or mean, got '${v.pooling}'`);
-    const target = num(v, "target-sparsity", (x) => x >= 0 && x < 1, "a fraction in [0, 1)")!;
-    const seq = num(v, "seq", (x) => Number.isInteger(x) && x >= 2, "an integer ≥ 2")!;
+    const target = numberFlag(v, "target-sparsity", (x) => x >= 0 && x < 1, "a fraction in [0, 1)")!;
+    const seq = numberFlag(v, "seq", (x) => Number.isInteger(x) && x >= 2, "an integer ≥ 2")!;
     if (!existsSync(v.base)) throw new Error(`--base: no such file ${v.base}`);
 
     const bytes = readFileSync(v.base);
@@ -151,18 +136,18 @@ export const command: Command = {
       method: v.method as "gates" | "lora" | "head",
       gates: v.gates as GateMethodName,
       targetSparsity: target,
-      lambda: num(v, "lambda", (x) => x >= 0, "≥ 0"),
-      lr: num(v, "lr", (x) => x > 0, "> 0"),
-      weightDecay: num(v, "weight-decay", (x) => x >= 0, "≥ 0"),
-      steps: num(v, "steps", positiveInt, "a positive integer"),
-      epochs: num(v, "epochs", positiveInt, "a positive integer"),
-      batchSize: num(v, "batch", positiveInt, "a positive integer"),
-      seed: num(v, "seed", Number.isInteger, "an integer"),
-      evalEvery: num(v, "eval-every", positiveInt, "a positive integer"),
-      patience: num(v, "patience", positiveInt, "a positive integer"),
-      recoverySteps: num(v, "recovery-steps", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
-      loraRank: num(v, "rank", positiveInt, "a positive integer"),
-      loraAlpha: num(v, "alpha", (x) => x > 0, "> 0"),
+      lambda: numberFlag(v, "lambda", (x) => x >= 0, "≥ 0"),
+      lr: numberFlag(v, "lr", (x) => x > 0, "> 0"),
+      weightDecay: numberFlag(v, "weight-decay", (x) => x >= 0, "≥ 0"),
+      steps: numberFlag(v, "steps", isPositiveInt, "a positive integer"),
+      epochs: numberFlag(v, "epochs", isPositiveInt, "a positive integer"),
+      batchSize: numberFlag(v, "batch", isPositiveInt, "a positive integer"),
+      seed: numberFlag(v, "seed", Number.isInteger, "an integer"),
+      evalEvery: numberFlag(v, "eval-every", isPositiveInt, "a positive integer"),
+      patience: numberFlag(v, "patience", isPositiveInt, "a positive integer"),
+      recoverySteps: numberFlag(v, "recovery-steps", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
+      loraRank: numberFlag(v, "rank", isPositiveInt, "a positive integer"),
+      loraAlpha: numberFlag(v, "alpha", (x) => x > 0, "> 0"),
       pooling: v.pooling,
       trainBiases: v["train-biases"],
       selector: {
@@ -170,7 +155,7 @@ export const command: Command = {
         exclude: v.exclude ? split(v.exclude) : undefined,
       },
       device: v.device,
-      threads: num(v, "threads", positiveInt, "a positive integer"),
+      threads: numberFlag(v, "threads", isPositiveInt, "a positive integer"),
       checkpointDir: v.out,
       resume: v.resume,
     });
