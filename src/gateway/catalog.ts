@@ -1,7 +1,12 @@
 /**
  * What the gateway needs to know about a model, read from the registry (Drizzle over D1) and kept in the isolate
- * for a short TTL, so the hot path costs no D1 round trip. Concurrent lookups of one model share one query, and
- * unknown models are cached too (a stream of 404s must not become a stream of D1 queries).
+ * for a short TTL, so the hot path costs no D1 round trip. Unknown models are cached too (a stream of 404s must
+ * not become a stream of D1 queries).
+ *
+ * Only settled results are shared between requests, never a query in flight: workerd cancels a request that
+ * awaits a promise another request's I/O will settle ("the Worker's code had hung", see isolate-wait.ts). So
+ * concurrent misses (at most one per request in flight, once per TTL) each run their own cheap, indexed query;
+ * the first to land fills the cache.
  *
  * Staleness is bounded by the TTL: a variant activated or retired through another isolate is seen here at most
  * `ttlMs` later. `invalidate` lets same-isolate writers (and tests) drop an entry at once.
@@ -28,13 +33,15 @@ export interface CatalogEntry {
 
 interface Cached {
   expiresAt: number;
-  value: Promise<CatalogEntry | null>;
+  value: CatalogEntry | null;
 }
 
 export class Catalog {
   private readonly entries = new Map<string, Cached>();
   /** D1 round trips made (observable so a test can prove the cache works). */
   queries = 0;
+  /** Bumped by every invalidation, so a query sent before one does not refill the cache after it. */
+  private generation = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -44,22 +51,27 @@ export class Catalog {
   ) {}
 
   /** The model and its variants, SLA and aliases; null when no such model is registered. */
-  lookup(d1: D1Database, name: string): Promise<CatalogEntry | null> {
+  async lookup(d1: D1Database, name: string): Promise<CatalogEntry | null> {
     const hit = this.entries.get(name);
     if (hit && hit.expiresAt > this.now()) return hit.value;
-    const value = this.query(d1, name);
-    const entry: Cached = { expiresAt: this.now() + this.ttlMs, value };
-    this.entries.delete(name);
-    this.entries.set(name, entry);
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    // A failed query (D1 unavailable) must not be served from the cache.
-    value.catch(() => {
-      if (this.entries.get(name) === entry) this.entries.delete(name);
-    });
+    // A failed query (D1 unavailable) throws here and caches nothing. The TTL counts from when the query was
+    // sent, so a write (which invalidates) during the query is seen again within one TTL at most.
+    const sentAt = this.now();
+    const generation = this.generation;
+    const value = await this.query(d1, name);
+    // An invalidation while the query was in flight means the result may predate a write: serve it to this
+    // request (as if it had arrived a moment earlier) but do not cache it.
+    if (generation === this.generation) {
+      this.entries.delete(name);
+      this.entries.set(name, { expiresAt: sentAt + this.ttlMs, value });
+      if (this.entries.size > this.maxEntries)
+        this.entries.delete(this.entries.keys().next().value as string);
+    }
     return value;
   }
 
   invalidate(name?: string): void {
+    this.generation++;
     if (name === undefined) this.entries.clear();
     else this.entries.delete(name);
   }

@@ -17,8 +17,16 @@ import type { Env } from "./env";
 import { GatewayError, gatewayErrorHandler, invalid } from "./errors";
 import { type Feed, prepareInfer, toOipTensor } from "./oip";
 import { type RouteDecision, selectVariant } from "./routing";
-import { Cooldowns, messageOf, RunError, type Served, serveWithFallback, Timings } from "./serve";
-import { SessionCache } from "./sessions";
+import {
+  Cooldowns,
+  messageOf,
+  RunError,
+  type ServeContext,
+  type Served,
+  serveWithFallback,
+  Timings,
+} from "./serve";
+import { ortLock, SessionCache } from "./sessions";
 
 export interface GatewayState {
   config: GatewayConfig;
@@ -42,13 +50,20 @@ export function createGatewayState(config: GatewayConfig): GatewayState {
 }
 
 /**
- * Middleware for the registry routes: after any write (status, SLA, alias, upload, delete) drop this isolate's
- * cached registry lookups. Writes are rare, so all models are dropped (an SLA write touches every model of the
- * task). Other isolates see the change within the catalog TTL.
+ * POSTs under /v1 that read the registry but never write it: classify (the hot path) and experiment feedback.
+ * Dropping the caches after each of them would make every request under load a cache miss.
+ */
+const READ_ONLY_POSTS = /^\/v1\/(?:models\/[^/]+(?:\/versions\/[^/]+)?\/classify|feedback)\/?$/;
+
+/**
+ * Middleware for the registry routes: after any write (status, SLA, alias, upload, delete, promote) drop this
+ * isolate's cached registry lookups. Writes are rare, so all models are dropped (an SLA write touches every
+ * model of the task). Other isolates see the change within the catalog TTL.
  */
 export const invalidateCatalogsAfterWrites: MiddlewareHandler = async (c, next) => {
   await next();
-  if (c.req.method !== "GET" && c.req.method !== "HEAD") for (const catalog of catalogs) catalog.invalidate();
+  if (c.req.method === "GET" || c.req.method === "HEAD" || READ_ONLY_POSTS.test(c.req.path)) return;
+  for (const catalog of catalogs) catalog.invalidate();
 };
 
 export interface InferenceRoutesOptions {
@@ -204,7 +219,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
     const prepared = prepareInfer(await readJson(c), entry.model.io, s.config);
     const served = await serveWithFallback(
-      { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings },
+      serveContext(c, s, timings),
       entry,
       order,
       async (_variant, loaded) => {
@@ -247,7 +262,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const logitsName =
       entry.model.io.outputs.find((o) => o.name === "logits")?.name ?? entry.model.io.outputs[0].name;
     const served = await serveWithFallback(
-      { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings },
+      serveContext(c, s, timings),
       entry,
       withTokenizer,
       async (_variant, loaded) => {
@@ -299,6 +314,17 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   return r;
 }
 
+function serveContext(c: Ctx, s: GatewayState, timings: Timings): ServeContext {
+  let keepAlive: ServeContext["keepAlive"];
+  try {
+    const ctx = c.executionCtx;
+    keepAlive = (work) => ctx.waitUntil(work);
+  } catch {
+    keepAlive = undefined; // app.request() in tests has no ExecutionContext
+  }
+  return { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings, keepAlive };
+}
+
 /** `x-sluice-min-accuracy`: a number in [0, 1] or absent. */
 function requestedMinAccuracy(c: Ctx): number | undefined {
   const header = c.req.header("x-sluice-min-accuracy");
@@ -324,7 +350,7 @@ async function runSession(
   const inputs: Record<string, InstanceType<typeof ort.Tensor>> = {};
   for (const f of feeds) inputs[f.name] = new ort.Tensor(f.type, f.data as never, f.dims);
   try {
-    return await session.run(inputs, outputs);
+    return await ortLock.run(() => session.run(inputs, outputs));
   } catch (err) {
     throw new RunError(messageOf(err));
   }

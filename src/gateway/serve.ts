@@ -7,7 +7,7 @@
 import type { VariantRow } from "../registry/schema";
 import type { CatalogEntry } from "./catalog";
 import { GatewayError } from "./errors";
-import type { LoadedVariant, SessionCache } from "./sessions";
+import type { KeepAlive, LoadedVariant, SessionCache } from "./sessions";
 
 /** Isolate-local memory of recently failing variants. */
 export class Cooldowns {
@@ -86,6 +86,8 @@ export interface ServeContext {
   cooldowns: Cooldowns;
   bucket: R2Bucket;
   timings: Timings;
+  /** The request's waitUntil, so a session load it starts finishes for the requests sharing it. */
+  keepAlive?: KeepAlive;
 }
 
 /**
@@ -105,7 +107,7 @@ export async function serveWithFallback<T>(
     if (!variant) continue;
     let lease: Awaited<ReturnType<SessionCache["acquire"]>>;
     try {
-      lease = await ctx.timings.time("load", () => ctx.sessions.acquire(ctx.bucket, variant));
+      lease = await ctx.timings.time("load", () => ctx.sessions.acquire(ctx.bucket, variant, ctx.keepAlive));
     } catch (err) {
       ctx.cooldowns.mark(modelId, version);
       console.warn(`gateway: ${entry.model.name}@${version} failed to load: ${messageOf(err)}`);

@@ -8,10 +8,19 @@
  * heap never shrinks, so the budget bounds the high-water mark rather than freeing memory back to the isolate;
  * a released session's memory is reused by the next one. A session in use by a request is never released: the
  * cache may run over budget while requests hold sessions and evicts as soon as they let go.
+ *
+ * Sharing a load across requests follows workerd's rule (see isolate-wait.ts): the request that starts a load
+ * awaits its own R2 reads and session creation; the others never await that promise (workerd would cancel them
+ * as hung). They wait on the load's plain record, polling on their own timers, and take the entry it leaves.
+ * The load is handed to the loader's `waitUntil`, so it finishes even if the loader's client goes away; a load
+ * that still never lands (its request cancelled) is taken over by a waiter after `loadWaitMs`.
+ * onnxruntime-web calls (session creation, runs) are serialised per isolate by `ortLock`: its wasm stack is
+ * held across awaits inside a run, and its one-time backend start-up is a promise shared by whoever calls first.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { type LoadedTokenizer, loadTokenizer } from "../core/tokenizer";
 import { sha256Hex } from "../registry/artifacts";
+import { IsolateLock, WaitTimeout, waitFor } from "./isolate-wait";
 
 /** Where a variant's files are and what they must hash to (from its registry row). */
 export interface ArtifactRef {
@@ -58,11 +67,19 @@ interface Entry extends LoadedVariant {
   refs: number;
 }
 
+/** A load in progress, as other requests see it: plain fields only, never the loader's promise. */
 interface PendingLoad {
-  promise: Promise<Entry>;
-  /** Requests waiting for this load; they all hold the entry once it lands. */
+  /** Requests sharing this load (the loader included); they all hold the entry once it lands. */
   waiters: number;
+  startedAt: number;
+  /** Set when the load lands... */
+  entry?: Entry;
+  /** ...or fails (waiters fail with the same error). */
+  error?: unknown;
 }
+
+/** Lets a load outlive the request that started it (the request's `ctx.waitUntil`). */
+export type KeepAlive = (work: Promise<unknown>) => void;
 
 export interface Lease {
   variant: LoadedVariant;
@@ -83,11 +100,18 @@ export interface SessionCacheStats {
   keys: string[];
 }
 
+/** One onnxruntime-web call at a time per isolate (creations and runs; see the module comment). */
+export const ortLock = new IsolateLock("onnxruntime-web");
+
 /** Creates sessions with onnxruntime-web, loaded on first use (importing it compiles a 14 MB wasm module). */
 const createWithOrtWeb: CreateSession = async (model) => {
   const { loadOrt } = await import("./ort-wasm");
-  return loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"] });
+  return ortLock.run(() => loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"] }));
 };
+
+/** How often a request waiting for another's load looks at it, and how long before it loads itself. */
+const LOAD_POLL_MS = 2;
+const DEFAULT_LOAD_WAIT_MS = 30_000;
 
 export class SessionCache {
   /** Map order is recency order: the first key is the least recently used. */
@@ -101,10 +125,14 @@ export class SessionCache {
   constructor(
     readonly budgetBytes: number,
     private readonly createSession: CreateSession = createWithOrtWeb,
+    private readonly loadWaitMs = DEFAULT_LOAD_WAIT_MS,
   ) {}
 
-  /** The loaded variant for `ref`, held until `release()` is called. */
-  async acquire(bucket: R2Bucket, ref: ArtifactRef): Promise<Lease> {
+  /**
+   * The loaded variant for `ref`, held until `release()` is called. `keepAlive` (the request's waitUntil) lets
+   * a load this request starts finish for the others even if this request is cancelled.
+   */
+  async acquire(bucket: R2Bucket, ref: ArtifactRef, keepAlive?: KeepAlive): Promise<Lease> {
     const key = cacheKey(ref);
     const hit = this.entries.get(key);
     if (hit) {
@@ -114,16 +142,39 @@ export class SessionCache {
       this.hits++;
       return this.lease(hit, true);
     }
-    let load = this.pending.get(key);
-    if (!load) {
-      // Registered before the load starts, so the load's own clean-up always finds it.
-      const created = { waiters: 0 } as PendingLoad;
-      this.pending.set(key, created);
-      created.promise = this.load(bucket, ref, key, created);
-      load = created;
-    }
+    const pending = this.pending.get(key);
+    if (pending && Date.now() - pending.startedAt < this.loadWaitMs)
+      return this.join(pending, bucket, ref, keepAlive);
+    // No load in progress (or one that never landed): this request loads. Registered before the load starts,
+    // so the load's own clean-up always finds it.
+    const mine: PendingLoad = { waiters: 1, startedAt: Date.now() };
+    this.pending.set(key, mine);
+    const loading = this.load(bucket, ref, key, mine);
+    keepAlive?.(loading.catch(() => {}));
+    return this.lease(await loading, false);
+  }
+
+  /** Waits for another request's load by polling its record on this request's own timer (never its promise). */
+  private async join(
+    load: PendingLoad,
+    bucket: R2Bucket,
+    ref: ArtifactRef,
+    keepAlive?: KeepAlive,
+  ): Promise<Lease> {
     load.waiters++;
-    return this.lease(await load.promise, false);
+    try {
+      await waitFor(() => load.entry !== undefined || load.error !== undefined, {
+        pollMs: LOAD_POLL_MS,
+        timeoutMs: Math.max(0, load.startedAt + this.loadWaitMs - Date.now()),
+        what: "another request's load",
+      });
+    } catch (err) {
+      if (!(err instanceof WaitTimeout)) throw err;
+      load.waiters--; // the load never landed (its request was cancelled): load it ourselves
+      return this.acquire(bucket, ref, keepAlive);
+    }
+    if (load.error !== undefined) throw load.error;
+    return this.lease(load.entry as Entry, false);
   }
 
   stats(): SessionCacheStats {
@@ -188,6 +239,14 @@ export class SessionCache {
         throw new ArtifactError("invalid", `onnxruntime cannot load model.onnx: ${message(err)}`);
       }
       this.loads++;
+      const existing = this.entries.get(key);
+      if (existing) {
+        // A load taken over from this one (it ran past loadWaitMs) landed first: keep that one.
+        void session.release().catch(() => {});
+        existing.refs += me.waiters;
+        me.entry = existing;
+        return existing;
+      }
       // Everyone who joined this load holds the entry from the moment it exists, so eviction cannot take it.
       const entry: Entry = {
         key,
@@ -200,9 +259,13 @@ export class SessionCache {
       this.entries.set(key, entry);
       this.usedBytes += entry.bytes;
       this.evictOverBudget();
+      me.entry = entry;
       return entry;
+    } catch (err) {
+      me.error = err;
+      throw err;
     } finally {
-      this.pending.delete(key);
+      if (this.pending.get(key) === me) this.pending.delete(key);
     }
   }
 

@@ -383,10 +383,53 @@ describe("catalog cache", () => {
     expect(catalog.queries).toBe(6);
   });
 
-  it("shares one query among concurrent lookups", async () => {
+  it("never hands a query in flight to another lookup, only its settled result", async () => {
+    // Concurrent lookups may come from different requests, and workerd cancels a request that awaits another
+    // request's I/O as hung: so concurrent misses each query, and the first result to land is reused.
     const catalog = new Catalog(5_000);
-    await Promise.all(Array.from({ length: 10 }, () => catalog.lookup(env.DB, "bad")));
-    expect(catalog.queries).toBe(1);
+    const entries = await Promise.all(Array.from({ length: 4 }, () => catalog.lookup(env.DB, "bad")));
+    expect(catalog.queries).toBe(4);
+    expect(entries.every((e) => e?.model.name === "bad")).toBe(true);
+    await catalog.lookup(env.DB, "bad");
+    expect(catalog.queries).toBe(4);
+  });
+
+  it("does not cache a result whose query overlapped an invalidation", async () => {
+    const catalog = new Catalog(60_000);
+    const inFlight = catalog.lookup(env.DB, "bad");
+    catalog.invalidate(); // a registry write landed while the query was out
+    expect((await inFlight)?.model.name).toBe("bad");
+    await catalog.lookup(env.DB, "bad");
+    expect(catalog.queries).toBe(2);
+  });
+
+  it("keeps its lookups across classify requests (they read the registry, never write it)", async () => {
+    const route = async () =>
+      ((await (await SELF.fetch("http://gateway/v1/models/keep/route")).json()) as { chosen: number | null })
+        .chosen;
+    expect((await createModel("keep")).status).toBe(201);
+    expect((await registerVariant("keep", { seed: 1, p50Ms: 5 })).res.status).toBe(201);
+    expect((await registerVariant("keep", { seed: 2, p50Ms: 1 })).res.status).toBe(201);
+    expect((await api("/v1/models/keep/variants/1", jsonInit("PATCH", { status: "active" }))).status).toBe(
+      200,
+    );
+    expect(await route()).toBe(1); // cached now
+    // Activate v2 behind the gateway's back (straight in D1): only a cache drop would reveal it before the TTL.
+    await env.DB.prepare(
+      "update variants set status = 'active' where version = 2 and model_id = (select id from models where name = 'keep')",
+    ).run();
+    const classify = await SELF.fetch("http://gateway/v1/models/keep/classify", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text: "hello" }),
+    });
+    expect(classify.status).toBe(422); // no tokenizer: answered before anything loads
+    await classify.arrayBuffer();
+    expect(await route()).toBe(1); // still the cached lookup: the classify POST dropped nothing
+    expect((await api("/v1/models/keep/variants/2", jsonInit("PATCH", { status: "active" }))).status).toBe(
+      200,
+    );
+    expect(await route()).toBe(2); // a registry write does drop it
   });
 
   it("sees registry writes made in the same isolate at once, despite the TTL", async () => {

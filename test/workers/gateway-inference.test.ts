@@ -341,6 +341,35 @@ describe("session cache", () => {
     for (const l of leases) l.release();
   });
 
+  it("fails every request sharing a load with the load's own error, after one attempt", async () => {
+    const cache = new SessionCache(64 * 1024 * 1024);
+    const wrong = { ...refs[0], artifactKey: refs[1].artifactKey }; // bytes that do not match the sha256
+    const errors = await Promise.all(
+      Array.from({ length: 4 }, () => cache.acquire(env.ARTIFACTS, wrong).catch((e) => e)),
+    );
+    for (const err of errors) expect((err as ArtifactError).problem).toBe("checksum");
+    expect(new Set(errors).size).toBe(1); // one load failed, the others saw its error
+    expect(cache.stats()).toMatchObject({ loads: 0, keys: [] });
+    (await cache.acquire(env.ARTIFACTS, refs[0])).release(); // nothing left pending: the next load runs
+    expect(cache.stats().loads).toBe(1);
+  });
+
+  it("takes over a load that never lands (its request was cancelled) after loadWaitMs", async () => {
+    // The first creation never settles, as when workerd cancels the loading request; the real one follows.
+    let calls = 0;
+    const create = (model: Uint8Array) =>
+      calls++ === 0
+        ? new Promise<never>(() => {})
+        : loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"] });
+    const cache = new SessionCache(64 * 1024 * 1024, create, 50);
+    void cache.acquire(env.ARTIFACTS, refs[2]); // stuck forever
+    const waiters = await Promise.all([0, 1].map(() => cache.acquire(env.ARTIFACTS, refs[2])));
+    expect(calls).toBe(2); // the two waiters gave up on the stuck load and shared one new load
+    expect(waiters[0].variant.session).toBe(waiters[1].variant.session);
+    expect(cache.stats()).toMatchObject({ loads: 1, keys: [refs[2].sha256] });
+    for (const l of waiters) l.release();
+  });
+
   it("evicts least recently used sessions to stay within the byte budget", async () => {
     const budget = Math.floor(models[0].byteLength * 2.5); // room for two
     const cache = new SessionCache(budget);
