@@ -25,6 +25,7 @@ import {
 } from "./latency.ts";
 import {
   differenceNonInferiority,
+  differenceVariance,
   type Interval,
   type MeanSummary,
   mixtureVarianceFor,
@@ -258,6 +259,43 @@ function formatP(p: number): string {
   return p < 0.001 ? "p < 0.001" : `p = ${p.toFixed(3)}`;
 }
 
+/** A comparison's estimates, before its interval and test. */
+type ComparisonEstimates = Pick<
+  MetricComparison,
+  "control" | "treatment" | "difference" | "relativeDifference" | "alpha"
+>;
+
+/**
+ * Interval and test for one metric's difference: with a sequential design, the always-valid confidence
+ * sequence (normal mixture, from the difference's `variance`, tuned at `tuningScale` times the current size);
+ * otherwise the metric's fixed-horizon test.
+ */
+function compareMetric(
+  estimates: ComparisonEstimates,
+  design: { sequential: boolean; tuningScale: number; variance: number },
+  fixedTest: () => Pick<MetricComparison, "method" | "ci" | "pValue">,
+): MetricComparison {
+  const { alpha } = estimates;
+  if (design.sequential) {
+    const v = design.variance;
+    const cs = normalMixtureConfidenceSequence(
+      estimates.difference,
+      v,
+      alpha,
+      mixtureVarianceFor(v * design.tuningScale, alpha),
+    );
+    return {
+      ...estimates,
+      method: "confidence-sequence",
+      ci: cs.ci,
+      pValue: cs.pValue,
+      significant: cs.pValue < alpha,
+    };
+  }
+  const f = fixedTest();
+  return { ...estimates, method: f.method, ci: f.ci, pValue: f.pValue, significant: f.pValue < alpha };
+}
+
 export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData[]): ExperimentResults {
   validate(config, data);
   const { alpha, controlArm, design } = config;
@@ -334,38 +372,20 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
     if (controlLatency && lv && controlLatency.summary.n >= 2 && lv.summary.n >= 2) {
       const c = controlLatency.summary;
       const t = lv.summary;
-      const base = {
-        control: c.mean,
-        treatment: t.mean,
-        difference: t.mean - c.mean,
-        relativeDifference: (t.mean - c.mean) / c.mean,
-        alpha: comparisonAlpha,
-      };
-      if (sequential) {
-        const v = t.variance / t.n + c.variance / c.n;
-        const cs = normalMixtureConfidenceSequence(
-          base.difference,
-          v,
-          comparisonAlpha,
-          mixtureVarianceFor(v * tuningScale, comparisonAlpha),
-        );
-        latencyCmp = {
-          ...base,
-          method: "confidence-sequence",
-          ci: cs.ci,
-          pValue: cs.pValue,
-          significant: cs.pValue < comparisonAlpha,
-        };
-      } else {
-        const w = welchTTest(c, t, comparisonAlpha);
-        latencyCmp = {
-          ...base,
-          method: "welch",
-          ci: w.ci,
-          pValue: w.pValue,
-          significant: w.pValue < comparisonAlpha,
-        };
-      }
+      latencyCmp = compareMetric(
+        {
+          control: c.mean,
+          treatment: t.mean,
+          difference: t.mean - c.mean,
+          relativeDifference: (t.mean - c.mean) / c.mean,
+          alpha: comparisonAlpha,
+        },
+        { sequential, tuningScale, variance: t.variance / t.n + c.variance / c.n },
+        () => {
+          const w = welchTTest(c, t, comparisonAlpha);
+          return { method: "welch", ci: w.ci, pValue: w.pValue };
+        },
+      );
     }
 
     let accuracyCmp: MetricComparison | null = null;
@@ -374,38 +394,20 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
       const t = { successes: d.feedback.correct, n: d.feedback.total };
       const pc = c.successes / c.n;
       const pt = t.successes / t.n;
-      const base = {
-        control: pc,
-        treatment: pt,
-        difference: pt - pc,
-        relativeDifference: pc > 0 ? (pt - pc) / pc : Number.NaN,
-        alpha: comparisonAlpha,
-      };
-      if (sequential) {
-        const v = (pt * (1 - pt)) / t.n + (pc * (1 - pc)) / c.n;
-        const cs = normalMixtureConfidenceSequence(
-          base.difference,
-          v,
-          comparisonAlpha,
-          mixtureVarianceFor(v * tuningScale, comparisonAlpha),
-        );
-        accuracyCmp = {
-          ...base,
-          method: "confidence-sequence",
-          ci: cs.ci,
-          pValue: cs.pValue,
-          significant: cs.pValue < comparisonAlpha,
-        };
-      } else {
-        const z = twoProportionTest(c, t, comparisonAlpha);
-        accuracyCmp = {
-          ...base,
-          method: "two-proportion",
-          ci: z.ci,
-          pValue: z.pValue,
-          significant: z.pValue < comparisonAlpha,
-        };
-      }
+      accuracyCmp = compareMetric(
+        {
+          control: pc,
+          treatment: pt,
+          difference: pt - pc,
+          relativeDifference: pc > 0 ? (pt - pc) / pc : Number.NaN,
+          alpha: comparisonAlpha,
+        },
+        { sequential, tuningScale, variance: differenceVariance(c, t) },
+        () => {
+          const z = twoProportionTest(c, t, comparisonAlpha);
+          return { method: "two-proportion", ci: z.ci, pValue: z.pValue };
+        },
+      );
     }
 
     const p50RelativeChange =

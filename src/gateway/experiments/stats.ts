@@ -358,6 +358,19 @@ export interface DifferenceTest {
   statistic: number;
 }
 
+/** Observed successes out of n trials. */
+export interface Proportion {
+  successes: number;
+  n: number;
+}
+
+/** Unpooled variance of p̂_t - p̂_c: p̂_t(1-p̂_t)/n_t + p̂_c(1-p̂_c)/n_c. */
+export function differenceVariance(control: Proportion, treatment: Proportion): number {
+  const p1 = treatment.successes / treatment.n;
+  const p0 = control.successes / control.n;
+  return (p1 * (1 - p1)) / treatment.n + (p0 * (1 - p0)) / control.n;
+}
+
 /**
  * Two-proportion test of p_t - p_c.
  * p-value: pooled z-test, z = (p̂_t - p̂_c) / sqrt(p̂(1-p̂)(1/n_t + 1/n_c)) (equivalent to Pearson's chi-square on
@@ -365,11 +378,7 @@ export interface DifferenceTest {
  * Interval: Newcombe's hybrid score interval (Newcombe 1998, method 10), built from the two Wilson intervals;
  * it keeps its coverage for small samples and proportions near 0 or 1, where the Wald interval fails.
  */
-export function twoProportionTest(
-  control: { successes: number; n: number },
-  treatment: { successes: number; n: number },
-  alpha = 0.05,
-): DifferenceTest {
+export function twoProportionTest(control: Proportion, treatment: Proportion, alpha = 0.05): DifferenceTest {
   const p1 = treatment.successes / treatment.n;
   const p0 = control.successes / control.n;
   const difference = p1 - p0;
@@ -377,16 +386,12 @@ export function twoProportionTest(
   const pooledSe = Math.sqrt(pooled * (1 - pooled) * (1 / treatment.n + 1 / control.n));
   const statistic = pooledSe > 0 ? difference / pooledSe : 0;
   const pValue = pooledSe > 0 ? 2 * normalSf(Math.abs(statistic)) : 1;
-  const standardError = Math.sqrt((p1 * (1 - p1)) / treatment.n + (p0 * (1 - p0)) / control.n);
+  const standardError = Math.sqrt(differenceVariance(control, treatment));
   return { difference, standardError, ci: newcombeInterval(control, treatment, alpha), pValue, statistic };
 }
 
 /** Newcombe (1998) hybrid score interval for p_t - p_c. */
-export function newcombeInterval(
-  control: { successes: number; n: number },
-  treatment: { successes: number; n: number },
-  alpha = 0.05,
-): Interval {
+export function newcombeInterval(control: Proportion, treatment: Proportion, alpha = 0.05): Interval {
   const p1 = treatment.successes / treatment.n;
   const p0 = control.successes / control.n;
   const [l1, u1] = wilsonInterval(treatment.successes, treatment.n, alpha);
@@ -434,17 +439,15 @@ export function proportionNonInferiority(
  * 1 - alpha bound) exceeding -δ; the reported p-value is the Wald z-test of the same hypothesis (approximate).
  */
 export function differenceNonInferiority(
-  control: { successes: number; n: number },
-  treatment: { successes: number; n: number },
+  control: Proportion,
+  treatment: Proportion,
   margin: number,
   alpha = 0.05,
 ): NonInferiorityResult {
   if (!(margin >= 0)) throw new RangeError(`differenceNonInferiority: margin must be >= 0, got ${margin}`);
   const estimate = treatment.successes / treatment.n - control.successes / control.n;
   const lowerBound = newcombeInterval(control, treatment, 2 * alpha)[0];
-  const p1 = treatment.successes / treatment.n;
-  const p0 = control.successes / control.n;
-  const se = Math.sqrt((p1 * (1 - p1)) / treatment.n + (p0 * (1 - p0)) / control.n);
+  const se = Math.sqrt(differenceVariance(control, treatment));
   const pValue = se > 0 ? normalSf((estimate + margin) / se) : estimate > -margin ? 0 : 1;
   return { threshold: -margin, estimate, lowerBound, pValue, nonInferior: lowerBound > -margin };
 }
