@@ -21,7 +21,7 @@ import {
   listVariants,
   registryDb,
 } from "../registry/store";
-import type { RoutableVariant, Sla } from "./routing";
+import { type RoutableVariant, routableFields, type Sla } from "./routing";
 
 export interface CatalogEntry {
   model: ModelRow;
@@ -92,14 +92,7 @@ export class Catalog {
 
 /** The registry row as the routing policy sees it. */
 export function routable(v: VariantRow): RoutableVariant {
-  return {
-    version: v.version,
-    status: v.status,
-    accuracy: v.accuracy,
-    latencyP50Ms: v.latencyP50Ms,
-    params: v.params,
-    sparsity: v.sparsity,
-  };
+  return routableFields(v);
 }
 
 export function slaOf(row: TaskSlaRow | null): Sla | null {

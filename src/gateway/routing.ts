@@ -18,6 +18,18 @@ export interface RoutableVariant {
   sparsity: number;
 }
 
+/** Just the fields routing reads, e.g. from a registry row, so explanations carry nothing else. */
+export function routableFields(v: RoutableVariant): RoutableVariant {
+  return {
+    version: v.version,
+    status: v.status,
+    accuracy: v.accuracy,
+    latencyP50Ms: v.latencyP50Ms,
+    params: v.params,
+    sparsity: v.sparsity,
+  };
+}
+
 export interface Sla {
   metric: "accuracy";
   min: number;
@@ -42,13 +54,7 @@ export type CandidateVerdict =
   | "cooling_down"
   | "inactive";
 
-export interface CandidateExplanation {
-  version: number;
-  status: RoutableVariant["status"];
-  accuracy: number;
-  latencyP50Ms: number;
-  params: number;
-  sparsity: number;
+export interface CandidateExplanation extends RoutableVariant {
   verdict: CandidateVerdict;
   why: string;
 }
@@ -167,15 +173,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
 
   return {
     sla: { minAccuracy, taskMin, requestedMin: requested, maxLatencyMs, strict },
-    candidates: variants.map((v) => ({
-      version: v.version,
-      status: v.status,
-      accuracy: v.accuracy,
-      latencyP50Ms: v.latencyP50Ms,
-      params: v.params,
-      sparsity: v.sparsity,
-      ...verdicts.get(v.version)!,
-    })),
+    candidates: variants.map((v) => ({ ...routableFields(v), ...verdicts.get(v.version)! })),
     chosen: chosen?.version ?? null,
     order: order.map((v) => v.version),
     meetsSla,
