@@ -156,6 +156,11 @@ try {
       console.error(`FAIL ${f.model} client ${f.client} #${f.i}: ${f.status} ${f.body.slice(0, 160)}`);
     }
     console.error(`\nwrangler log (last 4000 chars):\n${dev.log().slice(-4000)}`);
+    if (failures.some((f) => f.body.includes("restarted mid-request"))) {
+      console.error(
+        "(wrangler reloaded the Worker mid-run: a source file changed while the soak ran; run it again)",
+      );
+    }
     console.error(`\nSOAK FAILED: ${failures.length} of ${sent} requests were not 200`);
     process.exitCode = 1;
   } else {
