@@ -1,10 +1,10 @@
 /**
- * A small HTTP client for the real gateway (wrangler dev) used by simulations and browser tests: admin JSON
- * calls, and registering an ONNX graph as a variant with a manifest carrying real sha256s.
+ * A small HTTP client for the real gateway (wrangler dev) used by simulations, benchmarks and browser tests:
+ * admin JSON calls, and registering an ONNX graph as a variant with a manifest carrying real sha256s.
+ * Runtime-agnostic (Node and workerd).
  */
-import { createHash } from "node:crypto";
-import type { Manifest } from "../../src/core/manifest";
-import { encodeModel, type Graph, ioSignatureOf } from "../../src/core/onnx";
+import { type Graph, ioSignatureOf } from "../../src/core/onnx";
+import { type GraphVariant, graphVariantFiles, variantForm } from "./variant-files";
 
 export class GatewayClient {
   constructor(
@@ -45,64 +45,14 @@ export class GatewayClient {
     task: string,
     labels: string[],
     graph: Graph,
-    v: {
-      accuracy: number;
-      p50Ms: number;
-      sparsity: number;
-      tokenizer?: string;
-      status?: "active" | "staged";
-    },
+    v: GraphVariant,
   ): Promise<number> {
-    const model = encodeModel(graph);
-    const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
-    const zeros = "0".repeat(64);
-    const manifest: Manifest = {
-      schemaVersion: 1,
-      model: { name, task },
-      base: { name: "sim-base", sha256: zeros },
-      artifact: { file: "model.onnx", sha256: sha(model), bytes: model.byteLength },
-      ...(v.tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: sha(v.tokenizer) } } : {}),
-      io: ioSignatureOf(graph),
-      labels,
-      sparsity: {
-        target: v.sparsity,
-        removed: v.sparsity,
-        params: graph.parameterCount(),
-        baseParams: graph.parameterCount(),
-        flopsPerToken: 1,
-        baseFlopsPerToken: 1,
-      },
-      metrics: { accuracy: v.accuracy, others: {}, evalSet: { name: "sim", sha256: zeros, size: 1000 } },
-      latency: {
-        p50Ms: v.p50Ms,
-        p95Ms: v.p50Ms * 1.5,
-        batch: 1,
-        seqLen: 32,
-        runtime: "declared by the simulation",
-      },
-      training: {
-        method: "finegates",
-        hyperparameters: {},
-        seed: 1,
-        steps: 1,
-        trainableParams: 1,
-        createdAt: new Date().toISOString(),
-      },
-    };
-    const form = new FormData();
-    form.append(
-      "manifest",
-      new Blob([JSON.stringify(manifest)], { type: "application/json" }),
-      "manifest.json",
-    );
-    form.append("model", new Blob([model], { type: "application/octet-stream" }), "model.onnx");
-    if (v.tokenizer) {
-      form.append("tokenizer", new Blob([v.tokenizer], { type: "application/json" }), "tokenizer.json");
-    }
+    // p95 as declared by the simulation: 1.5 × p50.
+    const files = await graphVariantFiles(name, task, labels, graph, { p95Ms: v.p50Ms * 1.5, ...v });
     const res = await fetch(`${this.url}/v1/models/${name}/variants`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.adminToken}` },
-      body: form,
+      body: variantForm(files),
     });
     const body = (await res.json()) as { variant: { version: number } };
     if (res.status !== 201 && res.status !== 200)
@@ -113,4 +63,14 @@ export class GatewayClient {
     }
     return version;
   }
+}
+
+/** `server-timing` as { name: ms }. */
+export function serverTiming(res: Response): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of (res.headers.get("server-timing") ?? "").split(",")) {
+    const m = /^\s*([a-z0-9]+);dur=([0-9.]+)/.exec(part);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
 }

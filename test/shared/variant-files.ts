@@ -1,6 +1,7 @@
 /**
  * Variant files for tests and benchmarks, runtime-agnostic (workerd and Node): a tiny but real ONNX classifier
- * built with the project's Graph API, a tokenizer.json, and a manifest describing them with real sha256s.
+ * built with the project's Graph API (or any graph), a tokenizer.json, a manifest describing them with real
+ * sha256s, and the multipart form the registry's upload route takes.
  */
 import type { Manifest } from "../../src/core/manifest";
 import { encodeModel, f32, Graph, ioSignatureOf } from "../../src/core/onnx";
@@ -136,4 +137,77 @@ export async function makeVariantFiles(modelName: string, opts: VariantOptions =
     },
   };
   return { manifest, model, tokenizer };
+}
+
+/** What a test or simulation declares about a variant of an arbitrary graph (the rest of its manifest is filler). */
+export interface GraphVariant {
+  accuracy: number;
+  p50Ms: number;
+  /** default 2 × p50Ms */
+  p95Ms?: number;
+  /** default the graph's parameter count */
+  params?: number;
+  sparsity?: number;
+  /** tokenizer.json text, uploaded with the variant. */
+  tokenizer?: string;
+  status?: "staged" | "active";
+}
+
+/** `graph` as model.onnx (+ tokenizer.json) and a manifest declaring `v`, with real sha256s and sizes. */
+export async function graphVariantFiles(
+  name: string,
+  task: string,
+  labels: string[],
+  graph: Graph,
+  v: GraphVariant,
+): Promise<VariantFiles> {
+  const model = encodeModel(graph);
+  const tokenizer = v.tokenizer !== undefined ? new TextEncoder().encode(v.tokenizer) : undefined;
+  const zeros = "0".repeat(64);
+  const manifest: Manifest = {
+    schemaVersion: 1,
+    model: { name, task },
+    base: { name: "test-base", sha256: zeros },
+    artifact: { file: "model.onnx", sha256: await sha256Hex(model), bytes: model.byteLength },
+    ...(tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(tokenizer) } } : {}),
+    io: ioSignatureOf(graph),
+    labels,
+    sparsity: {
+      target: v.sparsity ?? 0,
+      removed: v.sparsity ?? 0,
+      params: v.params ?? graph.parameterCount(),
+      baseParams: graph.parameterCount(),
+      flopsPerToken: 1,
+      baseFlopsPerToken: 1,
+    },
+    metrics: { accuracy: v.accuracy, others: {}, evalSet: { name: "test", sha256: zeros, size: 100 } },
+    latency: { p50Ms: v.p50Ms, p95Ms: v.p95Ms ?? v.p50Ms * 2, batch: 1, seqLen: 8, runtime: "test" },
+    training: {
+      method: "finegates",
+      hyperparameters: {},
+      seed: 1,
+      steps: 1,
+      trainableParams: 1,
+      createdAt: "2026-11-29T00:00:00.000Z",
+    },
+  };
+  return { manifest, model, tokenizer };
+}
+
+/** The multipart body `POST /v1/models/:model/variants` expects. */
+export function variantForm(files: {
+  manifest: unknown;
+  model: Uint8Array;
+  tokenizer?: Uint8Array;
+}): FormData {
+  const form = new FormData();
+  form.append(
+    "manifest",
+    new File([JSON.stringify(files.manifest)], "manifest.json", { type: "application/json" }),
+  );
+  form.append("model", new File([files.model], "model.onnx", { type: "application/octet-stream" }));
+  if (files.tokenizer) {
+    form.append("tokenizer", new File([files.tokenizer], "tokenizer.json", { type: "application/json" }));
+  }
+  return form;
 }

@@ -4,20 +4,13 @@
  */
 import { env } from "cloudflare:test";
 import { Hono } from "hono";
-import type { Manifest } from "../../src/core/manifest";
-import { encodeModel, type Graph, ioSignatureOf } from "../../src/core/onnx";
+import { type Graph, ioSignatureOf } from "../../src/core/onnx";
 import { createInferenceRoutes, type GatewayState } from "../../src/gateway/inference-routes";
-import { api, jsonInit, sha256Hex, uploadVariant } from "./helpers";
+import { type GraphVariant, graphVariantFiles } from "../shared/variant-files";
+import { api, jsonInit, uploadVariant } from "./helpers";
 
-export interface GraphVariant {
-  accuracy: number;
-  p50Ms: number;
-  params?: number;
-  sparsity?: number;
-  /** tokenizer.json text, uploaded with the variant. */
-  tokenizer?: string;
-  status?: "staged" | "active";
-}
+export { serverTiming } from "../shared/gateway-client";
+export type { GraphVariant } from "../shared/variant-files";
 
 export interface RegisteredVariant {
   version: number;
@@ -41,44 +34,19 @@ export async function registerGraph(
   graph: Graph,
   v: GraphVariant,
 ): Promise<RegisteredVariant> {
-  const model = encodeModel(graph);
-  const tokenizer = v.tokenizer !== undefined ? new TextEncoder().encode(v.tokenizer) : undefined;
-  const zeros = "0".repeat(64);
-  const sha256 = await sha256Hex(model);
-  const manifest: Manifest = {
-    schemaVersion: 1,
-    model: { name, task },
-    base: { name: "test-base", sha256: zeros },
-    artifact: { file: "model.onnx", sha256, bytes: model.byteLength },
-    ...(tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(tokenizer) } } : {}),
-    io: ioSignatureOf(graph),
-    labels,
-    sparsity: {
-      target: v.sparsity ?? 0,
-      removed: v.sparsity ?? 0,
-      params: v.params ?? graph.parameterCount(),
-      baseParams: graph.parameterCount(),
-      flopsPerToken: 1,
-      baseFlopsPerToken: 1,
-    },
-    metrics: { accuracy: v.accuracy, others: {}, evalSet: { name: "test", sha256: zeros, size: 100 } },
-    latency: { p50Ms: v.p50Ms, p95Ms: v.p50Ms * 2, batch: 1, seqLen: 8, runtime: "test" },
-    training: {
-      method: "finegates",
-      hyperparameters: {},
-      seed: 1,
-      steps: 1,
-      trainableParams: 1,
-      createdAt: "2026-11-29T00:00:00.000Z",
-    },
-  };
-  const res = await uploadVariant(name, { manifest, model, tokenizer });
+  const files = await graphVariantFiles(name, task, labels, graph, v);
+  const res = await uploadVariant(name, files);
   const body = (await res.json()) as { variant: { version: number; artifactKey: string } };
   if (res.status !== 201 && res.status !== 200)
     throw new Error(`upload ${name}: ${res.status} ${JSON.stringify(body)}`);
   const version = body.variant.version;
   if ((v.status ?? "active") === "active") await setStatus(name, version, "active");
-  return { version, sha256, artifactKey: body.variant.artifactKey, bytes: model };
+  return {
+    version,
+    sha256: files.manifest.artifact.sha256,
+    artifactKey: body.variant.artifactKey,
+    bytes: files.model,
+  };
 }
 
 export async function setStatus(name: string, version: number, status: "staged" | "active" | "retired") {
@@ -107,14 +75,4 @@ export function testGateway(state: GatewayState) {
         env,
       ),
   };
-}
-
-/** `server-timing` as { name: ms }. */
-export function serverTiming(res: Response): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of (res.headers.get("server-timing") ?? "").split(",")) {
-    const m = /^\s*([a-z0-9]+);dur=([0-9.]+)/.exec(part);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
 }

@@ -4,7 +4,7 @@
  * ../shared/variant-files (also used by the registry benchmark).
  */
 import { SELF } from "cloudflare:test";
-import { makeVariantFiles, type VariantOptions } from "../shared/variant-files";
+import { makeVariantFiles, type VariantOptions, variantForm } from "../shared/variant-files";
 
 export * from "../shared/variant-files";
 
@@ -27,24 +27,6 @@ export function jsonInit(
   headers: Record<string, string> = admin,
 ): RequestInit {
   return { method, headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
-}
-
-/** The multipart body `POST /v1/models/:model/variants` expects. */
-export function variantForm(files: {
-  manifest: unknown;
-  model: Uint8Array;
-  tokenizer?: Uint8Array;
-}): FormData {
-  const form = new FormData();
-  form.append(
-    "manifest",
-    new File([JSON.stringify(files.manifest)], "manifest.json", { type: "application/json" }),
-  );
-  form.append("model", new File([files.model], "model.onnx", { type: "application/octet-stream" }));
-  if (files.tokenizer) {
-    form.append("tokenizer", new File([files.tokenizer], "tokenizer.json", { type: "application/json" }));
-  }
-  return form;
 }
 
 /** Registers a model whose labels/io/task match `makeVariantFiles(name, opts)`. */
