@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { buildEncoder, type EncoderConfig } from "../src/core/models/encoder";
 import type { ExperimentResults } from "../src/gateway/experiments/analyze";
 import { GatewayClient } from "../test/shared/gateway-client";
+import { seededUniform } from "../test/shared/random";
 import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev";
 
 const { values: args } = parseArgs({
@@ -52,18 +53,6 @@ const BASE: Partial<EncoderConfig> = {
 const LARGE = { ...BASE, layers: 8 };
 const SMALL = { ...BASE, layers: 2 };
 
-/** mulberry32: seeded, so a run is reproducible up to the gateway's own timing. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const WORDS =
   "the offer free meeting report prize claim bob thursday winner account money cash urgent project schedule lunch click unsubscribe invoice team".split(
     " ",
@@ -82,7 +71,7 @@ interface Served {
 
 /** Sends one classify request per unit, `CONCURRENCY` at a time. */
 async function drive(gw: GatewayClient, model: string, units: number, seed: number): Promise<Served[]> {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   const texts = Array.from({ length: units }, () => sentence(r));
   const served: Served[] = [];
   let next = 0;
@@ -119,7 +108,7 @@ async function sendFeedback(
   accuracy: Record<string, number>,
   seed: number,
 ) {
-  const r = rng(seed * 7919);
+  const r = seededUniform(seed * 7919);
   const truth = served.map((s) => {
     const right = r() < accuracy[s.arm];
     return right ? s.predicted : LABELS.find((l) => l !== s.predicted)!;

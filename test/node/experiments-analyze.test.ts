@@ -12,7 +12,7 @@ import {
   normalQuantile,
   welchTTest,
 } from "../../src/gateway/experiments/stats.ts";
-import { seededNormal, seededUniform } from "./experiments-sim.ts";
+import { seededNormal, seededUniform } from "../shared/random.ts";
 
 interface ArmTruth {
   units: number;

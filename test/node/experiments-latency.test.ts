@@ -9,7 +9,7 @@ import {
   recordLatency,
 } from "../../src/gateway/experiments/latency.ts";
 import { mean, percentile, variance } from "../../src/gateway/experiments/stats.ts";
-import { seededNormal } from "./experiments-sim.ts";
+import { seededNormal } from "../shared/random.ts";
 
 function lognormalSamples(n: number, medianMs: number, sigma: number, seed: number): number[] {
   const normal = seededNormal(seed);

@@ -5,17 +5,12 @@
  */
 import type { Manifest } from "../../src/core/manifest";
 import { encodeModel, f32, Graph, ioSignatureOf } from "../../src/core/onnx";
+import { seededUniform } from "./random";
 
-/** Deterministic pseudo-random numbers (mulberry32), so each seed gives a different but stable model. */
+/** Deterministic weights in [-0.5, 0.5), so each seed gives a different but stable model. */
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const uniform = seededUniform(seed);
+  return () => uniform() - 0.5;
 }
 
 export interface TinyModelOptions {

@@ -1,4 +1,7 @@
-/** Seeded random sources for the experiment simulations (deterministic, so a failure reproduces). */
+/**
+ * Seeded random sources for simulations, benchmarks and test models (deterministic, so a failure or a run
+ * reproduces).
+ */
 
 /** mulberry32: a small, well-distributed 32-bit PRNG; returns uniforms in [0, 1). */
 export function seededUniform(seed: number): () => number {
