@@ -18,6 +18,7 @@ const USAGE = `usage: npm run demo -- [options]
   --save-checkpoints   with --retrain: also refresh the committed checkpoints in models/demo/
   --keep-running       leave the gateway up after the table (prints its URL and admin token; Ctrl-C stops it)
   --sla <accuracy>     SLA minimum accuracy for task spam (default: best variant's accuracy minus 1 point)
+  --base <model.onnx>  base encoder to adapt (default models/base/model.onnx, the committed pretrained base)
   --tiny               a small random encoder, a few training steps and test texts (the smoke test's setting)
   --work <dir>         cache and scratch directory (default runs/demo, or runs/demo-tiny with --tiny)
   --out <file>         JSON results (default bench-results/demo.json, or <work>/demo.json with --tiny)`;
@@ -31,6 +32,7 @@ function parse() {
         "keep-running": { type: "boolean", default: false },
         sla: { type: "string" },
         tiny: { type: "boolean", default: false },
+        base: { type: "string" },
         work: { type: "string" },
         out: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -53,8 +55,14 @@ if (sla !== undefined && !(sla >= 0 && sla <= 1)) {
   console.error(`--sla must be an accuracy between 0 and 1, got '${args.sla}'\n${USAGE}`);
   process.exit(2);
 }
-if (args["save-checkpoints"] && (!args.retrain || args.tiny)) {
-  console.error(`--save-checkpoints goes with --retrain (and not --tiny)\n${USAGE}`);
+if (args.base && args.tiny) {
+  console.error(`--base and --tiny exclude each other (--tiny builds its own small encoder)\n${USAGE}`);
+  process.exit(2);
+}
+if (args["save-checkpoints"] && (!args.retrain || args.tiny || args.base)) {
+  console.error(
+    `--save-checkpoints goes with --retrain, on the committed base (not --tiny or --base)\n${USAGE}`,
+  );
   process.exit(2);
 }
 const workDir = path.resolve(args.work ?? path.join(ROOT, args.tiny ? "runs/demo-tiny" : "runs/demo"));
@@ -66,6 +74,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 try {
   const { result, gateway } = await runDemo({
     profile: args.tiny ? TINY_PROFILE : FULL_PROFILE,
+    baseFile: args.base ? path.resolve(args.base) : undefined,
     workDir,
     retrain: args.retrain,
     saveCheckpoints: args["save-checkpoints"],

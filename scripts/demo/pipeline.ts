@@ -21,6 +21,8 @@ import { buildVariants, loadDemoBase, loadDemoData } from "./variants";
 
 export interface DemoOptions {
   profile: DemoProfile;
+  /** Base model file (full profile; default models/base/model.onnx). */
+  baseFile?: string;
   /** Cache and scratch directory (runs/demo for the full profile). */
   workDir: string;
   retrain: boolean;
@@ -111,7 +113,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
   };
 
   const { base, tokenizer, data } = await step(1, "loading the base model and the spam task", () => {
-    const base = loadDemoBase(o.profile);
+    const base = loadDemoBase(o.profile, o.baseFile);
     const tokenizer = loadTokenizerFile(base.tokenizerFile);
     const data = loadDemoData(o.profile, tokenizer);
     o.log(

@@ -51,8 +51,11 @@ export interface DemoBase {
   tokenizerFile: string;
 }
 
-/** The pretrained base (full) or a small seeded random encoder (tiny), with the tokenizer that goes with it. */
-export function loadDemoBase(profile: DemoProfile): DemoBase {
+/**
+ * The pretrained base (full; `file` overrides models/base/model.onnx) or a small seeded random encoder (tiny),
+ * with the tokenizer that goes with it (tokenizer.json beside the model, else models/tokenizer.json).
+ */
+export function loadDemoBase(profile: DemoProfile, file = BASE_PATH): DemoBase {
   if (profile.name === "tiny") {
     const tokenizerFile = DEFAULT_TOKENIZER_PATH;
     const graph = buildEncoder({
@@ -70,17 +73,19 @@ export function loadDemoBase(profile: DemoProfile): DemoBase {
       tokenizerFile,
     };
   }
-  if (!existsSync(BASE_PATH)) {
+  if (!existsSync(file)) {
     throw new Error(
-      `${path.relative(ROOT, BASE_PATH)} does not exist: it is the committed pretrained base (\`npm run pretrain\` rebuilds it); try \`npm run demo -- --tiny\` meanwhile`,
+      file === BASE_PATH
+        ? `${path.relative(ROOT, BASE_PATH)} does not exist: it is the committed pretrained base (\`npm run pretrain\` rebuilds it); try \`npm run demo -- --tiny\` meanwhile`
+        : `--base: no such file ${file}`,
     );
   }
-  const bytes = readFileSync(BASE_PATH);
-  const beside = path.join(path.dirname(BASE_PATH), "tokenizer.json");
+  const bytes = readFileSync(file);
+  const beside = path.join(path.dirname(file), "tokenizer.json");
   return {
     graph: decodeModel(bytes),
-    info: { name: "base", sha256: sha256Hex(bytes) },
-    source: path.relative(ROOT, BASE_PATH),
+    info: { name: path.basename(path.dirname(file)), sha256: sha256Hex(bytes) },
+    source: path.relative(ROOT, file),
     tokenizerFile: existsSync(beside) ? beside : DEFAULT_TOKENIZER_PATH,
   };
 }
