@@ -5,7 +5,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { REQUEST_ID } from "../../src/gateway/experiments/serving";
-import { ensureModel, registerGraph } from "./gateway-helpers";
+import { ensureModel, type GraphVariant, registerGraph } from "./gateway-helpers";
 import { admin, api, jsonInit, tinyModelGraph } from "./helpers";
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -13,6 +13,21 @@ vi.setConfig({ testTimeout: 120_000 });
 const TOKENIZER = JSON.stringify(tokenizerJson);
 const LABELS = ["neg", "pos"];
 const graph = (seed: number) => tinyModelGraph({ seed, labels: 2, vocab: 4096, hidden: 4 });
+
+/** Creates `model` (io of the first graph) and registers graph(seed) per variant, with the tokenizer; versions. */
+async function registerVariants(
+  model: string,
+  variants: (GraphVariant & { seed: number })[],
+): Promise<number[]> {
+  await ensureModel(model, model, LABELS, graph(variants[0].seed));
+  const versions: number[] = [];
+  for (const { seed, ...v } of variants) {
+    versions.push(
+      (await registerGraph(model, model, LABELS, graph(seed), { tokenizer: TOKENIZER, ...v })).version,
+    );
+  }
+  return versions;
+}
 
 function classify(model: string, text: string, headers: Record<string, string> = {}, path = "classify") {
   return api(`/v1/models/${model}/${path}`, jsonInit("POST", { text }, headers));
@@ -58,22 +73,10 @@ async function exposuresOf(experimentId: number): Promise<StoredExposure[]> {
 
 describe("a running experiment on the serving path", () => {
   it("serves each unit its sticky arm, tags responses and records exposures through the queue", async () => {
-    await ensureModel("exp-serve", "exp-serve", LABELS, graph(1));
-    const v1 = (
-      await registerGraph("exp-serve", "exp-serve", LABELS, graph(1), {
-        accuracy: 0.9,
-        p50Ms: 5,
-        tokenizer: TOKENIZER,
-      })
-    ).version;
-    const v2 = (
-      await registerGraph("exp-serve", "exp-serve", LABELS, graph(2), {
-        accuracy: 0.88,
-        p50Ms: 3,
-        tokenizer: TOKENIZER,
-        status: "staged",
-      })
-    ).version;
+    const [v1, v2] = await registerVariants("exp-serve", [
+      { seed: 1, accuracy: 0.9, p50Ms: 5 },
+      { seed: 2, accuracy: 0.88, p50Ms: 3, status: "staged" },
+    ]);
 
     // no experiment yet: SLA routing serves the only active variant, without experiment headers
     const before = await classify("exp-serve", "the food was great", { "x-sluice-user": "u-0" });
@@ -187,21 +190,10 @@ describe("a running experiment on the serving path", () => {
   });
 
   it("assigns by API key when the unit is 'api-key', storing a digest rather than the key", async () => {
-    await ensureModel("exp-keys", "exp-keys", LABELS, graph(5));
-    const v1 = (
-      await registerGraph("exp-keys", "exp-keys", LABELS, graph(5), {
-        accuracy: 0.9,
-        p50Ms: 5,
-        tokenizer: TOKENIZER,
-      })
-    ).version;
-    const v2 = (
-      await registerGraph("exp-keys", "exp-keys", LABELS, graph(6), {
-        accuracy: 0.9,
-        p50Ms: 4,
-        tokenizer: TOKENIZER,
-      })
-    ).version;
+    const [v1, v2] = await registerVariants("exp-keys", [
+      { seed: 5, accuracy: 0.9, p50Ms: 5 },
+      { seed: 6, accuracy: 0.9, p50Ms: 4 },
+    ]);
     const id = await startExperiment("exp-keys", [v1, v2], "api-key");
     const key = "sk_sluice_experiment-test-key";
     const arms = new Set<string>();

@@ -8,21 +8,10 @@ import type { ExposureEvent } from "../../src/gateway/experiments/events";
 import { mintRequestId } from "../../src/gateway/experiments/serving";
 import { normalQuantile } from "../../src/gateway/experiments/stats";
 import worker from "../../src/gateway/worker";
-import { admin, api, jsonInit, seedModel } from "./helpers";
+import { admin, api, expectError, jsonInit, seedModel } from "./helpers";
 
 // D1 round trips through the local workerd are a few ms each and the tests make hundreds.
 vi.setConfig({ testTimeout: 60_000 });
-
-type ErrorBody = { error: { code: string; message: string; field?: string } };
-
-async function expectError(res: Response, status: number, code: string, field?: string) {
-  const body = (await res.json()) as ErrorBody;
-  expect({ status: res.status, code: body.error.code, field: body.error.field }).toEqual({
-    status,
-    code,
-    field,
-  });
-}
 
 interface ExperimentView {
   id: number;

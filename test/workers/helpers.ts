@@ -4,6 +4,7 @@
  * ../shared/variant-files (also used by the registry benchmark).
  */
 import { SELF } from "cloudflare:test";
+import { expect } from "vitest";
 import { makeVariantFiles, type VariantOptions, variantForm } from "../shared/variant-files";
 
 export * from "../shared/variant-files";
@@ -27,6 +28,35 @@ export function jsonInit(
   headers: Record<string, string> = admin,
 ): RequestInit {
   return { method, headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+/** A request whose body is sent as is (not JSON-encoded) with `contentType`: malformed and wrong-type bodies. */
+export function rawInit(
+  method: string,
+  body: string,
+  contentType: string,
+  headers: Record<string, string> = admin,
+): RequestInit {
+  return { method, headers: { ...headers, "Content-Type": contentType }, body };
+}
+
+/** The gateway's error JSON. */
+export type ErrorBody = { error: { code: string; message: string; field?: string } };
+
+/** Asserts an error response's status, code and field (which the body must name); returns the body. */
+export async function expectError(
+  res: Response,
+  status: number,
+  code: string,
+  field?: string,
+): Promise<ErrorBody> {
+  const body = (await res.json()) as ErrorBody;
+  expect({ status: res.status, code: body.error.code, field: body.error.field }).toEqual({
+    status,
+    code,
+    field,
+  });
+  return body;
 }
 
 /** Registers a model whose labels/io/task match `makeVariantFiles(name, opts)`. */

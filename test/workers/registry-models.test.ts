@@ -4,18 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { Env } from "../../src/gateway/env";
 import { verifyApiKey } from "../../src/registry/auth";
 import { createRegistryRoutes } from "../../src/registry/routes";
-import { admin, api, createModel, jsonInit, makeVariantFiles } from "./helpers";
-
-type ErrorBody = { error: { code: string; message: string; field?: string } };
-
-async function expectError(res: Response, status: number, code: string, field?: string) {
-  const body = (await res.json()) as ErrorBody;
-  expect({ status: res.status, code: body.error.code, field: body.error.field }).toEqual({
-    status,
-    code,
-    field,
-  });
-}
+import { admin, api, createModel, expectError, jsonInit, makeVariantFiles, rawInit } from "./helpers";
 
 describe("models", () => {
   it("creates, lists and gets a model; an identical create is 200, a different one 409", async () => {
@@ -64,32 +53,20 @@ describe("models", () => {
       "io.inputs",
     );
     await expectError(
-      await api("/v1/models", {
-        method: "POST",
-        headers: { ...admin, "Content-Type": "application/json" },
-        body: "{",
-      }),
+      await api("/v1/models", rawInit("POST", "{", "application/json")),
       400,
       "bad_request",
       "body",
     );
     await expectError(
-      await api("/v1/models", {
-        method: "POST",
-        headers: { ...admin, "Content-Type": "text/csv" },
-        body: "a,b",
-      }),
+      await api("/v1/models", rawInit("POST", "a,b", "text/csv")),
       415,
       "unsupported_media_type",
       "Content-Type",
     );
     const huge = JSON.stringify({ ...def, labels: Array.from({ length: 200_000 }, (_, i) => `label-${i}`) });
     await expectError(
-      await api("/v1/models", {
-        method: "POST",
-        headers: { ...admin, "Content-Type": "application/json" },
-        body: huge,
-      }),
+      await api("/v1/models", rawInit("POST", huge, "application/json")),
       413,
       "payload_too_large",
       "body",

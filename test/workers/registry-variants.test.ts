@@ -5,8 +5,10 @@ import {
   admin,
   api,
   createModel,
+  expectError as expectErrorCode,
   jsonInit,
   makeVariantFiles,
+  rawInit,
   registerVariant,
   seedModel,
   sha256Hex,
@@ -14,15 +16,9 @@ import {
   uploadVariant,
 } from "./helpers";
 
-type ErrorBody = { error: { code: string; message: string; field?: string } };
-
+/** As the helpers' expectError, and the message must say something. */
 async function expectError(res: Response, status: number, code: string, field?: string) {
-  const body = (await res.json()) as ErrorBody;
-  expect({ status: res.status, code: body.error.code, field: body.error.field }).toEqual({
-    status,
-    code,
-    field,
-  });
+  const body = await expectErrorCode(res, status, code, field);
   expect(body.error.message.length).toBeGreaterThan(0);
   return body;
 }
@@ -292,21 +288,13 @@ describe("reading, filtering and changing variants", () => {
       "status",
     );
     await expectError(
-      await api("/v1/models/patching/variants/1", {
-        method: "PATCH",
-        headers: { ...admin, "Content-Type": "application/json" },
-        body: "{status:",
-      }),
+      await api("/v1/models/patching/variants/1", rawInit("PATCH", "{status:", "application/json")),
       400,
       "bad_request",
       "body",
     );
     await expectError(
-      await api("/v1/models/patching/variants/1", {
-        method: "PATCH",
-        headers: { ...admin, "Content-Type": "text/plain" },
-        body: "status=active",
-      }),
+      await api("/v1/models/patching/variants/1", rawInit("PATCH", "status=active", "text/plain")),
       415,
       "unsupported_media_type",
       "Content-Type",
