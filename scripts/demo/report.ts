@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { encodeText, loadTokenizer } from "../../src/core/tokenizer";
+import { selectVariant } from "../../src/gateway/routing";
 import { DEMO_MODEL, ROOT } from "./config";
 import type { DemoResult } from "./pipeline";
 
@@ -57,12 +58,45 @@ export function formatRouterSummary(r: DemoResult): string {
       `  ${row.model}@${row.version} (${row.variant}): registered accuracy ${pct(row.registered.accuracy, 2)}, p50 ${row.registered.latencyP50Ms.toFixed(2)} ms (${row.registered.latencyRuntime}): ${row.verdict} - ${row.why}`,
     );
   }
+  const looser = whatIfSlas(r);
+  if (looser.length > 0) {
+    lines.push(
+      "Other SLAs (the gateway's routing policy applied to the same registered figures; try --sla):",
+    );
+    lines.push(...looser.map((l) => `  ${l}`));
+  }
   const mismatch = r.rows.filter((row) => row.gateway.accuracy !== row.registered.accuracy);
   if (mismatch.length > 0)
     lines.push(
       `warning: accuracy through the gateway differs from the manifest's for ${mismatch.map((m) => m.variant).join(", ")}`,
     );
   return lines.join("\n");
+}
+
+/**
+ * For each registered accuracy level other than the SLA's: the variant the router would serve if the SLA were
+ * exactly that accuracy (selectVariant is the gateway's own pure routing function).
+ */
+export function whatIfSlas(r: DemoResult): string[] {
+  const variants = r.rows.map((row) => ({
+    version: row.version,
+    status: "active" as const,
+    accuracy: row.registered.accuracy,
+    latencyP50Ms: row.registered.latencyP50Ms,
+    params: row.params,
+    sparsity: row.removed,
+  }));
+  const levels = [...new Set(variants.map((v) => v.accuracy))]
+    .filter((a) => a < r.sla.min)
+    .sort((a, b) => b - a);
+  return levels.map((min) => {
+    const d = selectVariant(variants, {
+      sla: { metric: "accuracy", min, maxLatencyMs: null, strict: false },
+    });
+    const row = r.rows.find((x) => x.version === d.chosen)!;
+    // Rounded down, so passing the printed value to --sla admits this accuracy.
+    return `accuracy >= ${pct(min, 2)} (--sla ${(Math.floor(min * 1e4) / 1e4).toFixed(4)}): ${row.model}@${row.version} (${row.variant}, ${pct(row.removed)} removed)`;
+  });
 }
 
 /** A ready-to-send Open Inference Protocol body for one text, tokenized as the gateway's classify would. */
