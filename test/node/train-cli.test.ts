@@ -104,6 +104,38 @@ describe("sluice train", () => {
     expect(curve.curve).toHaveLength(240);
   }, 120_000);
 
+  it("by default trains hardconcrete gates to the target; the manifest records the method and its settings", async () => {
+    const out = path.join(dir, "out-default");
+    const err = vi.spyOn(console, "error").mockImplementation(() => {});
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const code = await train(
+      "--out",
+      out,
+      "--steps",
+      "200",
+      "--lr",
+      "1e-2",
+      "--target-sparsity",
+      "0.3",
+      "--recovery-steps",
+      "40",
+    );
+    const said = err.mock.calls.map((c) => String(c[0])).join("\n");
+    err.mockRestore();
+    log.mockRestore();
+    expect(code, said).toBe(0);
+    expect(said).toMatch(/hard-concrete: expected removed .*binarised: closed \d+ gates/);
+    const manifest = parseManifest(JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")));
+    expect(Math.abs(manifest.sparsity.removed - 0.3)).toBeLessThanOrEqual(0.02);
+    expect(manifest.training.gateMethod).toBe("hardconcrete");
+    expect(manifest.training.hyperparameters).toMatchObject({
+      targetSparsity: 0.3,
+      beta: 2 / 3,
+      gamma: -0.1,
+      zeta: 1.1,
+    });
+  }, 120_000);
+
   it("fails with a clear message when plain finegates misses the target", async () => {
     const err = vi.spyOn(console, "error").mockImplementation(() => {});
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
