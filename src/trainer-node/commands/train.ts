@@ -185,7 +185,7 @@ export const command: Command = {
     // Export through `sluice export` itself: pruned model, equivalence check, test-split accuracy, latency,
     // manifest.json (one code path for both commands).
     const exportCommand = (await import("./export")).command;
-    return exportCommand.run([
+    const exported = await exportCommand.run([
       "--base",
       v.base,
       "--gates",
@@ -203,5 +203,18 @@ export const command: Command = {
       "--name",
       taskName.toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
     ]);
+    if (exported !== 0) return exported;
+    // The promise is about what export removed: check the manifest's figure too (training counts removals with
+    // export's planner when it understands the model, but falls back to layer-local counting when it does not).
+    const manifest = JSON.parse(readFileSync(path.join(v.out, "manifest.json"), "utf8"));
+    const removed = Number(manifest.sparsity?.removed);
+    if (!(Math.abs(removed - target) <= 0.02)) {
+      console.error(
+        `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, export removed ${(100 * removed).toFixed(2)}% ` +
+          `of the gated weights with --gates ${v.gates}`,
+      );
+      return 1;
+    }
+    return 0;
   },
 };
