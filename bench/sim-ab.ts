@@ -21,9 +21,7 @@ import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev"
 const { values: args } = parseArgs({
   options: {
     units: { type: "string", default: "1000" },
-    // 1 by default: sequential clients keep server-side latency free of queueing behind other requests; and at 3
-    // clients with four 8-layer sessions loaded the gateway itself (pinned requests, no experiment) starts having
-    // requests cancelled by workerd as "hung" (open issue in the serving path).
+    // 1 by default: sequential clients keep server-side latency free of queueing behind other requests.
     concurrency: { type: "string", default: "1" },
     "acc-a": { type: "string", default: "0.92" },
     "acc-b": { type: "string", default: "0.84" },
