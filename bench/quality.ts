@@ -115,7 +115,7 @@ for (const t of tables) console.log(`\n${t.task} (seq ${TASK_SEQ[t.task]})\n${t.
 console.log(`\n${verdictLines.join("\n")}\ngrid: ${cells.length} cells in ${totalMinutes.toFixed(1)} min`);
 
 const env = environment();
-const suffix = args.quick || args.devEncoder ? "-quick" : "";
+const suffix = args.quick || args.devEncoder ? "-quick" : args.steps ? `-steps${args.steps}` : "";
 mkdirSync("bench-results", { recursive: true });
 mkdirSync("docs", { recursive: true });
 writeFileSync(

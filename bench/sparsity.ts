@@ -113,7 +113,7 @@ console.log(`grid: ${cells.length} cells in ${totalMinutes.toFixed(1)} min`);
 
 // --- files ----------------------------------------------------------------------------------------------------
 const env = environment();
-const suffix = args.quick || args.devEncoder ? "-quick" : "";
+const suffix = args.quick || args.devEncoder ? "-quick" : args.steps ? `-steps${args.steps}` : "";
 mkdirSync("bench-results", { recursive: true });
 mkdirSync("docs", { recursive: true });
 writeFileSync(
