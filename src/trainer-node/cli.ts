@@ -22,7 +22,8 @@ export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === "help" || name === "--help" || name === "-h") {
     console.log("usage: sluice <command> [options]\n\ncommands:");
-    for (const [n, load] of Object.entries(commands)) console.log(`  ${n.padEnd(14)} ${(await load()).command.summary}`);
+    for (const [n, load] of Object.entries(commands))
+      console.log(`  ${n.padEnd(14)} ${(await load()).command.summary}`);
     return name ? 0 : 1;
   }
   const load = commands[name];

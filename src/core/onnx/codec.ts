@@ -151,7 +151,7 @@ export function decodeModel(bytes: Uint8Array): Graph {
     throw new OnnxFormatError(`not an ONNX model: ${err instanceof Error ? err.message : String(err)}`);
   }
   const g = model.graph;
-  if (!g || !g.node || g.node.length === 0 || !g.output?.length)
+  if (!g?.node || g.node.length === 0 || !g.output?.length)
     throw new OnnxFormatError("not an ONNX model: it has no graph");
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
   const graph = new Graph({ name: g.name ?? "graph", opset: opset ? int64ToNumber(opset.version) : 17 });

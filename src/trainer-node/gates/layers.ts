@@ -45,7 +45,7 @@ export function findLinearLayers(graph: Graph): LinearLayer[] {
   for (const n of graph.nodes) {
     if (n.op !== "MatMul" && n.op !== "Gemm") continue;
     const w = graph.initializers.get(n.inputs[1]);
-    if (!w || w.dtype !== "float32" || w.dims.length !== 2) continue;
+    if (w?.dtype !== "float32" || w.dims.length !== 2) continue;
     if (n.op === "Gemm") {
       if ((n.attrs.transA?.value ?? 0) !== 0) continue;
       const transB = (n.attrs.transB?.value ?? 0) === 1;
