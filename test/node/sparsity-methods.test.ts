@@ -10,21 +10,11 @@ import { Rng } from "../../src/core/random";
 import { exportPrunedModel } from "../../src/trainer-node/export/export";
 import { HardConcreteGates } from "../../src/trainer-node/gates/hardconcrete";
 import { type TrainOptions, trainGates } from "../../src/trainer-node/train/loop";
-import { signalTask, smallEncoder } from "./train-fixtures";
+import { signalTrainOptions, smallEncoder } from "./train-fixtures";
 
 const base = smallEncoder();
 const common = (): TrainOptions => ({
-  base,
-  task: { name: "signal", labels: ["absent", "present"] },
-  train: signalTask(512, 1),
-  validation: signalTask(256, 2),
-  pooling: "mean",
-  trainBiases: true,
-  lr: 1e-3,
-  batchSize: 16,
-  seed: 1,
-  threads: 1,
-  progress: null,
+  ...signalTrainOptions(base, 1e-3),
   method: "gates",
   targetSparsity: 0.4,
   recoverySteps: 100,

@@ -1,7 +1,9 @@
 /** Shared fixtures of the trainer tests: a small frozen random encoder and a synthetic token task. */
 import { buildEncoder } from "../../src/core/models/encoder";
+import type { Graph } from "../../src/core/onnx/graph";
 import { Rng } from "../../src/core/random";
 import type { TokenizedSplit } from "../../src/trainer-node/train/data";
+import type { TrainOptions } from "../../src/trainer-node/train/loop";
 
 export const SMALL_ENCODER = {
   vocabSize: 48,
@@ -34,4 +36,21 @@ export function signalTask(n: number, seed: number): TokenizedSplit {
     labels.push(label);
   }
   return { ids, labels, padId: 0 };
+}
+
+/** Training options shared by the loop and method tests: the signal task on `base`, seeded, one thread, quiet. */
+export function signalTrainOptions(base: Graph, lr: number): TrainOptions {
+  return {
+    base,
+    task: { name: "signal", labels: ["absent", "present"] },
+    train: signalTask(512, 1),
+    validation: signalTask(256, 2),
+    pooling: "mean",
+    trainBiases: true,
+    lr,
+    batchSize: 16,
+    seed: 1,
+    threads: 1,
+    progress: null,
+  };
 }

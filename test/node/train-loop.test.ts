@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { exportPrunedModel } from "../../src/trainer-node/export/export";
 import { GATES_FILE, STATE_FILE, type TrainOptions, trainGates } from "../../src/trainer-node/train/loop";
-import { signalTask, smallEncoder } from "./train-fixtures";
+import { signalTask, signalTrainOptions, smallEncoder } from "./train-fixtures";
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -25,17 +25,7 @@ afterAll(() => {
 
 const base = smallEncoder();
 const common = (): TrainOptions => ({
-  base,
-  task: { name: "signal", labels: ["absent", "present"] },
-  train: signalTask(512, 1),
-  validation: signalTask(256, 2),
-  pooling: "mean",
-  trainBiases: true,
-  lr: 1e-2,
-  batchSize: 16,
-  seed: 1,
-  threads: 1,
-  progress: null,
+  ...signalTrainOptions(base, 1e-2),
 });
 
 describe("gate training", () => {
