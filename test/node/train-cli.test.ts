@@ -71,12 +71,23 @@ const train = (...extra: string[]) =>
     ...extra,
   ]);
 
+/** Runs `sluice train` with console output captured; returns the exit code and what it said on stderr. */
+async function trainQuietly(...extra: string[]): Promise<{ code: number; said: string }> {
+  const err = vi.spyOn(console, "error").mockImplementation(() => {});
+  const log = vi.spyOn(console, "log").mockImplementation(() => {});
+  try {
+    const code = await train(...extra);
+    return { code, said: err.mock.calls.map((c) => String(c[0])).join("\n") };
+  } finally {
+    err.mockRestore();
+    log.mockRestore();
+  }
+}
+
 describe("sluice train", () => {
   it("trains binarised gates to the target and writes a variant directory with a valid manifest", async () => {
     const out = path.join(dir, "out");
-    const err = vi.spyOn(console, "error").mockImplementation(() => {});
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    const code = await train(
+    const { code, said } = await trainQuietly(
       "--out",
       out,
       "--steps",
@@ -90,9 +101,6 @@ describe("sluice train", () => {
       "--recovery-steps",
       "40",
     );
-    const said = err.mock.calls.map((c) => String(c[0])).join("\n");
-    err.mockRestore();
-    log.mockRestore();
     expect(code, said).toBe(0);
     expect(said).toMatch(/binarised: closed \d+ gates/);
     const manifest = parseManifest(JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")));
@@ -106,9 +114,7 @@ describe("sluice train", () => {
 
   it("by default trains hardconcrete gates to the target; the manifest records the method and its settings", async () => {
     const out = path.join(dir, "out-default");
-    const err = vi.spyOn(console, "error").mockImplementation(() => {});
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    const code = await train(
+    const { code, said } = await trainQuietly(
       "--out",
       out,
       "--steps",
@@ -120,9 +126,6 @@ describe("sluice train", () => {
       "--recovery-steps",
       "40",
     );
-    const said = err.mock.calls.map((c) => String(c[0])).join("\n");
-    err.mockRestore();
-    log.mockRestore();
     expect(code, said).toBe(0);
     expect(said).toMatch(/hard-concrete: expected removed .*binarised: closed \d+ gates/);
     const manifest = parseManifest(JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")));
@@ -137,12 +140,14 @@ describe("sluice train", () => {
   }, 120_000);
 
   it("fails with a clear message when plain finegates misses the target", async () => {
-    const err = vi.spyOn(console, "error").mockImplementation(() => {});
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    const code = await train("--out", path.join(dir, "short"), "--steps", "5", "--gates", "finegates");
-    const messages = err.mock.calls.map((c) => String(c[0])).join("\n");
-    err.mockRestore();
-    log.mockRestore();
+    const { code, said: messages } = await trainQuietly(
+      "--out",
+      path.join(dir, "short"),
+      "--steps",
+      "5",
+      "--gates",
+      "finegates",
+    );
     expect(code).toBe(1);
     expect(messages).toMatch(/asked for 40\.0% sparsity, reached 0\.00% removed with --gates finegates/);
   });
