@@ -5,12 +5,17 @@
  * ones); head-only and LoRA are evaluated through the engine's evaluation graph. Target: at 0.4 sparsity within
  * 1 point of the best dense method on both tasks; the verdict is printed and written, met or not.
  *
+ * Each method gets its own learning rate, chosen by VALIDATION accuracy of its dense cell from `--lrs` (methods
+ * differ in what an Adam step moves: a LoRA rank-8 update, a gate logit, a bias); the pruned cells use the rate
+ * chosen for dense gates. The test split is read only to report. `--lrs 1e-3` gives the old single-rate grid.
+ *
  *   npm run bench:quality -- [--quick] [--tasks spam,sentiment] [--methods head,lora,gates]
- *                            [--targets 0,0.2,0.3,0.4] [--gates <method>] [--steps N] [--threads 2]
+ *                            [--targets 0,0.2,0.3,0.4] [--gates <method>] [--steps N] [--lrs 3e-4,1e-3,3e-3]
+ *                            [--threads 2]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { DEFAULT_GATE_METHOD } from "../src/trainer-node/gates/methods";
-import type { CellSpec } from "../src/trainer-node/study/run";
+import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
 import {
   environment,
   label,
@@ -24,29 +29,67 @@ import {
 } from "./lib/study";
 
 const argv = process.argv.slice(2);
-const gatesFlag = argv.indexOf("--gates");
-const gateMethod = (gatesFlag >= 0 ? argv.splice(gatesFlag, 2)[1] : DEFAULT_GATE_METHOD) as CellSpec["gates"];
+const takeFlag = (flag: string): string | undefined => {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv.splice(i, 2)[1] : undefined;
+};
+const gateMethod = (takeFlag("--gates") ?? DEFAULT_GATE_METHOD) as CellSpec["gates"];
+const lrs = (takeFlag("--lrs") ?? "3e-4,1e-3,3e-3").split(",").map(Number);
+if (!lrs.length || lrs.some((x) => !(x > 0)))
+  throw new Error("--lrs: positive learning rates, comma-separated");
+/** The quality bench's default budget: 600 main steps (+100 recovery), four times the sparsity study's spam. */
+const DEFAULT_STEPS = 600;
 const args = parseStudyArgs(argv);
+if (!args.quick && args.steps === undefined) args.steps = DEFAULT_STEPS;
 const kinds = args.methods ?? ["head", "lora", "gates"];
-const targets = args.targets ?? (args.quick ? [0, 0.4] : [0, 0.2, 0.3, 0.4]);
+const targets = (args.targets ?? (args.quick ? [0, 0.4] : [0, 0.2, 0.3, 0.4])).filter((t) => t > 0);
 
-const budget = (cell: CellSpec) => studyBudget(cell.task, args);
+const budget = (cell: CellSpec, lr: number) => ({ ...studyBudget(cell.task, args), lr });
 
 const base = loadBase(args);
-const cells: CellSpec[] = args.tasks.flatMap((task) => [
+const denseCells: CellSpec[] = args.tasks.flatMap((task) => [
   ...(kinds.includes("head") ? [{ task, method: "head" as const, target: 0 }] : []),
   ...(kinds.includes("lora") ? [{ task, method: "lora" as const, target: 0 }] : []),
-  ...(kinds.includes("gates")
-    ? targets.map((target) => ({ task, method: "gates" as const, gates: gateMethod, target }))
-    : []),
+  ...(kinds.includes("gates") ? [{ task, method: "gates" as const, gates: gateMethod, target: 0 }] : []),
 ]);
-process.stderr.write(`quality bench: ${cells.length} cells on ${base.info.path}, gates ${gateMethod}\n`);
+process.stderr.write(
+  `quality bench: ${denseCells.length} dense cells × ${lrs.length} learning rates, then ` +
+    `${kinds.includes("gates") ? args.tasks.length * targets.length : 0} pruned cells, on ${base.info.path}, gates ${gateMethod}\n`,
+);
 const started = performance.now();
-const results = await runGrid(base, cells, budget, args.quick, args.fresh);
+
+type Row = CellResult & { cached?: boolean; lr: number };
+// 1. Every dense cell at every candidate rate.
+const sweep: Row[] = [];
+for (const lr of lrs) {
+  const rs = await runGrid(base, denseCells, (c) => budget(c, lr), args.quick, args.fresh);
+  sweep.push(...rs.map((r) => ({ ...r, lr })));
+}
+// 2. Per task and method, the rate with the best validation accuracy (ties: the earlier candidate).
+const chosen = new Map<string, Row>();
+const key = (r: { task: string; method: string }) => `${r.task}/${r.method}`;
+for (const r of sweep) {
+  const best = chosen.get(key(r));
+  if (!best || r.validationAccuracy > best.validationAccuracy) chosen.set(key(r), r);
+}
+// 3. Pruned cells at the rate chosen for dense gates.
+const pruned: Row[] = [];
+for (const task of args.tasks) {
+  const gatesRow = chosen.get(`${task}/gates`);
+  if (!gatesRow) continue;
+  const cells = targets.map((target) => ({ task, method: "gates" as const, gates: gateMethod, target }));
+  const rs = await runGrid(base, cells, (c) => budget(c, gatesRow.lr), args.quick, args.fresh);
+  pruned.push(...rs.map((r) => ({ ...r, lr: gatesRow.lr })));
+}
+const results: Row[] = args.tasks.flatMap((task) => [
+  ...denseCells.filter((c) => c.task === task).map((c) => chosen.get(key(c))!),
+  ...pruned.filter((r) => r.task === task),
+]);
+const all = [...sweep, ...pruned];
 const totalMinutes = (performance.now() - started) / 60000;
 // Sum of the cells' own wall times (cached cells count what they took when they ran).
-const cellMinutes = results.reduce((s, r) => s + r.wallSeconds, 0) / 60;
-const cachedCells = results.filter((r) => r.cached).length;
+const cellMinutes = all.reduce((s, r) => s + r.wallSeconds, 0) / 60;
+const cachedCells = all.filter((r) => r.cached).length;
 
 const name = (r: CellSpec) =>
   r.method === "head"
@@ -58,6 +101,8 @@ const name = (r: CellSpec) =>
         : `gates ${r.gates} @${r.target}`;
 const HEADER = [
   "method",
+  "lr",
+  "val acc",
   "test acc",
   "removed (gated weights)",
   "params removed",
@@ -96,6 +141,8 @@ const tables = args.tasks.map((task) => ({
       .filter((r) => r.task === task)
       .map((r) => [
         name(r),
+        r.lr,
+        pct(r.validationAccuracy),
         pct(r.testAccuracy),
         pct(r.removedFraction),
         pct(1 - r.params.after / r.params.before),
@@ -111,11 +158,32 @@ const verdictLines = verdicts.map((v) =>
     : `- ${v.task}: best dense ${v.bestDense!.method} ${pct(v.bestDense!.testAccuracy)}, gated @0.4 ${pct(v.at04!)}: ` +
       `${v.gapPoints.toFixed(1)} points below — target (≤ 1 point) **${v.met ? "met" : "not met"}**`,
 );
+// The sweep: validation (test) accuracy of every dense cell at every rate; the chosen rate in bold.
+const sweepTables = args.tasks.map((task) => ({
+  task,
+  table: markdownTable(
+    ["method", ...lrs.map((lr) => `lr ${lr}`)],
+    denseCells
+      .filter((c) => c.task === task)
+      .map((c) => [
+        name(c),
+        ...lrs.map((lr) => {
+          const r = sweep.find((x) => x.lr === lr && key(x) === key(c))!;
+          const cell = `${pct(r.validationAccuracy)} (${pct(r.testAccuracy)})`;
+          return chosen.get(key(c)) === r ? `**${cell}**` : cell;
+        }),
+      ]),
+  ),
+}));
 for (const t of tables) console.log(`\n${t.task} (seq ${TASK_SEQ[t.task]})\n${t.table}`);
-console.log(`\n${verdictLines.join("\n")}\ngrid: ${cells.length} cells in ${totalMinutes.toFixed(1)} min`);
+for (const t of sweepTables)
+  console.log(`\n${t.task}: validation (test) accuracy by learning rate\n${t.table}`);
+console.log(`\n${verdictLines.join("\n")}\ngrid: ${all.length} cells in ${totalMinutes.toFixed(1)} min`);
 
 const env = environment();
-const suffix = args.quick || args.devEncoder ? "-quick" : args.steps ? `-steps${args.steps}` : "";
+const suffix =
+  args.quick || args.devEncoder ? "-quick" : args.steps !== DEFAULT_STEPS ? `-steps${args.steps}` : "";
+const b0 = (t: string) => budget({ task: t, method: "gates", target: 0 }, 0);
 mkdirSync("bench-results", { recursive: true });
 mkdirSync("docs", { recursive: true });
 writeFileSync(
@@ -126,31 +194,36 @@ writeFileSync(
       base: base.info,
       environment: env,
       gateMethod,
-      budget: Object.fromEntries(args.tasks.map((t) => [t, budget({ task: t, method: "gates", target: 0 })])),
+      budget: Object.fromEntries(args.tasks.map((t) => [t, b0(t)])),
+      learningRates: lrs,
+      chosenLearningRates: Object.fromEntries([...chosen].map(([k, r]) => [k, r.lr])),
       totalMinutes,
       cellMinutes,
       cachedCells,
       verdicts,
       results: results.map(({ histogram: _h, ...r }) => ({ ...r, label: label(r) })),
+      sweep: sweep.map(({ histogram: _h, ...r }) => ({ ...r, label: label(r) })),
     },
     null,
     2,
   )}\n`,
 );
-const b0 = (t: string) => budget({ task: t, method: "gates", target: 0 });
 writeFileSync(
   `docs/quality${suffix}.md`,
   `# Adaptation quality: head-only, LoRA, dense gates and pruned variants
 
-Generated by \`npm run bench:quality${args.quick ? " -- --quick" : ""}\` on ${env.date} (${env.cpus} CPUs, shared machine; load average at the end ${env.loadAverage.map((x) => x.toFixed(1)).join(", ")}). Base: \`${base.info.path}\` (sha256 \`${base.info.sha256.slice(0, 16)}…\`), frozen in every row. Gate method: \`${gateMethod}\` (the default chosen by the sparsity study, docs/sparsity-study.md). ${cells.length} trainings taking ${cellMinutes.toFixed(1)} minutes of wall time in all${cachedCells ? ` (${cachedCells} of them taken from the cell cache, runs/study-cache, where an earlier run of the same cell with the same base and budget had put them; this run took ${totalMinutes.toFixed(1)} minutes)` : ""}.
+Generated by \`npm run bench:quality${args.quick ? " -- --quick" : ""}\` (${args.steps} main steps) on ${env.date} (${env.cpus} CPUs, shared machine; load average at the end ${env.loadAverage.map((x) => x.toFixed(1)).join(", ")}). Base: \`${base.info.path}\` (sha256 \`${base.info.sha256.slice(0, 16)}…\`), frozen in every row. Gate method: \`${gateMethod}\` (the default chosen by the sparsity study, docs/sparsity-study.md). ${all.length} trainings taking ${cellMinutes.toFixed(1)} minutes of wall time in all${cachedCells ? ` (${cachedCells} of them taken from the cell cache, runs/study-cache, where an earlier run of the same cell with the same base and budget had put them; this run took ${totalMinutes.toFixed(1)} minutes)` : ""}.
 
-Gated rows are the exported, physically smaller models evaluated on the test split; "removed" is counted by export. Head-only and LoRA keep every weight. Every row has the same budget per task:
-${args.tasks.map((t) => `- ${t}: sequence length ${TASK_SEQ[t]}, ${b0(t).steps} steps of batch ${b0(t).batchSize} (+ ${b0(t).recoverySteps} recovery steps for binarising gate methods), AdamW lr ${b0(t).lr}, seed ${b0(t).seed}; LoRA rank 8 on every gated linear layer; gates also train the gated layers' biases and the head; head on the ${b0(t).pooling}-pooled output`).join("\n")}
+Gated rows are the exported, physically smaller models evaluated on the test split; "removed" is counted by export. Head-only and LoRA keep every weight. Every row has the same budget per task except the learning rate, which each method gets by validation accuracy of its dense cell from ${lrs.join(", ")} (the pruned rows use dense gates' rate; the sweep is below, and the test split was read only to report):
+${args.tasks.map((t) => `- ${t}: sequence length ${TASK_SEQ[t]}, ${b0(t).steps} steps of batch ${b0(t).batchSize} (+ ${b0(t).recoverySteps} recovery steps for binarising gate methods), AdamW, seed ${b0(t).seed}; LoRA rank 8 on every gated linear layer; gates also train the gated layers' biases and the head; head on the ${b0(t).pooling}-pooled output`).join("\n")}
 
 ${tables.map((t) => `## ${t.task}\n\n${t.table}\n`).join("\n")}
 ## Target: at 0.4 sparsity within 1 point of the best dense method
 
 ${verdictLines.join("\n")}
-`,
+
+## Learning-rate sweep: validation (test) accuracy of the dense cells, chosen rate in bold
+
+${sweepTables.map((t) => `### ${t.task}\n\n${t.table}\n`).join("\n")}`,
 );
 console.log(`wrote bench-results/quality${suffix}.json and docs/quality${suffix}.md`);
