@@ -16,7 +16,7 @@ async function run(...argv: string[]) {
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
 
-it("`data ls --json` lists both tasks with split sizes and fingerprints", async () => {
+it("`data ls --json` lists the built-in tasks with split sizes and fingerprints", async () => {
   const { code, out } = await run("data", "ls", "--json");
   expect(code).toBe(0);
   const tasks = JSON.parse(out) as {
@@ -24,7 +24,7 @@ it("`data ls --json` lists both tasks with split sizes and fingerprints", async 
     splits: Record<string, number>;
     fingerprints: Record<string, string>;
   }[];
-  expect(tasks.map((t) => t.name)).toEqual(["spam", "sentiment"]);
+  expect(tasks.map((t) => t.name)).toEqual(["spam", "sentiment", "genre"]);
   expect(Object.keys(tasks[0].splits)).toEqual(["train", "validation", "test", "hard"]);
   expect(tasks[0].fingerprints.all).toMatch(/^[0-9a-f]{64}$/);
 });

@@ -20,7 +20,7 @@ import { GateCheckpoint } from "../gates/checkpoint";
 import { parseFlags, positiveIntFlag } from "./options";
 
 const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json> --out <dir> [options]
-  --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment) or a JSONL file
+  --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment, genre) or a JSONL file
                             (default: the checkpoint's task, when it is a built-in one)
   --split <name>            split of the evaluation data (default: test)
   --tokenizer <file>        tokenizer.json (default: tokenizer.json next to --base)

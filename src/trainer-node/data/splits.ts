@@ -3,6 +3,7 @@
  *
  * A text's split is a function of the text alone (sha256 of its normalised form -> bucket 0..99), so adding,
  * removing or reordering other examples never moves it, and the same text can never sit in both train and test.
+ * A record with a `group` (genre: its document) is bucketed by the group instead, so no group straddles splits.
  */
 import { createHash } from "node:crypto";
 import type { Example, RawRecord, TaskDataset } from "./types";
@@ -52,8 +53,9 @@ export function fingerprintSplit(split: string, labels: string[], examples: Exam
 
 /**
  * Builds a task: drops empty texts, de-duplicates on the normalised text (identical texts with different labels
- * are ambiguous, so all copies are dropped), assigns each text its hash split (or the forced one) and
- * fingerprints every split. `labels` fixes the label order; records with a label outside it are a bug upstream.
+ * are ambiguous, so all copies are dropped), assigns each text its hash split (of its `group` when it has one;
+ * or the forced one) and fingerprints every split. `labels` fixes the label order; records with a label outside
+ * it are a bug upstream.
  */
 export function buildTaskDataset(name: string, labels: string[], records: Iterable<RawRecord>): TaskDataset {
   const labelIndex = new Map(labels.map((l, i) => [l, i]));
@@ -87,7 +89,8 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
       dropped.conflictingLabels++;
       continue;
     }
-    const split = record.split ?? splitOfNormalized(key);
+    const split =
+      record.split ?? (record.group !== undefined ? splitOf(record.group) : splitOfNormalized(key));
     const label = labelIndex.get(record.label)!;
     const example: Example = { text: record.text, label, labelName: record.label };
     if (record.source !== undefined) example.source = record.source;
@@ -106,7 +109,8 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
 }
 
 function recordOrderKey(r: RawRecord): string {
-  return `${r.split ?? ""}\u0000${r.text}\u0000${r.source ?? ""}`;
+  const key = `${r.split ?? ""}\u0000${r.text}\u0000${r.source ?? ""}`;
+  return r.group === undefined ? key : `${key}\u0000${r.group}`;
 }
 
 function compareStrings(a: string, b: string): number {

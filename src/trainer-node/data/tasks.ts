@@ -3,6 +3,7 @@
  * process, so a command that loads `spam` twice pays once.
  */
 import path from "node:path";
+import { loadGenre } from "./genre";
 import { loadJsonlTask } from "./jsonl";
 import { loadSentiment } from "./sentiment";
 import { loadSpam } from "./spam";
@@ -14,11 +15,15 @@ export const BUILTIN_TASKS: Record<string, { summary: string; load: () => TaskDa
     summary: "UCI labelled sentences (imdb, yelp, amazon), negative/positive",
     load: loadSentiment,
   },
+  genre: {
+    summary: "Brown Corpus chunks of 50-90 words, press/general/learned/fiction; split by document",
+    load: loadGenre,
+  },
 };
 
 const cache = new Map<string, TaskDataset>();
 
-/** A built-in task by name (`spam`, `sentiment`). */
+/** A built-in task by name (`spam`, `sentiment`, `genre`). */
 export function loadTask(name: string): TaskDataset {
   const task = BUILTIN_TASKS[name];
   if (!task)

@@ -21,10 +21,14 @@ export interface TaskDataset {
   dropped: { duplicates: number; conflictingLabels: number; empty: number };
 }
 
-/** A record before splitting: a text with its label name. `split` forces a held-out set (spam's `hard`). */
+/**
+ * A record before splitting: a text with its label name. `split` forces a held-out set (spam's `hard`); `group`
+ * (e.g. a document id) is hashed for the split instead of the text, so records of one group share a split.
+ */
 export interface RawRecord {
   text: string;
   label: string;
   source?: string;
   split?: string;
+  group?: string;
 }
