@@ -218,6 +218,7 @@ async function checkpointFor(
     batchSize: b.batchSize,
     seed: b.seed,
     trainBiases: true,
+    pooling: b.pooling,
     threads: availableParallelism(),
     progress: o.profile.name === "tiny" ? null : undefined,
   });
