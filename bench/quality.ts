@@ -13,7 +13,7 @@
  *                            [--targets 0,0.2,0.3,0.4] [--gates <method>] [--steps N] [--lrs 3e-4,1e-3,3e-3,1e-2]
  *                            [--threads 2]
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { DEFAULT_GATE_METHOD } from "../src/trainer-node/gates/methods";
 import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
 import {
@@ -26,6 +26,7 @@ import {
   runGrid,
   studyBudget,
   TASK_SEQ,
+  writeBenchJson,
 } from "./lib/study";
 
 const argv = process.argv.slice(2);
@@ -246,39 +247,30 @@ const b0 = (t: string) => {
   const { lr: _lr, ...shared } = budget({ task: t, method: "gates", target: 0 }, 0);
   return shared;
 };
-mkdirSync("bench-results", { recursive: true });
-mkdirSync("docs", { recursive: true });
-writeFileSync(
-  `bench-results/quality${suffix}.json`,
-  `${JSON.stringify(
-    {
-      bench: "quality",
-      base: base.info,
-      environment: env,
-      gateMethod,
-      budget: Object.fromEntries(args.tasks.map((t) => [t, b0(t)])),
-      learningRates: lrs,
-      chosenLearningRates: Object.fromEntries([...chosen].map(([k, r]) => [k, r.lr])),
-      totalMinutes,
-      cellMinutes,
-      cachedCells,
-      verdicts,
-      seeds,
-      results: results.map((row) => {
-        const { histogram: _h, ...r } = row;
-        return {
-          ...r,
-          label: label(r),
-          testAccuracyMean: mean(testsOf(row)),
-          testAccuracyBySeed: testsOf(row),
-        };
-      }),
-      sweep: sweep.map(({ histogram: _h, ...r }) => ({ ...r, label: label(r) })),
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeBenchJson(`quality${suffix}`, {
+  bench: "quality",
+  base: base.info,
+  environment: env,
+  gateMethod,
+  budget: Object.fromEntries(args.tasks.map((t) => [t, b0(t)])),
+  learningRates: lrs,
+  chosenLearningRates: Object.fromEntries([...chosen].map(([k, r]) => [k, r.lr])),
+  totalMinutes,
+  cellMinutes,
+  cachedCells,
+  verdicts,
+  seeds,
+  results: results.map((row) => {
+    const { histogram: _h, ...r } = row;
+    return {
+      ...r,
+      label: label(r),
+      testAccuracyMean: mean(testsOf(row)),
+      testAccuracyBySeed: testsOf(row),
+    };
+  }),
+  sweep: sweep.map(({ histogram: _h, ...r }) => ({ ...r, label: label(r) })),
+});
 writeFileSync(
   `docs/quality${suffix}.md`,
   `# Adaptation quality: head-only, LoRA, dense gates and pruned variants

@@ -8,7 +8,7 @@
  *   npm run bench:sparsity -- [--quick] [--tasks spam,sentiment] [--methods finegates,hardconcrete]
  *                             [--targets 0.2,0.4] [--steps N] [--threads 2] [--dev-encoder]
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { GATE_METHODS, type GateMethodName } from "../src/trainer-node/gates/finegates";
 import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
 import { gateHistogramSvg } from "../src/trainer-node/study/svg";
@@ -22,6 +22,7 @@ import {
   studyBudget,
   studyTask,
   TASK_SEQ,
+  writeBenchJson,
 } from "./lib/study";
 
 const args = parseStudyArgs(process.argv.slice(2));
@@ -114,31 +115,22 @@ console.log(`grid: ${cells.length} cells in ${totalMinutes.toFixed(1)} min`);
 // --- files ----------------------------------------------------------------------------------------------------
 const env = environment();
 const suffix = args.quick || args.devEncoder ? "-quick" : args.steps ? `-steps${args.steps}` : "";
-mkdirSync("bench-results", { recursive: true });
-mkdirSync("docs", { recursive: true });
-writeFileSync(
-  `bench-results/sparsity${suffix}.json`,
-  `${JSON.stringify(
-    {
-      bench: "sparsity",
-      base: base.info,
-      environment: env,
-      grid: {
-        tasks: args.tasks,
-        methods,
-        targets,
-        budget: Object.fromEntries(args.tasks.map((t) => [t, studyBudget(t, args)])),
-      },
-      totalMinutes,
-      cellMinutes,
-      cachedCells,
-      choice,
-      results,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeBenchJson(`sparsity${suffix}`, {
+  bench: "sparsity",
+  base: base.info,
+  environment: env,
+  grid: {
+    tasks: args.tasks,
+    methods,
+    targets,
+    budget: Object.fromEntries(args.tasks.map((t) => [t, studyBudget(t, args)])),
+  },
+  totalMinutes,
+  cellMinutes,
+  cachedCells,
+  choice,
+  results,
+});
 
 const svgTarget = targets.includes(0.4) ? 0.4 : targets[targets.length - 1];
 const svgFiles: string[] = [];

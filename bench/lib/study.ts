@@ -213,3 +213,10 @@ export function environment() {
     date: new Date().toISOString(),
   };
 }
+
+/** Writes a bench's raw results to bench-results/<name>.json (and makes docs/ for its report). */
+export function writeBenchJson(name: string, data: unknown): void {
+  mkdirSync("bench-results", { recursive: true });
+  mkdirSync("docs", { recursive: true });
+  writeFileSync(`bench-results/${name}.json`, `${JSON.stringify(data, null, 2)}\n`);
+}
