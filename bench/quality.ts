@@ -48,7 +48,11 @@ const FINALISTS = Number(takeFlag("--finalists") ?? 2);
 const DEFAULT_STEPS = 600;
 const args = parseStudyArgs(argv);
 if (!args.quick && args.steps === undefined) args.steps = DEFAULT_STEPS;
-const kinds = args.methods ?? ["head", "lora", "gates"];
+const kinds = args.methods ?? ["head", "lora", "gates", "gates+lora"];
+const KINDS = ["head", "lora", "gates", "gates+lora"];
+for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`--methods: unknown '${k}' (have ${KINDS})`);
+/** Rank of the adapters of the gates+LoRA rows (the same rank as the LoRA baseline). */
+const ADAPTER_RANK = 8;
 const targets = (args.targets ?? (args.quick ? [0, 0.4] : [0, 0.2, 0.3, 0.4])).filter((t) => t > 0);
 
 const budget = (cell: CellSpec, lr: number, seed = seeds[0]) => ({
@@ -62,10 +66,18 @@ const denseCells: CellSpec[] = args.tasks.flatMap((task) => [
   ...(kinds.includes("head") ? [{ task, method: "head" as const, target: 0 }] : []),
   ...(kinds.includes("lora") ? [{ task, method: "lora" as const, target: 0 }] : []),
   ...(kinds.includes("gates") ? [{ task, method: "gates" as const, gates: gateMethod, target: 0 }] : []),
+  ...(kinds.includes("gates+lora")
+    ? [{ task, method: "gates" as const, gates: gateMethod, target: 0, adapterRank: ADAPTER_RANK }]
+    : []),
 ]);
+/** The gated families: gates alone, and gates with LoRA adapters inside them. */
+const families = [
+  ...(kinds.includes("gates") ? [undefined] : []),
+  ...(kinds.includes("gates+lora") ? [ADAPTER_RANK] : []),
+];
 process.stderr.write(
   `quality bench: ${denseCells.length} dense cells × ${lrs.length} learning rates, then ` +
-    `${kinds.includes("gates") ? args.tasks.length * targets.length : 0} pruned cells, on ${base.info.path}, gates ${gateMethod}\n`,
+    `${args.tasks.length * targets.length * families.length} pruned cells, on ${base.info.path}, gates ${gateMethod}\n`,
 );
 const started = performance.now();
 
@@ -84,8 +96,9 @@ const specOf = (r: CellSpec): CellSpec => ({
   method: r.method,
   gates: r.gates,
   target: r.target,
+  ...(r.adapterRank ? { adapterRank: r.adapterRank } : {}),
 });
-const key = (r: { task: string; method: string }) => `${r.task}/${r.method}`;
+const key = (r: CellSpec) => `${r.task}/${r.method}${r.adapterRank ? "+lora" : ""}`;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** Seed-1 row -> its rows at every seed (same cell, same rate), in `seeds` order. */
 const bySeed = new Map<Row, Row[]>();
@@ -113,19 +126,21 @@ for (const c of denseCells) {
   }
   chosen.set(key(c), best!.row);
 }
-// 3. Pruned cells at the rate chosen for dense gates, at every seed.
+// 3. Pruned cells of each gated family at the rate chosen for its dense cell, at every seed.
 const pruned: Row[] = [];
-for (const task of args.tasks) {
-  const gatesRow = chosen.get(`${task}/gates`);
-  if (!gatesRow) continue;
-  const cells = targets.map((target) => ({ task, method: "gates" as const, gates: gateMethod, target }));
-  const rs = await runGrid(base, cells, (c) => budget(c, gatesRow.lr), args.quick, args.fresh);
-  for (const r of rs) {
-    const row = { ...r, lr: gatesRow.lr };
-    pruned.push(row);
-    await atAllSeeds(row);
+for (const task of args.tasks)
+  for (const adapterRank of families) {
+    const dense: CellSpec = { task, method: "gates", target: 0, ...(adapterRank ? { adapterRank } : {}) };
+    const gatesRow = chosen.get(key(dense));
+    if (!gatesRow) continue;
+    const cells = targets.map((target) => ({ ...dense, gates: gateMethod, target }));
+    const rs = await runGrid(base, cells, (c) => budget(c, gatesRow.lr), args.quick, args.fresh);
+    for (const r of rs) {
+      const row = { ...r, lr: gatesRow.lr };
+      pruned.push(row);
+      await atAllSeeds(row);
+    }
   }
-}
 const results: Row[] = args.tasks.flatMap((task) => [
   ...denseCells.filter((c) => c.task === task).map((c) => chosen.get(key(c))!),
   ...pruned.filter((r) => r.task === task),
@@ -148,9 +163,13 @@ const name = (r: CellSpec) =>
     ? "head only"
     : r.method === "lora"
       ? "LoRA r=8"
-      : r.target === 0
-        ? `dense gates (${r.gates}, target 0)`
-        : `gates ${r.gates} @${r.target}`;
+      : r.adapterRank
+        ? r.target === 0
+          ? `dense gates + LoRA r=${r.adapterRank} (target 0)`
+          : `gates + LoRA r=${r.adapterRank} @${r.target}`
+        : r.target === 0
+          ? `dense gates (${r.gates}, target 0)`
+          : `gates ${r.gates} @${r.target}`;
 const HEADER = [
   "method",
   "lr",
@@ -163,31 +182,41 @@ const HEADER = [
   "wall s",
 ];
 
-/** Test accuracies are means over the seeds; the gap is also given per seed (same seed, paired). */
+/**
+ * One verdict per task and gated family (gates alone; gates + LoRA adapters): its 0.4 row against the best dense
+ * row of the task (any method, including dense gates + LoRA). Test accuracies are means over the seeds; the gap
+ * is also given per seed (same seed, paired).
+ */
 interface Verdict {
   task: string;
+  family: string;
   bestDense: { method: string; testAccuracy: number } | null;
   at04: number | null;
   gapPoints: number | null;
   gapPointsBySeed: number[];
   met: boolean | null;
 }
-const verdicts: Verdict[] = args.tasks.map((task) => {
-  const rs = results.filter((r) => r.task === task);
-  const dense = rs.filter((r) => r.method !== "gates" || r.target === 0);
-  const best = [...dense].sort((a, b) => mean(testsOf(b)) - mean(testsOf(a)))[0];
-  const sparse = rs.find((r) => r.method === "gates" && r.target === 0.4);
-  const gap = best && sparse ? 100 * (mean(testsOf(best)) - mean(testsOf(sparse))) : null;
-  const bySeedGap = best && sparse ? testsOf(best).map((b, i) => 100 * (b - testsOf(sparse)[i])) : [];
-  return {
-    task,
-    bestDense: best ? { method: name(best), testAccuracy: mean(testsOf(best)) } : null,
-    at04: sparse ? mean(testsOf(sparse)) : null,
-    gapPoints: gap,
-    gapPointsBySeed: bySeedGap,
-    met: gap === null ? null : gap <= 1,
-  };
-});
+const verdicts: Verdict[] = args.tasks.flatMap((task) =>
+  families.map((adapterRank) => {
+    const rs = results.filter((r) => r.task === task);
+    const dense = rs.filter((r) => r.method !== "gates" || r.target === 0);
+    const best = [...dense].sort((a, b) => mean(testsOf(b)) - mean(testsOf(a)))[0];
+    const sparse = rs.find(
+      (r) => r.method === "gates" && r.target === 0.4 && (r.adapterRank ?? undefined) === adapterRank,
+    );
+    const gap = best && sparse ? 100 * (mean(testsOf(best)) - mean(testsOf(sparse))) : null;
+    const bySeedGap = best && sparse ? testsOf(best).map((b, i) => 100 * (b - testsOf(sparse)[i])) : [];
+    return {
+      task,
+      family: adapterRank ? `gates + LoRA r=${adapterRank}` : "gates alone",
+      bestDense: best ? { method: name(best), testAccuracy: mean(testsOf(best)) } : null,
+      at04: sparse ? mean(testsOf(sparse)) : null,
+      gapPoints: gap,
+      gapPointsBySeed: bySeedGap,
+      met: gap === null ? null : gap <= 1,
+    };
+  }),
+);
 
 const tables = args.tasks.map((task) => ({
   task,
@@ -210,8 +239,8 @@ const tables = args.tasks.map((task) => ({
 }));
 const verdictLines = verdicts.map((v) =>
   v.gapPoints === null
-    ? `- ${v.task}: not measured (no dense or no 0.4 cell in this run)`
-    : `- ${v.task}: best dense ${v.bestDense!.method} ${pct(v.bestDense!.testAccuracy)}, gated @0.4 ${pct(v.at04!)}: ` +
+    ? `- ${v.task}, ${v.family}: not measured (no dense or no 0.4 cell in this run)`
+    : `- ${v.task}, ${v.family}: best dense ${v.bestDense!.method} ${pct(v.bestDense!.testAccuracy)}, @0.4 ${pct(v.at04!)}: ` +
       `${v.gapPoints.toFixed(1)} points below${v.gapPointsBySeed.length > 1 ? ` (per seed: ${v.gapPointsBySeed.map((g) => g.toFixed(1)).join(", ")})` : ""} — target (≤ 1 point) **${v.met ? "met" : "not met"}**`,
 );
 // The sweep: validation (test) accuracy of every dense cell at every rate; the chosen rate in bold.

@@ -193,7 +193,8 @@ export async function runGrid(
 }
 
 export const label = (c: CellSpec) =>
-  `${c.task} ${c.method === "gates" ? c.gates : c.method}${c.method === "gates" ? ` @${c.target}` : ""}`;
+  `${c.task} ${c.method === "gates" ? c.gates : c.method}${c.adapterRank ? `+lora${c.adapterRank}` : ""}` +
+  (c.method === "gates" ? ` @${c.target}` : "");
 
 export const pct = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
 

@@ -139,6 +139,30 @@ describe("sluice train", () => {
     });
   }, 120_000);
 
+  it("with --adapter-rank learns LoRA adapters inside the gates, merges them on export and records them", async () => {
+    const out = path.join(dir, "out-adapters");
+    const { code, said } = await trainQuietly(
+      "--out",
+      out,
+      "--steps",
+      "100",
+      "--lr",
+      "1e-2",
+      "--target-sparsity",
+      "0.3",
+      "--recovery-steps",
+      "20",
+      "--adapter-rank",
+      "4",
+    );
+    expect(code, said).toBe(0);
+    const manifest = parseManifest(JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")));
+    expect(Math.abs(manifest.sparsity.removed - 0.3)).toBeLessThanOrEqual(0.02);
+    expect(manifest.training.hyperparameters.adapters).toEqual({ rank: 4, alpha: 8 });
+    // The merged model has no adapter tensors left: it is smaller than the base, not base + adapters.
+    expect(manifest.sparsity.params).toBeLessThan(manifest.sparsity.baseParams);
+  }, 120_000);
+
   it("fails with a clear message when plain finegates misses the target", async () => {
     const { code, said: messages } = await trainQuietly(
       "--out",
@@ -159,10 +183,12 @@ describe("sluice train", () => {
     expect(await train("--out", dir, "--steps", "3", "--epochs", "1")).toBe(2);
     expect(await train("--out", dir, "--target-sparsity", "1.5")).toBe(2);
     expect(await train("--out", dir, "--gates", "magic")).toBe(2);
+    expect(await train("--out", dir, "--method", "lora", "--adapter-rank", "4")).toBe(2);
     const messages = err.mock.calls.map((c) => String(c[0])).join("\n");
     err.mockRestore();
     expect(messages).toMatch(/--base is required/);
     expect(messages).toMatch(/--method must be gates, lora or head/);
     expect(messages).toMatch(/--target-sparsity must be a fraction/);
+    expect(messages).toMatch(/--adapter-rank adds adapters inside the gates: it needs --method gates/);
   });
 });

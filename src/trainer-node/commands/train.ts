@@ -26,6 +26,7 @@ const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <fi
   --epochs N | --steps N     length of the main phase (default 3 epochs)
   --batch 16  --seq 128  --seed 1  --eval-every N  --patience N  --recovery-steps 100
   --rank 8  --alpha 16       LoRA rank and scale
+  --adapter-rank N           gates only: also learn rank-N adapters inside the gates (merged by export)
   --pooling cls|mean         pooling of the added classification head (default cls)
   --train-biases             also train the biases of the gated layers
   --include p1,p2 --exclude p3   gated layer name patterns (substring or /regex/)
@@ -56,6 +57,7 @@ function parse(argv: string[]) {
         patience: { type: "string" },
         "recovery-steps": { type: "string" },
         rank: { type: "string", default: "8" },
+        "adapter-rank": { type: "string" },
         alpha: { type: "string" },
         pooling: { type: "string", default: "cls" },
         "train-biases": { type: "boolean", default: false },
@@ -91,6 +93,8 @@ export const command: Command = {
     if (v.steps && v.epochs) throw new UsageError("give --steps or --epochs, not both");
     if (!["gates", "lora", "head"].includes(v.method))
       throw new UsageError(`--method must be gates, lora or head, got '${v.method}'`);
+    if (v["adapter-rank"] !== undefined && v.method !== "gates")
+      throw new UsageError("--adapter-rank adds adapters inside the gates: it needs --method gates");
     if (!(GATE_METHODS as readonly string[]).includes(v.gates))
       throw new UsageError(`--gates must be one of ${GATE_METHODS.join(", ")}, got '${v.gates}'`);
     if (v.device !== "cpu" && v.device !== "cuda")
@@ -148,6 +152,7 @@ export const command: Command = {
       recoverySteps: numberFlag(v, "recovery-steps", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
       loraRank: numberFlag(v, "rank", isPositiveInt, "a positive integer"),
       loraAlpha: numberFlag(v, "alpha", (x) => x > 0, "> 0"),
+      adapterRank: numberFlag(v, "adapter-rank", isPositiveInt, "a positive integer"),
       pooling: v.pooling,
       trainBiases: v["train-biases"],
       selector: {

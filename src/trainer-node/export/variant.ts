@@ -134,7 +134,8 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
     training: {
       method: v.ckpt.method,
       gateMethod: v.ckpt.method,
-      hyperparameters: v.ckpt.settings,
+      // Adapters merged into the weights are part of how the variant was made (lineage), so they are recorded.
+      hyperparameters: { ...v.ckpt.settings, ...(v.ckpt.adapters ? { adapters: v.ckpt.adapters } : {}) },
       seed: v.ckpt.seed,
       steps: v.ckpt.step,
       trainableParams: trainable,

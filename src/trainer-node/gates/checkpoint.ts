@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { Graph } from "../../core/onnx/graph";
 import { float } from "../../core/onnx/graph";
 import { type Tensor, tensor } from "../../core/onnx/tensor";
+import { findLinearLayers } from "./layers";
 
 export const CHECKPOINT_FORMAT = "sluice-gates/1";
 
@@ -31,6 +32,11 @@ export const GateCheckpoint = z.object({
   /** Gate method (finegates, finegates-binarized, hardconcrete, ...) and its settings, for the manifest. */
   method: z.string(),
   settings: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * Low-rank adapters learned inside the gates (`<layer>::lora_A` [in, rank] and `<layer>::lora_B` [rank, out] in
+   * `params`): the layer is Diag(r)(W + alpha/rank · AB)Diag(c), and export merges the product into W.
+   */
+  adapters: z.object({ rank: z.number().int().positive(), alpha: z.number().positive() }).optional(),
   seed: z.number().int(),
   step: z.number().int().nonnegative(),
   /** Evaluation gates in [0, 1]: exactly 0 means the row/column is removed by export. */
@@ -123,13 +129,63 @@ export function prepareTaskGraph(
   return { graph: g, head: { kind: "linear", pooling, hidden } };
 }
 
-/** Re-creates the task graph recorded in a checkpoint and loads its trained tensors. */
+const ADAPTER_A = "::lora_A";
+const ADAPTER_B = "::lora_B";
+
+/**
+ * W += alpha/rank · A·B for every adapter pair in the checkpoint, in float64 then rounded once to float32 (the
+ * training graph rounds (xA)B instead, so merged and unmerged logits differ by float32 noise only). A new tensor
+ * replaces the weight: the base graph's tensors may be shared with its clones.
+ */
+function mergeAdapters(graph: Graph, ckpt: GateCheckpoint): void {
+  const names = Object.keys(ckpt.params).filter((n) => n.endsWith(ADAPTER_A) || n.endsWith(ADAPTER_B));
+  if (names.length === 0) return;
+  if (!ckpt.adapters) throw new Error("checkpoint has adapter tensors but no `adapters` settings");
+  const scale = ckpt.adapters.alpha / ckpt.adapters.rank;
+  const layers = new Map(findLinearLayers(graph).map((l) => [l.node, l]));
+  for (const aName of names.filter((n) => n.endsWith(ADAPTER_A))) {
+    const node = aName.slice(0, -ADAPTER_A.length);
+    const layer = layers.get(node);
+    const bJson = ckpt.params[node + ADAPTER_B];
+    if (!layer)
+      throw new Error(`checkpoint has an adapter for ${node}, which is not a linear layer of the model`);
+    if (!bJson) throw new Error(`checkpoint has ${aName} but no ${node}${ADAPTER_B}`);
+    const a = tensorFromJson(ckpt.params[aName]);
+    const b = tensorFromJson(bJson);
+    const [inF, outF, r] = [layer.inFeatures, layer.outFeatures, ckpt.adapters.rank];
+    if (a.dims.join() !== `${inF},${r}` || b.dims.join() !== `${r},${outF}`)
+      throw new Error(
+        `adapter of ${node}: A [${a.dims}] and B [${b.dims}] do not fit a [${inF}, ${outF}] layer`,
+      );
+    const w = graph.initializers.get(layer.weight)!;
+    const users = graph.nodes.filter((n) => n.inputs.includes(layer.weight)).length;
+    if (users !== 1) throw new Error(`cannot merge an adapter into ${layer.weight}: ${users} nodes share it`);
+    const A = a.data as Float32Array;
+    const B = b.data as Float32Array;
+    const W = Float32Array.from(w.data as Float32Array);
+    for (let i = 0; i < inF; i++)
+      for (let j = 0; j < outF; j++) {
+        let d = 0;
+        for (let k = 0; k < r; k++) d += A[i * r + k] * B[k * outF + j];
+        // Weight layout: [in, out] (MatMul, Gemm transB=0) or [out, in] (Gemm transB=1).
+        W[layer.weightTransposed ? j * inF + i : i * outF + j] += scale * d;
+      }
+    graph.initializers.set(layer.weight, tensor("float32", [...w.dims], W));
+  }
+}
+
+/**
+ * Re-creates the task graph recorded in a checkpoint and loads its trained tensors (adapters merged into their
+ * layers' weights).
+ */
 export function applyCheckpointParams(base: Graph, ckpt: GateCheckpoint): Graph {
   const { graph } =
     ckpt.head.kind === "model"
       ? { graph: base.clone() }
       : prepareTaskGraph(base, ckpt.task.labels.length, ckpt.head.pooling);
+  mergeAdapters(graph, ckpt);
   for (const [name, t] of Object.entries(ckpt.params)) {
+    if (name.endsWith(ADAPTER_A) || name.endsWith(ADAPTER_B)) continue;
     const existing = graph.initializers.get(name);
     if (existing && existing.dims.join() !== t.dims.join()) {
       throw new Error(`checkpoint tensor ${name} has dims [${t.dims}], the model's has [${existing.dims}]`);

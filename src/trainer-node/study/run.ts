@@ -61,6 +61,8 @@ export interface CellSpec {
   gates?: GateMethodName;
   /** Target sparsity (method = gates). */
   target: number;
+  /** Rank of low-rank adapters inside the gates (method = gates; absent = gates alone). */
+  adapterRank?: number;
 }
 
 export interface CellBudget {
@@ -186,6 +188,7 @@ export async function runCell(
     threads: budget.threads,
     trainBiases: budget.trainBiases,
     loraRank: budget.loraRank,
+    adapterRank: spec.adapterRank,
     pooling: budget.pooling,
     gateOptions: budget.gateOptions,
     progress: null,

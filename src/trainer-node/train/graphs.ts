@@ -23,6 +23,12 @@ export interface TrainGraphOptions {
   /** LoRA rank and scale (y += (x A) B · alpha / rank). */
   loraRank?: number;
   loraAlpha?: number;
+  /**
+   * Gates only: also learn rank-`adapterRank` adapters INSIDE the gates, W -> Diag(r)(W + s·AB)Diag(c) (the
+   * FineGates paper's low-rank-augmented variant). Export merges s·AB into W, then prunes as usual. Scale
+   * s = loraAlpha / adapterRank.
+   */
+  adapterRank?: number;
 }
 
 export interface TrainGraphs {
@@ -55,21 +61,39 @@ function liftToInput(g: Graph, name: string): Tensor {
   return t;
 }
 
-/** y += (x A) B · alpha/rank after each layer (after its bias). A, B become graph inputs. */
-export function insertLora(g: Graph, layers: LinearLayer[], rank: number, alpha: number): void {
+/**
+ * y += (x A) B · alpha/rank after each layer (after its bias). A, B become graph inputs. With `insideGates` (the
+ * graph already has gates, insert.ts) the adapter reads the column-gated input and adds before the row gate, so
+ * the layer is exactly Diag(r)(W + s·AB)Diag(c) and export can merge s·AB into W.
+ */
+export function insertLora(
+  g: Graph,
+  layers: LinearLayer[],
+  rank: number,
+  alpha: number,
+  opts: { insideGates?: boolean } = {},
+): void {
   const producers = g.producers();
+  const byName = new Map(g.nodes.map((n) => [n.name, n]));
+  const node = (name: string) => {
+    const n = byName.get(name);
+    if (!n) throw new Error(`no node ${name} for the adapter`);
+    return n;
+  };
   const scale = g.constFloat(alpha / rank, "/sluice_lora/scale");
   for (const l of layers) {
+    const x = opts.insideGates ? node(l.node).inputs[0] : l.input;
+    const y = opts.insideGates ? node(`${l.node}/row_gate`).inputs[0] : l.output;
     const a = g.addInput(loraA(l.node), "float32", [l.inFeatures, rank]);
     const b = g.addInput(loraB(l.node), "float32", [rank, l.outFeatures]);
-    const xa = g.op("MatMul", [l.input, a], {}, { name: `${l.node}/lora_A` });
+    const xa = g.op("MatMul", [x, a], {}, { name: `${l.node}/lora_A` });
     const xab = g.op("MatMul", [xa, b], {}, { name: `${l.node}/lora_B` });
     const delta = g.op("Mul", [xab, scale], {}, { name: `${l.node}/lora_scale` });
-    const base = g.uniqueName(`${l.output}_base`);
-    const producer = producers.get(l.output);
-    if (!producer) throw new Error(`no producer for ${l.output}`);
-    producer.outputs = producer.outputs.map((o) => (o === l.output ? base : o));
-    g.op("Add", [base, delta], {}, { name: `${l.node}/lora_add`, output: l.output });
+    const base = g.uniqueName(`${y}_base`);
+    const producer = producers.get(y);
+    if (!producer) throw new Error(`no producer for ${y}`);
+    producer.outputs = producer.outputs.map((o) => (o === y ? base : o));
+    g.op("Add", [base, delta], {}, { name: `${l.node}/lora_add`, output: y });
   }
   g.toposort();
 }
@@ -105,17 +129,24 @@ export function buildTrainGraphs(base: Graph, opts: TrainGraphOptions): TrainGra
       if (l.bias && !trainable.has(l.bias)) trainable.set(l.bias, liftToInput(g, l.bias));
 
   const gateInputs: string[] = [];
-  if (opts.method === "gates") {
-    insertGates(g, layers);
-    for (const l of layers) gateInputs.push(rowGateInput(l.node), colGateInput(l.node));
-  } else if (opts.method === "lora") {
-    const rank = opts.loraRank ?? 8;
-    insertLora(g, layers, rank, opts.loraAlpha ?? 2 * rank);
+  // Standard LoRA init: A small random (seeded by the loop, see initLora), B = 0 so training starts at the base.
+  const addLoraTensors = (rank: number) => {
     for (const l of layers) {
-      // Standard LoRA init: A small random (seeded by the loop, see initLora), B = 0 so training starts at the base.
       trainable.set(loraA(l.node), tensor("float32", [l.inFeatures, rank]));
       trainable.set(loraB(l.node), tensor("float32", [rank, l.outFeatures]));
     }
+  };
+  if (opts.method === "gates") {
+    insertGates(g, layers);
+    for (const l of layers) gateInputs.push(rowGateInput(l.node), colGateInput(l.node));
+    if (opts.adapterRank) {
+      insertLora(g, layers, opts.adapterRank, opts.loraAlpha ?? 2 * opts.adapterRank, { insideGates: true });
+      addLoraTensors(opts.adapterRank);
+    }
+  } else if (opts.method === "lora") {
+    const rank = opts.loraRank ?? 8;
+    insertLora(g, layers, rank, opts.loraAlpha ?? 2 * rank);
+    addLoraTensors(rank);
   }
 
   const evalGraph = g.clone();

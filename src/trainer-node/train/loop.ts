@@ -52,6 +52,8 @@ export interface TrainOptions {
   trainBiases?: boolean;
   loraRank?: number;
   loraAlpha?: number;
+  /** Gates only: rank of low-rank adapters learned inside the gates (graphs.ts); export merges them. */
+  adapterRank?: number;
   recoverySteps?: number;
   /** Method-specific gate settings (e.g. hardconcrete's lagrangianLr, warmupFraction, initLogAlpha). */
   gateOptions?: Partial<HardConcreteOptions>;
@@ -228,7 +230,12 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
     trainBiases: opts.trainBiases,
     loraRank: opts.loraRank,
     loraAlpha: opts.loraAlpha,
+    adapterRank: method === "gates" ? opts.adapterRank : undefined,
   });
+  const adapters =
+    method === "gates" && opts.adapterRank
+      ? { rank: opts.adapterRank, alpha: opts.loraAlpha ?? 2 * opts.adapterRank }
+      : undefined;
   const initRng = streamRng(seed, STREAM.init, 0);
   const params = new Map<string, Float32Array>();
   for (const [name, t] of graphs.trainable) params.set(name, Float32Array.from(t.data as Float32Array));
@@ -268,6 +275,7 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
     mainSteps,
     trainBiases: !!opts.trainBiases,
     loraRank: method === "lora" ? (opts.loraRank ?? 8) : undefined,
+    adapters,
     train: opts.train.ids.length,
     task: opts.task.name,
   };
@@ -371,6 +379,7 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
         ? { rank: opts.loraRank ?? 8, alpha: opts.loraAlpha ?? 2 * (opts.loraRank ?? 8) }
         : {}),
     },
+    ...(adapters ? { adapters } : {}),
     seed,
     step,
     layers: (evalGates ?? []).map((g) => ({
