@@ -10,6 +10,7 @@ import { Rng } from "../../src/core/random";
 import { loadTokenizer } from "../../src/core/tokenizer";
 import { main } from "../../src/trainer-node/cli";
 import { buildTokenizerJson } from "../../src/trainer-node/data/build-tokenizer";
+import { DEFAULT_ADAPTER_GATE_METHOD } from "../../src/trainer-node/gates/methods";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "sluice-train-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -159,6 +160,8 @@ describe("sluice train", () => {
     const manifest = parseManifest(JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")));
     expect(Math.abs(manifest.sparsity.removed - 0.3)).toBeLessThanOrEqual(0.02);
     expect(manifest.training.hyperparameters.adapters).toEqual({ rank: 4, alpha: 8 });
+    // Without --gates, adapters get their own default gate method (chosen by bench:quality).
+    expect(manifest.training.gateMethod).toBe(DEFAULT_ADAPTER_GATE_METHOD);
     // The merged model has no adapter tensors left: it is smaller than the base, not base + adapters.
     expect(manifest.sparsity.params).toBeLessThan(manifest.sparsity.baseParams);
   }, 120_000);

@@ -13,7 +13,7 @@ import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-fil
 import type { Example } from "../data/types";
 import { vocabSizeOf } from "../export/run";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
-import { DEFAULT_GATE_METHOD } from "../gates/methods";
+import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
 import type { TokenizedSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
 import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
@@ -21,7 +21,8 @@ import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
 const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <file.jsonl>) --out <dir> [options]
   --target-sparsity 0.4      fraction of gated-layer weights to remove
   --method gates|lora|head   gates (default), LoRA baseline, or head only
-  --gates ${GATE_METHODS.join("|")}   gate method (default ${DEFAULT_GATE_METHOD}, chosen by npm run bench:sparsity)
+  --gates ${GATE_METHODS.join("|")}   gate method (default ${DEFAULT_GATE_METHOD}, chosen by npm run bench:sparsity;
+                             with --adapter-rank ${DEFAULT_ADAPTER_GATE_METHOD}, chosen by npm run bench:quality)
   --lambda 50  --lr 1e-3  --weight-decay 0.01
   --epochs N | --steps N     length of the main phase (default 3 epochs)
   --batch 16  --seq 128  --seed 1  --eval-every N  --patience N  --recovery-steps 100
@@ -44,7 +45,7 @@ function parse(argv: string[]) {
         out: { type: "string" },
         "target-sparsity": { type: "string", default: "0.4" },
         method: { type: "string", default: "gates" },
-        gates: { type: "string", default: DEFAULT_GATE_METHOD },
+        gates: { type: "string" },
         lambda: { type: "string", default: "50" },
         lr: { type: "string", default: "1e-3" },
         "weight-decay": { type: "string" },
@@ -95,6 +96,8 @@ export const command: Command = {
       throw new UsageError(`--method must be gates, lora or head, got '${v.method}'`);
     if (v["adapter-rank"] !== undefined && v.method !== "gates")
       throw new UsageError("--adapter-rank adds adapters inside the gates: it needs --method gates");
+    // With adapters the default gate method is the one bench:quality chose for gates + LoRA.
+    v.gates ??= v["adapter-rank"] !== undefined ? DEFAULT_ADAPTER_GATE_METHOD : DEFAULT_GATE_METHOD;
     if (!(GATE_METHODS as readonly string[]).includes(v.gates))
       throw new UsageError(`--gates must be one of ${GATE_METHODS.join(", ")}, got '${v.gates}'`);
     if (v.device !== "cpu" && v.device !== "cuda")
