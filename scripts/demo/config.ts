@@ -37,6 +37,8 @@ export interface TrainBudget {
   seed: number;
   /** Pooling of the classification head: the first token, or the mean over the text's tokens. */
   pooling: "cls" | "mean";
+  /** Rank of the LoRA adapters trained inside the gates (merged by export); absent = gates alone. */
+  adapterRank?: number;
 }
 
 export interface DemoProfile {
@@ -51,10 +53,11 @@ export interface DemoProfile {
 }
 
 /**
- * Full: the budget of the quality bench's spam cells (docs/quality.md): 600 main + 100 recovery steps of batch 16
- * at 128 tokens, AdamW at 3e-3 (the rate the bench chose for gates on spam by validation accuracy, from 3e-4 to
- * 1e-2), λ 50, gated-layer biases trained, the head on the mean-pooled output: a couple of minutes per variant
- * (only with --retrain or when no committed checkpoint matches the base).
+ * Full: the budget of the quality bench's spam cells for gates + LoRA r=8 (docs/quality.md): 600 main + 100
+ * recovery steps of batch 16 at 128 tokens, AdamW at 1e-3 (the rate the bench chose for that family on spam by
+ * validation accuracy, from 3e-4 to 1e-2), λ 50, gated-layer biases trained, rank-8 adapters inside the gates,
+ * the head on the mean-pooled output: a couple of minutes per variant (only with --retrain or when no committed
+ * checkpoint matches the base and the profile).
  */
 export const FULL_PROFILE: DemoProfile = {
   name: "full",
@@ -63,11 +66,12 @@ export const FULL_PROFILE: DemoProfile = {
     recoverySteps: 100,
     evalEvery: 75,
     batchSize: 16,
-    lr: 3e-3,
+    lr: 1e-3,
     lambda: 50,
     seq: MAX_TOKENS,
     seed: 1,
     pooling: "mean",
+    adapterRank: 8,
   },
   latencyRuns: 30,
 };
@@ -88,6 +92,7 @@ export const TINY_PROFILE: DemoProfile = {
     seq: 64,
     seed: 1,
     pooling: "cls",
+    adapterRank: 8,
   },
   latencyRuns: 5,
 };

@@ -21,7 +21,7 @@ import { type ExportReport, exportPrunedModel } from "../../src/trainer-node/exp
 import { compareLatency } from "../../src/trainer-node/export/latency";
 import { type EvalSet, sha256Hex, writeVariant } from "../../src/trainer-node/export/variant";
 import { GateCheckpoint } from "../../src/trainer-node/gates/checkpoint";
-import { DEFAULT_GATE_METHOD } from "../../src/trainer-node/gates/methods";
+import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../../src/trainer-node/gates/methods";
 import type { TokenizedSplit } from "../../src/trainer-node/train/data";
 import { trainGates } from "../../src/trainer-node/train/loop";
 import {
@@ -179,6 +179,8 @@ async function checkpointFor(
   const name = checkpointFileName(target);
   const workFile = path.join(o.workDir, "checkpoints", name);
   const committedFile = path.join(CHECKPOINT_DIR, name);
+  const b = o.profile.budget;
+  const gateMethod = b.adapterRank ? DEFAULT_ADAPTER_GATE_METHOD : DEFAULT_GATE_METHOD;
   if (!o.retrain) {
     const candidates: [CheckpointSource, string][] =
       o.profile.name === "full"
@@ -190,15 +192,22 @@ async function checkpointFor(
     for (const [source, file] of candidates) {
       const found = readCheckpoint(file);
       if (!found) continue;
-      if (found.ckpt.base.sha256 === o.base.info.sha256) return { ...found, source, file };
-      o.log(
-        `  ${path.relative(ROOT, file)} was trained on another base (sha256 ${found.ckpt.base.sha256.slice(0, 12)}…), not ${o.base.info.sha256.slice(0, 12)}…: ignored`,
-      );
+      // A checkpoint is reused only when it is what this profile would train now: same base, method, adapters.
+      const { base, method, adapters } = found.ckpt;
+      const mismatch =
+        base.sha256 !== o.base.info.sha256
+          ? `was trained on another base (sha256 ${base.sha256.slice(0, 12)}…), not ${o.base.info.sha256.slice(0, 12)}…`
+          : method !== gateMethod
+            ? `was trained with ${method} gates, the profile uses ${gateMethod}`
+            : adapters?.rank !== b.adapterRank
+              ? `has adapters of rank ${adapters?.rank ?? "none"}, the profile asks for ${b.adapterRank ?? "none"}`
+              : undefined;
+      if (!mismatch) return { ...found, source, file };
+      o.log(`  ${path.relative(ROOT, file)} ${mismatch}: ignored`);
     }
   }
-  const b = o.profile.budget;
   o.log(
-    `  training ${DEFAULT_GATE_METHOD} gates for target ${variantLabel(target)}: ${b.steps} + ${b.recoverySteps} recovery steps, batch ${b.batchSize} x ${b.seq} tokens, ${o.data.train.ids.length} training texts`,
+    `  training ${gateMethod} gates${b.adapterRank ? ` with rank-${b.adapterRank} adapters` : ""} for target ${variantLabel(target)}: ${b.steps} + ${b.recoverySteps} recovery steps, batch ${b.batchSize} x ${b.seq} tokens, ${o.data.train.ids.length} training texts`,
   );
   const started = performance.now();
   const result = await trainGates({
@@ -208,7 +217,7 @@ async function checkpointFor(
     train: o.data.train,
     validation: o.data.validation,
     method: "gates",
-    gates: DEFAULT_GATE_METHOD,
+    gates: gateMethod,
     targetSparsity: target,
     lambda: b.lambda,
     lr: b.lr,
@@ -219,6 +228,7 @@ async function checkpointFor(
     seed: b.seed,
     trainBiases: true,
     pooling: b.pooling,
+    adapterRank: b.adapterRank,
     threads: availableParallelism(),
     progress: o.profile.name === "tiny" ? null : undefined,
   });

@@ -93,6 +93,12 @@ describe("npm run demo (tiny profile) through the real gateway", () => {
       expect(row.gateway.total).toBe(TINY_PROFILE.testLimit);
       expect(row.gateway.requests).toBe(Math.ceil(TINY_PROFILE.testLimit! / REQUEST_BATCH));
       expect(row.gateway.p50RequestMs).toBeGreaterThan(0);
+      // The variants carry adapters merged into their weights (the profile's gates + LoRA), and say so.
+      const manifest = JSON.parse(readFileSync(path.join(ROOT, row.dir, "manifest.json"), "utf8"));
+      expect(manifest.training.hyperparameters.adapters).toEqual({
+        rank: TINY_PROFILE.budget.adapterRank,
+        alpha: 16,
+      });
     }
     const params = result.rows.map((r) => r.params);
     expect(params[0]).toBe(result.rows[0].baseParams);
