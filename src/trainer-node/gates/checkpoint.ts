@@ -131,6 +131,9 @@ export function prepareTaskGraph(
 
 const ADAPTER_A = "::lora_A";
 const ADAPTER_B = "::lora_B";
+/** Names of a layer's LoRA tensors, as graph inputs in training and as keys of a checkpoint's `params`. */
+export const loraA = (layer: string) => `${layer}${ADAPTER_A}`;
+export const loraB = (layer: string) => `${layer}${ADAPTER_B}`;
 
 /**
  * W += alpha/rank · A·B for every adapter pair in the checkpoint, in float64 then rounded once to float32 (the
@@ -146,10 +149,10 @@ function mergeAdapters(graph: Graph, ckpt: GateCheckpoint): void {
   for (const aName of names.filter((n) => n.endsWith(ADAPTER_A))) {
     const node = aName.slice(0, -ADAPTER_A.length);
     const layer = layers.get(node);
-    const bJson = ckpt.params[node + ADAPTER_B];
+    const bJson = ckpt.params[loraB(node)];
     if (!layer)
       throw new Error(`checkpoint has an adapter for ${node}, which is not a linear layer of the model`);
-    if (!bJson) throw new Error(`checkpoint has ${aName} but no ${node}${ADAPTER_B}`);
+    if (!bJson) throw new Error(`checkpoint has ${aName} but no ${loraB(node)}`);
     const a = tensorFromJson(ckpt.params[aName]);
     const b = tensorFromJson(bJson);
     const [inF, outF, r] = [layer.inFeatures, layer.outFeatures, ckpt.adapters.rank];

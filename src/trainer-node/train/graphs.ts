@@ -7,7 +7,14 @@
 import type { Graph } from "../../core/onnx/graph";
 import { type Tensor, tensor } from "../../core/onnx/tensor";
 import { buildTrainingGraphWithInfo } from "../autodiff/backward";
-import { HEAD_BIAS, HEAD_WEIGHT, prepareTaskGraph, type TaskHeadSpec } from "../gates/checkpoint";
+import {
+  HEAD_BIAS,
+  HEAD_WEIGHT,
+  loraA,
+  loraB,
+  prepareTaskGraph,
+  type TaskHeadSpec,
+} from "../gates/checkpoint";
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
 import { type LayerSelector, type LinearLayer, selectGatedLayers } from "../gates/layers";
 
@@ -49,8 +56,7 @@ export interface TrainGraphs {
 
 export const LABELS_INPUT = "sluice_labels_onehot";
 export const LOSS_OUTPUT = "sluice_loss";
-export const loraA = (layer: string) => `${layer}::lora_A`;
-export const loraB = (layer: string) => `${layer}::lora_B`;
+export { loraA, loraB };
 
 /** Moves an initializer to a graph input of the same name; returns its value. */
 function liftToInput(g: Graph, name: string): Tensor {
