@@ -132,7 +132,6 @@ for (const c of denseCells) {
 const pruned: Row[] = [];
 for (const task of args.tasks)
   for (const adapterRank of families) {
-    // Key order as in denseCells/specOf: the cell cache is keyed by the cell's JSON.
     const cellAt = (target: number): CellSpec => ({
       task,
       method: "gates",

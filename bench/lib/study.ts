@@ -156,7 +156,11 @@ export function studyTask(name: string, quick: boolean): StudyTask {
 const CACHE_DIR = "runs/study-cache";
 function cacheFile(base: BaseModel, cell: CellSpec, budget: CellBudget): string {
   const { threads: _threads, ...rest } = budget; // thread count changes speed, not the result we keep
-  const key = JSON.stringify({ base: base.info.sha256 || base.info.path, cell, budget: rest });
+  // The cell in a fixed field order (the order the keys were first written in), so that how a caller happens to
+  // build its CellSpec, or extra fields on it, never changes the key.
+  const { task, method, gates, target, adapterRank } = cell;
+  const spec = { task, method, gates, target, ...(adapterRank ? { adapterRank } : {}) };
+  const key = JSON.stringify({ base: base.info.sha256 || base.info.path, cell: spec, budget: rest });
   return path.join(CACHE_DIR, `${createHash("sha256").update(key).digest("hex").slice(0, 24)}.json`);
 }
 
