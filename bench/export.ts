@@ -16,7 +16,6 @@ import { buildEncoder, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel } from "../src/core/onnx/codec";
 import type { Graph } from "../src/core/onnx/graph";
 import { Rng } from "../src/core/random";
-import { analyzeEncoder } from "../src/trainer-node/export/analyze";
 import { countParameters, type ExportReport, exportPrunedModel } from "../src/trainer-node/export/export";
 import { allThreads, compareOnGrid, type LatencyComparison } from "../src/trainer-node/export/latency";
 import {
@@ -26,7 +25,8 @@ import {
   type ResidualPolicy,
 } from "../src/trainer-node/export/plan";
 import { CHECKPOINT_FORMAT, type GateCheckpoint } from "../src/trainer-node/gates/checkpoint";
-import { selectGatedLayers } from "../src/trainer-node/gates/layers";
+import { analyzeEncoder } from "../src/trainer-node/import/blocks";
+import { selectGatedLayers } from "../src/trainer-node/import/recognize";
 
 type Pattern = "structured" | "uneven" | "rows+cols";
 const TARGETS: { target: number; pattern: Pattern; residual?: ResidualPolicy }[] = [

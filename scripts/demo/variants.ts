@@ -107,7 +107,7 @@ function spread(examples: Example[], limit?: number): Example[] {
 
 export function loadDemoData(profile: DemoProfile, tokenizer: LoadedTokenizer): DemoData {
   const task = loadTask(DEMO_TASK);
-  const padId = tokenizer.ids["[PAD]"];
+  const padId = tokenizer.specialIds.pad;
   const tokenize = (examples: Example[], seq: number): TokenizedSplit => ({
     ids: examples.map((e) => encodeText(tokenizer, e.text, seq)),
     labels: examples.map((e) => e.label),

@@ -14,7 +14,8 @@ const PARITY_FIXTURE = path.resolve(import.meta.dirname, "../fixtures/tokenizer-
 
 describe("committed tokenizer (models/tokenizer.json)", () => {
   it("has the special tokens first and the documented vocabulary size", () => {
-    expect(tok.ids).toEqual({ "[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4 });
+    expect(tok.specialIds).toEqual({ pad: 0, unk: 1, cls: 2, sep: 3, mask: 4 });
+    expect(tok.allSpecialIds).toEqual([0, 1, 2, 3, 4]);
     expect(tok.vocabSize).toBe(DEFAULT_VOCAB_SIZE);
   });
 
@@ -31,7 +32,7 @@ describe("committed tokenizer (models/tokenizer.json)", () => {
     const text = "the harpooneer was unbelievably seaworthy.";
     const { tokens, ids } = tok.tokenizer.encode(text);
     expect(tokens.some((t) => t.startsWith("##"))).toBe(true);
-    expect(ids).not.toContain(tok.ids["[UNK]"]);
+    expect(ids).not.toContain(tok.specialIds.unk);
     expect(tok.tokenizer.decode(ids, { skip_special_tokens: true })).toBe(text);
     // Accents are stripped and case folded, as bert-base-uncased does.
     expect(tok.tokenizer.encode("CAFÉ").tokens).toEqual(tok.tokenizer.encode("cafe").tokens);
@@ -52,7 +53,7 @@ describe("committed tokenizer (models/tokenizer.json)", () => {
       ...Array(maxLen - short.length).fill(0),
     ]);
     const long = tok.tokenizer.encode(texts[1]).ids;
-    expect(row(batch.inputIds, 1)).toEqual([...long.slice(0, maxLen - 1), tok.ids["[SEP]"]]);
+    expect(row(batch.inputIds, 1)).toEqual([...long.slice(0, maxLen - 1), tok.specialIds.sep]);
     expect(row(batch.attentionMask, 1)).toEqual(Array(maxLen).fill(1));
     expect(row(batch.inputIds, 2)).toEqual([2, 3, 0, 0, 0, 0, 0, 0]);
 
@@ -150,5 +151,5 @@ function parityFixture() {
 // Also exercised: loading from the JSON text rather than the cached file.
 it("loads from the JSON text as well as the parsed object", () => {
   const text = readFileSync(DEFAULT_TOKENIZER_PATH, "utf8");
-  expect(loadTokenizer(text).ids).toEqual(tok.ids);
+  expect(loadTokenizer(text).specialIds).toEqual(tok.specialIds);
 });

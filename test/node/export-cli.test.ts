@@ -13,7 +13,7 @@ import { buildTokenizerJson } from "../../src/trainer-node/data/build-tokenizer"
 import { loadDataFile } from "../../src/trainer-node/data/tasks";
 import { evaluateAccuracy } from "../../src/trainer-node/export/variant";
 import { CHECKPOINT_FORMAT, type GateCheckpoint } from "../../src/trainer-node/gates/checkpoint";
-import { selectGatedLayers } from "../../src/trainer-node/gates/layers";
+import { selectGatedLayers } from "../../src/trainer-node/import/recognize";
 
 const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 

@@ -5,7 +5,6 @@ import { encodeModel } from "../../src/core/onnx";
 import type { Graph } from "../../src/core/onnx/graph";
 import { tensor } from "../../src/core/onnx/tensor";
 import { Rng } from "../../src/core/random";
-import { analyzeEncoder } from "../../src/trainer-node/export/analyze";
 import {
   checkEquivalence,
   countParameters,
@@ -20,7 +19,9 @@ import {
   HEAD_WEIGHT,
   tensorToJson,
 } from "../../src/trainer-node/gates/checkpoint";
-import { findLinearLayers, type LinearLayer, selectGatedLayers } from "../../src/trainer-node/gates/layers";
+import { analyzeEncoder } from "../../src/trainer-node/import/blocks";
+import { findLinearLayers, type LinearLayer } from "../../src/trainer-node/import/linears";
+import { selectGatedLayers } from "../../src/trainer-node/import/recognize";
 
 const HIDDEN = 16;
 const HEADS = 2;

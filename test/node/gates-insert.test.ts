@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { buildEncoder } from "../../src/core/models/encoder";
 import { encodeModel } from "../../src/core/onnx";
 import { colGateInput, insertGates, rowGateInput } from "../../src/trainer-node/gates/insert";
-import { findLinearLayers, selectGatedLayers } from "../../src/trainer-node/gates/layers";
+import { findLinearLayers } from "../../src/trainer-node/import/linears";
+import { selectGatedLayers } from "../../src/trainer-node/import/recognize";
 
 const cfg = {
   vocabSize: 40,

@@ -5,7 +5,7 @@ import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildEncoder } from "../../src/core/models/encoder";
 import { encodeModel } from "../../src/core/onnx/codec";
-import { encodeText, SPECIAL_TOKENS } from "../../src/core/tokenizer";
+import { encodeText } from "../../src/core/tokenizer";
 import { loadPretrainingCorpus } from "../../src/trainer-node/data/corpus";
 import { loadTokenizerFile } from "../../src/trainer-node/data/tokenizer-file";
 import { prepareTaskGraph } from "../../src/trainer-node/gates/checkpoint";
@@ -38,9 +38,9 @@ const common: PretrainOptions = {
   base,
   train,
   validation,
-  padId: tok.ids["[PAD]"],
-  maskId: tok.ids["[MASK]"],
-  specialIds: SPECIAL_TOKENS.map((t) => tok.ids[t]),
+  padId: tok.specialIds.pad,
+  maskId: tok.specialIds.mask!,
+  specialIds: [...tok.allSpecialIds],
   vocabSize: tok.vocabSize,
   steps: 30,
   batchSize: 16,

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../src/core/random";
-import { SPECIAL_TOKENS } from "../../src/core/tokenizer";
 import { loadTokenizerFile } from "../../src/trainer-node/data/tokenizer-file";
 import {
   BERT_MASKING,
@@ -10,11 +9,11 @@ import {
 } from "../../src/trainer-node/pretrain/masking";
 
 const tok = loadTokenizerFile();
-const ids = tok.ids;
-const specials = SPECIAL_TOKENS.map((t) => ids[t]);
+const ids = tok.specialIds;
+const specials = [...tok.allSpecialIds];
 const opts: MaskingOptions = {
   ...BERT_MASKING,
-  maskId: ids["[MASK]"],
+  maskId: ids.mask!,
   specialIds: specials,
   vocabSize: tok.vocabSize,
 };
@@ -24,9 +23,9 @@ function rows(n: number, rng: Rng): number[][] {
   const out: number[][] = [];
   for (let r = 0; r < n; r++) {
     const len = 4 + rng.int(60);
-    const row = [ids["[CLS]"]];
-    for (let t = 0; t < len; t++) row.push(rng.next() < 0.03 ? ids["[UNK]"] : 5 + rng.int(tok.vocabSize - 5));
-    row.push(ids["[SEP]"]);
+    const row = [ids.cls];
+    for (let t = 0; t < len; t++) row.push(rng.next() < 0.03 ? ids.unk! : 5 + rng.int(tok.vocabSize - 5));
+    row.push(ids.sep);
     out.push(row);
   }
   return out;
@@ -46,7 +45,7 @@ describe("MLM masking", () => {
     for (let k = 0; k < 40; k++) {
       const batchRows = rows(32, rng);
       for (const r of batchRows) for (const id of r) if (!specials.includes(id)) ordinary++;
-      const b = maskBatch(batchRows, ids["[PAD]"], opts, new Rng(1000 + k));
+      const b = maskBatch(batchRows, ids.pad, opts, new Rng(1000 + k));
       selected += b.positions.length;
       for (const kind of b.kinds) kinds[kind]++;
     }
@@ -59,7 +58,7 @@ describe("MLM masking", () => {
 
   it("never selects special tokens or padding; labels and changes only at selected positions", () => {
     const batchRows = rows(64, new Rng(3));
-    const b = maskBatch(batchRows, ids["[PAD]"], opts, new Rng(11));
+    const b = maskBatch(batchRows, ids.pad, opts, new Rng(11));
     const selected = new Set(Array.from(b.positions, Number));
     expect([...selected]).toEqual([...selected].sort((x, y) => x - y));
     expect(b.labels.length).toBe(b.positions.length);
@@ -71,7 +70,7 @@ describe("MLM masking", () => {
         if (original === undefined) {
           padCells++;
           expect(b.attentionMask[flat]).toBe(0n);
-          expect(b.inputIds[flat]).toBe(BigInt(ids["[PAD]"]));
+          expect(b.inputIds[flat]).toBe(BigInt(ids.pad));
           expect(selected.has(flat)).toBe(false);
           continue;
         }
@@ -86,7 +85,7 @@ describe("MLM masking", () => {
       const original = batchRows[Math.floor(flat / b.seq)][flat % b.seq];
       expect(b.labels[i]).toBe(BigInt(original));
       const now = Number(b.inputIds[flat]);
-      if (b.kinds[i] === MASK_KIND.mask) expect(now).toBe(ids["[MASK]"]);
+      if (b.kinds[i] === MASK_KIND.mask) expect(now).toBe(ids.mask!);
       if (b.kinds[i] === MASK_KIND.kept) expect(now).toBe(original);
       if (b.kinds[i] === MASK_KIND.random) expect(specials.includes(now)).toBe(false);
     });
@@ -94,9 +93,9 @@ describe("MLM masking", () => {
 
   it("is deterministic per seed and differs across seeds", () => {
     const batchRows = rows(16, new Rng(5));
-    const a = maskBatch(batchRows, ids["[PAD]"], opts, new Rng(42));
-    const b = maskBatch(batchRows, ids["[PAD]"], opts, new Rng(42));
-    const c = maskBatch(batchRows, ids["[PAD]"], opts, new Rng(43));
+    const a = maskBatch(batchRows, ids.pad, opts, new Rng(42));
+    const b = maskBatch(batchRows, ids.pad, opts, new Rng(42));
+    const c = maskBatch(batchRows, ids.pad, opts, new Rng(43));
     expect(b.inputIds).toEqual(a.inputIds);
     expect(b.positions).toEqual(a.positions);
     expect(b.labels).toEqual(a.labels);
@@ -104,17 +103,10 @@ describe("MLM masking", () => {
   });
 
   it("selects one token when the draw selected none, and refuses a batch of specials only", () => {
-    const b = maskBatch(
-      [[ids["[CLS]"], 100, ids["[SEP]"]]],
-      ids["[PAD]"],
-      { ...opts, selectRate: 0 },
-      new Rng(1),
-    );
+    const b = maskBatch([[ids.cls, 100, ids.sep]], ids.pad, { ...opts, selectRate: 0 }, new Rng(1));
     expect(Array.from(b.positions)).toEqual([1n]);
     expect(Array.from(b.labels)).toEqual([100n]);
-    expect(b.inputIds[1]).toBe(BigInt(ids["[MASK]"]));
-    expect(() => maskBatch([[ids["[CLS]"], ids["[SEP]"]]], ids["[PAD]"], opts, new Rng(1))).toThrow(
-      /no ordinary/,
-    );
+    expect(b.inputIds[1]).toBe(BigInt(ids.mask!));
+    expect(() => maskBatch([[ids.cls, ids.sep]], ids.pad, opts, new Rng(1))).toThrow(/no ordinary/);
   });
 });

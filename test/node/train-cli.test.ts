@@ -176,7 +176,9 @@ describe("sluice train", () => {
       "finegates",
     );
     expect(code).toBe(1);
-    expect(messages).toMatch(/asked for 40\.0% sparsity, reached 0\.00% removed with --gates finegates/);
+    expect(messages).toMatch(
+      /asked for 40\.0% sparsity, reached 0\.00% of the gated weights with --gates finegates/,
+    );
   });
 
   it("rejects bad options with usage errors", async () => {

@@ -32,7 +32,7 @@ describe("tokenizer parity, Node vs workerd", () => {
     fixture.cases.forEach(({ ids }, b) => {
       const row = Array.from(batch.inputIds.slice(b * seqLen, (b + 1) * seqLen), Number);
       const mask = Array.from(batch.attentionMask.slice(b * seqLen, (b + 1) * seqLen), Number);
-      expect(row).toEqual([...ids, ...Array(seqLen - ids.length).fill(tok.ids["[PAD]"])]);
+      expect(row).toEqual([...ids, ...Array(seqLen - ids.length).fill(tok.specialIds.pad)]);
       expect(mask).toEqual([...ids.map(() => 1), ...Array(seqLen - ids.length).fill(0)]);
     });
   });

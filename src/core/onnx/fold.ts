@@ -6,7 +6,7 @@
  */
 import type { Graph } from "./graph";
 import { inferShapes, isStaticShape } from "./shape-inference";
-import { tensor } from "./tensor";
+import { allocate, sizeOf, type Tensor, tensor } from "./tensor";
 
 export interface FoldReport {
   /** Constant nodes turned into initializers. */
@@ -17,11 +17,9 @@ export interface FoldReport {
   removed: number;
 }
 
-/** Folds in place and removes what nothing uses any more; returns what it did. */
-export function foldConstants(graph: Graph): FoldReport {
-  const before = graph.nodes.length;
+/** Turns default-domain Constant nodes into initializers; returns how many. */
+export function constantNodesToInitializers(graph: Graph): number {
   let constants = 0;
-  graph.toposort();
   graph.nodes = graph.nodes.filter((n) => {
     if (n.op !== "Constant" || n.domain) return true;
     const a = n.attrs;
@@ -40,7 +38,64 @@ export function foldConstants(graph: Graph): FoldReport {
     constants++;
     return false;
   });
+  return constants;
+}
 
+/** Elements of `t` permuted by `perm` (ONNX Transpose). */
+function transposeTensor(t: Tensor, perm: number[]): Tensor {
+  const dims = perm.map((p) => t.dims[p]);
+  const rank = dims.length;
+  const srcStrides = new Array<number>(rank);
+  for (let i = rank - 1, s = 1; i >= 0; i--) {
+    srcStrides[i] = s;
+    s *= t.dims[i];
+  }
+  const out = allocate(t.dtype, sizeOf(dims));
+  const idx = new Array<number>(rank).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let src = 0;
+    for (let i = 0; i < rank; i++) src += idx[i] * srcStrides[perm[i]];
+    (out as Float32Array)[o] = (t.data as Float32Array)[src];
+    for (let i = rank - 1; i >= 0; i--) {
+      if (++idx[i] < dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return { dtype: t.dtype, dims, data: out };
+}
+
+/**
+ * Folds the ops exporters put between a weight and its MatMul when constant folding was off
+ * (`torch.onnx.export(do_constant_folding=False)` writes `MatMul(x, Transpose(W))`): Transpose, Identity and
+ * float-to-float Cast of initializers become initializers, at any size. Returns how many nodes it folded.
+ */
+export function foldWeightTransforms(graph: Graph): number {
+  let folded = 0;
+  graph.toposort();
+  graph.nodes = graph.nodes.filter((n) => {
+    if (n.domain) return true;
+    const t = graph.initializers.get(n.inputs[0]);
+    if (!t || n.inputs.length !== 1) return true;
+    let result: Tensor | undefined;
+    if (n.op === "Identity") result = t;
+    else if (n.op === "Transpose") {
+      const perm =
+        (n.attrs.perm?.value as number[] | undefined) ?? t.dims.map((_, i) => t.dims.length - 1 - i);
+      result = transposeTensor(t, perm);
+    } else if (n.op === "Cast" && t.dtype === "float32" && n.attrs.to?.value === 1) result = t;
+    if (!result) return true;
+    graph.initializers.set(n.outputs[0], result);
+    folded++;
+    return false;
+  });
+  return folded;
+}
+
+/** Folds in place and removes what nothing uses any more; returns what it did. */
+export function foldConstants(graph: Graph): FoldReport {
+  const before = graph.nodes.length;
+  graph.toposort();
+  const constants = constantNodesToInitializers(graph);
   const info = inferShapes(graph);
   const graphOutputs = new Set(graph.outputs.map((o) => o.name));
   let folded = 0;

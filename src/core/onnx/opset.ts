@@ -48,8 +48,10 @@ export function upgradeOpset(graph: Graph, target = 17): Graph {
       // Before 13 the op flattened to 2-D at `axis` and normalised over everything after it.
       const rank = info!.get(n.inputs[0])?.shape?.length;
       const axis = attrOf<number>(n, "axis") ?? 1;
-      if (rank === undefined) throw new Error(`${n.name}: cannot upgrade ${n.op} of unknown rank`);
-      if (normAxis(axis, rank) !== rank - 1) {
+      // axis -1 flattens to [rest, last] and normalises the last axis: the opset-13 meaning at any rank.
+      if (rank === undefined && axis !== -1)
+        throw new Error(`${n.name}: cannot upgrade ${n.op} (axis ${axis}) of unknown rank`);
+      if (rank !== undefined && normAxis(axis, rank) !== rank - 1) {
         const flat = graph.op("Flatten", [n.inputs[0]], { axis });
         const soft = graph.op(n.op, [flat], { axis: -1 });
         const shape = graph.op("Shape", [n.inputs[0]]);

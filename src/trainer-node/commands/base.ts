@@ -8,8 +8,8 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { buildEncoder, type EncoderConfig, type EncoderLayout } from "../../core/models/encoder";
 import { encodeModel } from "../../core/onnx/codec";
-import { type Command, UsageError } from "../cli";
 import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-file";
+import { type Command, UsageError } from "./command";
 import { parseFlags, positiveIntFlag, requireFlag } from "./options";
 
 const LAYOUTS: EncoderLayout[] = ["bert", "distilbert", "roberta", "bert-preln"];
@@ -87,7 +87,7 @@ export const command: Command = {
       maxPositions: positiveIntFlag(v, "max-pos"),
       vocabSize: tok.vocabSize,
       head: v.head,
-      padTokenId: tok.ids["[PAD]"],
+      padTokenId: tok.specialIds.pad,
       seed: Number(v.seed),
       initStd,
     };

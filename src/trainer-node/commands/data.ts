@@ -3,11 +3,11 @@
  * what their examples look like after cleaning and tokenization.
  */
 import { encodeText } from "../../core/tokenizer";
-import { type Command, UsageError } from "../cli";
 import { loadPretrainingCorpus } from "../data/corpus";
 import { BUILTIN_TASKS, loadTask, resolveTask } from "../data/tasks";
 import { loadTokenizerFile } from "../data/tokenizer-file";
 import type { Example, TaskDataset } from "../data/types";
+import { type Command, UsageError } from "./command";
 import { numberFlag, parseFlags } from "./options";
 
 const USAGE = `usage:

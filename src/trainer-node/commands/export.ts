@@ -3,21 +3,18 @@
  * from a gate checkpoint, verifies it against the gated model, measures its accuracy and latency, and writes a
  * trainer output directory (model.onnx, tokenizer.json, manifest.json, export-report.json).
  */
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { decodeModel, encodeModel } from "../../core/onnx/codec";
-import { encodeBatch, loadTokenizer } from "../../core/tokenizer";
-import { type Command, UsageError } from "../cli";
-import { loadDataFile, loadTask } from "../data/tasks";
-import { exportPrunedModel } from "../export/export";
-import { compareOnGrid } from "../export/latency";
+import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
+import { exportVariant, loadEvalSet } from "../export/pipeline";
 import type { ResidualPolicy } from "../export/plan";
-import type { TokenBatch } from "../export/run";
-import { type EvalSet, writeVariant } from "../export/variant";
+import type { EvalSet } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
+import { loadUserModel } from "../import/load";
+import { type Command, UsageError } from "./command";
 import { parseFlags, positiveIntFlag } from "./options";
+import { withCleanOutput } from "./output-dir";
 
 const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json> --out <dir> [options]
   --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment, genre) or a JSONL file
@@ -29,9 +26,8 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --target <x>              requested sparsity recorded in the manifest (default: from the checkpoint)
   --runs <n>                timed latency runs per configuration (default: 20)
   --residual <policy>       closed residual-stream features: auto (cheaper of the two, default),
-                            gather (fewest parameters) or zeros (kept as zero rows/columns)`;
-
-const BATCH = 32;
+                            gather (fewest parameters) or zeros (kept as zero rows/columns)
+  --logits-output NAME  --hidden-output NAME   as given to sluice train`;
 
 function parse(argv: string[]) {
   return parseFlags(
@@ -49,50 +45,12 @@ function parse(argv: string[]) {
         target: { type: "string" },
         runs: { type: "string", default: "20" },
         residual: { type: "string", default: "auto" },
+        "logits-output": { type: "string" },
+        "hidden-output": { type: "string" },
       },
     },
     USAGE,
   ).values;
-}
-
-/** Tokenizes a task split into batches, with labels mapped onto the checkpoint's label order. */
-async function loadEvalSet(
-  source: string,
-  split: string,
-  tokenizerFile: string,
-  maxLen: number,
-  labels: string[],
-): Promise<EvalSet> {
-  const dataset = source.endsWith(".jsonl") ? loadDataFile(source) : loadTask(source);
-  const examples = dataset.splits[split];
-  if (!examples?.length)
-    throw new UsageError(
-      `--split: '${dataset.name}' has no '${split}' split (has ${Object.keys(dataset.splits)})`,
-    );
-  const tok = loadTokenizer(await readFile(tokenizerFile, "utf8"));
-  const batches: TokenBatch[] = [];
-  const mapped: number[] = [];
-  for (const ex of examples) {
-    const name = dataset.labels[ex.label];
-    const idx = labels.indexOf(name);
-    if (idx < 0)
-      throw new Error(`eval label '${name}' is not one of the checkpoint's labels (${labels.join(", ")})`);
-    mapped.push(idx);
-  }
-  for (let i = 0; i < examples.length; i += BATCH)
-    batches.push(
-      encodeBatch(
-        tok,
-        examples.slice(i, i + BATCH).map((e) => e.text),
-        maxLen,
-      ),
-    );
-  return {
-    name: `${dataset.name}/${split}`,
-    batches,
-    labels: mapped,
-    sha256: dataset.fingerprints[split],
-  };
 }
 
 export const command: Command = {
@@ -101,7 +59,6 @@ export const command: Command = {
     const o = parse(argv);
     if (!o.base || !o.gates || !o.out)
       throw new UsageError(`--base, --gates and --out are required\n${USAGE}`);
-    const baseBytes = new Uint8Array(await readFile(o.base));
     const ckptJson = JSON.parse(await readFile(o.gates, "utf8"));
     const parsed = GateCheckpoint.safeParse(ckptJson);
     if (!parsed.success) {
@@ -109,51 +66,52 @@ export const command: Command = {
       throw new UsageError(`--gates: ${o.gates}: ${issue.path.join(".") || "checkpoint"}: ${issue.message}`);
     }
     const ckpt = parsed.data;
-    const baseSha = createHash("sha256").update(baseBytes).digest("hex");
-    if (ckpt.base.sha256 !== baseSha)
+    const model = loadUserModel(o.base, {
+      logitsOutput: o["logits-output"],
+      hiddenOutput: o["hidden-output"],
+    });
+    if (ckpt.base.sha256 !== model.sha256)
       throw new UsageError(
-        `--base: ${o.base} (sha256 ${baseSha.slice(0, 12)}…) is not the model these gates were trained on (${ckpt.base.name}, sha256 ${ckpt.base.sha256.slice(0, 12)}…)`,
+        `--base: ${o.base} (sha256 ${model.sha256.slice(0, 12)}…) is not the model these gates were trained on (${ckpt.base.name}, sha256 ${ckpt.base.sha256.slice(0, 12)}…)`,
       );
-    const source = o.eval ?? ckpt.task.name;
     const tokenizerFile = o.tokenizer ?? path.join(path.dirname(o.base), "tokenizer.json");
     if (!existsSync(tokenizerFile))
-      throw new UsageError(`--tokenizer: ${tokenizerFile} does not exist (the eval data must be tokenized)`);
-    const maxLen = positiveIntFlag(o, "max-len");
-    const evalSet = await loadEvalSet(source, o.split, tokenizerFile, maxLen, ckpt.task.labels);
+      throw new UsageError(
+        `--tokenizer: ${tokenizerFile} does not exist (the eval data is tokenized with the model's own tokenizer)`,
+      );
+    checkTokenizerFitsModel(loadTokenizerFile(tokenizerFile), model.report.vocabSize, tokenizerFile);
     const target = o.target === undefined ? undefined : Number(o.target);
     if (target !== undefined && !(target >= 0 && target <= 1))
       throw new UsageError(`--target must be a number in [0, 1], got '${o.target}'`);
-
     const residual = o.residual as ResidualPolicy;
     if (!["auto", "gather", "zeros"].includes(residual))
       throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
-    const base = decodeModel(baseBytes);
-    console.error(`exporting ${ckpt.layers.length} gated layers of ${ckpt.base.name} ...`);
-    const { graph, report } = await exportPrunedModel(base, ckpt, { batches: evalSet.batches, residual });
-    console.error(
-      `removed ${(100 * report.removedFraction).toFixed(1)}% of gated-layer weights; parameters ` +
-        `${report.params.before} -> ${report.params.after}; equivalent to the gated model on ` +
-        `${evalSet.labels.length} ${evalSet.name} examples (max |diff| ${report.equivalence.maxAbsDiff.toExponential(1)})`,
+    let evalSet: EvalSet;
+    try {
+      evalSet = await loadEvalSet({
+        source: o.eval ?? ckpt.task.name,
+        split: o.split,
+        tokenizerFile,
+        maxLen: positiveIntFlag(o, "max-len"),
+        labels: ckpt.task.labels,
+        fixedSeqLen: model.report.fixedSequenceLength,
+      });
+    } catch (err) {
+      throw new UsageError(`--eval: ${(err as Error).message}`);
+    }
+    const manifest = await withCleanOutput(o.out, () =>
+      exportVariant({
+        model,
+        ckpt,
+        outDir: o.out!,
+        evalSet,
+        tokenizerFile,
+        name: o.name ?? ckpt.task.name,
+        target,
+        runs: positiveIntFlag(o, "runs"),
+        residual,
+      }),
     );
-    console.error("measuring latency (dense vs pruned, interleaved) ...");
-    const grid = await compareOnGrid(baseBytes, encodeModel(graph), { runs: positiveIntFlag(o, "runs") });
-    for (const l of grid)
-      console.error(
-        `  batch ${l.batch} x ${l.seqLen}, ${l.threads} thread(s): ${l.dense.p50Ms.toFixed(2)} -> ${l.pruned.p50Ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x)`,
-      );
-    const serving = grid.find((l) => l.batch === 1 && l.threads === 1) ?? grid[0];
-    const manifest = await writeVariant(o.out, {
-      modelName: (o.name ?? ckpt.task.name).toLowerCase(),
-      graph,
-      report,
-      ckpt,
-      base: { name: ckpt.base.name, sha256: baseSha },
-      target,
-      tokenizerFile,
-      evalSet,
-      latency: serving.pruned,
-      latencyGrid: grid,
-    });
     console.log(
       `${o.out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
         `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}, ` +

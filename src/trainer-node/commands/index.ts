@@ -1,11 +1,15 @@
-// One line per command; each module exports `command: Command`.
-import { registerCommand } from "../cli";
+// One line per command; each module exports `command: Command`. Loaded on demand so `sluice push` does not
+// pay for onnxruntime-node's start-up.
+import type { Command } from "./command";
 
-void registerCommand;
-registerCommand("data", () => import("./data"));
-registerCommand("push", () => import("./push"));
-registerCommand("ls", () => import("./ls"));
-registerCommand("train", () => import("./train"));
-registerCommand("export", () => import("./export"));
-registerCommand("base", () => import("./base"));
-registerCommand("pretrain", () => import("./pretrain"));
+export const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
+  inspect: () => import("./inspect"),
+  data: () => import("./data"),
+  tokenizer: () => import("./tokenizer"),
+  train: () => import("./train"),
+  export: () => import("./export"),
+  push: () => import("./push"),
+  ls: () => import("./ls"),
+  base: () => import("./base"),
+  pretrain: () => import("./pretrain"),
+};

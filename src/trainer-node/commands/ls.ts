@@ -1,6 +1,7 @@
 /** `sluice ls <model> --url <gateway>`: the model's variants as a table. */
-import { type Command, UsageError } from "../cli";
+
 import { requestJson } from "../registry-client";
+import { type Command, UsageError } from "./command";
 import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
 const USAGE = `usage: sluice ls <model> --url <gateway url> [--status staged|active|retired] [--json]

@@ -4,8 +4,8 @@
  * the same mistake the same way.
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { UsageError } from "../cli";
 import { parseGatewayUrl } from "../registry-client";
+import { UsageError } from "./command";
 
 /** parseArgs, with an unknown or malformed flag reported as a UsageError that carries the command's usage. */
 export function parseFlags<T extends ParseArgsConfig>(

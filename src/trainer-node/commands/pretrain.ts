@@ -9,13 +9,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import os from "node:os";
 import path from "node:path";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
-import { SPECIAL_TOKENS } from "../../core/tokenizer";
-import { type Command, UsageError } from "../cli";
 import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-file";
 import { loadCorpusIds, sequenceCount } from "../pretrain/corpus-ids";
 import { encoderWithoutHead, findMlmHead } from "../pretrain/graphs";
 import { pretrain } from "../pretrain/loop";
 import { architectureFileOf } from "./base";
+import { type Command, UsageError } from "./command";
 import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
 
 const USAGE = `usage: sluice pretrain --base <init.onnx> --out <dir> [options]
@@ -84,6 +83,11 @@ export const command: Command = {
     findMlmHead(base);
     const tokenizerFile = v.tokenizer ?? DEFAULT_TOKENIZER_PATH;
     const tok = loadTokenizerFile(tokenizerFile);
+    const maskId = tok.specialIds.mask;
+    if (maskId === undefined)
+      throw new UsageError(
+        `tokenizer ${tokenizerFile} has no mask token ([MASK] or <mask>), which masked-language-model pretraining needs`,
+      );
     const positionRows = [...base.initializers].find(([n]) => n.endsWith("position_embeddings.weight"))?.[1]
       .dims[0];
     if (positionRows !== undefined && seq > positionRows)
@@ -106,9 +110,9 @@ export const command: Command = {
       base,
       train: corpus.train,
       validation: corpus.validation,
-      padId: tok.ids["[PAD]"],
-      maskId: tok.ids["[MASK]"],
-      specialIds: SPECIAL_TOKENS.map((t) => tok.ids[t]),
+      padId: tok.specialIds.pad,
+      maskId,
+      specialIds: [...tok.allSpecialIds],
       vocabSize: tok.vocabSize,
       steps,
       batchSize,

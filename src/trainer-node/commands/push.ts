@@ -7,7 +7,6 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Manifest, ManifestError, parseManifest } from "../../core/manifest";
-import { type Command, UsageError } from "../cli";
 import {
   describeApiError,
   encodeMultipart,
@@ -16,6 +15,7 @@ import {
   progressPrinter,
   requestJson,
 } from "../registry-client";
+import { type Command, UsageError } from "./command";
 import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
 const USAGE = `usage: sluice push <dir> --url <gateway url> --token <admin token> [--json]

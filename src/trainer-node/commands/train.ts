@@ -2,21 +2,22 @@
  * `sluice train`: learns gates (or a LoRA / head-only baseline) on a frozen ONNX encoder for a task, writes the
  * checkpoint, the training curve and, through export, the pruned model.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { decodeModel } from "../../core/onnx/codec";
 import { encodeText } from "../../core/tokenizer";
-import { type Command, UsageError } from "../cli";
 import { resolveTask } from "../data/tasks";
-import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../data/tokenizer-file";
+import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
 import type { Example } from "../data/types";
-import { vocabSizeOf } from "../export/run";
+import { exportVariant, loadEvalSet } from "../export/pipeline";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
 import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
+import { loadUserModel } from "../import/load";
+import { headPlan } from "../import/report";
 import type { TokenizedSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
+import { type Command, UsageError } from "./command";
 import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
+import { withCleanOutput } from "./output-dir";
 
 const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <file.jsonl>) --out <dir> [options]
   --target-sparsity 0.4      fraction of gated-layer weights to remove
@@ -31,7 +32,9 @@ const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <fi
   --pooling cls|mean         pooling of the added classification head (default cls)
   --train-biases             also train the biases of the gated layers
   --include p1,p2 --exclude p3   gated layer name patterns (substring or /regex/)
-  --tokenizer file.json      default: tokenizer.json beside the model, else models/tokenizer.json
+  --tokenizer file.json      the model's own tokenizer (default: tokenizer.json beside the model; required)
+  --logits-output NAME       the model output holding classification logits, when several qualify
+  --hidden-output NAME       the value holding the encoder's hidden states, overriding detection
   --device cpu|cuda  --threads N  --resume  --no-export`;
 
 function parse(argv: string[]) {
@@ -65,6 +68,8 @@ function parse(argv: string[]) {
         include: { type: "string" },
         exclude: { type: "string" },
         tokenizer: { type: "string" },
+        "logits-output": { type: "string" },
+        "hidden-output": { type: "string" },
         device: { type: "string", default: "cpu" },
         threads: { type: "string" },
         resume: { type: "boolean", default: false },
@@ -75,12 +80,19 @@ function parse(argv: string[]) {
   ).values;
 }
 
-function tokenize(examples: Example[], file: string, seq: number, padId: number): TokenizedSplit {
+function tokenize(
+  examples: Example[],
+  file: string,
+  seq: number,
+  padId: number,
+  padTo: number | undefined,
+): TokenizedSplit {
   const tok = loadTokenizerFile(file);
   return {
     ids: examples.map((e) => encodeText(tok, e.text, seq)),
     labels: examples.map((e) => e.label),
     padId,
+    padTo,
   };
 }
 
@@ -106,123 +118,131 @@ export const command: Command = {
       throw new UsageError(`--pooling must be cls or mean, got '${v.pooling}'`);
     const target = numberFlag(v, "target-sparsity", (x) => x >= 0 && x < 1, "a fraction in [0, 1)")!;
     const seq = numberFlag(v, "seq", (x) => Number.isInteger(x) && x >= 2, "an integer ≥ 2")!;
-    if (!existsSync(v.base)) throw new Error(`--base: no such file ${v.base}`);
-
-    const bytes = readFileSync(v.base);
-    const base = decodeModel(bytes);
-    const baseInfo = {
-      name: path.basename(v.base).replace(/\.onnx$/, ""),
-      sha256: createHash("sha256").update(bytes).digest("hex"),
-    };
+    const model = loadUserModel(v.base, {
+      logitsOutput: v["logits-output"],
+      hiddenOutput: v["hidden-output"],
+    });
     const task = resolveTask({ task: v.data ? undefined : v.task, data: v.data });
     const taskName = v.task ?? task.name;
+    // The model's own tokenizer, always: given, or beside the model. Never a silent substitute.
     const besideModel = path.join(path.dirname(v.base), "tokenizer.json");
-    const tokenizerFile = v.tokenizer ?? (existsSync(besideModel) ? besideModel : DEFAULT_TOKENIZER_PATH);
-    const tok = loadTokenizerFile(tokenizerFile);
-    const modelVocab = vocabSizeOf(base);
-    if (tok.vocabSize > modelVocab)
-      throw new Error(
-        `tokenizer ${tokenizerFile} has ${tok.vocabSize} tokens, the model's embedding only ${modelVocab}`,
+    const tokenizerFile = v.tokenizer ?? (existsSync(besideModel) ? besideModel : undefined);
+    if (!tokenizerFile)
+      throw new UsageError(
+        `--tokenizer: no tokenizer for ${v.base}: pass the model's own tokenizer.json with --tokenizer, put it beside the model, ` +
+          "or build one from the model's vocab.txt with `sluice tokenizer from-vocab vocab.txt --out tokenizer.json`",
       );
-    const padId = tok.ids["[PAD]"];
-    const train = tokenize(task.splits.train, tokenizerFile, seq, padId);
-    const validation = tokenize(task.splits.validation, tokenizerFile, seq, padId);
+    if (!existsSync(tokenizerFile)) throw new UsageError(`--tokenizer: no such file ${tokenizerFile}`);
+    const tok = loadTokenizerFile(tokenizerFile);
+    try {
+      checkTokenizerFitsModel(tok, model.report.vocabSize, tokenizerFile);
+    } catch (err) {
+      throw new UsageError(`--tokenizer: ${(err as Error).message}`);
+    }
+    const fixedSeq = model.report.fixedSequenceLength;
+    if (fixedSeq && v.seq !== "128" && seq !== fixedSeq)
+      throw new UsageError(
+        `--seq: ${v.base} takes exactly ${fixedSeq} tokens (fixed in its inputs), got --seq ${seq}`,
+      );
+    const seqLen = fixedSeq ?? seq;
+    const padId = tok.specialIds.pad;
+    const train = tokenize(task.splits.train, tokenizerFile, seqLen, padId, fixedSeq);
+    const validation = tokenize(task.splits.validation, tokenizerFile, seqLen, padId, fixedSeq);
+    console.error(`${model.name}: ${headPlan(model, task.labels.length).reason}`);
     const split = (s: string) =>
       s
         .split(",")
         .map((p) => p.trim())
         .filter(Boolean);
 
-    mkdirSync(v.out, { recursive: true });
-    const result = await trainGates({
-      base,
-      baseInfo,
-      task: { name: taskName, labels: task.labels },
-      train,
-      validation,
-      method: v.method as "gates" | "lora" | "head",
-      gates: v.gates as GateMethodName,
-      targetSparsity: target,
-      lambda: numberFlag(v, "lambda", (x) => x >= 0, "≥ 0"),
-      lr: numberFlag(v, "lr", (x) => x > 0, "> 0"),
-      weightDecay: numberFlag(v, "weight-decay", (x) => x >= 0, "≥ 0"),
-      steps: numberFlag(v, "steps", isPositiveInt, "a positive integer"),
-      epochs: numberFlag(v, "epochs", isPositiveInt, "a positive integer"),
-      batchSize: numberFlag(v, "batch", isPositiveInt, "a positive integer"),
-      seed: numberFlag(v, "seed", Number.isInteger, "an integer"),
-      evalEvery: numberFlag(v, "eval-every", isPositiveInt, "a positive integer"),
-      patience: numberFlag(v, "patience", isPositiveInt, "a positive integer"),
-      recoverySteps: numberFlag(v, "recovery-steps", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
-      loraRank: numberFlag(v, "rank", isPositiveInt, "a positive integer"),
-      loraAlpha: numberFlag(v, "alpha", (x) => x > 0, "> 0"),
-      adapterRank: numberFlag(v, "adapter-rank", isPositiveInt, "a positive integer"),
-      pooling: v.pooling,
-      trainBiases: v["train-biases"],
-      selector: {
-        include: v.include ? split(v.include) : undefined,
-        exclude: v.exclude ? split(v.exclude) : undefined,
-      },
-      device: v.device,
-      threads: numberFlag(v, "threads", isPositiveInt, "a positive integer"),
-      checkpointDir: v.out,
-      resume: v.resume,
-    });
-    for (const note of result.notes) console.error(`note: ${note}`);
-    console.log(
-      `trained ${result.steps} steps: validation accuracy ${result.accuracy.toFixed(4)}, ` +
-        `${(100 * result.removedFraction).toFixed(2)}% of gated weights removed (${result.removalCounting}), ` +
-        `${result.trainableParams} trainable parameters`,
-    );
-    console.log(`wrote ${path.join(v.out, GATES_FILE)} and ${path.join(v.out, CURVE_FILE)}`);
+    const out = v.out;
+    return withCleanOutput(out, async () => {
+      mkdirSync(out, { recursive: true });
+      const result = await trainGates({
+        base: model.graph,
+        baseInfo: { name: model.name, sha256: model.sha256 },
+        task: { name: taskName, labels: task.labels },
+        train,
+        validation,
+        method: v.method as "gates" | "lora" | "head",
+        gates: v.gates as GateMethodName,
+        targetSparsity: target,
+        lambda: numberFlag(v, "lambda", (x) => x >= 0, "≥ 0"),
+        lr: numberFlag(v, "lr", (x) => x > 0, "> 0"),
+        weightDecay: numberFlag(v, "weight-decay", (x) => x >= 0, "≥ 0"),
+        steps: numberFlag(v, "steps", isPositiveInt, "a positive integer"),
+        epochs: numberFlag(v, "epochs", isPositiveInt, "a positive integer"),
+        batchSize: numberFlag(v, "batch", isPositiveInt, "a positive integer"),
+        seed: numberFlag(v, "seed", Number.isInteger, "an integer"),
+        evalEvery: numberFlag(v, "eval-every", isPositiveInt, "a positive integer"),
+        patience: numberFlag(v, "patience", isPositiveInt, "a positive integer"),
+        recoverySteps: numberFlag(
+          v,
+          "recovery-steps",
+          (x) => Number.isInteger(x) && x >= 0,
+          "an integer ≥ 0",
+        ),
+        loraRank: numberFlag(v, "rank", isPositiveInt, "a positive integer"),
+        loraAlpha: numberFlag(v, "alpha", (x) => x > 0, "> 0"),
+        adapterRank: numberFlag(v, "adapter-rank", isPositiveInt, "a positive integer"),
+        pooling: v.pooling as "cls" | "mean",
+        trainBiases: v["train-biases"],
+        selector: {
+          include: v.include ? split(v.include) : undefined,
+          exclude: v.exclude ? split(v.exclude) : undefined,
+        },
+        device: v.device as "cpu" | "cuda",
+        threads: numberFlag(v, "threads", isPositiveInt, "a positive integer"),
+        checkpointDir: out,
+        resume: v.resume,
+      });
+      for (const note of result.notes) console.error(`note: ${note}`);
+      console.log(
+        `trained ${result.steps} steps: validation accuracy ${result.accuracy.toFixed(4)}, ` +
+          `${(100 * result.removedFraction).toFixed(2)}% of gated weights removed (${result.removalCounting}), ` +
+          `${result.trainableParams} trainable parameters`,
+      );
+      console.log(`wrote ${path.join(out, GATES_FILE)} and ${path.join(out, CURVE_FILE)}`);
 
-    if (v.method === "gates" && Math.abs(result.removedFraction - target) > 0.02) {
-      console.error(
-        `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, reached ${(100 * result.removedFraction).toFixed(2)}% ` +
-          `removed with --gates ${v.gates}` +
-          (v.gates === "finegates"
-            ? " (plain FineGates does not control the removed fraction; try --gates hardconcrete or finegates-binarized)"
-            : ""),
+      const sparsityMiss = (removed: number, what: string) =>
+        `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, ${what} ${(100 * removed).toFixed(2)}% ` +
+        `of the gated weights with --gates ${v.gates}` +
+        (v.gates === "finegates"
+          ? " (plain FineGates does not control the removed fraction; try --gates hardconcrete or finegates-binarized)"
+          : "");
+      if (v.method === "gates" && Math.abs(result.removedFraction - target) > 0.02) {
+        console.error(sparsityMiss(result.removedFraction, "reached"));
+        return 1;
+      }
+      if (v["no-export"]) return 0;
+      // Export in-process through the library function `sluice export` uses (one code path for both).
+      const evalSet = await loadEvalSet({
+        source: v.data ?? taskName,
+        split: "test",
+        tokenizerFile,
+        maxLen: seqLen,
+        labels: task.labels,
+        fixedSeqLen: fixedSeq,
+      });
+      const manifest = await exportVariant({
+        model,
+        ckpt: result.checkpoint,
+        outDir: out,
+        evalSet,
+        tokenizerFile,
+        name: taskName.toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
+        target: v.method === "gates" ? target : 0,
+      });
+      console.log(
+        `${out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
+          `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}`,
       );
-      return 1;
-    }
-    if (v["no-export"] || v.method !== "gates") {
-      if (v.method !== "gates")
-        console.log(`export of ${v.method} checkpoints is not supported; checkpoint only`);
+      // The promise is about what export removed: check the manifest's figure too.
+      if (v.method === "gates" && !(Math.abs(manifest.sparsity.removed - target) <= 0.02)) {
+        console.error(sparsityMiss(manifest.sparsity.removed, "export removed"));
+        return 1;
+      }
       return 0;
-    }
-    // Export through `sluice export` itself: pruned model, equivalence check, test-split accuracy, latency,
-    // manifest.json (one code path for both commands).
-    const exportCommand = (await import("./export")).command;
-    const exported = await exportCommand.run([
-      "--base",
-      v.base,
-      "--gates",
-      path.join(v.out, GATES_FILE),
-      "--out",
-      v.out,
-      "--eval",
-      v.data ?? taskName,
-      "--tokenizer",
-      tokenizerFile,
-      "--max-len",
-      String(seq),
-      "--target",
-      String(target),
-      "--name",
-      taskName.toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
-    ]);
-    if (exported !== 0) return exported;
-    // The promise is about what export removed: check the manifest's figure too (training counts removals with
-    // export's planner when it understands the model, but falls back to layer-local counting when it does not).
-    const manifest = JSON.parse(readFileSync(path.join(v.out, "manifest.json"), "utf8"));
-    const removed = Number(manifest.sparsity?.removed);
-    if (!(Math.abs(removed - target) <= 0.02)) {
-      console.error(
-        `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, export removed ${(100 * removed).toFixed(2)}% ` +
-          `of the gated weights with --gates ${v.gates}`,
-      );
-      return 1;
-    }
-    return 0;
+    });
   },
 };

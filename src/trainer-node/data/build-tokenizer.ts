@@ -13,39 +13,60 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { SPECIAL_TOKENS, type TokenizerJson } from "../../core/tokenizer";
+import type { TokenizerJson } from "../../core/tokenizer";
 import { corpusSegments } from "./corpus";
 import { trainWordPiece } from "./wordpiece-trainer";
 
 export const DEFAULT_VOCAB_SIZE = 4096;
+
+/**
+ * BERT's special tokens, in the order Sluice's own vocabulary starts with them (ids 0-4). Only for building
+ * BERT-style tokenizers: a loaded tokenizer's special tokens are found by role (`LoadedTokenizer.specialIds`).
+ */
+export const BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] as const;
 
 /** Printable ASCII after lower-casing, always in the alphabet so e-mail text (URLs, symbols) rarely hits [UNK]. */
 const ASCII_ALPHABET = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i))
   .filter((c) => !(c >= "A" && c <= "Z"))
   .join("");
 
-/** The tokenizer.json around a vocabulary (Hugging Face layout, loadable by Python `tokenizers` too). */
-export function makeTokenizerJson(vocab: string[]): TokenizerJson {
-  const id = (t: string) => vocab.indexOf(t);
+/**
+ * The tokenizer.json around a WordPiece vocabulary (ids = positions; a repeated piece keeps its last position,
+ * as BertTokenizer's load_vocab does), the one `BertTokenizerFast` saves: BertNormalizer (lower case unless
+ * `lowercase: false`), BertPreTokenizer, `[CLS] $A [SEP]`, WordPiece with `##` and [UNK]. The BERT special tokens
+ * the vocabulary has are its added tokens, by id; [UNK], [CLS] and [SEP] must be there.
+ */
+export function makeTokenizerJson(vocab: string[], opts: { lowercase?: boolean } = {}): TokenizerJson {
+  const ids = new Map(vocab.map((piece, i) => [piece, i]));
+  const id = (t: string) => {
+    const at = ids.get(t);
+    if (at === undefined) throw new Error(`the vocabulary has no ${t} token`);
+    return at;
+  };
+  for (const required of ["[UNK]", "[CLS]", "[SEP]"]) id(required);
+  const lowercase = opts.lowercase ?? true;
   return {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content) => ({
-      id: id(content),
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
+    added_tokens: BERT_SPECIAL_TOKENS.filter((t) => ids.has(t))
+      .map((content) => ({ content, id: id(content) }))
+      .sort((a, b) => a.id - b.id)
+      .map(({ content, id }) => ({
+        id,
+        content,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      })),
     normalizer: {
       type: "BertNormalizer",
       clean_text: true,
       handle_chinese_chars: true,
       strip_accents: null,
-      lowercase: true,
+      lowercase,
     },
     pre_tokenizer: { type: "BertPreTokenizer" },
     post_processor: {
@@ -73,7 +94,7 @@ export function makeTokenizerJson(vocab: string[]): TokenizerJson {
       unk_token: "[UNK]",
       continuing_subword_prefix: "##",
       max_input_chars_per_word: 100,
-      vocab: Object.fromEntries(vocab.map((piece, i) => [piece, i])),
+      vocab: Object.fromEntries([...ids].sort((a, b) => a[1] - b[1])),
     },
   };
 }
@@ -83,7 +104,7 @@ export function makeTokenizerJson(vocab: string[]): TokenizerJson {
  * BertNormalizer and BertPreTokenizer, configured from the same JSON.
  */
 export function countWords(texts: Iterable<string>): Map<string, number> {
-  const skeleton = new Tokenizer(makeTokenizerJson([...SPECIAL_TOKENS]), {});
+  const skeleton = new Tokenizer(makeTokenizerJson([...BERT_SPECIAL_TOKENS]), {});
   const normalize = skeleton.normalizer!;
   const preTokenize = skeleton.pre_tokenizer!;
   const counts = new Map<string, number>();
@@ -96,7 +117,7 @@ export function countWords(texts: Iterable<string>): Map<string, number> {
 export function buildTokenizerJson(texts: Iterable<string>, vocabSize: number): TokenizerJson {
   const vocab = trainWordPiece(countWords(texts), {
     vocabSize,
-    specialTokens: SPECIAL_TOKENS,
+    specialTokens: BERT_SPECIAL_TOKENS,
     initialAlphabet: ASCII_ALPHABET,
     limitAlphabet: 200,
     minPairFrequency: 2,

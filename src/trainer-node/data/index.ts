@@ -3,5 +3,10 @@ export { corpusSegments, loadPretrainingCorpus, type PretrainingCorpus } from ".
 export { DataFileError } from "./jsonl";
 export { normalizeText, splitOf } from "./splits";
 export { BUILTIN_TASKS, loadDataFile, loadTask, resolveTask } from "./tasks";
-export { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "./tokenizer-file";
+export {
+  checkTokenizerFitsModel,
+  DEFAULT_TOKENIZER_PATH,
+  EMBEDDING_PADDING_LIMIT,
+  loadTokenizerFile,
+} from "./tokenizer-file";
 export type { Example, SplitName, TaskDataset } from "./types";

@@ -15,8 +15,8 @@ import { encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint";
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
-import { findLinearLayers, type LinearLayer } from "../gates/layers";
-import { analyzeEncoder, type EncoderAnalysis } from "./analyze";
+import { analyzeEncoder, type EncoderAnalysis } from "../import/blocks";
+import { findLinearLayers, type LinearLayer } from "../import/linears";
 import {
   type ExportPlan,
   keptWeights,
@@ -25,7 +25,15 @@ import {
   planExport,
   plannedLinears,
 } from "./plan";
-import { argmaxRows, feedsFor, sessionOptions, syntheticBatch, type TokenBatch, vocabSizeOf } from "./run";
+import {
+  argmaxRows,
+  feedsFor,
+  fixedSequenceOf,
+  sessionOptions,
+  syntheticBatch,
+  type TokenBatch,
+  vocabSizeOf,
+} from "./run";
 import { applyPlan } from "./surgery";
 
 export interface ExportOptions {
@@ -294,7 +302,10 @@ export async function exportPrunedModel(
   const exported = applyPlan(task.clone(), plan);
   exported.name = `${task.name}-pruned`;
   validateGraph(exported);
-  const batches = [...(opts.batches ?? []), syntheticBatch(vocabSizeOf(task), 4, 12)];
+  const batches = [
+    ...(opts.batches ?? []),
+    syntheticBatch(vocabSizeOf(task), 4, fixedSequenceOf(task) ?? 12),
+  ];
   const maxAbsDiff = await checkEquivalence(gatedModel(task, ckpt), exported, batches, tolerance);
   return {
     graph: exported,

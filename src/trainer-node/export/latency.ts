@@ -6,7 +6,7 @@
 import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { decodeModel } from "../../core/onnx/codec";
-import { feedsFor, maxSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
+import { feedsFor, fixedSequenceOf, maxSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
 
 export interface LatencyOptions {
   batch: number;
@@ -55,7 +55,8 @@ export async function compareLatency(
     Object.entries(models).map(async ([name, bytes]) => {
       const graph = decodeModel(bytes);
       // A model with fewer positions than asked for is timed at its longest sequence (recorded in seqLen).
-      const seq = Math.min(opts.seq, maxSequenceOf(graph) ?? opts.seq);
+      // A fixed-length export is timed at its length.
+      const seq = fixedSequenceOf(graph) ?? Math.min(opts.seq, maxSequenceOf(graph) ?? opts.seq);
       const batch = syntheticBatch(vocabSizeOf(graph), opts.batch, seq, 1, false);
       const session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
       return {

@@ -14,8 +14,8 @@
  */
 import type { Graph, Node } from "../../core/onnx/graph";
 import { toNumbers } from "../../core/onnx/tensor";
-import type { LinearLayer } from "../gates/layers";
-import type { AttentionBlock, EncoderAnalysis, FfnBlock, PathOp } from "./analyze";
+import type { AttentionBlock, EncoderAnalysis, FfnBlock, PathOp } from "../import/blocks";
+import type { LinearLayer } from "../import/linears";
 
 export interface LayerGates {
   row: ArrayLike<number>;

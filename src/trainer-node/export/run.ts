@@ -5,6 +5,7 @@
 import * as ort from "onnxruntime-node";
 import type { Graph } from "../../core/onnx/graph";
 import { Rng } from "../../core/random";
+import { findEmbeddings } from "../import/recognize";
 
 /** Token ids and mask, row-major [batch, seqLen] (the shape core/tokenizer's EncodedBatch has). */
 export interface TokenBatch {
@@ -14,14 +15,28 @@ export interface TokenBatch {
   seqLen: number;
 }
 
-/** Vocabulary size read from the word-embedding Gather fed by `input_ids` (fallback: 2). */
+/** Rows of the word-embedding table: the largest Gather table indexed by `input_ids` (fallback: 2). */
 export function vocabSizeOf(g: Graph): number {
-  for (const n of g.nodes) {
-    if (n.op !== "Gather" || n.inputs[1] !== "input_ids") continue;
-    const table = g.initializers.get(n.inputs[0]);
-    if (table) return table.dims[0];
+  return findEmbeddings(g).find((e) => e.input === "input_ids")?.rows ?? 2;
+}
+
+/** The sequence length an export fixed in its inputs' shapes (tf2onnx-style), if any. */
+export function fixedSequenceOf(g: Pick<Graph, "inputs">): number | undefined {
+  const d = g.inputs.find((i) => i.name === "input_ids")?.shape?.[1];
+  return typeof d === "number" && d > 0 ? d : undefined;
+}
+
+/** A batch padded (pad id, mask 0) on the right to `seqLen` tokens, for models with a fixed sequence length. */
+export function padBatch(b: TokenBatch, seqLen: number, padId: number): TokenBatch {
+  if (b.seqLen === seqLen) return b;
+  if (b.seqLen > seqLen) throw new Error(`batch of ${b.seqLen} tokens does not fit the model's ${seqLen}`);
+  const inputIds = new BigInt64Array(b.batch * seqLen).fill(BigInt(padId));
+  const attentionMask = new BigInt64Array(b.batch * seqLen);
+  for (let r = 0; r < b.batch; r++) {
+    inputIds.set(b.inputIds.subarray(r * b.seqLen, (r + 1) * b.seqLen), r * seqLen);
+    attentionMask.set(b.attentionMask.subarray(r * b.seqLen, (r + 1) * b.seqLen), r * seqLen);
   }
-  return 2;
+  return { inputIds, attentionMask, batch: b.batch, seqLen };
 }
 
 /**

@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { Graph } from "../../core/onnx/graph";
 import { float } from "../../core/onnx/graph";
 import { type Tensor, tensor } from "../../core/onnx/tensor";
-import { findLinearLayers } from "./layers";
+import { findLinearLayers } from "../import/linears";
 
 export const CHECKPOINT_FORMAT = "sluice-gates/1";
 
@@ -69,7 +69,10 @@ export function prepareTaskGraph(
 ): { graph: Graph; head: TaskHeadSpec } {
   const g = base.clone();
   const logits = g.outputs.find((o) => o.name === "logits");
-  if (logits && logits.shape?.at(-1) === numLabels) return { graph: g, head: { kind: "model" } };
+  if (logits && logits.shape?.at(-1) === numLabels) {
+    g.outputs = [logits];
+    return { graph: g.cleanup(), head: { kind: "model" } };
+  }
   const hiddenOut = g.outputs.find((o) => o.name === "last_hidden_state");
   const hidden = hiddenOut?.shape?.at(-1);
   if (!hiddenOut || typeof hidden !== "number") {

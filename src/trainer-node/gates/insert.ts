@@ -4,7 +4,7 @@
  * training, deterministic at evaluation) and the autodiff pass returns their gradients.
  */
 import type { Graph } from "../../core/onnx/graph";
-import type { LinearLayer } from "./layers";
+import type { LinearLayer } from "../import/linears";
 
 export const rowGateInput = (layer: string) => `${layer}::row_gate`;
 export const colGateInput = (layer: string) => `${layer}::col_gate`;

@@ -11,13 +11,13 @@ import type { Graph } from "../../core/onnx/graph";
 import { encodeText } from "../../core/tokenizer";
 import { loadTask } from "../data/tasks";
 import { loadTokenizerFile } from "../data/tokenizer-file";
-import { analyzeEncoder } from "../export/analyze";
 import { countParameters, exportPrunedModel, flopsPerToken } from "../export/export";
 import type { TokenBatch } from "../export/run";
 import { evaluateAccuracy } from "../export/variant";
 import { prepareTaskGraph, tensorFromJson } from "../gates/checkpoint";
 import type { GateMethodName, LayerGateValues } from "../gates/finegates";
 import type { HardConcreteOptions } from "../gates/hardconcrete";
+import { analyzeEncoder } from "../import/blocks";
 import { makeBatch, sequentialBatches, type TokenizedSplit } from "../train/data";
 import { buildTrainGraphs, type TrainMethod } from "../train/graphs";
 import { trainGates } from "../train/loop";
@@ -37,7 +37,7 @@ export interface StudyTask {
 export function loadStudyTask(name: string, tokenizerFile: string, seq: number): StudyTask {
   const task = loadTask(name);
   const tok = loadTokenizerFile(tokenizerFile);
-  const padId = tok.ids["[PAD]"];
+  const padId = tok.specialIds.pad;
   const split = (examples: { text: string; label: number }[]): TokenizedSplit => ({
     ids: examples.map((e) => encodeText(tok, e.text, seq)),
     labels: examples.map((e) => e.label),

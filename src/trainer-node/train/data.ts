@@ -10,11 +10,13 @@ export interface TokenizedSplit {
   ids: number[][];
   labels: number[];
   padId: number;
+  /** Pad every batch to this many tokens (models whose export fixed the sequence length). */
+  padTo?: number;
 }
 
 /** Pads the chosen examples to the longest of them (at least 2 tokens). */
 export function makeBatch(split: TokenizedSplit, indices: readonly number[]): Batch {
-  const seq = Math.max(2, ...indices.map((i) => split.ids[i].length));
+  const seq = split.padTo ?? Math.max(2, ...indices.map((i) => split.ids[i].length));
   const batch = indices.length;
   const inputIds = new BigInt64Array(batch * seq).fill(BigInt(split.padId));
   const attentionMask = new BigInt64Array(batch * seq);

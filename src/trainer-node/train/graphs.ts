@@ -16,7 +16,8 @@ import {
   type TaskHeadSpec,
 } from "../gates/checkpoint";
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
-import { type LayerSelector, type LinearLayer, selectGatedLayers } from "../gates/layers";
+import type { LayerSelector, LinearLayer } from "../import/linears";
+import { selectGatedLayers } from "../import/recognize";
 
 export type TrainMethod = "gates" | "lora" | "head";
 

@@ -20,7 +20,7 @@ import {
   type RemovalModel,
 } from "../gates/finegates";
 import type { HardConcreteOptions } from "../gates/hardconcrete";
-import type { LayerSelector } from "../gates/layers";
+import type { LayerSelector } from "../import/linears";
 import { epochBatches, makeBatch, sequentialBatches, type TokenizedSplit } from "./data";
 import { buildTrainGraphs, loraA, type TrainGraphs, type TrainMethod } from "./graphs";
 import { AdamW, type AdamWState } from "./optimizer";
@@ -379,7 +379,15 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
         ? { rank: opts.loraRank ?? 8, alpha: opts.loraAlpha ?? 2 * (opts.loraRank ?? 8) }
         : {}),
     },
-    ...(adapters ? { adapters } : {}),
+    // LoRA adapters sit after the layer (y = xW + b + s·xAB), so export merges them into W exactly as well.
+    ...(adapters || method === "lora"
+      ? {
+          adapters: adapters ?? {
+            rank: opts.loraRank ?? 8,
+            alpha: opts.loraAlpha ?? 2 * (opts.loraRank ?? 8),
+          },
+        }
+      : {}),
     seed,
     step,
     layers: (evalGates ?? []).map((g) => ({

@@ -4,9 +4,9 @@
  * propagate through their heads). Binarisation uses it so the target is met in the figure export reports.
  */
 import type { Graph } from "../../core/onnx/graph";
-import { analyzeEncoder } from "../export/analyze";
 import { keptWeights, type LayerGates, planExport, plannedLinears } from "../export/plan";
 import type { LayerGateValues, RemovalModel } from "../gates/finegates";
+import { analyzeEncoder } from "../import/blocks";
 
 export function exportRemovalModel(task: Graph): RemovalModel & { kind: string } {
   const analysis = analyzeEncoder(task);

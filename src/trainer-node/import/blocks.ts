@@ -11,7 +11,7 @@
  */
 import type { Graph, Node } from "../../core/onnx/graph";
 import { toNumbers } from "../../core/onnx/tensor";
-import { findLinearLayers, type LinearLayer } from "../gates/layers";
+import { findLinearLayers, type LinearLayer } from "../import/linears";
 
 /** A node on a path that must be replayed on the pruned tensor, with the index of the path input. */
 export interface PathOp {
@@ -307,11 +307,36 @@ function findFfn(g: Graph, linears: LinearLayer[], taken: Set<string>): FfnBlock
   return blocks;
 }
 
+/** True when `ancestor` is among the values `value` is computed from, at most `depth` nodes back. */
+function isAncestor(producers: Map<string, Node>, ancestor: string, value: string, depth = 16): boolean {
+  let frontier = [value];
+  for (let d = 0; d <= depth && frontier.length; d++) {
+    if (frontier.includes(ancestor)) return true;
+    frontier = frontier.flatMap((v) => producers.get(v)?.inputs.filter(Boolean) ?? []);
+  }
+  return false;
+}
+
+/**
+ * An encoder FFN adds its output back onto the residual stream it read (Add(down, x) with x the FFN input or
+ * what it was normalised from). A task head shaped linear → activation → linear (pooler → classifier,
+ * pre_classifier → ReLU → classifier) has no such Add.
+ */
+function isResidualFfn(f: FfnBlock, producers: Map<string, Node>, consumers: Map<string, Node[]>) {
+  return (consumers.get(f.down.output) ?? []).some(
+    (n) =>
+      n.op === "Add" &&
+      n.inputs.some((other) => other !== f.down.output && isAncestor(producers, other, f.up.input)),
+  );
+}
+
 /** Finds attention blocks and FFNs among the graph's linear layers. */
 export function analyzeEncoder(g: Graph): EncoderAnalysis {
   const linears = findLinearLayers(g);
   const attention = findAttention(g, linears);
   const taken = new Set(attention.flatMap((a) => [a.q.node, a.k.node, a.v.node, a.o.node]));
-  const ffn = findFfn(g, linears, taken);
+  const producers = g.producers();
+  const consumers = g.consumers();
+  const ffn = findFfn(g, linears, taken).filter((f) => isResidualFfn(f, producers, consumers));
   return { linears, attention, ffn };
 }

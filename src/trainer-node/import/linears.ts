@@ -30,7 +30,7 @@ export interface LayerSelector {
   exclude?: string[];
 }
 
-function matches(name: string, patterns: string[]): boolean {
+export function matches(name: string, patterns: string[]): boolean {
   return patterns.some((p) =>
     p.startsWith("/") && p.endsWith("/") && p.length > 2
       ? new RegExp(p.slice(1, -1)).test(name)
@@ -84,27 +84,4 @@ export function findLinearLayers(graph: Graph): LinearLayer[] {
     });
   }
   return layers;
-}
-
-/** Names of layers that belong to a task head rather than the encoder (left ungated by default). */
-const HEAD_PATTERNS = [
-  "/classifier",
-  "/pre_classifier",
-  "/pooler",
-  "/cls/",
-  "/lm_head",
-  "/vocab_",
-  "/sluice_head",
-];
-
-/**
- * The default gate set: every encoder linear (attention Q, K, V, output; FFN in, out), excluding heads and
- * tied-embedding decoders, narrowed by the user's include/exclude patterns.
- */
-export function selectGatedLayers(graph: Graph, selector: LayerSelector = {}): LinearLayer[] {
-  return findLinearLayers(graph).filter((l) => {
-    if (selector.include?.length)
-      return matches(l.node, selector.include) && !matches(l.node, selector.exclude ?? []);
-    return !matches(l.node, HEAD_PATTERNS) && !matches(l.node, selector.exclude ?? []);
-  });
 }

@@ -1,0 +1,112 @@
+/**
+ * `exportVariant`: the library function behind `sluice export` and the export step of `sluice train`. Imported
+ * user model + checkpoint → pruned model (verified equal to the gated model), test-split accuracy, latency grid,
+ * and the variant directory with its manifest, which it returns typed.
+ */
+import { readFile } from "node:fs/promises";
+import type { Manifest } from "../../core/manifest";
+import { encodeModel } from "../../core/onnx/codec";
+import { encodeBatch, loadTokenizer } from "../../core/tokenizer";
+import { loadDataFile, loadTask } from "../data/tasks";
+import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint";
+import type { UserModel } from "../import/load";
+import { exportPrunedModel } from "./export";
+import { compareOnGrid, LATENCY_GRID } from "./latency";
+import type { ResidualPolicy } from "./plan";
+import { fixedSequenceOf, padBatch, type TokenBatch } from "./run";
+import { type EvalSet, writeVariant } from "./variant";
+
+const EVAL_BATCH = 32;
+
+/** Tokenizes a task split into batches (padded to a fixed-length model's length), labels in the checkpoint's order. */
+export async function loadEvalSet(opts: {
+  source: string;
+  split: string;
+  tokenizerFile: string;
+  maxLen: number;
+  labels: string[];
+  fixedSeqLen?: number;
+}): Promise<EvalSet> {
+  const dataset = opts.source.endsWith(".jsonl") ? loadDataFile(opts.source) : loadTask(opts.source);
+  const examples = dataset.splits[opts.split];
+  if (!examples?.length)
+    throw new Error(`'${dataset.name}' has no '${opts.split}' split (has ${Object.keys(dataset.splits)})`);
+  const tok = loadTokenizer(await readFile(opts.tokenizerFile, "utf8"));
+  const labels = examples.map((ex) => {
+    const idx = opts.labels.indexOf(dataset.labels[ex.label]);
+    if (idx < 0)
+      throw new Error(
+        `eval label '${dataset.labels[ex.label]}' is not one of the checkpoint's labels (${opts.labels.join(", ")})`,
+      );
+    return idx;
+  });
+  const maxLen = opts.fixedSeqLen ?? opts.maxLen;
+  const batches: TokenBatch[] = [];
+  for (let i = 0; i < examples.length; i += EVAL_BATCH) {
+    const b = encodeBatch(
+      tok,
+      examples.slice(i, i + EVAL_BATCH).map((e) => e.text),
+      maxLen,
+    );
+    batches.push(opts.fixedSeqLen ? padBatch(b, opts.fixedSeqLen, tok.specialIds.pad) : b);
+  }
+  return { name: `${dataset.name}/${opts.split}`, batches, labels, sha256: dataset.fingerprints[opts.split] };
+}
+
+export interface ExportVariantOptions {
+  model: UserModel;
+  ckpt: GateCheckpoint;
+  outDir: string;
+  evalSet: EvalSet;
+  tokenizerFile: string;
+  /** Registry model name. */
+  name: string;
+  /** Requested sparsity recorded in the manifest. */
+  target?: number;
+  runs?: number;
+  residual?: ResidualPolicy;
+  log?: (line: string) => void;
+}
+
+export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> {
+  const log = o.log ?? ((line: string) => console.error(line));
+  if (o.ckpt.base.sha256 !== o.model.sha256)
+    throw new Error(
+      `${o.model.file} (sha256 ${o.model.sha256.slice(0, 12)}…) is not the model this checkpoint was trained on (${o.ckpt.base.name}, sha256 ${o.ckpt.base.sha256.slice(0, 12)}…)`,
+    );
+  log(`exporting ${o.ckpt.layers.length} gated layers of ${o.ckpt.base.name} ...`);
+  const { graph, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
+    batches: o.evalSet.batches,
+    residual: o.residual,
+  });
+  log(
+    `removed ${(100 * report.removedFraction).toFixed(1)}% of gated-layer weights; parameters ` +
+      `${report.params.before} -> ${report.params.after}; equivalent to the gated model on ` +
+      `${o.evalSet.labels.length} ${o.evalSet.name} examples (max |diff| ${report.equivalence.maxAbsDiff.toExponential(1)})`,
+  );
+  log("measuring latency (dense vs pruned, interleaved) ...");
+  const fixed = fixedSequenceOf(o.model.graph);
+  // Dense = the same task model (head, trained tensors) without pruning.
+  const dense = encodeModel(applyCheckpointParams(o.model.graph, o.ckpt));
+  const grid = await compareOnGrid(dense, encodeModel(graph), {
+    runs: o.runs,
+    grid: fixed ? LATENCY_GRID.map((c) => ({ ...c, seq: fixed })) : undefined,
+  });
+  for (const l of grid)
+    log(
+      `  batch ${l.batch} x ${l.seqLen}, ${l.threads} thread(s): ${l.dense.p50Ms.toFixed(2)} -> ${l.pruned.p50Ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x)`,
+    );
+  const serving = grid.find((l) => l.batch === 1 && l.threads === 1) ?? grid[0];
+  return writeVariant(o.outDir, {
+    modelName: o.name.toLowerCase(),
+    graph,
+    report,
+    ckpt: o.ckpt,
+    base: { name: o.ckpt.base.name, sha256: o.model.sha256 },
+    target: o.target,
+    tokenizerFile: o.tokenizerFile,
+    evalSet: o.evalSet,
+    latency: serving.pruned,
+    latencyGrid: grid,
+  });
+}

@@ -1,0 +1,439 @@
+/**
+ * `importEncoder`: a user's ONNX encoder, as torch.onnx/optimum, tf2onnx or onnxruntime's transformer optimizer
+ * wrote it, turned into the one canonical form the trainer and export work on:
+ *
+ * - fused com.microsoft ops rewritten into standard ops (unfuse.ts);
+ * - Constant nodes and weight Transposes folded into initializers, opset raised to 17, shape arithmetic folded;
+ * - inputs found by role (the ids the word-embedding Gather reads, the token-type Gather's ids, the mask) and
+ *   renamed `input_ids`, `attention_mask`, `token_type_ids`, always int64 (a Cast inside feeds an int32
+ *   model); a `position_ids` input becomes the arange the model expects;
+ * - outputs: `last_hidden_state` (the encoder output, found structurally) and `logits` when the model has a
+ *   sequence-classification head. QA, token-classification and pooler heads are reported and cut off: a new
+ *   classification head is trained on the encoder output instead.
+ *
+ * The import is deterministic: train and export both re-import the user's file and get the same graph (node
+ * names are the exporter's), so a checkpoint names layers of the canonical graph of that file.
+ */
+import { decodeModel } from "../../core/onnx/codec";
+import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from "../../core/onnx/fold";
+import type { Graph, ValueInfo } from "../../core/onnx/graph";
+import { upgradeOpset } from "../../core/onnx/opset";
+import { inferShapes } from "../../core/onnx/shape-inference";
+import { ImportError } from "./errors";
+import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
+import { unfuseContribOps } from "./unfuse";
+
+export interface ImportOptions {
+  /** Graph output (or value) holding the classification logits, when the model has several candidates. */
+  logitsOutput?: string;
+  /** Value holding the encoder's hidden states [batch, seq, hidden], overriding structural detection. */
+  hiddenOutput?: string;
+}
+
+export type HeadKind =
+  | "sequence-classification"
+  | "question-answering"
+  | "token-classification"
+  | "pooler"
+  | "none";
+
+export interface InputRole {
+  /** Canonical name. */
+  name: "input_ids" | "attention_mask" | "token_type_ids";
+  /** Name and element type in the user's file. */
+  original: string;
+  originalDtype: string;
+}
+
+export interface ImportReport {
+  opset: { original: number; canonical: number };
+  producer?: string;
+  unfused: Record<string, number>;
+  folded: { constants: number; weightTransforms: number };
+  inputs: InputRole[];
+  /** Inputs that were replaced by what the model computes from the others (position_ids as an arange). */
+  derivedInputs: string[];
+  /** Fixed sequence length of the inputs, when the export fixed it (e.g. tf2onnx at a given length). */
+  fixedSequenceLength?: number;
+  outputs: { original: string[]; logits?: string; hidden: string };
+  head: { kind: HeadKind; outputs: string[]; linears: string[]; numLabels?: number };
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  attention: { node: string; heads: number; headDim: number }[];
+  ffn: { up: string; down: string; width: number; activation: string[] }[];
+  otherEncoderLinears: string[];
+  notes: string[];
+}
+
+export interface ImportedModel {
+  graph: Graph;
+  recognition: Recognition;
+  report: ImportReport;
+}
+
+const ALIASES: Record<InputRole["name"], string[]> = {
+  input_ids: ["input_ids", "input_word_ids", "ids", "input", "input_ids:0"],
+  attention_mask: ["attention_mask", "input_mask", "mask", "attention_mask:0", "input_mask:0"],
+  token_type_ids: ["token_type_ids", "segment_ids", "input_type_ids", "token_type_ids:0", "segment_ids:0"],
+};
+const POSITION_ALIASES = ["position_ids", "position_ids:0"];
+const INT_DTYPES = new Set(["int64", "int32"]);
+
+const stripSuffix = (name: string) => name.replace(/:0$/, "");
+const isSymbolic = (d: number | string | undefined) => typeof d !== "number" || d <= 0;
+
+/** Decodes and imports; `ImportError` for models Sluice cannot gate. */
+export function importEncoderBytes(bytes: Uint8Array, opts: ImportOptions = {}): ImportedModel {
+  let graph: Graph;
+  try {
+    graph = decodeModel(bytes);
+  } catch (err) {
+    throw new ImportError(`not a readable ONNX model: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return importEncoder(graph, opts);
+}
+
+/** Detects what is not an encoder before anything is rewritten, naming what it is instead. */
+function refuseNonEncoders(g: Graph): void {
+  const conv = g.nodes.find((n) => n.op === "Conv" || n.op === "ConvTranspose");
+  const trilu = g.nodes.find((n) => n.op === "Trilu");
+  if (trilu)
+    throw new ImportError(
+      `${trilu.name}: Trilu builds a causal (lower-triangular) attention mask: this is a decoder (GPT-style), and Sluice prunes encoders (BERT, DistilBERT, RoBERTa, ELECTRA families)`,
+    );
+  for (const [name, t] of g.initializers) {
+    const [r, c] = t.dims.slice(-2);
+    if (t.dims.length < 2 || r !== c || r < 2 || t.dims.slice(0, -2).some((d) => d !== 1)) continue;
+    if (!["bool", "uint8", "float32", "int64", "int32"].includes(t.dtype)) continue;
+    const v = t.data as ArrayLike<number | bigint>;
+    let causal = true;
+    for (let i = 0; i < r && causal; i++)
+      for (let j = 0; j < r; j++) {
+        const x = Number(v[i * r + j]);
+        if (j <= i ? x !== 1 : x !== 0) {
+          causal = false;
+          break;
+        }
+      }
+    if (causal)
+      throw new ImportError(
+        `initializer ${name} [${t.dims}] is a causal (lower-triangular) attention mask: this is a decoder (GPT-style), and Sluice prunes encoders (BERT, DistilBERT, RoBERTa, ELECTRA families)`,
+      );
+  }
+  const intInputs = g.inputs.filter((i) => INT_DTYPES.has(i.dtype));
+  if (conv && intInputs.length === 0)
+    throw new ImportError(
+      `${conv.name}: a convolutional network (${conv.op} on float input ${g.inputs[0]?.name ?? "?"}), not a transformer text encoder; Sluice prunes encoders that take token ids`,
+    );
+  if (intInputs.length === 0)
+    throw new ImportError(
+      `not a text encoder: no integer input for token ids (inputs: ${g.inputs.map((i) => `${i.name} ${i.dtype}`).join(", ") || "none"})`,
+    );
+}
+
+/** Gives graph input `from` the canonical name `to` and type int64 (with a Cast for models that want int32). */
+function canonicalizeInput(g: Graph, input: ValueInfo, to: string): void {
+  const from = input.name;
+  if (from !== to) {
+    if (g.initializers.has(to) || g.nodes.some((n) => n.outputs.includes(to)))
+      throw new ImportError(`cannot rename input ${from} to ${to}: the graph already has a value ${to}`);
+    g.replaceUses(from, to);
+    input.name = to;
+  }
+  if (input.dtype !== "int64") {
+    const cast = `/sluice_import/${to}_${input.dtype}`;
+    const to_ = { int32: 6, float32: 1, bool: 9 }[input.dtype as string];
+    if (to_ === undefined)
+      throw new ImportError(`input ${from}: type ${input.dtype} is not supported for ${to}`);
+    g.replaceUses(to, cast);
+    g.nodes.unshift({
+      name: `/sluice_import/Cast_${to}`,
+      op: "Cast",
+      domain: "",
+      inputs: [to],
+      outputs: [cast],
+      attrs: { to: { type: "int", value: to_ } },
+    });
+    input.dtype = "int64";
+  }
+}
+
+/** Replaces a `position_ids` input by arange(seq) [1, seq] computed from input_ids' shape. */
+function derivePositionIds(g: Graph, input: ValueInfo): void {
+  const name = input.name;
+  const shape = g.op("Shape", ["input_ids"], {}, { name: "/sluice_import/positions/Shape" });
+  const seq = g.op(
+    "Gather",
+    [
+      shape,
+      g.constant({ dtype: "int64", dims: [], data: new BigInt64Array([1n]) }, "/sluice_import/positions/one"),
+    ],
+    { axis: 0 },
+    { name: "/sluice_import/positions/Gather" },
+  );
+  const zero = g.constant(
+    { dtype: "int64", dims: [], data: new BigInt64Array([0n]) },
+    "/sluice_import/positions/zero",
+  );
+  const step = g.constant(
+    { dtype: "int64", dims: [], data: new BigInt64Array([1n]) },
+    "/sluice_import/positions/step",
+  );
+  const range = g.op("Range", [zero, seq, step], {}, { name: "/sluice_import/positions/Range" });
+  const cast =
+    input.dtype === "int64"
+      ? range
+      : g.op(
+          "Cast",
+          [range],
+          { to: input.dtype === "int32" ? 6 : 7 },
+          { name: "/sluice_import/positions/Cast" },
+        );
+  const positions = g.op(
+    "Unsqueeze",
+    [cast, g.constInts([0], "/sluice_import/positions/axes")],
+    {},
+    { name: "/sluice_import/positions/Unsqueeze" },
+  );
+  g.replaceUses(name, positions);
+  g.inputs = g.inputs.filter((i) => i !== input);
+  g.toposort();
+}
+
+/** Assigns roles to the graph inputs by what they feed, with common names as tie-breakers. */
+function assignInputs(g: Graph, report: ImportReport): void {
+  const embeddings = findEmbeddings(g);
+  const word = embeddings.find((e) => e.input);
+  if (!word)
+    throw new ImportError(
+      `no token-embedding lookup found: expected a Gather from a [vocab, hidden] table indexed by an integer input (inputs: ${g.inputs.map((i) => i.name).join(", ")})`,
+    );
+  const roles = new Map<string, InputRole["name"] | "position_ids">();
+  roles.set(word.input!, "input_ids");
+  for (const e of embeddings) {
+    if (!e.input || roles.has(e.input)) continue;
+    const name = stripSuffix(e.input);
+    if (POSITION_ALIASES.includes(e.input) || /position/i.test(name)) roles.set(e.input, "position_ids");
+    else if (e.rows <= 16 || ALIASES.token_type_ids.includes(e.input)) roles.set(e.input, "token_type_ids");
+    else roles.set(e.input, "position_ids");
+  }
+  for (const input of g.inputs) {
+    if (roles.has(input.name)) continue;
+    if (ALIASES.attention_mask.includes(input.name) || /mask/i.test(input.name))
+      roles.set(input.name, "attention_mask");
+    else if (ALIASES.token_type_ids.includes(input.name)) roles.set(input.name, "token_type_ids");
+    else if (POSITION_ALIASES.includes(input.name)) roles.set(input.name, "position_ids");
+  }
+  const leftover = g.inputs.filter((i) => !roles.has(i.name));
+  if (
+    leftover.length === 1 &&
+    ![...roles.values()].includes("attention_mask") &&
+    INT_DTYPES.has(leftover[0].dtype)
+  )
+    roles.set(leftover[0].name, "attention_mask");
+  const unknown = g.inputs.filter((i) => !roles.has(i.name));
+  if (unknown.length > 0)
+    throw new ImportError(
+      `input ${unknown.map((i) => `${i.name} (${i.dtype})`).join(", ")}: not input ids, attention mask, token type ids or position ids; Sluice feeds only those`,
+    );
+  for (const input of [...g.inputs]) {
+    const role = roles.get(input.name)!;
+    const dims = input.shape ?? [];
+    if (dims.length !== 2)
+      throw new ImportError(`input ${input.name}: expected [batch, sequence], got [${dims.join(", ")}]`);
+    if (!isSymbolic(dims[0]))
+      throw new ImportError(
+        `input ${input.name} has a fixed batch size ${dims[0]}: re-export with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={"${input.name}": {0: "batch"}}))`,
+      );
+    if (!isSymbolic(dims[1])) {
+      if (report.fixedSequenceLength !== undefined && report.fixedSequenceLength !== dims[1])
+        throw new ImportError(
+          `inputs fix different sequence lengths (${report.fixedSequenceLength} and ${dims[1]} on ${input.name})`,
+        );
+      report.fixedSequenceLength = dims[1] as number;
+    }
+    if (role === "position_ids") {
+      report.derivedInputs.push(input.name);
+      derivePositionIds(g, input);
+      continue;
+    }
+    report.inputs.push({ name: role, original: input.name, originalDtype: input.dtype });
+    if (!INT_DTYPES.has(input.dtype) && role !== "attention_mask")
+      throw new ImportError(`input ${input.name}: ${role} must be integer, got ${input.dtype}`);
+    canonicalizeInput(g, input, role);
+    input.shape = ["batch", report.fixedSequenceLength ?? "sequence"];
+  }
+  // Declared [batch, seq] shapes again, now that every input is named and sized.
+  for (const input of g.inputs) input.shape = ["batch", report.fixedSequenceLength ?? "sequence"];
+  g.toposort();
+}
+
+/** Classifies the graph outputs after the encoder output and picks the logits. */
+function chooseOutputs(g: Graph, rec: Recognition, opts: ImportOptions, report: ImportReport): void {
+  const info = inferShapes(g);
+  const producers = g.producers();
+  const headOutputs = g.outputs.filter((o) => o.name !== rec.encoderOutput);
+  const headLinearOutputs = new Set(rec.headLinears.map((l) => l.output));
+  const throughIdentity = (v: string) => {
+    let x = v;
+    while (producers.get(x)?.op === "Identity") x = producers.get(x)!.inputs[0];
+    return x;
+  };
+  const rankOf = (o: ValueInfo) => info.get(o.name)?.shape?.length ?? o.shape?.length;
+  const widthOf = (o: ValueInfo) => {
+    const d = info.get(o.name)?.shape?.at(-1) ?? o.shape?.at(-1);
+    return typeof d === "number" && d > 0 ? d : undefined;
+  };
+  let logits: ValueInfo | undefined;
+  if (opts.logitsOutput) {
+    logits = g.outputs.find((o) => o.name === opts.logitsOutput);
+    if (!logits)
+      throw new ImportError(
+        `--logits-output: the model has no output ${opts.logitsOutput} (outputs: ${g.outputs.map((o) => o.name).join(", ")})`,
+      );
+    if (rankOf(logits) !== 2 || !widthOf(logits))
+      throw new ImportError(
+        `--logits-output: ${logits.name} must be [batch, labels] with a fixed label count`,
+      );
+    report.head.kind = "sequence-classification";
+  } else {
+    const classification = headOutputs.filter(
+      (o) => rankOf(o) === 2 && widthOf(o) && headLinearOutputs.has(throughIdentity(o.name)),
+    );
+    const token = headOutputs.filter(
+      (o) => rankOf(o) === 3 && headLinearOutputs.has(throughIdentity(o.name)),
+    );
+    if (classification.length > 1) {
+      const named = classification.find((o) => o.name === "logits");
+      if (!named)
+        throw new ImportError(
+          `several outputs look like classification logits (${classification.map((o) => o.name).join(", ")}): name one with --logits-output`,
+        );
+      logits = named;
+    } else logits = classification[0];
+    if (logits) report.head.kind = "sequence-classification";
+    else if (token.length > 0) report.head.kind = "token-classification";
+    else if (
+      headOutputs.some((o) => /start_logits|end_logits/.test(o.name)) ||
+      (rec.headLinears.some((l) => l.outFeatures === 2) &&
+        headOutputs.length === 2 &&
+        headOutputs.every((o) => rankOf(o) === 2))
+    )
+      report.head.kind = "question-answering";
+    else if (rec.headLinears.length > 0) report.head.kind = "pooler";
+  }
+  report.head.outputs = headOutputs.map((o) => o.name);
+  report.head.linears = rec.headLinears.map((l) => l.node);
+  if (logits) report.head.numLabels = widthOf(logits);
+
+  const outputs: ValueInfo[] = [];
+  if (logits) {
+    if (logits.name !== "logits") {
+      if (g.initializers.has("logits") || g.nodes.some((n) => n.outputs.includes("logits")))
+        throw new ImportError("the model has a value named logits that is not its classification output");
+      g.op("Identity", [logits.name], {}, { name: "/sluice_import/logits", output: "logits" });
+    }
+    outputs.push({ name: "logits", dtype: "float32", shape: ["batch", widthOf(logits)!] });
+    report.outputs.logits = logits.name;
+  }
+  const hidden = rec.encoderOutput;
+  if (hidden !== "last_hidden_state") {
+    if (
+      g.nodes.some((n) => n.outputs.includes("last_hidden_state")) ||
+      g.initializers.has("last_hidden_state")
+    ) {
+      // The name is taken by another value (e.g. a pre-LN model's last block output): rename that one.
+      const other = g.uniqueName("last_hidden_state_original");
+      for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === "last_hidden_state" ? other : o));
+      g.replaceUses("last_hidden_state", other);
+    }
+    g.op("Identity", [hidden], {}, { name: "/sluice_import/last_hidden_state", output: "last_hidden_state" });
+  }
+  outputs.push({
+    name: "last_hidden_state",
+    dtype: "float32",
+    shape: ["batch", report.fixedSequenceLength ?? "sequence", report.hidden],
+  });
+  report.outputs.hidden = hidden;
+  g.outputs = outputs;
+  g.toposort().cleanup();
+}
+
+function activationOf(chain: { node: { op: string } }[]): string[] {
+  return [...new Set(chain.map((c) => c.node.op))];
+}
+
+/** Imports an already-decoded graph (mutated: pass a clone to keep the original). */
+export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedModel {
+  const g = graph;
+  const report: ImportReport = {
+    opset: { original: g.opset, canonical: 17 },
+    unfused: {},
+    folded: { constants: 0, weightTransforms: 0 },
+    inputs: [],
+    derivedInputs: [],
+    outputs: { original: g.outputs.map((o) => o.name), hidden: "" },
+    head: { kind: "none", outputs: [], linears: [] },
+    vocabSize: 0,
+    hidden: 0,
+    layers: 0,
+    attention: [],
+    ffn: [],
+    otherEncoderLinears: [],
+    notes: [],
+  };
+  g.toposort();
+  report.folded.constants = constantNodesToInitializers(g);
+  refuseNonEncoders(g);
+  report.unfused = unfuseContribOps(g).rewritten;
+  report.folded.weightTransforms = foldWeightTransforms(g);
+  const unknownDomain = g.nodes.find((n) => n.domain && n.domain !== "ai.onnx");
+  if (unknownDomain)
+    throw new ImportError(
+      `${unknownDomain.name}: op ${unknownDomain.domain}.${unknownDomain.op} is not a standard ONNX op Sluice can train through`,
+    );
+  try {
+    upgradeOpset(g, 17);
+  } catch (err) {
+    throw new ImportError(
+      `opset ${report.opset.original} → 17: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  assignInputs(g, report);
+  foldConstants(g);
+  const rec = recognizeEncoder(g);
+  if (opts.hiddenOutput) {
+    if (!g.nodes.some((n) => n.outputs.includes(opts.hiddenOutput!)))
+      throw new ImportError(`--hidden-output: the model has no value ${opts.hiddenOutput}`);
+    rec.encoderOutput = opts.hiddenOutput;
+  }
+  const shared = new Map<string, string[]>();
+  for (const l of rec.encoderLinears) shared.set(l.weight, [...(shared.get(l.weight) ?? []), l.node]);
+  for (const [weight, nodes] of shared)
+    if (nodes.length > 1)
+      throw new ImportError(
+        `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
+      );
+  const word = rec.embeddings.find(
+    (e) => sourceInput(g, g.nodes.find((n) => n.name === e.node)!.inputs[1]) === "input_ids",
+  );
+  report.vocabSize = word?.rows ?? 0;
+  report.hidden = rec.attention[0].o.outFeatures;
+  report.layers = rec.attention.length;
+  report.attention = rec.attention.map((a) => ({ node: a.o.node, heads: a.heads, headDim: a.headDim }));
+  report.ffn = rec.ffn.map((f) => ({
+    up: f.up.node,
+    down: f.down.node,
+    width: f.up.outFeatures,
+    activation: activationOf(f.chain),
+  }));
+  report.otherEncoderLinears = rec.otherEncoderLinears.map((l) => l.node);
+  chooseOutputs(g, rec, opts, report);
+  if (!report.inputs.some((i) => i.name === "attention_mask"))
+    report.notes.push(
+      "the model takes no attention mask: padded positions are attended to (train and serve batches pad)",
+    );
+  // Node and value names are unchanged by the output rewrite, so the recognition still describes the graph.
+  return { graph: g, recognition: recognizeEncoder(g), report };
+}
