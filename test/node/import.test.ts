@@ -75,7 +75,7 @@ describe("importEncoder", () => {
     expect(report.inputs.map((i) => i.original)).toEqual(["input_word_ids:0", "input_mask:0"]);
     expect(report.head).toMatchObject({ kind: "sequence-classification", numLabels: 3 });
     const got = await run(graph, { input_ids: i64(ids), attention_mask: i64(mask) }, "logits");
-    got.forEach((v, i) => expect(Math.abs(v - ref[i])).toBeLessThan(1e-5));
+    for (const [i, v] of got.entries()) expect(Math.abs(v - ref[i])).toBeLessThan(1e-5);
   });
 
   it("finds every encoder linear and leaves the pooler and classifier out of the gate set", () => {
@@ -117,7 +117,7 @@ describe("importEncoder", () => {
     expect(report.head.linears).toEqual(["/qa_outputs/MatMul"]);
     expect(graph.outputs.map((o) => o.name)).toEqual(["last_hidden_state"]);
     const hidden = await run(graph, { input_ids: i64(ids), attention_mask: i64(mask) }, "last_hidden_state");
-    hidden.forEach((v, i) => expect(Math.abs(v - refHidden[i])).toBeLessThan(1e-6));
+    for (const [i, v] of hidden.entries()) expect(Math.abs(v - refHidden[i])).toBeLessThan(1e-6);
   });
 
   it("refuses a decoder by its causal mask and a CNN by its Conv, naming them", () => {

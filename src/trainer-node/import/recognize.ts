@@ -133,8 +133,7 @@ function encoderOutputOf(g: Graph, lastLinear: LinearLayer): string {
         stretch.push(o);
       }
   }
-  for (let i = stretch.length - 1; i >= 0; i--)
-    if (isCut(stretch[i])) return stretch[i];
+  for (let i = stretch.length - 1; i >= 0; i--) if (isCut(stretch[i])) return stretch[i];
   return start;
 }
 
