@@ -300,10 +300,16 @@ export function encodeText(tok: LoadedTokenizer, text: string, maxLen: number): 
 }
 
 /** Encodes a batch, padded to its longest sequence (at most maxLen) with the pad id. */
-export function encodeBatch(tok: LoadedTokenizer, texts: string[], maxLen: number): EncodedBatch {
-  const rows = texts.map((t) => encodeText(tok, t, maxLen));
+export function encodeBatch(
+  tok: LoadedTokenizer,
+  texts: string[],
+  maxLen: number,
+  /** A model exported with a fixed sequence length takes exactly that many tokens: truncate and pad to it. */
+  fixedLen?: number,
+): EncodedBatch {
+  const rows = texts.map((t) => encodeText(tok, t, fixedLen ?? maxLen));
   const { before, after } = tok.template;
-  const seqLen = Math.max(2, before.length + after.length, ...rows.map((r) => r.length));
+  const seqLen = fixedLen ?? Math.max(2, before.length + after.length, ...rows.map((r) => r.length));
   const batch = texts.length;
   const inputIds = new BigInt64Array(batch * seqLen).fill(BigInt(tok.specialIds.pad));
   const attentionMask = new BigInt64Array(batch * seqLen);

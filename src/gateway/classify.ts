@@ -58,7 +58,10 @@ export function classifyFeeds(
       "model",
     );
   }
-  const batch = encodeBatch(tokenizer, texts, maxTokens);
+  // A fixed sequence axis (a tf2onnx-style or fixed-shape export) is padded to, never exceeded.
+  const seqDim = io.inputs.find((s) => s.name === "input_ids")?.shape[1];
+  const fixedLen = seqDim !== undefined && seqDim > 0 ? seqDim : undefined;
+  const batch = encodeBatch(tokenizer, texts, maxTokens, fixedLen);
   const dims = [batch.batch, batch.seqLen];
   const tensors: Record<string, BigInt64Array> = {
     input_ids: batch.inputIds,

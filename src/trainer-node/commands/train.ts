@@ -35,6 +35,7 @@ const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <fi
   --tokenizer file.json      the model's own tokenizer (default: tokenizer.json beside the model; required)
   --logits-output NAME       the model output holding classification logits, when several qualify
   --hidden-output NAME       the value holding the encoder's hidden states, overriding detection
+  --name NAME                registry model name in the manifest (default: the task's name)
   --device cpu|cuda  --threads N  --resume  --no-export`;
 
 function parse(argv: string[]) {
@@ -43,6 +44,7 @@ function parse(argv: string[]) {
       args: argv,
       options: {
         base: { type: "string" },
+        name: { type: "string" },
         task: { type: "string" },
         data: { type: "string" },
         out: { type: "string" },
@@ -230,7 +232,7 @@ export const command: Command = {
         outDir: out,
         evalSet,
         tokenizerFile,
-        name: taskName.toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
+        name: (v.name ?? taskName).toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
         target: v.method === "gates" ? target : 0,
       });
       console.log(

@@ -13,7 +13,7 @@ import type { UserModel } from "../import/load";
 import { exportPrunedModel } from "./export";
 import { compareOnGrid, LATENCY_GRID } from "./latency";
 import type { ResidualPolicy } from "./plan";
-import { fixedSequenceOf, padBatch, type TokenBatch } from "./run";
+import { fixedSequenceOf, type TokenBatch } from "./run";
 import { type EvalSet, writeVariant } from "./variant";
 
 const EVAL_BATCH = 32;
@@ -40,15 +40,10 @@ export async function loadEvalSet(opts: {
       );
     return idx;
   });
-  const maxLen = opts.fixedSeqLen ?? opts.maxLen;
   const batches: TokenBatch[] = [];
   for (let i = 0; i < examples.length; i += EVAL_BATCH) {
-    const b = encodeBatch(
-      tok,
-      examples.slice(i, i + EVAL_BATCH).map((e) => e.text),
-      maxLen,
-    );
-    batches.push(opts.fixedSeqLen ? padBatch(b, opts.fixedSeqLen, tok.specialIds.pad) : b);
+    const texts = examples.slice(i, i + EVAL_BATCH).map((e) => e.text);
+    batches.push(encodeBatch(tok, texts, opts.maxLen, opts.fixedSeqLen));
   }
   return { name: `${dataset.name}/${opts.split}`, batches, labels, sha256: dataset.fingerprints[opts.split] };
 }

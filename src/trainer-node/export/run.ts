@@ -26,19 +26,6 @@ export function fixedSequenceOf(g: Pick<Graph, "inputs">): number | undefined {
   return typeof d === "number" && d > 0 ? d : undefined;
 }
 
-/** A batch padded (pad id, mask 0) on the right to `seqLen` tokens, for models with a fixed sequence length. */
-export function padBatch(b: TokenBatch, seqLen: number, padId: number): TokenBatch {
-  if (b.seqLen === seqLen) return b;
-  if (b.seqLen > seqLen) throw new Error(`batch of ${b.seqLen} tokens does not fit the model's ${seqLen}`);
-  const inputIds = new BigInt64Array(b.batch * seqLen).fill(BigInt(padId));
-  const attentionMask = new BigInt64Array(b.batch * seqLen);
-  for (let r = 0; r < b.batch; r++) {
-    inputIds.set(b.inputIds.subarray(r * b.seqLen, (r + 1) * b.seqLen), r * seqLen);
-    attentionMask.set(b.attentionMask.subarray(r * b.seqLen, (r + 1) * b.seqLen), r * seqLen);
-  }
-  return { inputIds, attentionMask, batch: b.batch, seqLen };
-}
-
 /**
  * Longest sequence the model accepts, when it says: Hugging Face exports slice position ids (and token type ids)
  * from an int64 buffer [1, maxPositions]. Undefined when there is no such buffer.
