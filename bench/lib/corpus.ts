@@ -11,6 +11,7 @@ import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { decodeModel, encodeModel } from "../../src/core/onnx";
 import { encodeBatch, loadTokenizer } from "../../src/core/tokenizer";
+import { DEFAULT_CONFIG } from "../../src/gateway/config";
 import { push } from "../../src/trainer-node/commands/push";
 import { ImportError } from "../../src/trainer-node/import/errors";
 import { loadUserModel, type UserModel } from "../../src/trainer-node/import/load";
@@ -111,7 +112,7 @@ export async function checkImport(fx: Fixture, numLabels?: number): Promise<Impo
     layers: report.layers,
     heads: report.attention[0]?.heads,
     encoderLinears: recognition.encoderLinears.length,
-    headLinears: recognition.headLinears.length,
+    headLinears: report.head.linears.length,
     headKind: report.head.kind,
     fixedSequenceLength: report.fixedSequenceLength,
     unfused: Object.keys(report.unfused),
@@ -234,11 +235,17 @@ export const SERVE_TEXTS = [
   "URGENT: your account will be suspended unless you verify your details at the link below",
   "The quarterly report is attached; let me know if the numbers look right to you before Friday's review.",
   "Café déjà vu — naïve résumé, 100% free!!!",
+  // Longer than any model here takes: truncated at the gateway's limit or the variant's position table.
+  Array.from({ length: 40 }, (_, i) => `Line ${i}: please review the attached invoice and reply.`).join(" "),
 ];
 
 /** Softmax scores of an exported variant on `texts`, in onnxruntime-node, tokenized by the variant's tokenizer. */
-export async function localScores(dir: string, texts: string[], maxTokens: number): Promise<number[][]> {
+export async function localScores(dir: string, texts: string[]): Promise<number[][]> {
   const manifest = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8"));
+  const maxTokens = Math.min(
+    DEFAULT_CONFIG.classifyMaxTokens,
+    manifest.maxSequenceLength ?? DEFAULT_CONFIG.classifyMaxTokens,
+  );
   const tok = loadTokenizer(readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
   const seq = manifest.io.inputs.find((i: { name: string }) => i.name === "input_ids").shape[1];
   const b = encodeBatch(tok, texts, maxTokens, seq > 0 ? seq : undefined);
@@ -275,7 +282,6 @@ export interface ServeCheck {
 export async function serveFixture(
   gateway: { url: string; adminToken: string; apiKey?: string },
   dir: string,
-  maxTokens: number,
 ): Promise<ServeCheck> {
   const manifest = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8"));
   const { name } = manifest.model as { name: string };
@@ -291,7 +297,7 @@ export async function serveFixture(
     `/v1/models/${name}/versions/${version}/classify`,
     { method: "POST", token: gateway.apiKey, body: { texts: SERVE_TEXTS } },
   );
-  const local = await localScores(dir, SERVE_TEXTS, maxTokens);
+  const local = await localScores(dir, SERVE_TEXTS);
   const labels = manifest.labels as string[];
   if (body.results.length !== SERVE_TEXTS.length) return { version, maxScoreDiff: Number.POSITIVE_INFINITY };
   let maxScoreDiff = 0;

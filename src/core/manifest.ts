@@ -52,6 +52,8 @@ export const ManifestV1 = z.object({
   artifact: z.object({ file: z.string().min(1), sha256: sha256Hex, bytes: z.number().int().positive() }),
   tokenizer: z.object({ file: z.string().min(1), sha256: sha256Hex }).optional(),
   io: IoSignature,
+  /** Longest sequence the model takes (its position-embedding table), when it has a limit. */
+  maxSequenceLength: z.number().int().min(2).optional(),
   labels: z.array(z.string().min(1)).min(1),
   sparsity: z.object({
     /** What the user asked for. */

@@ -265,11 +265,16 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       serveContext(c, s, timings),
       entry,
       withTokenizer,
-      async (_variant, loaded) => {
+      async (variant, loaded) => {
         const tokenizer = loaded.tokenizer;
         if (!tokenizer) throw new RunError("the variant's tokenizer.json did not load");
+        // Never more tokens than the variant's position table holds (RoBERTa's 514 rows take 512).
+        const maxTokens = Math.min(
+          s.config.classifyMaxTokens,
+          variant.manifest.maxSequenceLength ?? s.config.classifyMaxTokens,
+        );
         const feeds = await timings.time("tokenize", () =>
-          classifyFeeds(tokenizer, texts, entry.model.io, s.config.classifyMaxTokens),
+          classifyFeeds(tokenizer, texts, entry.model.io, maxTokens),
         );
         const results = await timings.time("infer", () => runSession(loaded.session, feeds, [logitsName]));
         const logits = results[logitsName];

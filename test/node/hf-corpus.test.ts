@@ -31,7 +31,6 @@ const corpus = loadCorpus();
 const accepted = corpus.filter((f) => f.expect.refused === null);
 const refused = corpus.filter((f) => f.expect.refused !== null);
 const TOLERANCE = 1e-4;
-const MAX_TOKENS = 64;
 
 /** What each refusal's message must say. */
 const REFUSAL: Record<string, RegExp> = {
@@ -113,7 +112,7 @@ describe.skipIf(accepted.length === 0)("HF export corpus: train, export, registe
     for (const fx of accepted) {
       if (trained.get(fx.id)?.code !== 0) continue;
       try {
-        served.set(fx.id, await serveFixture(gateway, path.join(work, fx.id), MAX_TOKENS));
+        served.set(fx.id, await serveFixture(gateway, path.join(work, fx.id)));
       } catch (e) {
         served.set(fx.id, e as Error);
       }

@@ -11,6 +11,7 @@ import { exportVariant, loadEvalSet } from "../export/pipeline";
 import type { ResidualPolicy } from "../export/plan";
 import type { EvalSet } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
+import { resolveSequenceLength } from "../import/limits";
 import { loadUserModel } from "../import/load";
 import { type Command, UsageError } from "./command";
 import { parseFlags, positiveIntFlag } from "./options";
@@ -86,13 +87,20 @@ export const command: Command = {
     const residual = o.residual as ResidualPolicy;
     if (!["auto", "gather", "zeros"].includes(residual))
       throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
+    const { seqLen, note } = await resolveSequenceLength(
+      model,
+      positiveIntFlag(o, "max-len")!,
+      o["max-len"] !== "128",
+      "--max-len",
+    );
+    if (note) console.error(`note: ${note}`);
     let evalSet: EvalSet;
     try {
       evalSet = await loadEvalSet({
         source: o.eval ?? ckpt.task.name,
         split: o.split,
         tokenizerFile,
-        maxLen: positiveIntFlag(o, "max-len"),
+        maxLen: seqLen,
         labels: ckpt.task.labels,
         fixedSeqLen: model.report.fixedSequenceLength,
       });

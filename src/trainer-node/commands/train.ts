@@ -11,6 +11,7 @@ import type { Example } from "../data/types";
 import { exportVariant, loadEvalSet } from "../export/pipeline";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
 import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
+import { resolveSequenceLength } from "../import/limits";
 import { loadUserModel } from "../import/load";
 import { headPlan } from "../import/report";
 import type { TokenizedSplit } from "../train/data";
@@ -142,11 +143,8 @@ export const command: Command = {
       throw new UsageError(`--tokenizer: ${(err as Error).message}`);
     }
     const fixedSeq = model.report.fixedSequenceLength;
-    if (fixedSeq && v.seq !== "128" && seq !== fixedSeq)
-      throw new UsageError(
-        `--seq: ${v.base} takes exactly ${fixedSeq} tokens (fixed in its inputs), got --seq ${seq}`,
-      );
-    const seqLen = fixedSeq ?? seq;
+    const { seqLen, note: seqNote } = await resolveSequenceLength(model, seq, v.seq !== "128", "--seq");
+    if (seqNote) console.error(`note: ${seqNote}`);
     const padId = tok.specialIds.pad;
     const train = tokenize(task.splits.train, tokenizerFile, seqLen, padId, fixedSeq);
     const validation = tokenize(task.splits.validation, tokenizerFile, seqLen, padId, fixedSeq);

@@ -6,7 +6,8 @@
 import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { decodeModel } from "../../core/onnx/codec";
-import { feedsFor, fixedSequenceOf, maxSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
+import { maxSequenceLength } from "../import/limits";
+import { feedsFor, fixedSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
 
 export interface LatencyOptions {
   batch: number;
@@ -56,7 +57,7 @@ export async function compareLatency(
       const graph = decodeModel(bytes);
       // A model with fewer positions than asked for is timed at its longest sequence (recorded in seqLen).
       // A fixed-length export is timed at its length.
-      const seq = fixedSequenceOf(graph) ?? Math.min(opts.seq, maxSequenceOf(graph) ?? opts.seq);
+      const seq = fixedSequenceOf(graph) ?? Math.min(opts.seq, (await maxSequenceLength(graph)) ?? opts.seq);
       const batch = syntheticBatch(vocabSizeOf(graph), opts.batch, seq, 1, false);
       const session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
       return {

@@ -9,6 +9,7 @@ import { encodeModel } from "../../core/onnx/codec";
 import { encodeBatch, loadTokenizer } from "../../core/tokenizer";
 import { loadDataFile, loadTask } from "../data/tasks";
 import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint";
+import { maxSequenceLength } from "../import/limits";
 import type { UserModel } from "../import/load";
 import { exportPrunedModel } from "./export";
 import { compareOnGrid, LATENCY_GRID } from "./latency";
@@ -100,6 +101,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     base: { name: o.ckpt.base.name, sha256: o.model.sha256 },
     target: o.target,
     tokenizerFile: o.tokenizerFile,
+    maxSequenceLength: fixed ?? (await maxSequenceLength(graph)),
     evalSet: o.evalSet,
     latency: serving.pruned,
     latencyGrid: grid,

@@ -26,21 +26,6 @@ export function fixedSequenceOf(g: Pick<Graph, "inputs">): number | undefined {
   return typeof d === "number" && d > 0 ? d : undefined;
 }
 
-/**
- * Longest sequence the model accepts, when it says: Hugging Face exports slice position ids (and token type ids)
- * from an int64 buffer [1, maxPositions]. Undefined when there is no such buffer.
- */
-export function maxSequenceOf(g: Graph): number | undefined {
-  let max: number | undefined;
-  for (const n of g.nodes) {
-    if (n.op !== "Slice") continue;
-    const t = g.initializers.get(n.inputs[0]);
-    if (t?.dtype === "int64" && t.dims.length === 2 && t.dims[0] === 1)
-      max = Math.min(max ?? t.dims[1], t.dims[1]);
-  }
-  return max;
-}
-
 /** A seeded batch of random ids; with `padded`, rows have random lengths (at least 2) and zero-masked tails. */
 export function syntheticBatch(
   vocabSize: number,

@@ -15,6 +15,9 @@ import type { Graph, Node } from "../../core/onnx/graph";
 import { tensor } from "../../core/onnx/tensor";
 import type { AttentionPlan, ExportPlan, FfnPlan, LinearPlan } from "./plan";
 
+/** Ops that map each element alone, so they commute with Expand. */
+const UNARY_ELEMENTWISE = new Set(["Cast", "Not", "Identity", "Neg"]);
+
 class Surgeon {
   private gatherCache = new Map<string, string>();
   private shapeCache = new Map<string, string>();
@@ -152,13 +155,32 @@ class Surgeon {
    */
   replay(node: Node, pathInput: number, value: string, unexpand = false): string {
     const producers = unexpand ? this.g.producers() : undefined;
-    const inputs = node.inputs.map((i, k) => {
-      const p = producers?.get(i);
-      return k !== pathInput && p?.op === "Expand" ? p.inputs[0] : i;
-    });
+    const inputs = node.inputs.map((i, k) =>
+      k !== pathInput && producers ? this.unexpanded(i, producers) : i,
+    );
     inputs[pathInput] = value;
     const attrs = Object.fromEntries(Object.entries(node.attrs));
     return this.g.addNode(node.op, inputs, attrs, { name: this.g.uniqueName(`${node.name}/sluice`) })[0];
+  }
+
+  /**
+   * `value` without the Expand that made it, re-applying the elementwise unary ops in between (DistilBERT's
+   * `(mask == 0).view(...).expand_as(scores)` reaches its `Where` through a Cast); `value` itself otherwise.
+   */
+  private unexpanded(value: string, producers: Map<string, Node>): string {
+    const p = producers.get(value);
+    if (p?.op === "Expand") return p.inputs[0];
+    if (p && UNARY_ELEMENTWISE.has(p.op)) {
+      const source = this.unexpanded(p.inputs[0], producers);
+      if (source !== p.inputs[0])
+        return this.g.addNode(
+          p.op,
+          [source],
+          { ...p.attrs },
+          { name: this.g.uniqueName(`${p.name}/sluice`) },
+        )[0];
+    }
+    return value;
   }
 
   attention(a: AttentionPlan): string {

@@ -72,6 +72,8 @@ export interface VariantInput {
   /** Sparsity the user asked for (defaults to the checkpoint's `settings.target`, else 0). */
   target?: number;
   tokenizerFile?: string;
+  /** Longest sequence the model takes, when its graph proves a limit. */
+  maxSequenceLength?: number;
   evalSet: EvalSet;
   /** Latency recorded in the manifest (the registry's and router's figure). */
   latency: LatencyStats;
@@ -106,6 +108,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
     artifact: { file: "model.onnx", sha256: sha256Hex(model), bytes: model.byteLength },
     tokenizer,
     io: ioSignatureOf(v.graph),
+    maxSequenceLength: v.maxSequenceLength,
     labels: v.ckpt.task.labels,
     sparsity: {
       target: v.target ?? targetOf(v.ckpt),
