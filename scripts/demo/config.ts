@@ -9,6 +9,8 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 
 /** Target sparsities of the demo variants; 0 is the dense-adapted one (gates trained, nothing removed). */
 export const DEMO_TARGETS = [0, 0.2, 0.3, 0.4] as const;
+/** The default SLA: a variant must be proven (95%, paired on the test split) within 2 points of the best. */
+export const DEMO_MARGIN = 0.02;
 
 /** The registry model and its task. */
 export const DEMO_MODEL = "spam";

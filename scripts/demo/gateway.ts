@@ -30,11 +30,15 @@ export async function registerVariants(
   return versions;
 }
 
-export async function putAccuracySla(url: string, token: string, min: number): Promise<void> {
+export async function putAccuracySla(
+  url: string,
+  token: string,
+  sla: { min?: number; margin?: number },
+): Promise<void> {
   await requestJson(url, `/v1/tasks/${DEMO_TASK}/sla`, {
     method: "PUT",
     token,
-    body: { metric: "accuracy", min },
+    body: { metric: "accuracy", ...sla },
   });
 }
 
@@ -128,7 +132,14 @@ export async function measureThroughGateway(
 /** What `GET /v1/models/:model/route` explains (the fields the demo prints). */
 export interface RouteExplanation {
   policy: string;
-  sla: { minAccuracy: number; taskMin: number | null; maxLatencyMs: number | null; strict: boolean };
+  sla: {
+    minAccuracy: number;
+    taskMin: number | null;
+    margin: number | null;
+    confidence: number;
+    maxLatencyMs: number | null;
+    strict: boolean;
+  };
   candidates: {
     version: number;
     accuracy: number;
@@ -137,6 +148,11 @@ export interface RouteExplanation {
     sparsity: number;
     verdict: string;
     why: string;
+    margin?: {
+      interval: [number, number];
+      paired: boolean;
+      discordant?: { variantOnly: number; bestOnly: number };
+    };
   }[];
   chosen: number | null;
   outcome: string;

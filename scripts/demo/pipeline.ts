@@ -9,11 +9,20 @@ import path from "node:path";
 import type { IoSignature } from "../../src/core/manifest";
 import { loadTokenizerFile } from "../../src/trainer-node/data/tokenizer-file";
 import { startWranglerDev, type WranglerDev } from "../lib/wrangler";
-import { DEMO_MODEL, DEMO_TASK, type DemoProfile, MAX_TOKENS, REQUEST_BATCH, ROOT } from "./config";
+import {
+  DEMO_MARGIN,
+  DEMO_MODEL,
+  DEMO_TASK,
+  type DemoProfile,
+  MAX_TOKENS,
+  REQUEST_BATCH,
+  ROOT,
+} from "./config";
 import {
   explainRoute,
   measureThroughGateway,
   putAccuracySla,
+  type RouteExplanation,
   registerVariants,
   routedRequest,
 } from "./gateway";
@@ -27,8 +36,10 @@ export interface DemoOptions {
   workDir: string;
   retrain: boolean;
   saveCheckpoints: boolean;
-  /** SLA minimum accuracy; by default the best registered accuracy minus one point. */
+  /** SLA minimum accuracy (point estimate); when given, no margin is set. */
   slaMin?: number;
+  /** SLA non-inferiority margin to the best variant, proven at 95% (default DEMO_MARGIN when slaMin is not given). */
+  slaMargin?: number;
   keepRunning: boolean;
   log: (line: string) => void;
 }
@@ -59,6 +70,8 @@ export interface DemoRow {
   /** The router's verdict on this variant for the SLA (chosen, eligible, below_sla, ...) and why. */
   verdict: string;
   why: string;
+  /** The margin test against the most accurate variant (absent for that variant, or without a margin SLA). */
+  margin?: RouteExplanation["candidates"][number]["margin"];
   chosen: boolean;
   dir: string;
   checkpoint: { source: string; file: string };
@@ -77,7 +90,7 @@ export interface DemoResult {
   testSet: { name: string; size: number; sha256: string };
   requestBatch: number;
   maxTokens: number;
-  sla: { min: number; rule: string };
+  sla: { min: number; margin: number | null; rule: string };
   rows: DemoRow[];
   router: {
     chosen: number | null;
@@ -145,19 +158,20 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
     const { url, adminToken } = dev;
     o.log(`      ${url}`);
 
-    const slaMin =
-      o.slaMin ?? Math.max(0, Math.max(...variants.map((v) => v.manifest.metrics.accuracy)) - 0.01);
+    const slaMin = o.slaMin ?? 0;
+    const slaMargin =
+      o.slaMin !== undefined && o.slaMargin === undefined ? null : (o.slaMargin ?? DEMO_MARGIN);
     const slaRule =
-      o.slaMin !== undefined
-        ? "given with --sla"
-        : "best registered accuracy minus 1 point: serve the cheapest variant that is at most one point worse than the best";
+      slaMargin === null
+        ? "given with --sla: registered accuracy at least this"
+        : `non-inferiority: serve the cheapest variant proven, at 95% confidence on the paired test-split evidence, to be at most ${(100 * slaMargin).toFixed(1)} points less accurate than the most accurate one${o.slaMargin !== undefined ? " (--margin)" : ""}`;
     const versions = await step(
       4,
       "registering the variants (sluice push), activating them, setting the SLA",
       async () => {
         const versions = await registerVariants(url, adminToken, variants, o.log);
-        await putAccuracySla(url, adminToken, slaMin);
-        o.log(`      SLA for task ${DEMO_TASK}: accuracy >= ${(100 * slaMin).toFixed(2)}% (${slaRule})`);
+        await putAccuracySla(url, adminToken, slaMargin === null ? { min: slaMin } : { margin: slaMargin });
+        o.log(`      SLA for task ${DEMO_TASK}: ${slaRule}`);
         return versions;
       },
     );
@@ -216,6 +230,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         },
         verdict: candidate?.verdict ?? "unknown",
         why: candidate?.why ?? "",
+        margin: candidate?.margin,
         chosen: route.chosen === version,
         dir: path.relative(ROOT, v.dir),
         checkpoint: v.checkpoint,
@@ -243,7 +258,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
       testSet: { name: data.test.name, size: data.test.texts.length, sha256: data.test.sha256 },
       requestBatch: REQUEST_BATCH,
       maxTokens: MAX_TOKENS,
-      sla: { min: slaMin, rule: slaRule },
+      sla: { min: slaMin, margin: slaMargin, rule: slaRule },
       rows,
       router: {
         chosen: route.chosen,

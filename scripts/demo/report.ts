@@ -47,7 +47,7 @@ export function formatDemoTable(r: DemoResult): string {
 export function formatRouterSummary(r: DemoResult): string {
   const chosen = r.rows.find((row) => row.chosen);
   const lines = [
-    `SLA for task ${r.task}: accuracy >= ${pct(r.sla.min, 2)} (${r.sla.rule}).`,
+    `SLA for task ${r.task}: ${r.sla.margin === null ? `accuracy >= ${pct(r.sla.min, 2)} ` : ""}(${r.sla.rule}).`,
     chosen
       ? `The router serves ${chosen.model}@${chosen.version} (${chosen.variant}, ${pct(chosen.removed)} of gated weights removed): ${r.router.reason}`
       : `The router chose nothing (${r.router.outcome}): ${r.router.reason}`,
@@ -78,6 +78,7 @@ export function formatRouterSummary(r: DemoResult): string {
  * exactly that accuracy (selectVariant is the gateway's own pure routing function).
  */
 export function whatIfSlas(r: DemoResult): string[] {
+  if (r.sla.margin !== null) return [];
   const variants = r.rows.map((row) => ({
     version: row.version,
     status: "active" as const,

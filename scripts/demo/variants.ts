@@ -39,7 +39,7 @@ import {
 } from "./config";
 
 /** Bump when what an export writes changes, so cached variants are rebuilt. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2; // 2: manifests carry per-example evidence
 
 export const BASE_PATH = path.join(ROOT, "models/base/model.onnx");
 

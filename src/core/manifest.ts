@@ -69,6 +69,13 @@ export const ManifestV1 = z.object({
     accuracy: fraction,
     others: z.record(z.string(), z.number()).default({}),
     evalSet: z.object({ name: z.string().min(1), sha256: sha256Hex, size: z.number().int().positive() }),
+    /**
+     * Per-example evidence on that split (core/evidence.ts bitsets, `evalSet.size` bits): which examples the
+     * variant got right, and on which it predicts what the unpruned model with the same head predicts.
+     */
+    evidence: z
+      .object({ correct: z.string().base64(), agreesWithDense: z.string().base64().optional() })
+      .optional(),
   }),
   latency: z.object({
     p50Ms: z.number().nonnegative(),

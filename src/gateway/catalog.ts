@@ -12,6 +12,7 @@
  * `ttlMs` later. `invalidate` lets same-isolate writers (and tests) drop an entry at once.
  */
 
+import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";
 import type { ModelRow, TaskSlaRow, VariantRow } from "../registry/schema";
 import {
   type AliasWithVersion,
@@ -21,7 +22,7 @@ import {
   listVariants,
   registryDb,
 } from "../registry/store";
-import { type RoutableVariant, routableFields, type Sla } from "./routing";
+import { type RoutableVariant, routableFields, type Sla, type VariantEvidence } from "./routing";
 
 export interface CatalogEntry {
   model: ModelRow;
@@ -90,14 +91,40 @@ export class Catalog {
   }
 }
 
+/** Decoded evidence per cached row (rows live as long as their catalog entry, so this cannot grow past it). */
+const evidenceOfRow = new WeakMap<VariantRow, VariantEvidence>();
+
+function evidenceOf(v: VariantRow): VariantEvidence {
+  let e = evidenceOfRow.get(v);
+  if (!e) {
+    const { evalSet, evidence } = v.manifest.metrics;
+    let correct: boolean[] | undefined;
+    try {
+      correct = evidence ? decodeBitset(evidence.correct, evalSet.size) : undefined;
+    } catch {
+      correct = undefined; // a malformed bitset is no evidence; the comparison falls back to unpaired
+    }
+    e = { evalSet: evalSet.name, evalSha256: evalSet.sha256, size: evalSet.size, correct };
+    evidenceOfRow.set(v, e);
+  }
+  return e;
+}
+
 /** The registry row as the routing policy sees it. */
 export function routable(v: VariantRow): RoutableVariant {
-  return routableFields(v);
+  return { ...routableFields(v), evidence: evidenceOf(v) };
 }
 
 export function slaOf(row: TaskSlaRow | null): Sla | null {
   if (!row) return null;
-  return { metric: row.metric, min: row.min, maxLatencyMs: row.maxLatencyMs ?? null, strict: row.strict };
+  return {
+    metric: row.metric,
+    min: row.min,
+    margin: row.margin ?? null,
+    confidence: row.confidence ?? DEFAULT_SLA_CONFIDENCE,
+    maxLatencyMs: row.maxLatencyMs ?? null,
+    strict: row.strict,
+  };
 }
 
 /**

@@ -310,7 +310,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       model: entry.model.name,
       task: entry.model.task,
       policy:
-        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum), p50 <= SLA maximum latency); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
+        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum); with a margin, the lower confidence bound of accuracy minus the most accurate variant's above -margin, paired on the shared eval split's examples, Bonferroni over the variants compared; p50 <= SLA maximum latency); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
       ...decision,
       coolingDown: [...cooling],
     });

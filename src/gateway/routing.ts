@@ -4,10 +4,15 @@
  *
  * Policy: among the model's `active` variants keep those whose accuracy meets the task SLA (a request may demand
  * more with `x-sluice-min-accuracy`, never less) and, when the SLA sets one, whose measured p50 latency is within
- * its maximum; serve the lowest p50 latency, then the fewest parameters. When none qualifies, serve the most
+ * its maximum; serve the lowest p50 latency, then the fewest parameters. An SLA with a non-inferiority `margin`
+ * δ also demands evidence: a variant qualifies only when the lower confidence bound of (its accuracy − the most
+ * accurate active variant's) is above −δ, from a paired interval on the examples of the shared eval split
+ * (Newcombe's method 10; unpaired when the splits differ), Bonferroni-corrected over the variants compared. When none qualifies, serve the most
  * accurate active variant and say so, unless the SLA is strict (then refuse). Variants cooling down after a
  * failure are tried only after every other option.
  */
+import { DEFAULT_SLA_CONFIDENCE, pairedCounts } from "../core/evidence";
+import { pairedDifferenceInterval, unpairedDifferenceInterval } from "./paired";
 
 export interface RoutableVariant {
   version: number;
@@ -16,10 +21,21 @@ export interface RoutableVariant {
   latencyP50Ms: number;
   params: number;
   sparsity: number;
+  /** Per-example evidence from export (manifest `metrics.evalSet` + `metrics.evidence`). */
+  evidence?: VariantEvidence;
+}
+
+export interface VariantEvidence {
+  evalSet: string;
+  /** sha256 of the eval split: equal fingerprints mean the same examples in the same order. */
+  evalSha256: string;
+  size: number;
+  /** Which examples the variant got right (absent for variants exported before evidence was recorded). */
+  correct?: boolean[];
 }
 
 /** Just the fields routing reads, e.g. from a registry row, so explanations carry nothing else. */
-export function routableFields(v: RoutableVariant): RoutableVariant {
+export function routableFields(v: RoutableVariant): Omit<RoutableVariant, "evidence"> {
   return {
     version: v.version,
     status: v.status,
@@ -33,8 +49,26 @@ export function routableFields(v: RoutableVariant): RoutableVariant {
 export interface Sla {
   metric: "accuracy";
   min: number;
+  /** Non-inferiority margin δ to the most accurate active variant, proven at `confidence`; null: none. */
+  margin?: number | null;
+  confidence?: number;
   maxLatencyMs: number | null;
   strict: boolean;
+}
+
+/** How a variant's accuracy compares with the most accurate active variant's (the margin test). */
+export interface MarginEvidence {
+  against: number;
+  /** Point estimate and interval of accuracy(variant) − accuracy(best), at the Bonferroni-corrected level. */
+  difference: number;
+  interval: [number, number];
+  /** Per comparison, two-sided (so the lower bound is one-sided at half of it). */
+  alpha: number;
+  paired: boolean;
+  /** Paired only: examples only this variant got right, and only the best got right. */
+  discordant?: { variantOnly: number; bestOnly: number };
+  examples: number;
+  evalSet: string;
 }
 
 export interface RouteRequest {
@@ -50,13 +84,15 @@ export type CandidateVerdict =
   | "chosen"
   | "eligible"
   | "below_sla"
+  | "below_margin"
   | "over_latency"
   | "cooling_down"
   | "inactive";
 
-export interface CandidateExplanation extends RoutableVariant {
+export interface CandidateExplanation extends Omit<RoutableVariant, "evidence"> {
   verdict: CandidateVerdict;
   why: string;
+  margin?: MarginEvidence;
 }
 
 export type RouteOutcome = "met" | "unmet" | "refused" | "unavailable";
@@ -67,6 +103,8 @@ export interface RouteDecision {
     minAccuracy: number;
     taskMin: number | null;
     requestedMin: number | null;
+    margin: number | null;
+    confidence: number;
     maxLatencyMs: number | null;
     strict: boolean;
   };
@@ -92,6 +130,47 @@ function byAccuracy(a: RoutableVariant, b: RoutableVariant): number {
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+const pts = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(2)} pts`;
+
+/** accuracy(v) − accuracy(best): paired on a shared eval split's examples, else from the two samples. */
+export function compareWithBest(v: RoutableVariant, best: RoutableVariant, alpha: number): MarginEvidence {
+  const a = v.evidence;
+  const b = best.evidence;
+  const base = { against: best.version, difference: v.accuracy - best.accuracy, alpha };
+  if (a?.correct && b?.correct && a.evalSha256 === b.evalSha256 && a.size === b.size) {
+    const t = pairedCounts(a.correct, b.correct);
+    return {
+      ...base,
+      interval: pairedDifferenceInterval(t, alpha),
+      paired: true,
+      discordant: { variantOnly: t.firstOnly, bestOnly: t.secondOnly },
+      examples: a.size,
+      evalSet: a.evalSet,
+    };
+  }
+  if (!a || !b) return { ...base, interval: [-1, 1], paired: false, examples: 0, evalSet: "none" };
+  const count = (x: RoutableVariant, e: VariantEvidence) => ({
+    correct: Math.round(x.accuracy * e.size),
+    n: e.size,
+  });
+  return {
+    ...base,
+    interval: unpairedDifferenceInterval(count(v, a), count(best, b), alpha),
+    paired: false,
+    examples: a.size + b.size,
+    evalSet: `${a.evalSet} vs ${b.evalSet}`,
+  };
+}
+
+function describeMargin(m: MarginEvidence, margin: number, confidence: number, k: number): string {
+  const level = `${(100 * confidence).toFixed(0)}%${k > 1 ? ` (Bonferroni over ${k})` : ""}`;
+  const how = m.paired
+    ? `paired on ${m.evalSet}, ${m.examples} examples: ${m.discordant!.variantOnly} right only here, ${m.discordant!.bestOnly} right only on v${m.against}`
+    : m.examples === 0
+      ? "no per-example evidence"
+      : `unpaired, different eval splits (${m.evalSet})`;
+  return `accuracy vs v${m.against} ${pts(m.difference)}, ${level} lower bound ${pts(m.interval[0])} ${m.interval[0] > -margin ? ">" : "≤"} −${(100 * margin).toFixed(2)} pts margin (${how})`;
+}
 
 export function selectVariant(variants: readonly RoutableVariant[], request: RouteRequest): RouteDecision {
   const taskMin = request.sla?.min ?? null;
@@ -99,6 +178,8 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
   const minAccuracy = Math.max(taskMin ?? 0, requested ?? 0);
   const maxLatencyMs = request.sla?.maxLatencyMs ?? null;
   const strict = request.sla?.strict ?? false;
+  const margin = request.sla?.margin ?? null;
+  const confidence = request.sla?.confidence ?? DEFAULT_SLA_CONFIDENCE;
   const cooling = request.coolingDown ?? new Set<number>();
 
   const verdicts = new Map<number, { verdict: CandidateVerdict; why: string }>();
@@ -107,13 +188,33 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     if (v.status !== "active") verdicts.set(v.version, { verdict: "inactive", why: `status is ${v.status}` });
   }
 
+  // The margin test: every other active variant against the most accurate one, one-sided at (1 − confidence)/k.
+  const margins = new Map<number, MarginEvidence>();
+  const best = [...active].sort(byAccuracy)[0];
+  const compared = margin === null || !best ? [] : active.filter((v) => v !== best);
+  for (const v of compared)
+    margins.set(v.version, compareWithBest(v, best, (2 * (1 - confidence)) / compared.length));
+  const marginWhy = (v: RoutableVariant) =>
+    margin === null
+      ? ""
+      : v === best
+        ? `; the most accurate active variant (the margin's reference)`
+        : `; ${describeMargin(margins.get(v.version)!, margin, confidence, compared.length)}`;
+
   const qualifying: RoutableVariant[] = [];
   const missing: RoutableVariant[] = [];
   for (const v of active) {
+    const m = margins.get(v.version);
     if (v.accuracy < minAccuracy) {
       verdicts.set(v.version, {
         verdict: "below_sla",
         why: `accuracy ${pct(v.accuracy)} < required ${pct(minAccuracy)}`,
+      });
+      missing.push(v);
+    } else if (margin !== null && m && !(m.interval[0] > -margin)) {
+      verdicts.set(v.version, {
+        verdict: "below_margin",
+        why: `not proven within the margin: ${marginWhy(v).slice(2)}`,
       });
       missing.push(v);
     } else if (maxLatencyMs !== null && v.latencyP50Ms > maxLatencyMs) {
@@ -123,7 +224,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
       });
       missing.push(v);
     } else {
-      verdicts.set(v.version, { verdict: "eligible", why: "meets the SLA" });
+      verdicts.set(v.version, { verdict: "eligible", why: `meets the SLA${marginWhy(v)}` });
       qualifying.push(v);
     }
   }
@@ -152,7 +253,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
   const chosen = order[0] ?? null;
   let outcome: RouteOutcome;
   let reason: string;
-  const bar = `accuracy >= ${pct(minAccuracy)}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}`;
+  const bar = `accuracy >= ${pct(minAccuracy)}${margin !== null ? ` proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}`;
   if (active.length === 0) {
     outcome = "unavailable";
     reason = "the model has no active variant";
@@ -169,11 +270,14 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     outcome = "refused";
     reason = `no active variant meets ${bar} and the SLA is strict`;
   }
-  if (chosen) verdicts.set(chosen.version, { verdict: "chosen", why: reason });
+  if (chosen) verdicts.set(chosen.version, { verdict: "chosen", why: `${reason}${marginWhy(chosen)}` });
 
   return {
-    sla: { minAccuracy, taskMin, requestedMin: requested, maxLatencyMs, strict },
-    candidates: variants.map((v) => ({ ...routableFields(v), ...verdicts.get(v.version)! })),
+    sla: { minAccuracy, taskMin, requestedMin: requested, margin, confidence, maxLatencyMs, strict },
+    candidates: variants.map((v) => {
+      const m = margins.get(v.version);
+      return { ...routableFields(v), ...verdicts.get(v.version)!, ...(m ? { margin: m } : {}) };
+    }),
     chosen: chosen?.version ?? null,
     order: order.map((v) => v.version),
     meetsSla,

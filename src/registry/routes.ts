@@ -4,6 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { DEFAULT_SLA_CONFIDENCE } from "../core/evidence";
 import type { Env } from "../gateway/env";
 import { mintApiKey, requireAdmin } from "./auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
@@ -286,7 +287,9 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const row = await upsertTaskSla(db(c), {
       task,
       metric: body.metric,
-      min: body.min,
+      min: body.min ?? 0,
+      margin: body.margin ?? null,
+      confidence: body.margin === undefined ? null : (body.confidence ?? DEFAULT_SLA_CONFIDENCE),
       maxLatencyMs: body.maxLatencyMs ?? null,
       strict: body.strict ?? false,
     });

@@ -72,6 +72,9 @@ export const taskSlas = sqliteTable("task_slas", {
   task: text("task").primaryKey(),
   metric: text("metric", { enum: ["accuracy"] }).notNull(),
   min: real("min").notNull(),
+  /** Non-inferiority margin to the most accurate active variant, proven at `confidence` (gateway/routing.ts). */
+  margin: real("margin"),
+  confidence: real("confidence"),
   maxLatencyMs: real("max_latency_ms"),
   /** Strict SLAs answer 503 instead of serving a variant that misses them. */
   strict: integer("strict", { mode: "boolean" }).notNull().default(false),

@@ -233,6 +233,8 @@ export async function upsertTaskSla(db: RegistryDb, sla: NewTaskSla): Promise<Ta
       set: {
         metric: sla.metric,
         min: sla.min,
+        margin: sla.margin,
+        confidence: sla.confidence,
         maxLatencyMs: sla.maxLatencyMs,
         strict: sla.strict,
         updatedAt: sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`,

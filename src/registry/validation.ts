@@ -43,11 +43,24 @@ export const PutAliasBody = z.object({ version: z.number().int().positive() }).s
 export const PutSlaBody = z
   .object({
     metric: z.literal("accuracy"),
-    min: z.number().min(0).max(1),
+    /** Floor on the registered (point) accuracy. */
+    min: z.number().min(0).max(1).optional(),
+    /** Non-inferiority margin δ: a variant must be proven within δ of the most accurate active variant. */
+    margin: z.number().gt(0).max(1).optional(),
+    /** Confidence of the margin test (default 0.95). */
+    confidence: z.number().gt(0.5).lt(1).optional(),
     maxLatencyMs: z.number().positive().optional(),
     strict: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.min !== undefined || b.margin !== undefined, {
+    message: "give min, margin or both",
+    path: ["min"],
+  })
+  .refine((b) => b.confidence === undefined || b.margin !== undefined, {
+    message: "confidence applies to a margin; give margin too",
+    path: ["confidence"],
+  });
 
 export const CreateKeyBody = z
   .object({

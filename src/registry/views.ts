@@ -42,6 +42,7 @@ export function slaView(s: TaskSlaRow) {
     task: s.task,
     metric: s.metric,
     min: s.min,
+    ...(s.margin !== null ? { margin: s.margin, confidence: s.confidence } : {}),
     ...(s.maxLatencyMs !== null ? { maxLatencyMs: s.maxLatencyMs } : {}),
     strict: s.strict,
     updatedAt: s.updatedAt,

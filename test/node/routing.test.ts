@@ -1,4 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { encodeBitset } from "../../src/core/evidence";
+import { Rng } from "../../src/core/random";
+import { pairedDifferenceInterval } from "../../src/gateway/paired";
 import { type RoutableVariant, type Sla, selectVariant } from "../../src/gateway/routing";
 
 const v = (
@@ -167,6 +170,8 @@ describe("selectVariant", () => {
       minAccuracy: 0.935,
       taskMin: 0.9,
       requestedMin: 0.935,
+      margin: null,
+      confidence: 0.95,
       maxLatencyMs: null,
       strict: false,
     });
@@ -177,5 +182,104 @@ describe("selectVariant", () => {
     expect(byVersion[5].verdict).toBe("inactive");
     expect(d.meetsSla).toEqual({ 2: true, 1: true, 3: false, 4: false });
     expect(d.reason).toMatch(/v2 has the lowest p50 latency/);
+  });
+});
+
+/** A variant with per-example evidence on one shared split: `correct[i]` from `right(i)`. */
+function withEvidence(
+  base: RoutableVariant,
+  size: number,
+  right: (i: number) => boolean,
+  sha = "a".repeat(64),
+) {
+  const correct = Array.from({ length: size }, (_, i) => right(i));
+  return {
+    ...base,
+    accuracy: correct.filter(Boolean).length / size,
+    evidence: { evalSet: "t/test", evalSha256: sha, size, correct },
+  };
+}
+
+describe("margin SLA: non-inferiority proven on paired evidence", () => {
+  const n = 600;
+  const dense = withEvidence(v(1, 0, 10, 1000), n, (i) => i % 10 !== 0); // 90%
+  // Same mistakes as dense plus 3 more: 89.5%, 3 discordant examples, all against it.
+  const close = withEvidence(v(2, 0, 6, 600), n, (i) => i % 10 !== 0 && i !== 1 && i !== 2 && i !== 3);
+  // 89.5% too, but its mistakes are unrelated to dense's: many discordant examples, a wide paired interval.
+  const noisy = withEvidence(v(3, 0, 5, 500), n, (i) => i % 10 !== 5 && i !== 7 && i !== 8 && i !== 9);
+
+  it("the cheapest variant whose paired lower bound is above -margin wins; an equal point estimate with more disagreement does not", () => {
+    const d = selectVariant([dense, close, noisy], { sla: sla(0, { margin: 0.02 }) });
+    const by = Object.fromEntries(d.candidates.map((c) => [c.version, c]));
+    expect(close.accuracy).toBe(noisy.accuracy);
+    expect(by[3].verdict).toBe("below_margin");
+    expect(by[3].margin!.discordant).toEqual({ variantOnly: 60, bestOnly: 63 });
+    expect(d.chosen).toBe(2);
+    expect(by[2].margin!.paired).toBe(true);
+    expect(by[2].margin!.discordant).toEqual({ variantOnly: 0, bestOnly: 3 });
+    expect(by[2].margin!.interval[0]).toBeGreaterThan(-0.02);
+    expect(by[2].why).toContain("Bonferroni over 2");
+    expect(d.reason).toContain("proven within 2.00 pts");
+  });
+
+  it("without a margin the point estimates decide, as before", () => {
+    const d = selectVariant([dense, close, noisy], { sla: sla(0.89) });
+    expect(d.chosen).toBe(3);
+  });
+
+  it("variants on different eval splits are compared unpaired, and the explanation says so", () => {
+    const other = { ...close, evidence: { ...close.evidence, evalSha256: "b".repeat(64) } };
+    const d = selectVariant([dense, other], { sla: sla(0, { margin: 0.02 }) });
+    const c = d.candidates.find((x) => x.version === 2)!;
+    expect(c.margin!.paired).toBe(false);
+    expect(c.why).toContain("unpaired");
+    // The unpaired interval ignores the agreement, so it is much wider than the paired one.
+    expect(c.margin!.interval[0]).toBeLessThan(-0.02);
+    expect(c.verdict).toBe("below_margin");
+  });
+
+  it("a variant without evidence is never proven within a margin", () => {
+    const bare = { ...close, evidence: undefined };
+    const d = selectVariant([dense, bare], { sla: sla(0, { margin: 0.05 }) });
+    expect(d.candidates.find((x) => x.version === 2)!.verdict).toBe("below_margin");
+    expect(d.chosen).toBe(1);
+  });
+});
+
+describe("pairedDifferenceInterval (Newcombe 1998, method 10)", () => {
+  it("covers the true difference at least at the nominal rate (simulated correlated pairs)", () => {
+    // Truth: the first is right with p 0.9, the second copies it except on 4% of examples, where it flips.
+    const rng = new Rng(11);
+    const n = 300;
+    let covered = 0;
+    const trials = 2000;
+    const truth = 0.9 - (0.9 * 0.96 + 0.1 * 0.04);
+    for (let t = 0; t < trials; t++) {
+      const c = { both: 0, firstOnly: 0, secondOnly: 0, neither: 0 };
+      for (let i = 0; i < n; i++) {
+        const a = rng.next() < 0.9;
+        const b = rng.next() < 0.04 ? !a : a;
+        if (a && b) c.both++;
+        else if (a) c.firstOnly++;
+        else if (b) c.secondOnly++;
+        else c.neither++;
+      }
+      const [lo, hi] = pairedDifferenceInterval(c, 0.05);
+      if (lo <= truth && truth <= hi) covered++;
+    }
+    expect(covered / trials).toBeGreaterThan(0.93);
+  });
+
+  it("is zero-width only at the extremes and never leaves [-1, 1]", () => {
+    const [lo, hi] = pairedDifferenceInterval({ both: 50, firstOnly: 0, secondOnly: 0, neither: 50 }, 0.05);
+    expect(lo).toBeLessThan(0);
+    expect(hi).toBeGreaterThan(0);
+    const [l2, h2] = pairedDifferenceInterval({ both: 0, firstOnly: 10, secondOnly: 0, neither: 0 }, 0.05);
+    expect(l2).toBeGreaterThan(0.5);
+    expect(h2).toBeLessThanOrEqual(1);
+  });
+
+  it("round-trips evidence through the manifest's bitset", () => {
+    expect(encodeBitset([true, false, true, true, false, false, false, false, true])).toBe("DQE=");
   });
 });

@@ -3,6 +3,7 @@
  * built with the project's Graph API (or any graph), a tokenizer.json, a manifest describing them with real
  * sha256s, and the multipart form the registry's upload route takes.
  */
+import { encodeBitset } from "../../src/core/evidence";
 import type { Manifest } from "../../src/core/manifest";
 import { encodeModel, f32, Graph, ioSignatureOf } from "../../src/core/onnx";
 import { seededUniform } from "./random";
@@ -90,6 +91,8 @@ export interface VariantOptions extends TinyModelOptions {
   params?: number;
   p50Ms?: number;
   withTokenizer?: boolean;
+  /** Per-example evidence on the shared eval split "tiny/test"; sets the accuracy and the split's size. */
+  correct?: boolean[];
 }
 
 /** model.onnx (+ tokenizer.json) and a manifest describing them with real sha256s and sizes. */
@@ -116,11 +119,18 @@ export async function makeVariantFiles(modelName: string, opts: VariantOptions =
       flopsPerToken: 100,
       baseFlopsPerToken: 200,
     },
-    metrics: {
-      accuracy: opts.accuracy ?? 0.9,
-      others: {},
-      evalSet: { name: "tiny/test", sha256: zeros, size: 10 },
-    },
+    metrics: opts.correct
+      ? {
+          accuracy: opts.correct.filter(Boolean).length / opts.correct.length,
+          others: {},
+          evalSet: { name: "tiny/test", sha256: zeros, size: opts.correct.length },
+          evidence: { correct: encodeBitset(opts.correct) },
+        }
+      : {
+          accuracy: opts.accuracy ?? 0.9,
+          others: {},
+          evalSet: { name: "tiny/test", sha256: zeros, size: 10 },
+        },
     latency: { p50Ms: opts.p50Ms ?? 1, p95Ms: 2, batch: 1, seqLen: 8, runtime: "test" },
     training: {
       method: "finegates",

@@ -4,7 +4,16 @@ import { describe, expect, it } from "vitest";
 import type { Env } from "../../src/gateway/env";
 import { verifyApiKey } from "../../src/registry/auth";
 import { createRegistryRoutes } from "../../src/registry/routes";
-import { admin, api, createModel, expectError, jsonInit, makeVariantFiles, rawInit } from "./helpers";
+import {
+  admin,
+  api,
+  createModel,
+  expectError,
+  jsonInit,
+  makeVariantFiles,
+  rawInit,
+  seedModel,
+} from "./helpers";
 
 describe("models", () => {
   it("creates, lists and gets a model; an identical create is 200, a different one 409", async () => {
@@ -106,6 +115,66 @@ describe("task SLAs", () => {
     );
     const got = (await (await api("/v1/tasks/spam/sla")).json()) as { sla: Record<string, unknown> };
     expect(got.sla).toMatchObject({ task: "spam", min: 0.9, maxLatencyMs: 20, strict: true });
+  });
+
+  it("a margin SLA: defaults its confidence, needs min or margin, and confidence only with a margin", async () => {
+    const put = await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.02 }));
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({
+      sla: { min: 0, margin: 0.02, confidence: 0.95, strict: false },
+    });
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy" })),
+      422,
+      "invalid_body",
+      "min",
+    );
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", min: 0.9, confidence: 0.9 })),
+      422,
+      "invalid_body",
+      "confidence",
+    );
+    await expectError(
+      await api("/v1/tasks/spam/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.02, confidence: 1 })),
+      422,
+      "invalid_body",
+      "confidence",
+    );
+  });
+
+  it("routing under a margin SLA reads each variant's per-example evidence and explains the paired test", async () => {
+    const n = 400;
+    const dense = Array.from({ length: n }, (_, i) => i % 10 !== 0);
+    const close = dense.map((c, i) => c && i !== 1 && i !== 2); // 2 more mistakes than dense, no other change
+    const unrelated = dense.map((_, i) => i % 10 !== 5 && i !== 7 && i !== 8); // same accuracy as `close`
+    await seedModel("margin-m", [
+      { task: "margin-t", correct: dense, p50Ms: 10 },
+      { task: "margin-t", correct: close, p50Ms: 6 },
+      { task: "margin-t", correct: unrelated, p50Ms: 5 },
+    ]);
+    for (const v of [1, 2, 3])
+      await api(`/v1/models/margin-m/variants/${v}`, jsonInit("PATCH", { status: "active" }));
+    await api("/v1/tasks/margin-t/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.02 }));
+    const route = (await (await api("/v1/models/margin-m/route")).json()) as {
+      chosen: number;
+      sla: { margin: number; confidence: number };
+      candidates: {
+        version: number;
+        verdict: string;
+        margin?: {
+          paired: boolean;
+          interval: [number, number];
+          discordant: { variantOnly: number; bestOnly: number };
+        };
+      }[];
+    };
+    const by = Object.fromEntries(route.candidates.map((c) => [c.version, c]));
+    expect(route.sla).toMatchObject({ margin: 0.02, confidence: 0.95 });
+    expect(route.chosen).toBe(2);
+    expect(by[2].margin).toMatchObject({ paired: true, discordant: { variantOnly: 0, bestOnly: 2 } });
+    expect(by[3].verdict).toBe("below_margin");
+    expect(by[3].margin!.discordant).toEqual({ variantOnly: 40, bestOnly: 42 });
   });
 
   it("rejects bad SLAs and unknown tasks", async () => {

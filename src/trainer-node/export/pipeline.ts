@@ -83,7 +83,8 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
   log("measuring latency (dense vs pruned, interleaved) ...");
   const fixed = fixedSequenceOf(o.model.graph);
   // Dense = the same task model (head, trained tensors) without pruning.
-  const dense = encodeModel(applyCheckpointParams(o.model.graph, o.ckpt));
+  const denseGraph = applyCheckpointParams(o.model.graph, o.ckpt);
+  const dense = encodeModel(denseGraph);
   const grid = await compareOnGrid(dense, encodeModel(graph), {
     runs: o.runs,
     grid: fixed ? LATENCY_GRID.map((c) => ({ ...c, seq: fixed })) : undefined,
@@ -103,6 +104,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     tokenizerFile: o.tokenizerFile,
     maxSequenceLength: fixed ?? (await maxSequenceLength(graph)),
     evalSet: o.evalSet,
+    denseGraph,
     latency: serving.pruned,
     latencyGrid: grid,
   });

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { encodeBitset } from "../../core/evidence";
 import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../core/manifest";
 import { encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
@@ -41,24 +42,28 @@ export function evalSetSha256(set: Pick<EvalSet, "batches" | "labels">): string 
 
 /** Accuracy of a model (its `logits` output) on an eval set. */
 export async function evaluateAccuracy(graph: Graph, set: EvalSet): Promise<number> {
+  const predictions = await predict(graph, set);
+  return predictions.filter((p, i) => p === set.labels[i]).length / predictions.length;
+}
+
+/** The predicted label (argmax of `logits`) of every example of an eval set, in order. */
+export async function predict(graph: Graph, set: EvalSet): Promise<number[]> {
   const rows = set.batches.reduce((n, b) => n + b.batch, 0);
   if (rows !== set.labels.length)
     throw new Error(`eval set '${set.name}' has ${rows} rows but ${set.labels.length} labels`);
   if (rows === 0) throw new Error(`eval set '${set.name}' is empty`);
   const session = await ort.InferenceSession.create(encodeModel(graph), sessionOptions(1));
   const output = graph.outputs.find((o) => o.name === "logits")?.name ?? graph.outputs[0].name;
-  let correct = 0;
-  let row = 0;
+  const predictions: number[] = [];
   try {
     for (const b of set.batches) {
       const out = (await session.run(feedsFor(graph, b), [output]))[output];
-      for (const label of argmaxRows(out.data as Float32Array, Number(out.dims.at(-1))))
-        if (label === set.labels[row++]) correct++;
+      predictions.push(...argmaxRows(out.data as Float32Array, Number(out.dims.at(-1))));
     }
   } finally {
     await session.release();
   }
-  return correct / rows;
+  return predictions;
 }
 
 export interface VariantInput {
@@ -75,6 +80,8 @@ export interface VariantInput {
   /** Longest sequence the model takes, when its graph proves a limit. */
   maxSequenceLength?: number;
   evalSet: EvalSet;
+  /** The unpruned model with the same head and trained tensors: predictions are compared with it. */
+  denseGraph?: Graph;
   /** Latency recorded in the manifest (the registry's and router's figure). */
   latency: LatencyStats;
   /** The full dense-vs-pruned grid, kept in export-report.json. */
@@ -91,7 +98,10 @@ function targetOf(ckpt: GateCheckpoint): number {
 export async function writeVariant(dir: string, v: VariantInput): Promise<Manifest> {
   await mkdir(dir, { recursive: true });
   const model = encodeModel(v.graph);
-  const accuracy = await evaluateAccuracy(v.graph, v.evalSet);
+  const predictions = await predict(v.graph, v.evalSet);
+  const correct = predictions.map((p, i) => p === v.evalSet.labels[i]);
+  const accuracy = correct.filter(Boolean).length / correct.length;
+  const dense = v.denseGraph ? await predict(v.denseGraph, v.evalSet) : undefined;
   let tokenizer: Manifest["tokenizer"];
   if (v.tokenizerFile) {
     const bytes = await readFile(v.tokenizerFile);
@@ -125,6 +135,10 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
         name: v.evalSet.name,
         sha256: v.evalSet.sha256 ?? evalSetSha256(v.evalSet),
         size: v.evalSet.labels.length,
+      },
+      evidence: {
+        correct: encodeBitset(correct),
+        agreesWithDense: dense ? encodeBitset(dense.map((d, i) => d === predictions[i])) : undefined,
       },
     },
     latency: {

@@ -78,7 +78,7 @@ class Emitter {
   /** A slice of a float initializer along its last axis: columns [from, to). */
   columns(weight: string, from: number, to: number, label: string): string {
     const w = this.g.initializers.get(weight);
-    if (!w || w.dtype !== "float32")
+    if (w?.dtype !== "float32")
       throw new ImportError(`${this.base}: packed weight ${weight} must be a float32 constant`);
     const cols = w.dims.at(-1)!;
     const rows = w.data.length / cols;
@@ -176,7 +176,7 @@ function rewriteAttention(g: Graph, n: Node, out: Node[]): void {
   const heads = attr(n, "num_heads") as number;
   const [input, weight, bias] = n.inputs;
   const w = g.initializers.get(weight);
-  if (!w || w.dims.length !== 2)
+  if (w?.dims.length !== 2)
     throw new ImportError(`${n.name}: Attention weight ${weight} must be a 2-D constant [hidden, 3·hidden]`);
   const sizes = (attr(n, "qkv_hidden_sizes") as number[] | undefined) ?? [1, 1, 1].map(() => w.dims[1] / 3);
   if (sizes[0] !== sizes[1] || sizes.reduce((a, b) => a + b, 0) !== w.dims[1])
