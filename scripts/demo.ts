@@ -17,7 +17,7 @@ const USAGE = `usage: npm run demo -- [options]
   --retrain            re-run gate training instead of exporting the committed checkpoints (models/demo/)
   --save-checkpoints   with --retrain: also refresh the committed checkpoints in models/demo/
   --keep-running       leave the gateway up after the table (prints its URL and admin token; Ctrl-C stops it)
-  --margin <fraction>  SLA non-inferiority margin for task spam, proven at 95% on paired evidence (default 0.02)
+  --margin <fraction>  SLA non-inferiority margin for task spam, proven at 95% on paired evidence (default 0.03)
   --sla <accuracy>     an SLA minimum (registered) accuracy instead of the margin
   --base <model.onnx>  base encoder to adapt (default models/base/model.onnx, the committed pretrained base)
   --tiny               a small random encoder, a few training steps and test texts (the smoke test's setting)

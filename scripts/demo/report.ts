@@ -47,7 +47,7 @@ export function formatDemoTable(r: DemoResult): string {
 export function formatRouterSummary(r: DemoResult): string {
   const chosen = r.rows.find((row) => row.chosen);
   const lines = [
-    `SLA for task ${r.task}: ${r.sla.margin === null ? `accuracy >= ${pct(r.sla.min, 2)} ` : ""}(${r.sla.rule}).`,
+    `SLA for task ${r.task}: ${r.sla.margin === null ? `accuracy >= ${pct(r.sla.min, 2)} (${r.sla.rule})` : r.sla.rule}.`,
     chosen
       ? `The router serves ${chosen.model}@${chosen.version} (${chosen.variant}, ${pct(chosen.removed)} of gated weights removed): ${r.router.reason}`
       : `The router chose nothing (${r.router.outcome}): ${r.router.reason}`,

@@ -253,7 +253,8 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
   const chosen = order[0] ?? null;
   let outcome: RouteOutcome;
   let reason: string;
-  const bar = `accuracy >= ${pct(minAccuracy)}${margin !== null ? ` proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}`;
+  const floor = margin !== null && minAccuracy === 0 ? "" : `accuracy >= ${pct(minAccuracy)}`;
+  const bar = `${floor}${margin !== null ? `${floor ? " and " : ""}accuracy proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}`;
   if (active.length === 0) {
     outcome = "unavailable";
     reason = "the model has no active variant";
