@@ -217,7 +217,14 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const s = stateOf(c);
     const timings = new Timings();
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
-    const prepared = prepareInfer(await readJson(c), entry.model.io, s.config);
+    // No longer than the model's position table (the variants of a model share its base, so its limit).
+    const positions = Math.min(
+      ...entry.variants.map((v) => v.manifest.maxSequenceLength ?? Number.POSITIVE_INFINITY),
+    );
+    const prepared = prepareInfer(await readJson(c), entry.model.io, {
+      ...s.config,
+      maxSequence: Math.min(s.config.maxSequence, positions),
+    });
     const served = await serveWithFallback(
       serveContext(c, s, timings),
       entry,
