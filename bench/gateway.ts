@@ -149,7 +149,7 @@ async function infer(url: string): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v2/models/bench/infer`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${dev!.apiKey}` },
     body: inferBody,
   });
   await res.arrayBuffer();
