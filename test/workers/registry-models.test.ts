@@ -13,6 +13,7 @@ import {
   makeVariantFiles,
   rawInit,
   seedModel,
+  withKey,
 } from "./helpers";
 
 describe("models", () => {
@@ -156,7 +157,7 @@ describe("task SLAs", () => {
     for (const v of [1, 2, 3])
       await api(`/v1/models/margin-m/variants/${v}`, jsonInit("PATCH", { status: "active" }));
     await api("/v1/tasks/margin-t/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.02 }));
-    const route = (await (await api("/v1/models/margin-m/route")).json()) as {
+    const route = (await (await api("/v1/models/margin-m/route", { headers: await withKey() })).json()) as {
       chosen: number;
       sla: { margin: number; confidence: number };
       candidates: {
