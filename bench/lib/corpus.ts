@@ -86,7 +86,10 @@ export interface ImportCheck {
   refused?: string;
   layers?: number;
   heads?: number;
+  /** Every linear before the encoder output (what gets gated). */
   encoderLinears?: number;
+  /** Of those, the ones inside attention (Q, K, V, O) and FFN (up, down) blocks. */
+  blockLinears?: number;
   headLinears?: number;
   headKind?: string;
   fixedSequenceLength?: number;
@@ -112,6 +115,7 @@ export async function checkImport(fx: Fixture, numLabels?: number): Promise<Impo
     layers: report.layers,
     heads: report.attention[0]?.heads,
     encoderLinears: recognition.encoderLinears.length,
+    blockLinears: 4 * recognition.attention.length + 2 * recognition.ffn.length,
     headLinears: report.head.linears.length,
     headKind: report.head.kind,
     fixedSequenceLength: report.fixedSequenceLength,
