@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "1" },
     requests: { type: "string", default: "200" },
     concurrency: { type: "string", default: "1,8,32" },
+    /** `off`: run the gateway with AUTH=off, to measure the API-key check's share of the overhead. */
+    auth: { type: "string", default: "on" },
   },
 });
 const seq = Number(args.seq);
@@ -235,7 +237,9 @@ async function main() {
   console.error(
     `model: ${args.model} encoder, ${(params / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
   );
-  dev = await startWranglerDev();
+  if (args.auth !== "on" && args.auth !== "off")
+    throw new Error(`--auth must be on or off, got '${args.auth}'`);
+  dev = await startWranglerDev(args.auth === "off" ? { vars: { AUTH: "off" } } : {});
   const { url } = dev;
   console.error(`wrangler dev ready on ${url}`);
   await register(url, dev.adminToken);
