@@ -384,6 +384,6 @@ function respond<T>(
     c.header("x-sluice-fallback", served.attempts.map((a) => `${a.version}:${a.stage}`).join(", "));
   }
   c.header("x-sluice-session", served.cached ? "warm" : "cold");
-  c.header("server-timing", timings.header());
+  c.header("server-timing", timings.header(), { append: true }); // after the API-key check's `auth`
   return c.json(body as object);
 }

@@ -250,3 +250,38 @@ describe("keys", () => {
     expect(await bad.json()).toMatchObject({ error: { field: "models.0" } });
   });
 });
+
+describe("dashboard sign-in", () => {
+  const signIn = (headers: Record<string, string>, token = "test-admin-token") =>
+    SELF.fetch("http://gateway/dashboard", {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+      body: new URLSearchParams({ token }).toString(),
+    });
+
+  it("sets the HttpOnly SameSite=Strict cookie from a same-origin form POST", async () => {
+    const res = await signIn({ origin: "http://gateway" });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("set-cookie")).toMatch(/HttpOnly/);
+    expect(res.headers.get("set-cookie")).toMatch(/SameSite=Strict/);
+    expect(res.headers.get("set-cookie")).not.toContain("test-admin-token");
+    expect((await signIn({ "sec-fetch-site": "same-origin" })).status).toBe(303);
+    expect((await signIn({ origin: "http://gateway" }, "wrong")).status).toBe(401);
+  });
+
+  it("refuses cross-site and origin-less form POSTs (CSRF)", async () => {
+    const attempts: Record<string, string>[] = [
+      { origin: "https://evil.example" },
+      { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site", origin: "http://other.gateway" },
+      {},
+    ];
+    for (const headers of attempts) {
+      const res = await signIn(headers);
+      expect(res.status, JSON.stringify(headers)).toBe(403);
+      expect(res.headers.get("set-cookie")).toBeNull();
+      await res.arrayBuffer();
+    }
+  });
+});
