@@ -71,6 +71,9 @@ function transposeTensor(t: Tensor, perm: number[]): Tensor {
  */
 export function foldWeightTransforms(graph: Graph): number {
   let folded = 0;
+  // One result per (source, perm): every use of a shared weight keeps pointing at one tensor object, so
+  // sharing (ALBERT's layers) stays visible after folding.
+  const transposed = new Map<string, Tensor>();
   graph.toposort();
   graph.nodes = graph.nodes.filter((n) => {
     if (n.domain) return true;
@@ -81,7 +84,9 @@ export function foldWeightTransforms(graph: Graph): number {
     else if (n.op === "Transpose") {
       const perm =
         (n.attrs.perm?.value as number[] | undefined) ?? t.dims.map((_, i) => t.dims.length - 1 - i);
-      result = transposeTensor(t, perm);
+      const key = `${n.inputs[0]}|${perm.join(",")}`;
+      result = transposed.get(key) ?? transposeTensor(t, perm);
+      transposed.set(key, result);
     } else if (n.op === "Cast" && t.dtype === "float32" && n.attrs.to?.value === 1) result = t;
     if (!result) return true;
     graph.initializers.set(n.outputs[0], result);

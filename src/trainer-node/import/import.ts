@@ -20,6 +20,7 @@ import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes } from "../../core/onnx/shape-inference";
 import { ImportError } from "./errors";
+import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
 import { unfuseContribOps } from "./unfuse";
 
@@ -402,19 +403,26 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
   }
   assignInputs(g, report);
   foldConstants(g);
+  // Before recognition: a shared layer is named as such even where its blocks are not recognised. Sharing
+  // is one tensor under several names (torch writes Identity nodes for later uses; folding keeps the object).
+  const shared = new Map<unknown, { weight: string; nodes: string[] }>();
+  for (const l of findLinearLayers(g)) {
+    const t = g.initializers.get(l.weight) ?? l.weight;
+    const s = shared.get(t) ?? { weight: l.weight, nodes: [] };
+    s.nodes.push(l.node);
+    shared.set(t, s);
+  }
+  for (const { weight, nodes } of shared.values())
+    if (nodes.length > 1)
+      throw new ImportError(
+        `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
+      );
   const rec = recognizeEncoder(g);
   if (opts.hiddenOutput) {
     if (!g.nodes.some((n) => n.outputs.includes(opts.hiddenOutput!)))
       throw new ImportError(`--hidden-output: the model has no value ${opts.hiddenOutput}`);
     rec.encoderOutput = opts.hiddenOutput;
   }
-  const shared = new Map<string, string[]>();
-  for (const l of rec.encoderLinears) shared.set(l.weight, [...(shared.get(l.weight) ?? []), l.node]);
-  for (const [weight, nodes] of shared)
-    if (nodes.length > 1)
-      throw new ImportError(
-        `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
-      );
   const word = rec.embeddings.find(
     (e) => sourceInput(g, g.nodes.find((n) => n.name === e.node)!.inputs[1]) === "input_ids",
   );
