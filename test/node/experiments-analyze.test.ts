@@ -346,7 +346,10 @@ describe("per-unit analysis under clustered traffic", () => {
     let lat = 0;
     let promoted = 0;
     for (let k = 0; k < runs; k++) {
-      const r = analyzeExperiment(config, [clusteredArm(40_000 + 2 * k, 300), clusteredArm(40_001 + 2 * k, 300)]);
+      const r = analyzeExperiment(config, [
+        clusteredArm(40_000 + 2 * k, 300),
+        clusteredArm(40_001 + 2 * k, 300),
+      ]);
       if (r.comparisons[0].accuracy?.significant) acc++;
       if (r.comparisons[0].latency?.significant) lat++;
       if (r.decision.action === "promote") promoted++;
@@ -358,7 +361,10 @@ describe("per-unit analysis under clustered traffic", () => {
   });
 
   it("requests without a unit id are reported apart and change no estimate", () => {
-    const base = [simulateArm(60, { units: 200, medianMs: 30, accuracy: 0.9 }), simulateArm(61, { units: 200, medianMs: 30, accuracy: 0.9 })];
+    const base = [
+      simulateArm(60, { units: 200, medianMs: 30, accuracy: 0.9 }),
+      simulateArm(61, { units: 200, medianMs: 30, accuracy: 0.9 }),
+    ];
     const withUnsticky = base.map((d) => ({
       ...d,
       unsticky: { requests: 50, errors: 5, latencyMs: Array(45).fill(1000), labelled: 40, correct: 0 },
@@ -372,7 +378,10 @@ describe("per-unit analysis under clustered traffic", () => {
       accuracy: { correct: 0, total: 40, rate: 0 },
     });
     expect(b.arms[0].unstickyRequests).toBe(50);
-    const strip = (r: typeof a) => ({ ...r, arms: r.arms.map((x) => ({ ...x, unsticky: null, unstickyRequests: 0 })) });
+    const strip = (r: typeof a) => ({
+      ...r,
+      arms: r.arms.map((x) => ({ ...x, unsticky: null, unstickyRequests: 0 })),
+    });
     expect(strip(b)).toEqual(strip(a));
   });
 });

@@ -661,7 +661,14 @@ export function ratioSummary(
     sy += y;
   }
   if (n === 0) {
-    return { units: 0, numerator: 0, denominator: 0, estimate: Number.NaN, variance: Number.NaN, designEffect: 1 };
+    return {
+      units: 0,
+      numerator: 0,
+      denominator: 0,
+      estimate: Number.NaN,
+      variance: Number.NaN,
+      designEffect: 1,
+    };
   }
   const r = sx / sy;
   let ss = 0;
@@ -788,7 +795,13 @@ export function clusteredQuantile(
   const requests = pooled.length;
   const nonEmpty = units.filter((u) => u.length > 0);
   if (requests === 0) {
-    return { estimate: Number.NaN, ci: [Number.NaN, Number.NaN], standardError: Number.NaN, requests, units: 0 };
+    return {
+      estimate: Number.NaN,
+      ci: [Number.NaN, Number.NaN],
+      standardError: Number.NaN,
+      requests,
+      units: 0,
+    };
   }
   pooled.sort((a, b) => a - b);
   const quantileOf = (p: number) => sortedPercentile(pooled, Math.min(1, Math.max(0, p)) * 100);
