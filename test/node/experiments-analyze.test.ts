@@ -6,7 +6,6 @@ import {
   type UnitData,
 } from "../../src/gateway/experiments/analyze.ts";
 import { assignArm } from "../../src/gateway/experiments/assign.ts";
-import { emptyLatencyHistogram, recordLatency } from "../../src/gateway/experiments/latency.ts";
 import {
   mixtureVarianceFor,
   normalMixtureConfidenceSequence,

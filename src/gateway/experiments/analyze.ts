@@ -271,7 +271,9 @@ function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
     throw new RangeError(`slaMinAccuracy: must be in (0, 1), got ${config.slaMinAccuracy}`);
   }
   data.forEach((d, i) => {
-    d.units.forEach((u, j) => checkUnit(u, `data[${i}].units[${j}]`));
+    d.units.forEach((u, j) => {
+      checkUnit(u, `data[${i}].units[${j}]`);
+    });
     if (d.unsticky) checkUnit(d.unsticky, `data[${i}].unsticky`);
   });
 }
