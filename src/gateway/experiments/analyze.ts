@@ -70,7 +70,7 @@ export interface UnitData {
 export type UnstickyData = UnitData;
 
 export interface ArmData {
-  /** one entry per distinct unit seen on the arm (in a stable order: bootstrap-free, but order-independent) */
+  /** one entry per distinct unit seen on the arm (the analysis does not depend on their order) */
   units: readonly UnitData[];
   unsticky?: UnstickyData;
 }
