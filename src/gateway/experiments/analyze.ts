@@ -1,64 +1,78 @@
 /**
- * Experiment analysis: per-arm aggregates + experiment design -> typed results and a recommendation in plain
- * words. Pure and runtime-agnostic (runs in the Worker behind GET /v1/experiments/:id/results).
+ * Experiment analysis: per-unit traffic of each arm + experiment design -> typed results and a recommendation in
+ * plain words. Pure and runtime-agnostic (runs in the Worker behind GET /v1/experiments/:id/results).
+ *
+ * The unit of analysis is the unit of assignment. Units (users, API keys) are randomised to arms; their
+ * requests are not independent draws, so every metric is first aggregated per unit and inference treats units
+ * as the sample:
+ * - per arm, accuracy (correct / labelled requests), error rate (errors / requests) and mean latency
+ *   (Σ latency / successful requests) are ratio metrics over units with delta-method variances; their per-arm
+ *   intervals are Wilson on the effective sample size (`clusteredWilsonInterval`);
+ * - the comparisons (accuracy, mean latency) test per-unit means (each unit weighs 1: the unit's accuracy,
+ *   the unit's mean latency) with a Welch-type t (`ratioDifferenceTest` with unit denominators). Request-
+ *   weighted ratios were tried first and are valid asymptotically, but with heavy-tailed requests per unit
+ *   (Pareto 1.3: infinite variance) a few huge units dominate them and 300 units per arm gave 11-12% false
+ *   positives at alpha = 0.05; unit means are bounded and stay at alpha;
+ * - p95 latency uses Woodruff's interval over units (`clusteredQuantile`), valid for quantiles of clustered
+ *   samples;
+ * - SRM counts units; the sequential confidence sequences take the delta-method variances.
+ * Requests without a unit id (assigned at random per request) are summarised apart (`unsticky`) and never
+ * enter these estimates. An experiment whose traffic never carries unit ids was randomised per request, so
+ * there each request is its own unit (`unitKind: "request"`).
  *
  * Guarantees that the tests check:
- * - With no true difference (A/A), "promote" is recommended with probability <= alpha. A promotion needs a
- *   significant improvement in a two-sided test at alpha, which happens with probability alpha/2 under the
- *   null; there are at most two such paths (more accurate, or non-inferior and faster), so together <= alpha.
- *   With several treatment arms the comparisons use a Bonferroni-adjusted alpha / (arms - 1).
+ * - With no true difference (A/A), "promote" is recommended with probability <= alpha, also when units send
+ *   many correlated requests (seeded clustered simulation in the tests; `npm run sim:ab` for the full table).
+ *   A promotion needs a significant improvement in a two-sided test at alpha, which happens with probability
+ *   alpha/2 under the null; there are at most two such paths (more accurate, or non-inferior and faster), so
+ *   together <= alpha. With several treatment arms the comparisons use a Bonferroni-adjusted alpha / (arms - 1).
  * - "Non-inferior and faster" is an intersection-union test (Berger 1982): both the non-inferiority test and
  *   the latency test must reject at alpha, so no multiplicity adjustment is needed between them.
  * - A fixed-horizon design gives no verdict before its planned units are reached (peeking at fixed-n tests
  *   inflates false positives); a sequential design uses always-valid confidence sequences instead and may
  *   stop at any look.
- *
- * Limitation, stated: latency and accuracy are analysed per request (per feedback item). Assignment is per
- * unit, so when units send many requests each, requests are correlated and the intervals are too narrow; the
- * unit-level (delta-method) analysis needs per-unit aggregates, which the event pipeline does not keep.
  */
 import {
-  histogramMoments,
-  histogramQuantile,
-  type LatencyHistogram,
-  latencyHistogramFromSamples,
-} from "./latency.ts";
-import {
-  differenceNonInferiority,
-  differenceVariance,
+  clusteredProportionNonInferiority,
+  clusteredQuantile,
+  clusteredWilsonInterval,
   type Interval,
-  type MeanSummary,
   mixtureVarianceFor,
   normalMixtureConfidenceSequence,
+  normalQuantile,
+  normalSf,
   percentile,
-  proportionNonInferiority,
+  type RatioSummary,
+  ratioDifferenceTest,
+  ratioSummary,
   type SampleRatioCheck,
   sampleRatioMismatch,
-  summarize,
-  twoProportionTest,
-  welchTTest,
-  wilsonInterval,
 } from "./stats.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------------------
 
-/** Latency of an arm's successful requests: raw per-request samples, or a mergeable aggregate. */
-export type LatencyInput = LatencyHistogram | { samples: readonly number[] };
-
-export interface ArmData {
-  /** distinct units (sticky assignments) seen on the arm */
-  units: number;
-  /** requests from those units */
+/** One unit's traffic on its arm: the requests that carried its unit id. */
+export interface UnitData {
   requests: number;
   /** of `requests`, how many failed */
   errors: number;
-  latency: LatencyInput;
-  /** labelled feedback joined to the arm's requests */
-  feedback: { correct: number; total: number };
-  /** requests without a unit id, assigned at random; reported, never mixed into the unit-level analysis */
-  unstickyRequests?: number;
+  /** server-side latency (ms) of each successful request */
+  latencyMs: readonly number[];
+  /** labelled feedback joined to the unit's successful requests */
+  labelled: number;
+  /** of `labelled`, how many predictions were right */
+  correct: number;
+}
+
+/** Requests without a unit id: the same fields, pooled. Reported, never mixed into the unit analysis. */
+export type UnstickyData = UnitData;
+
+export interface ArmData {
+  /** one entry per distinct unit seen on the arm (the analysis does not depend on their order) */
+  units: readonly UnitData[];
+  unsticky?: UnstickyData;
 }
 
 export type PrimaryMetric = "accuracy" | "latency";
@@ -81,11 +95,16 @@ export interface AnalysisConfig {
   /** absolute accuracy margin for non-inferiority (default 0 vs the SLA; vs control only when > 0) */
   nonInferiorityMargin?: number;
   design: ExperimentDesign;
+  /**
+   * "unit" (default): `units` are units of assignment. "request": the experiment was randomised per request
+   * (no unit ids anywhere) and each entry of `units` is one request; only changes how SRM is labelled.
+   */
+  unitKind?: "unit" | "request";
 }
 
 /** Tuning point of the confidence sequence when a sequential design has no planned size. */
 export const DEFAULT_SEQUENTIAL_TUNING_UNITS = 10_000;
-/** Fewer latency samples than this and p95 is not judged against its guardrail. */
+/** Fewer latency samples than this and p95 is neither compared nor judged against its guardrail. */
 export const MIN_SAMPLES_FOR_P95 = 20;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -97,23 +116,52 @@ export interface ArmStats {
   name: string;
   isControl: boolean;
   units: number;
+  /** requests with a unit id (the analysed population) */
   requests: number;
   unstickyRequests: number;
   latency: {
+    /** successful requests */
     count: number;
+    /** units with at least one successful request */
+    units: number;
     meanMs: number;
+    /** delta-method interval over units */
+    meanCi: Interval;
     p50Ms: number;
     p95Ms: number;
-    /** true for raw samples; false when percentiles come from the histogram (within 1%) */
+    /** Woodruff interval over units */
+    p95Ci: Interval;
+    /** percentiles are exact order statistics of the raw samples (always true since per-unit analysis) */
     exactPercentiles: boolean;
   } | null;
+  /** Wilson interval on the effective sample size (requests / design effect) */
   errorRate: { errors: number; requests: number; rate: number; ci: Interval };
-  accuracy: { correct: number; total: number; rate: number; ci: Interval } | null;
+  accuracy: {
+    correct: number;
+    total: number;
+    /** units with labelled feedback */
+    units: number;
+    rate: number;
+    /** Wilson interval on the effective sample size: exactly Wilson's when each unit has one label */
+    ci: Interval;
+    /** variance inflation from clustering (1: none) */
+    designEffect: number;
+  } | null;
+  /** requests without a unit id: reported apart, never part of the estimates above */
+  unsticky: {
+    requests: number;
+    errors: number;
+    latencyMeanMs: number | null;
+    accuracy: { correct: number; total: number; rate: number } | null;
+  } | null;
 }
 
 export interface MetricComparison {
-  /** "welch" and "two-proportion" for fixed designs, "confidence-sequence" (always valid) for sequential */
-  method: "welch" | "two-proportion" | "confidence-sequence";
+  /**
+   * "delta-method" (ratio metrics over units, Welch-type t) and "woodruff" (p95 over units) for fixed
+   * designs; "confidence-sequence" (always valid, from the same per-unit variances) for sequential ones
+   */
+  method: "delta-method" | "woodruff" | "confidence-sequence";
   control: number;
   treatment: number;
   /** treatment - control */
@@ -132,6 +180,8 @@ export interface ArmComparison {
   name: string;
   /** mean latency (ms) */
   latency: MetricComparison | null;
+  /** p95 latency (ms); reported, not used for the decision (the p95 guardrail is) */
+  p95: MetricComparison | null;
   accuracy: MetricComparison | null;
   /** (p50_treatment - p50_control) / p50_control */
   p50RelativeChange: number | null;
@@ -154,7 +204,7 @@ export interface GuardrailBreach {
   metric: "errorRate" | "p95Ms";
   value: number;
   limit: number;
-  /** true when even the lower confidence bound (error rate) is above the limit */
+  /** true when even the lower confidence bound (over units) is above the limit */
   confident: boolean;
 }
 
@@ -169,10 +219,12 @@ export interface ExperimentResults {
   design: ExperimentDesign;
   primaryMetric: PrimaryMetric;
   alpha: number;
+  /** what one independent observation is: a unit of assignment, or a request (randomised per request) */
+  analysisUnit: "unit" | "request";
   progress: { units: number; plannedUnits: number | null; complete: boolean };
   arms: ArmStats[];
   comparisons: ArmComparison[];
-  /** on units (on requests when no arm has sticky units) */
+  /** on units (on requests when the experiment was randomised per request) */
   srm: SampleRatioCheck & { basis: "units" | "requests"; observed: number[] };
   nonInferiority: NonInferiorityCheck[];
   guardrailBreaches: GuardrailBreach[];
@@ -181,8 +233,26 @@ export interface ExperimentResults {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Analysis
+// Per-arm summaries
 // ---------------------------------------------------------------------------------------------------------
+
+function checkUnit(u: UnitData, where: string): void {
+  for (const field of ["requests", "errors", "labelled", "correct"] as const) {
+    if (!(Number.isInteger(u[field]) && u[field] >= 0)) {
+      throw new RangeError(`${where}.${field}: must be an integer >= 0, got ${u[field]}`);
+    }
+  }
+  if (u.errors > u.requests) throw new RangeError(`${where}.errors: exceeds requests`);
+  if (u.latencyMs.length > u.requests - u.errors) {
+    throw new RangeError(`${where}.latencyMs: more samples than successful requests`);
+  }
+  if (u.correct > u.labelled) throw new RangeError(`${where}: need correct <= labelled`);
+  for (const ms of u.latencyMs) {
+    if (!(Number.isFinite(ms) && ms >= 0)) {
+      throw new RangeError(`${where}.latencyMs: must be finite numbers >= 0, got ${ms}`);
+    }
+  }
+}
 
 function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
   const k = config.arms.length;
@@ -201,43 +271,69 @@ function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
     throw new RangeError(`slaMinAccuracy: must be in (0, 1), got ${config.slaMinAccuracy}`);
   }
   data.forEach((d, i) => {
-    for (const field of ["units", "requests", "errors"] as const) {
-      if (!(Number.isInteger(d[field]) && d[field] >= 0)) {
-        throw new RangeError(`data[${i}].${field}: must be an integer >= 0, got ${d[field]}`);
-      }
-    }
-    if (d.errors > d.requests) throw new RangeError(`data[${i}].errors: exceeds requests`);
-    if (!(d.feedback.correct >= 0 && d.feedback.correct <= d.feedback.total)) {
-      throw new RangeError(`data[${i}].feedback: need 0 <= correct <= total`);
-    }
+    d.units.forEach((u, j) => {
+      checkUnit(u, `data[${i}].units[${j}]`);
+    });
+    if (d.unsticky) checkUnit(d.unsticky, `data[${i}].unsticky`);
   });
 }
 
-interface LatencyView {
-  summary: MeanSummary;
-  p50: number;
-  p95: number;
-  exact: boolean;
+/** Everything the comparisons need about one arm, computed once. */
+interface ArmSummary {
+  units: number;
+  requests: number;
+  errors: RatioSummary;
+  latency: RatioSummary;
+  accuracy: RatioSummary;
+  /** per unit, its latency samples (units with none left out) */
+  latencyByUnit: (readonly number[])[];
+  latencyCount: number;
+  /** per-unit means (each unit weighs 1): what the comparisons test */
+  latencyUnitMean: RatioSummary;
+  accuracyUnitMean: RatioSummary;
 }
 
-function latencyView(input: LatencyInput): LatencyView | null {
-  if ("samples" in input) {
-    if (input.samples.length === 0) return null;
-    // validates the samples the same way the histogram does
-    latencyHistogramFromSamples(input.samples);
-    return {
-      summary: summarize(input.samples),
-      p50: percentile(input.samples, 50),
-      p95: percentile(input.samples, 95),
-      exact: true,
-    };
-  }
-  if (input.count === 0) return null;
+/** Mean over units of a per-unit value (a ratio with denominator 1 per unit: the variance is s²/n). */
+function unitMean(values: readonly number[]): RatioSummary {
+  return ratioSummary(
+    values,
+    values.map(() => 1),
+    values.reduce((a, v) => a + v * v, 0),
+  );
+}
+
+function summarizeArm(d: ArmData): ArmSummary {
+  const units = d.units.filter((u) => u.requests > 0);
+  let latencySumSquares = 0;
+  const latencySums = units.map((u) => {
+    let s = 0;
+    for (const ms of u.latencyMs) {
+      s += ms;
+      latencySumSquares += ms * ms;
+    }
+    return s;
+  });
+  const latencyByUnit = units.map((u) => u.latencyMs).filter((l) => l.length > 0);
   return {
-    summary: histogramMoments(input),
-    p50: histogramQuantile(input, 0.5),
-    p95: histogramQuantile(input, 0.95),
-    exact: false,
+    units: units.length,
+    requests: units.reduce((n, u) => n + u.requests, 0),
+    errors: ratioSummary(
+      units.map((u) => u.errors),
+      units.map((u) => u.requests),
+    ),
+    latency: ratioSummary(
+      latencySums,
+      units.map((u) => u.latencyMs.length),
+      latencySumSquares,
+    ),
+    accuracy: ratioSummary(
+      units.map((u) => u.correct),
+      units.map((u) => u.labelled),
+    ),
+    latencyByUnit,
+    latencyCount: latencyByUnit.reduce((n, l) => n + l.length, 0),
+    latencyUnitMean: unitMean(latencyByUnit.map((l) => l.reduce((a, b) => a + b, 0) / l.length)),
+    accuracyUnitMean: unitMean(units.filter((u) => u.labelled > 0).map((u) => u.correct / u.labelled)),
   };
 }
 
@@ -265,27 +361,37 @@ type ComparisonEstimates = Pick<
   "control" | "treatment" | "difference" | "relativeDifference" | "alpha"
 >;
 
+function estimates(control: number, treatment: number, alpha: number): ComparisonEstimates {
+  return {
+    control,
+    treatment,
+    difference: treatment - control,
+    relativeDifference: control !== 0 ? (treatment - control) / control : Number.NaN,
+    alpha,
+  };
+}
+
 /**
  * Interval and test for one metric's difference: with a sequential design, the always-valid confidence
- * sequence (normal mixture, from the difference's `variance`, tuned at `tuningScale` times the current size);
- * otherwise the metric's fixed-horizon test.
+ * sequence (normal mixture, from the difference's per-unit `variance`, tuned at `tuningScale` times the current
+ * size); otherwise the metric's fixed-horizon test.
  */
 function compareMetric(
-  estimates: ComparisonEstimates,
+  est: ComparisonEstimates,
   design: { sequential: boolean; tuningScale: number; variance: number },
   fixedTest: () => Pick<MetricComparison, "method" | "ci" | "pValue">,
 ): MetricComparison {
-  const { alpha } = estimates;
+  const { alpha } = est;
   if (design.sequential) {
     const v = design.variance;
     const cs = normalMixtureConfidenceSequence(
-      estimates.difference,
+      est.difference,
       v,
       alpha,
       mixtureVarianceFor(v * design.tuningScale, alpha),
     );
     return {
-      ...estimates,
+      ...est,
       method: "confidence-sequence",
       ci: cs.ci,
       pValue: cs.pValue,
@@ -293,8 +399,53 @@ function compareMetric(
     };
   }
   const f = fixedTest();
-  return { ...estimates, method: f.method, ci: f.ci, pValue: f.pValue, significant: f.pValue < alpha };
+  return { ...est, method: f.method, ci: f.ci, pValue: f.pValue, significant: f.pValue < alpha };
 }
+
+function compareRatio(
+  c: RatioSummary,
+  t: RatioSummary,
+  alpha: number,
+  design: { sequential: boolean; tuningScale: number },
+): MetricComparison | null {
+  if (c.units < 2 || t.units < 2) return null;
+  return compareMetric(
+    estimates(c.estimate, t.estimate, alpha),
+    { ...design, variance: c.variance + t.variance },
+    () => {
+      const r = ratioDifferenceTest(c, t, alpha);
+      return { method: "delta-method", ci: r.ci, pValue: r.pValue };
+    },
+  );
+}
+
+function compareP95(
+  c: ArmSummary,
+  t: ArmSummary,
+  alpha: number,
+  design: { sequential: boolean; tuningScale: number },
+): MetricComparison | null {
+  const enough = (a: ArmSummary) => a.latencyCount >= MIN_SAMPLES_FOR_P95 && a.latencyByUnit.length >= 2;
+  if (!enough(c) || !enough(t)) return null;
+  const qc = clusteredQuantile(c.latencyByUnit, 0.95, alpha);
+  const qt = clusteredQuantile(t.latencyByUnit, 0.95, alpha);
+  const variance = qc.standardError ** 2 + qt.standardError ** 2;
+  return compareMetric(estimates(qc.estimate, qt.estimate, alpha), { ...design, variance }, () => {
+    const d = qt.estimate - qc.estimate;
+    const se = Math.sqrt(variance);
+    if (!(se > 0)) return { method: "woodruff", ci: [d, d], pValue: d === 0 ? 1 : 0 };
+    const z = normalQuantile(1 - alpha / 2);
+    return {
+      method: "woodruff",
+      ci: [d - z * se, d + z * se],
+      pValue: Math.min(1, 2 * normalSf(Math.abs(d) / se)),
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Analysis
+// ---------------------------------------------------------------------------------------------------------
 
 export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData[]): ExperimentResults {
   validate(config, data);
@@ -303,131 +454,122 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
   const treatmentArms = config.arms.map((_, i) => i).filter((i) => i !== controlArm);
   const comparisonAlpha = alpha / treatmentArms.length;
   const sequential = design.kind === "sequential";
+  const summaries = data.map(summarizeArm);
 
   // --- per-arm statistics
-  const latency = data.map((d) => latencyView(d.latency));
   const arms: ArmStats[] = data.map((d, i) => {
-    const lv = latency[i];
+    const s = summaries[i];
+    const pooled = s.latencyByUnit.flat();
+    const p95 = s.latencyCount > 0 ? clusteredQuantile(s.latencyByUnit, 0.95, alpha) : null;
+    const meanHalf =
+      s.latency.units >= 2 ? normalQuantile(1 - alpha / 2) * Math.sqrt(s.latency.variance) : Number.NaN;
+    const u = d.unsticky;
     return {
       arm: i,
       name: names[i],
       isControl: i === controlArm,
-      units: d.units,
-      requests: d.requests,
-      unstickyRequests: d.unstickyRequests ?? 0,
-      latency: lv
-        ? {
-            count: lv.summary.n,
-            meanMs: lv.summary.mean,
-            p50Ms: lv.p50,
-            p95Ms: lv.p95,
-            exactPercentiles: lv.exact,
-          }
-        : null,
+      units: s.units,
+      requests: s.requests,
+      unstickyRequests: u?.requests ?? 0,
+      latency:
+        p95 && pooled.length > 0
+          ? {
+              count: s.latencyCount,
+              units: s.latencyByUnit.length,
+              meanMs: s.latency.estimate,
+              meanCi: [s.latency.estimate - meanHalf, s.latency.estimate + meanHalf],
+              p50Ms: percentile(pooled, 50),
+              p95Ms: p95.estimate,
+              p95Ci: p95.ci,
+              exactPercentiles: true,
+            }
+          : null,
       errorRate: {
-        errors: d.errors,
-        requests: d.requests,
-        rate: d.requests > 0 ? d.errors / d.requests : 0,
-        ci: wilsonInterval(d.errors, d.requests, alpha),
+        errors: s.errors.numerator,
+        requests: s.requests,
+        rate: s.requests > 0 ? s.errors.estimate : 0,
+        ci: clusteredWilsonInterval(s.errors, alpha),
       },
       accuracy:
-        d.feedback.total > 0
+        s.accuracy.denominator > 0
           ? {
-              correct: d.feedback.correct,
-              total: d.feedback.total,
-              rate: d.feedback.correct / d.feedback.total,
-              ci: wilsonInterval(d.feedback.correct, d.feedback.total, alpha),
+              correct: s.accuracy.numerator,
+              total: s.accuracy.denominator,
+              units: s.accuracy.units,
+              rate: s.accuracy.estimate,
+              ci: clusteredWilsonInterval(s.accuracy, alpha),
+              designEffect: s.accuracy.designEffect,
+            }
+          : null,
+      unsticky:
+        u && u.requests > 0
+          ? {
+              requests: u.requests,
+              errors: u.errors,
+              latencyMeanMs:
+                u.latencyMs.length > 0 ? u.latencyMs.reduce((a, b) => a + b, 0) / u.latencyMs.length : null,
+              accuracy:
+                u.labelled > 0
+                  ? { correct: u.correct, total: u.labelled, rate: u.correct / u.labelled }
+                  : null,
             }
           : null,
     };
   });
 
   // --- progress
-  const totalUnits = data.reduce((s, d) => s + d.units, 0);
+  const totalUnits = summaries.reduce((n, s) => n + s.units, 0);
   const plannedUnits = design.plannedUnits ?? null;
   const complete = plannedUnits !== null && totalUnits >= plannedUnits;
   // Where the confidence sequences are tuned to be tightest; fixed for the life of the experiment.
   const tuningUnits = plannedUnits ?? DEFAULT_SEQUENTIAL_TUNING_UNITS;
   const tuningScale = totalUnits > 0 ? totalUnits / tuningUnits : 1;
+  const seq = { sequential, tuningScale };
 
-  // --- sample-ratio mismatch on units (requests when the experiment has no unit ids)
-  const basis = totalUnits > 0 ? "units" : "requests";
-  const observed = data.map((d) => (basis === "units" ? d.units : d.requests));
+  // --- sample-ratio mismatch on units
+  const analysisUnit = config.unitKind ?? "unit";
+  const observed = summaries.map((s) => s.units);
   const srm = {
     ...sampleRatioMismatch(
       observed,
       config.arms.map((a) => a.weight),
     ),
-    basis,
+    basis: analysisUnit === "request" ? "requests" : "units",
     observed,
   } as const;
 
   // --- comparisons vs control
-  const control = data[controlArm];
-  const controlLatency = latency[controlArm];
+  const control = summaries[controlArm];
   const comparisons: ArmComparison[] = treatmentArms.map((i) => {
-    const d = data[i];
-    const lv = latency[i];
-    let latencyCmp: MetricComparison | null = null;
-    if (controlLatency && lv && controlLatency.summary.n >= 2 && lv.summary.n >= 2) {
-      const c = controlLatency.summary;
-      const t = lv.summary;
-      latencyCmp = compareMetric(
-        {
-          control: c.mean,
-          treatment: t.mean,
-          difference: t.mean - c.mean,
-          relativeDifference: (t.mean - c.mean) / c.mean,
-          alpha: comparisonAlpha,
-        },
-        { sequential, tuningScale, variance: t.variance / t.n + c.variance / c.n },
-        () => {
-          const w = welchTTest(c, t, comparisonAlpha);
-          return { method: "welch", ci: w.ci, pValue: w.pValue };
-        },
-      );
-    }
-
-    let accuracyCmp: MetricComparison | null = null;
-    if (control.feedback.total > 0 && d.feedback.total > 0) {
-      const c = { successes: control.feedback.correct, n: control.feedback.total };
-      const t = { successes: d.feedback.correct, n: d.feedback.total };
-      const pc = c.successes / c.n;
-      const pt = t.successes / t.n;
-      accuracyCmp = compareMetric(
-        {
-          control: pc,
-          treatment: pt,
-          difference: pt - pc,
-          relativeDifference: pc > 0 ? (pt - pc) / pc : Number.NaN,
-          alpha: comparisonAlpha,
-        },
-        { sequential, tuningScale, variance: differenceVariance(c, t) },
-        () => {
-          const z = twoProportionTest(c, t, comparisonAlpha);
-          return { method: "two-proportion", ci: z.ci, pValue: z.pValue };
-        },
-      );
-    }
-
-    const p50RelativeChange =
-      controlLatency && lv && controlLatency.p50 > 0
-        ? (lv.p50 - controlLatency.p50) / controlLatency.p50
-        : null;
-    return { arm: i, name: names[i], latency: latencyCmp, accuracy: accuracyCmp, p50RelativeChange };
+    const t = summaries[i];
+    const cp50 = arms[controlArm].latency?.p50Ms;
+    const tp50 = arms[i].latency?.p50Ms;
+    return {
+      arm: i,
+      name: names[i],
+      latency: compareRatio(control.latencyUnitMean, t.latencyUnitMean, comparisonAlpha, seq),
+      p95: compareP95(control, t, comparisonAlpha, seq),
+      accuracy: compareRatio(control.accuracyUnitMean, t.accuracyUnitMean, comparisonAlpha, seq),
+      p50RelativeChange: cp50 !== undefined && tp50 !== undefined && cp50 > 0 ? (tp50 - cp50) / cp50 : null,
+    };
   });
 
   // --- non-inferiority of accuracy: against the SLA (every arm), and against control when a margin is set
   const margin = config.nonInferiorityMargin ?? 0;
   const nonInferiority: NonInferiorityCheck[] = [];
-  data.forEach((d, i) => {
-    if (d.feedback.total === 0) return;
+  summaries.forEach((s, i) => {
+    const acc = s.accuracy;
+    if (acc.denominator === 0) return;
     if (config.slaMinAccuracy !== undefined) {
       const threshold = config.slaMinAccuracy - margin;
       if (sequential) {
         // always-valid version: the lower end of the confidence sequence for the accuracy must clear θ
-        const p = d.feedback.correct / d.feedback.total;
-        const v = Math.max(p * (1 - p), 1e-9) / d.feedback.total;
+        const p = acc.estimate;
+        const v = Math.max(
+          Number.isFinite(acc.variance) ? acc.variance : 0,
+          (p * (1 - p)) / acc.denominator,
+          1e-9,
+        );
         const cs = normalMixtureConfidenceSequence(
           p,
           v,
@@ -446,18 +588,30 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
           nonInferior: cs.ci[0] > threshold,
         });
       } else {
-        const r = proportionNonInferiority(d.feedback.correct, d.feedback.total, threshold, alpha);
+        const r = clusteredProportionNonInferiority(acc, threshold, alpha);
         nonInferiority.push({ arm: i, name: names[i], basis: "sla", ...r });
       }
     }
-    if (margin > 0 && i !== controlArm && control.feedback.total > 0) {
-      const r = differenceNonInferiority(
-        { successes: control.feedback.correct, n: control.feedback.total },
-        { successes: d.feedback.correct, n: d.feedback.total },
-        margin,
-        comparisonAlpha,
+    if (margin > 0 && i !== controlArm && control.accuracy.units >= 2 && acc.units >= 2) {
+      // one-sided at comparisonAlpha: the lower end of the two-sided 1 - 2·alpha interval must clear -margin
+      const r = ratioDifferenceTest(
+        control.accuracyUnitMean,
+        s.accuracyUnitMean,
+        2 * comparisonAlpha,
+        -margin,
       );
-      nonInferiority.push({ arm: i, name: names[i], basis: "control", ...r });
+      const lowerBound = r.ci[0];
+      const oneSided = r.statistic > 0 ? r.pValue / 2 : 1 - r.pValue / 2;
+      nonInferiority.push({
+        arm: i,
+        name: names[i],
+        basis: "control",
+        threshold: -margin,
+        estimate: r.difference,
+        lowerBound,
+        pValue: oneSided,
+        nonInferior: lowerBound > -margin,
+      });
     }
   });
 
@@ -487,7 +641,7 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
         metric: "p95Ms",
         value: a.latency.p95Ms,
         limit: maxP95Ms,
-        confident: false,
+        confident: a.latency.p95Ci[0] > maxP95Ms,
       });
     }
   });
@@ -496,6 +650,7 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
     design,
     primaryMetric: config.primaryMetric,
     alpha,
+    analysisUnit,
     progress: { units: totalUnits, plannedUnits, complete },
     arms,
     comparisons,
@@ -503,7 +658,7 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
     nonInferiority,
     guardrailBreaches,
   };
-  return { ...results, ...decide(config, data, results) };
+  return { ...results, ...decide(config, results) };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -512,7 +667,6 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
 
 function decide(
   config: AnalysisConfig,
-  data: readonly ArmData[],
   r: Omit<ExperimentResults, "decision" | "recommendation">,
 ): Pick<ExperimentResults, "decision" | "recommendation"> {
   const control = r.arms[config.controlArm];
@@ -541,7 +695,7 @@ function decide(
     );
   }
 
-  const hasFeedback = data.every((d) => d.feedback.total > 0);
+  const hasFeedback = r.arms.every((a) => a.accuracy !== null);
   if (config.primaryMetric === "accuracy" && !hasFeedback) {
     return say(
       "keep-collecting",

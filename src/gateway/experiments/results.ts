@@ -7,15 +7,19 @@
  * carries unit ids is analysed per request (randomised per request, which is still a valid experiment).
  */
 import { findTaskSla, registryDb } from "../../registry/store";
-import { type AnalysisConfig, type ArmData, analyzeExperiment, type ExperimentResults } from "./analyze";
-import { latencyHistogramFromSamples } from "./latency";
+import {
+  type AnalysisConfig,
+  type ArmData,
+  analyzeExperiment,
+  type ExperimentResults,
+  type UnitData,
+} from "./analyze";
 import { armName } from "./serving";
 import {
-  armCounts,
-  armFeedback,
-  armLatencies,
   type ExperimentDb,
   type ExperimentWithArms,
+  type ExposureForAnalysis,
+  exposuresForAnalysis,
   pendingFeedbackCount,
 } from "./store";
 
@@ -38,27 +42,13 @@ export async function computeResults(
   e: ExperimentWithArms,
 ): Promise<ExperimentResultsView> {
   const id = e.experiment.id;
-  const counts = await armCounts(db, id);
-  const stickyOnly = counts.some((c) => c.stickyRequests > 0);
-  const [latencies, feedback, pendingFeedback, sla] = await Promise.all([
-    armLatencies(db, id, stickyOnly),
-    armFeedback(db, id, stickyOnly),
+  const [rows, pendingFeedback, sla] = await Promise.all([
+    exposuresForAnalysis(db, id),
     pendingFeedbackCount(db, id),
     findTaskSla(registryDb(d1), e.model.task),
   ]);
-  const data: ArmData[] = e.arms.map((a) => {
-    const c = counts.find((x) => x.arm === a.arm);
-    return {
-      // without unit ids every request was randomised on its own, so it is its own unit
-      units: stickyOnly ? (c?.units ?? 0) : (c?.requests ?? 0),
-      requests: c?.requests ?? 0,
-      errors: c?.errors ?? 0,
-      // mergeable histogram: percentiles within 1%, exact mean/variance (see latency.ts)
-      latency: latencyHistogramFromSamples(latencies.get(a.arm) ?? []),
-      feedback: feedback.get(a.arm) ?? { correct: 0, total: 0 },
-      unstickyRequests: stickyOnly ? (c?.unstickyRequests ?? 0) : 0,
-    };
-  });
+  const stickyOnly = rows.some((r) => r.sticky);
+  const data: ArmData[] = e.arms.map((a) => armData(rows, a.arm, stickyOnly));
   const slaMin = sla && sla.min > 0 && sla.min < 1 ? sla.min : null;
   const x = e.experiment;
   const config: AnalysisConfig = {
@@ -69,6 +59,7 @@ export async function computeResults(
     guardrails: x.guardrails,
     ...(slaMin !== null ? { slaMinAccuracy: slaMin } : {}),
     nonInferiorityMargin: x.nonInferiorityMargin,
+    unitKind: stickyOnly ? "unit" : "request",
     design:
       x.design === "fixed"
         ? { kind: "fixed", plannedUnits: x.plannedUnits ?? 1 }
@@ -80,4 +71,46 @@ export async function computeResults(
     slaMinAccuracy: slaMin,
     population: stickyOnly ? "sticky" : "all-requests",
   };
+}
+
+function emptyUnit(): UnitData & { latencyMs: number[] } {
+  return { requests: 0, errors: 0, latencyMs: [], labelled: 0, correct: 0 };
+}
+
+function add(u: ReturnType<typeof emptyUnit>, r: ExposureForAnalysis): void {
+  u.requests++;
+  if (r.error) u.errors++;
+  else u.latencyMs.push(r.latencyMs);
+  if (r.labelled) {
+    u.labelled++;
+    if (r.correct) u.correct++;
+  }
+}
+
+/**
+ * One arm's traffic per unit: sticky requests grouped by unit id (rows come ordered by unit), requests without a
+ * unit id pooled apart. Without any unit ids (randomised per request) every request is its own unit.
+ */
+export function armData(rows: readonly ExposureForAnalysis[], arm: number, stickyOnly: boolean): ArmData {
+  const units = new Map<string, ReturnType<typeof emptyUnit>>();
+  const perRequest: UnitData[] = [];
+  const unsticky = emptyUnit();
+  for (const r of rows) {
+    if (r.arm !== arm) continue;
+    if (!stickyOnly) {
+      const u = emptyUnit();
+      add(u, r);
+      perRequest.push(u);
+    } else if (r.sticky && r.unitId !== null) {
+      let u = units.get(r.unitId);
+      if (!u) {
+        u = emptyUnit();
+        units.set(r.unitId, u);
+      }
+      add(u, r);
+    } else {
+      add(unsticky, r);
+    }
+  }
+  return stickyOnly ? { units: [...units.values()], unsticky } : { units: perRequest };
 }

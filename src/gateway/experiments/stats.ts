@@ -602,3 +602,224 @@ export function mixtureVarianceFor(targetVariance: number, alpha: number): numbe
   for (let i = 0; i < 100; i++) r = 2 * Math.log(1 / alpha) + Math.log1p(r);
   return r * targetVariance;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Ratio metrics over units of assignment (cluster-robust inference)
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * A ratio metric R = Σx_u / Σy_u over the n units of one arm (accuracy: x = correct, y = labelled requests;
+ * mean latency: x = Σ latency, y = successful requests), with its delta-method variance.
+ *
+ * Units, not requests, are the independent draws: the requests of one unit are correlated (same user, same
+ * inputs, same network), so the binomial or per-request variance is too small when units send many requests.
+ * First-order Taylor linearisation of R = x̄/ȳ around (E x, E y) (the delta method; Deng, Lu & Litz 2018,
+ * "Applying the Delta Method in Metric Analytics", eq. 3; Cochran 1977 §6.4 for the ratio estimator):
+ *   Var(R̂) ≈ Σ_u (x_u − R̂·y_u)² / (n (n − 1) ȳ²),
+ * equivalently (s_x² − 2R̂ s_xy + R̂² s_y²) / (n ȳ²) with (n − 1)-denominator sample moments.
+ * With one request per unit this is the usual variance of a mean (p̂(1 − p̂)/(n − 1) for a proportion).
+ */
+export interface RatioSummary {
+  /** units with y_u > 0 */
+  units: number;
+  numerator: number;
+  denominator: number;
+  /** Σx / Σy (NaN without data) */
+  estimate: number;
+  /** delta-method variance of the estimate (NaN with fewer than 2 units) */
+  variance: number;
+  /**
+   * Σ_u (x_u − R̂ y_u)² / Σ_u y_u · (request-level variance) — the design effect of clustering, ≥ 1 when
+   * requests within a unit are positively correlated; 1 with one request per unit. For proportions the
+   * request-level variance is R̂(1 − R̂); for other ratios it is supplied by the caller (see `ratioSummary`).
+   */
+  designEffect: number;
+}
+
+/**
+ * Summarises a ratio metric from per-unit sums. `requestSumSquares` (Σ over requests of x², e.g. Σ latency²)
+ * lets the design effect of a non-binary metric be computed; without it the metric is treated as a proportion.
+ * Units with y_u = 0 carry no information about the ratio and are left out.
+ */
+export function ratioSummary(
+  numerators: readonly number[],
+  denominators: readonly number[],
+  requestSumSquares?: number,
+): RatioSummary {
+  if (numerators.length !== denominators.length) throw new RangeError("ratioSummary: lengths differ");
+  let n = 0;
+  let sx = 0;
+  let sy = 0;
+  for (let i = 0; i < numerators.length; i++) {
+    const y = denominators[i];
+    if (!(y >= 0) || !Number.isFinite(numerators[i])) {
+      throw new RangeError(`ratioSummary: unit ${i} has y = ${y}, x = ${numerators[i]}`);
+    }
+    if (y === 0) continue;
+    n++;
+    sx += numerators[i];
+    sy += y;
+  }
+  if (n === 0) {
+    return {
+      units: 0,
+      numerator: 0,
+      denominator: 0,
+      estimate: Number.NaN,
+      variance: Number.NaN,
+      designEffect: 1,
+    };
+  }
+  const r = sx / sy;
+  let ss = 0;
+  for (let i = 0; i < numerators.length; i++) {
+    if (denominators[i] === 0) continue;
+    const d = numerators[i] - r * denominators[i];
+    ss += d * d;
+  }
+  const ybar = sy / n;
+  const variance = n >= 2 ? ss / (n * (n - 1) * ybar * ybar) : Number.NaN;
+  // request-level residual sum of squares: Σ (x_i − R̂)² over requests
+  const requestSs = requestSumSquares !== undefined ? requestSumSquares - sy * r * r : sy * r * (1 - r);
+  const designEffect = requestSs > 0 ? Math.max(1, ss / requestSs) : 1;
+  return { units: n, numerator: sx, denominator: sy, estimate: r, variance, designEffect };
+}
+
+/**
+ * Wilson interval for a proportion estimated from clustered requests, on the effective sample size
+ * n_eff = N / deff (Korn & Graubard 1998, "Confidence intervals for proportions with small expected number of
+ * positive counts estimated from survey data"; deff truncated at 1, so n_eff ≤ N). With one request per unit it
+ * is exactly the Wilson interval on N; with clustering it widens by √deff while keeping Wilson's behaviour near
+ * 0 and 1.
+ */
+export function clusteredWilsonInterval(summary: RatioSummary, alpha = 0.05): Interval {
+  if (!(summary.denominator > 0)) return [0, 1];
+  const nEff = summary.denominator / summary.designEffect;
+  return wilsonIntervalZ(summary.estimate * nEff, nEff, normalQuantile(1 - alpha / 2));
+}
+
+/**
+ * One-sided non-inferiority of a clustered proportion against a fixed threshold θ: the score test and the
+ * one-sided Wilson bound of `proportionNonInferiority`, on the effective sample size (see above).
+ */
+export function clusteredProportionNonInferiority(
+  summary: RatioSummary,
+  threshold: number,
+  alpha = 0.05,
+): NonInferiorityResult {
+  if (!(threshold > 0 && threshold < 1)) {
+    throw new RangeError(`threshold must be in (0, 1), got ${threshold}`);
+  }
+  if (!(summary.denominator > 0)) {
+    return { threshold, estimate: Number.NaN, lowerBound: 0, pValue: 1, nonInferior: false };
+  }
+  const nEff = summary.denominator / summary.designEffect;
+  const p = summary.estimate;
+  const pValue = normalSf((p - threshold) / Math.sqrt((threshold * (1 - threshold)) / nEff));
+  const lowerBound = wilsonIntervalZ(p * nEff, nEff, normalQuantile(1 - alpha))[0];
+  return { threshold, estimate: p, lowerBound, pValue, nonInferior: pValue < alpha };
+}
+
+export interface RatioDifferenceTest extends DifferenceTest {
+  /** Welch–Satterthwaite degrees of freedom from the per-arm delta-method variances and unit counts */
+  df: number;
+}
+
+/**
+ * Difference of two independent ratio metrics (treatment − control), delta method: se² = V_t + V_c, a Welch-type
+ * t statistic with Satterthwaite df = se⁴ / (V_t²/(n_t − 1) + V_c²/(n_c − 1)) (units as the sample size), CI
+ * Δ ± t_{1−α/2,df}·se, two-sided p-value. `nullDifference` shifts H0 (non-inferiority: −margin).
+ */
+export function ratioDifferenceTest(
+  control: RatioSummary,
+  treatment: RatioSummary,
+  alpha = 0.05,
+  nullDifference = 0,
+): RatioDifferenceTest {
+  if (control.units < 2 || treatment.units < 2) {
+    throw new RangeError("ratioDifferenceTest: each arm needs at least 2 units");
+  }
+  const difference = treatment.estimate - control.estimate;
+  const vt = treatment.variance;
+  const vc = control.variance;
+  const se2 = vt + vc;
+  if (!(se2 > 0)) {
+    const exact = difference === nullDifference;
+    return {
+      difference,
+      standardError: 0,
+      ci: [difference, difference],
+      pValue: exact ? 1 : 0,
+      statistic: exact ? 0 : Math.sign(difference - nullDifference) * Number.POSITIVE_INFINITY,
+      df: treatment.units + control.units - 2,
+    };
+  }
+  const standardError = Math.sqrt(se2);
+  const df = (se2 * se2) / ((vt * vt) / (treatment.units - 1) + (vc * vc) / (control.units - 1));
+  const statistic = (difference - nullDifference) / standardError;
+  const pValue = Math.min(1, 2 * studentTSf(Math.abs(statistic), df));
+  const half = studentTQuantile(1 - alpha / 2, df) * standardError;
+  return { difference, standardError, ci: [difference - half, difference + half], pValue, statistic, df };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quantiles of clustered samples
+// ---------------------------------------------------------------------------------------------------------
+
+export interface ClusteredQuantile {
+  /** the q-quantile of all requests pooled (type 7, as `percentile`) */
+  estimate: number;
+  /** Woodruff interval at level 1 − alpha */
+  ci: Interval;
+  /** (upper − lower) / (2 z): the standard error implied by the interval (Francisco & Fuller 1991) */
+  standardError: number;
+  requests: number;
+  units: number;
+}
+
+/**
+ * Confidence interval for a quantile of requests that come in clusters (units), by Woodruff's method (Woodruff
+ * 1952, "Confidence intervals for medians and other position measures"; as in R's survey::svyquantile): the
+ * share of requests at or below the estimated quantile q̂, F̂(q̂) = Σ_u #{x ≤ q̂}_u / Σ_u n_u, is a ratio metric
+ * whose delta-method variance over units is valid under clustering; the interval q ± z·se(F̂) is mapped back
+ * through the empirical quantile function. Needs each unit's samples (`units[u]` holds unit u's values).
+ */
+export function clusteredQuantile(
+  units: readonly (readonly number[])[],
+  q: number,
+  alpha = 0.05,
+): ClusteredQuantile {
+  if (!(q > 0 && q < 1)) throw new RangeError(`clusteredQuantile: q must be in (0, 1), got ${q}`);
+  const pooled: number[] = [];
+  for (const u of units) for (const x of u) pooled.push(x);
+  const requests = pooled.length;
+  const nonEmpty = units.filter((u) => u.length > 0);
+  if (requests === 0) {
+    return {
+      estimate: Number.NaN,
+      ci: [Number.NaN, Number.NaN],
+      standardError: Number.NaN,
+      requests,
+      units: 0,
+    };
+  }
+  pooled.sort((a, b) => a - b);
+  const quantileOf = (p: number) => sortedPercentile(pooled, Math.min(1, Math.max(0, p)) * 100);
+  const estimate = quantileOf(q);
+  const below = nonEmpty.map((u) => u.reduce((n, x) => n + (x <= estimate ? 1 : 0), 0));
+  const f = ratioSummary(
+    below,
+    nonEmpty.map((u) => u.length),
+  );
+  const z = normalQuantile(1 - alpha / 2);
+  const seF = Number.isFinite(f.variance) ? Math.sqrt(f.variance) : Number.POSITIVE_INFINITY;
+  const ci: Interval = [quantileOf(q - z * seF), quantileOf(q + z * seF)];
+  return { estimate, ci, standardError: (ci[1] - ci[0]) / (2 * z), requests, units: nonEmpty.length };
+}
+
+function sortedPercentile(sorted: readonly number[], q: number): number {
+  const h = (sorted.length - 1) * (q / 100);
+  const below = Math.floor(h);
+  const above = Math.min(below + 1, sorted.length - 1);
+  return sorted[below] + (h - below) * (sorted[above] - sorted[below]);
+}

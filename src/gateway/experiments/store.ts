@@ -306,3 +306,47 @@ export async function applyPromotion(db: ExperimentDb, p: Promotion): Promise<vo
       .where(eq(experiments.id, p.experimentId)),
   ]);
 }
+
+/** One exposure, as the per-unit analysis needs it (feedback joined), ordered by arm, unit and id. */
+export interface ExposureForAnalysis {
+  arm: number;
+  unitId: string | null;
+  sticky: boolean;
+  latencyMs: number;
+  error: boolean;
+  labelled: boolean;
+  correct: boolean;
+}
+
+export async function exposuresForAnalysis(
+  db: ExperimentDb,
+  experimentId: number,
+): Promise<ExposureForAnalysis[]> {
+  const rows = await db
+    .select({
+      arm: exposures.arm,
+      unitId: exposures.unitId,
+      sticky: exposures.sticky,
+      latencyMs: exposures.latencyMs,
+      error: exposures.error,
+      label: feedback.label,
+      predicted: exposures.predicted,
+    })
+    .from(exposures)
+    .leftJoin(feedback, eq(feedback.requestId, exposures.requestId))
+    .where(eq(exposures.experimentId, experimentId))
+    .orderBy(asc(exposures.arm), asc(exposures.unitId), asc(exposures.id))
+    .all();
+  return rows.map((r) => {
+    const labelled = !r.error && r.predicted !== null && r.label !== null;
+    return {
+      arm: r.arm,
+      unitId: r.unitId,
+      sticky: r.sticky,
+      latencyMs: r.latencyMs,
+      error: r.error,
+      labelled,
+      correct: labelled && r.label === r.predicted,
+    };
+  });
+}
