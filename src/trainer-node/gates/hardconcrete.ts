@@ -18,7 +18,7 @@
  * closed gates held at 0 and open ones floored so they never become removals.
  */
 import type { Rng } from "../../core/random";
-import type { GateBackward, GateLayerShape, GateMethod, LayerGateValues, RemovalModel } from "./finegates";
+import type { GateBackward, GateLayerShape, GateMethod, LayerGateValues, RemovalModel } from "./gate-method";
 
 export interface HardConcreteOptions {
   targetSparsity: number;
@@ -88,7 +88,7 @@ export class HardConcreteGates implements GateMethod {
       }
     }
     // Layer-local counting when the loop gives no export planner (closing r of R rows and c of C columns removes
-    // r·C + c·R − r·c weights); written here rather than imported to keep finegates.ts ↔ this file acyclic.
+    // r·C + c·R − r·c weights); written here rather than imported so this file does not depend on finegates.ts.
     this.removal = opts.removal ?? {
       removedFraction: (gates) => {
         let removed = 0;

@@ -21,6 +21,7 @@ import {
 } from "../gates/finegates";
 import type { HardConcreteOptions } from "../gates/hardconcrete";
 import type { LayerSelector } from "../import/linears";
+import { resolveTrainConfig, type TrainConfig } from "./config";
 import { epochBatches, makeBatch, sequentialBatches, type TokenizedSplit } from "./data";
 import { buildTrainGraphs, loraA, type TrainGraphs, type TrainMethod } from "./graphs";
 import { AdamW, type AdamWState } from "./optimizer";
@@ -88,6 +89,8 @@ export interface CurvePoint {
 }
 
 export interface TrainResult {
+  /** The run's resolved settings (config.ts). */
+  config: TrainConfig;
   checkpoint: GateCheckpoint;
   curve: CurvePoint[];
   steps: number;
@@ -204,191 +207,154 @@ function removalModelFor(
   }
 }
 
-export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
-  const method = opts.method ?? "gates";
-  const gateMethodName = opts.gates ?? "finegates";
-  const seed = opts.seed ?? 1;
-  const batchSize = opts.batchSize ?? 16;
-  const targetSparsity = opts.targetSparsity ?? 0.4;
-  const lambda = opts.lambda ?? 50;
-  const lr = opts.lr ?? 1e-3;
-  const numLabels = opts.task.labels.length;
-  if (opts.train.ids.length < batchSize)
-    throw new Error(
-      `the training split has ${opts.train.ids.length} examples, fewer than one batch of ${batchSize}`,
-    );
-  if (opts.validation.ids.length === 0) throw new Error("the validation split is empty");
-  const stepsPerEpoch = Math.floor(opts.train.ids.length / batchSize);
-  const mainSteps = opts.steps ?? (opts.epochs ?? 3) * stepsPerEpoch;
-  const evalEvery = opts.evalEvery ?? stepsPerEpoch;
+/** Model tensors, gate method, optimizer and the record checkpoints store: everything a run starts from. */
+interface RunSetup {
+  graphs: TrainGraphs;
+  /** Trainable model tensors (head, biases, adapters), updated in place by the optimizer. */
+  params: Map<string, Float32Array>;
+  gates: GateMethod | undefined;
+  removal: RemovalModel & { kind: string };
+  /** Model tensors and gate logits: what the optimizer updates and the trainer state saves. */
+  all: Map<string, Float32Array>;
+  optimizer: AdamW;
+  /** The settings a checkpoint records and a resume must match. */
+  record: Record<string, unknown>;
+}
 
+function setUpRun(opts: TrainOptions, cfg: TrainConfig): RunSetup {
   const graphs = buildTrainGraphs(opts.base, {
-    numLabels,
-    method,
-    pooling: opts.pooling,
+    numLabels: cfg.numLabels,
+    method: cfg.method,
+    pooling: cfg.pooling,
     selector: opts.selector,
-    trainBiases: opts.trainBiases,
-    loraRank: opts.loraRank,
-    loraAlpha: opts.loraAlpha,
-    adapterRank: method === "gates" ? opts.adapterRank : undefined,
+    trainBiases: cfg.trainBiases,
+    loraRank: cfg.lora?.rank,
+    loraAlpha: (cfg.lora ?? cfg.adapters)?.alpha,
+    adapterRank: cfg.adapters?.rank,
   });
-  const adapters =
-    method === "gates" && opts.adapterRank
-      ? { rank: opts.adapterRank, alpha: opts.loraAlpha ?? 2 * opts.adapterRank }
-      : undefined;
-  const initRng = streamRng(seed, STREAM.init, 0);
+  const initRng = streamRng(cfg.seed, STREAM.init, 0);
   const params = new Map<string, Float32Array>();
   for (const [name, t] of graphs.trainable) params.set(name, Float32Array.from(t.data as Float32Array));
   initLora(graphs, params, initRng);
   const shapes = graphs.layers.map((l) => ({ node: l.node, rows: l.outFeatures, cols: l.inFeatures }));
-  const removal = removalModelFor(opts.base, numLabels, opts.pooling, shapes);
+  const removal = removalModelFor(opts.base, cfg.numLabels, cfg.pooling, shapes);
   const gates: GateMethod | undefined =
-    method === "gates"
+    cfg.method === "gates"
       ? createGateMethod(
-          gateMethodName,
+          cfg.gateMethod,
           shapes,
           {
             ...opts.gateOptions,
-            targetSparsity,
-            lambda,
+            targetSparsity: cfg.targetSparsity,
+            lambda: cfg.lambda,
             recoverySteps: opts.recoverySteps,
             removal,
-            mainSteps,
+            mainSteps: cfg.mainSteps,
           },
           initRng,
         )
       : undefined;
-
   // One optimizer over everything trainable: model tensors and gate logits.
   const all = new Map<string, Float32Array>([...params, ...(gates?.params ?? [])]);
-  const optimizer = new AdamW(all, { lr, weightDecay: opts.weightDecay });
-  const trainableParams = [...all.values()].reduce((s, a) => s + a.length, 0);
-
-  const config = {
-    method,
-    gates: method === "gates" ? gateMethodName : undefined,
+  const optimizer = new AdamW(all, { lr: cfg.lr, weightDecay: cfg.weightDecay });
+  const record = {
+    method: cfg.method,
+    gates: cfg.method === "gates" ? cfg.gateMethod : undefined,
     gateSettings: gates?.settings(),
-    seed,
-    batchSize,
-    lr,
+    seed: cfg.seed,
+    batchSize: cfg.batchSize,
+    lr: cfg.lr,
     weightDecay: optimizer.options.weightDecay,
-    mainSteps,
-    trainBiases: !!opts.trainBiases,
-    loraRank: method === "lora" ? (opts.loraRank ?? 8) : undefined,
-    adapters,
+    mainSteps: cfg.mainSteps,
+    trainBiases: cfg.trainBiases,
+    loraRank: cfg.lora?.rank,
+    adapters: cfg.adapters,
     train: opts.train.ids.length,
     task: opts.task.name,
   };
+  return { graphs, params, gates, removal, all, optimizer, record };
+}
 
-  let step = 0;
-  let phase: "main" | "recovery" = "main";
-  let mainEnd = mainSteps;
-  let recoveryEnd = mainSteps;
-  let curve: CurvePoint[] = [];
-  let best = { accuracy: -1, sinceImproved: 0 };
-  let notes: string[] = [];
-  const dir = opts.checkpointDir;
-  if (opts.resume) {
-    if (!dir) throw new Error("--resume needs a checkpoint directory");
-    const state = JSON.parse(readFileSync(path.join(dir, STATE_FILE), "utf8")) as TrainerState;
-    if (JSON.stringify(state.config) !== JSON.stringify(config))
-      throw new Error(
-        `the checkpoint in ${dir} was trained with different settings: ${JSON.stringify(state.config)}`,
-      );
-    for (const [name, p] of all) {
-      if (!(name in state.params)) throw new Error(`checkpoint has no tensor ${name}`);
-      b64ToF32Into(state.params[name], p, name);
-    }
-    optimizer.load(state.optimizer);
-    gates?.loadState(state.methodState);
-    ({ step, phase, mainEnd, recoveryEnd, curve, best, notes } = state);
+/** Where a run stands: what the trainer state saves and a resume restores. */
+interface Progress {
+  step: number;
+  phase: "main" | "recovery";
+  mainEnd: number;
+  recoveryEnd: number;
+  curve: CurvePoint[];
+  best: { accuracy: number; sinceImproved: number };
+  notes: string[];
+}
+
+function restoreState(dir: string | undefined, setup: RunSetup, progress: Progress): void {
+  if (!dir) throw new Error("--resume needs a checkpoint directory");
+  const state = JSON.parse(readFileSync(path.join(dir, STATE_FILE), "utf8")) as TrainerState;
+  if (JSON.stringify(state.config) !== JSON.stringify(setup.record))
+    throw new Error(
+      `the checkpoint in ${dir} was trained with different settings: ${JSON.stringify(state.config)}`,
+    );
+  for (const [name, p] of setup.all) {
+    if (!(name in state.params)) throw new Error(`checkpoint has no tensor ${name}`);
+    b64ToF32Into(state.params[name], p, name);
   }
+  setup.optimizer.load(state.optimizer);
+  setup.gates?.loadState(state.methodState);
+  const { step, phase, mainEnd, recoveryEnd, curve, best, notes } = state;
+  Object.assign(progress, { step, phase, mainEnd, recoveryEnd, curve, best, notes });
+}
 
-  const session = await TrainerSession.create(graphs, params, { device: opts.device, threads: opts.threads });
-  const progress = opts.progress === null ? undefined : (opts.progress ?? stderrProgress(() => total()));
-  const grads = new Map<string, Float32Array>();
-  for (const [name, p] of gates?.params ?? []) grads.set(name, new Float32Array(p.length));
-
-  const evaluate = async (): Promise<{ accuracy: number; valLoss: number }> => {
-    const evalGates = gates?.evalGates();
-    let correct = 0;
-    let lossSum = 0;
-    for (const idx of sequentialBatches(opts.validation.ids.length, Math.max(batchSize, 32))) {
-      const batch = makeBatch(opts.validation, idx);
-      const logits = await session.logits(batch, evalGates);
-      for (let b = 0; b < batch.batch; b++) {
-        const row = logits.subarray(b * numLabels, (b + 1) * numLabels);
-        let arg = 0;
-        let max = -Infinity;
-        for (let k = 0; k < numLabels; k++) if (row[k] > max) [max, arg] = [row[k], k];
-        if (arg === batch.labels[b]) correct++;
-        let z = 0;
-        for (let k = 0; k < numLabels; k++) z += Math.exp(row[k] - max);
-        lossSum += -(row[batch.labels[b]] - max - Math.log(z));
-      }
+/** Validation accuracy and mean cross-entropy with the evaluation gates. */
+async function evaluate(
+  session: TrainerSession,
+  split: TokenizedSplit,
+  cfg: TrainConfig,
+  evalGates: LayerGateValues[] | undefined,
+): Promise<{ accuracy: number; valLoss: number }> {
+  const k = cfg.numLabels;
+  let correct = 0;
+  let lossSum = 0;
+  for (const idx of sequentialBatches(split.ids.length, Math.max(cfg.batchSize, 32))) {
+    const batch = makeBatch(split, idx);
+    const logits = await session.logits(batch, evalGates);
+    for (let b = 0; b < batch.batch; b++) {
+      const row = logits.subarray(b * k, (b + 1) * k);
+      let arg = 0;
+      let max = -Infinity;
+      for (let j = 0; j < k; j++) if (row[j] > max) [max, arg] = [row[j], j];
+      if (arg === batch.labels[b]) correct++;
+      let z = 0;
+      for (let j = 0; j < k; j++) z += Math.exp(row[j] - max);
+      lossSum += -(row[batch.labels[b]] - max - Math.log(z));
     }
-    const n = opts.validation.ids.length;
-    return { accuracy: correct / n, valLoss: lossSum / n };
-  };
+  }
+  const n = split.ids.length;
+  return { accuracy: correct / n, valLoss: lossSum / n };
+}
 
-  const closedNow = () => {
-    const g = gates?.evalGates();
-    return g ? closedGateFraction(g) : 0;
-  };
-  const sparsityNow = () => {
-    const g = gates?.evalGates();
-    return g
-      ? { closedGates: closedGateFraction(g), removedFraction: removal.removedFraction(g) }
-      : { closedGates: 0, removedFraction: 0 };
-  };
-
-  const saveCheckpoint = (evalGates?: LayerGateValues[]) => {
-    if (!dir) return;
-    mkdirSync(dir, { recursive: true });
-    writeJsonAtomic(path.join(dir, GATES_FILE), gateCheckpoint(evalGates ?? gates?.evalGates()));
-    const state: TrainerState = {
-      format: "sluice-trainer-state/1",
-      config,
-      step,
-      phase,
-      mainEnd,
-      recoveryEnd,
-      params: Object.fromEntries([...all].map(([k, v]) => [k, f32ToB64(v)])),
-      optimizer: optimizer.state(),
-      methodState: gates?.saveState() ?? {},
-      curve,
-      best,
-      notes,
-    };
-    writeJsonAtomic(path.join(dir, STATE_FILE), state);
-    writeJsonAtomic(path.join(dir, CURVE_FILE), { config, curve, notes });
-  };
-
-  const gateCheckpoint = (evalGates?: LayerGateValues[]): GateCheckpoint => ({
+function gateCheckpoint(
+  opts: TrainOptions,
+  cfg: TrainConfig,
+  setup: RunSetup,
+  step: number,
+  evalGates?: LayerGateValues[],
+): GateCheckpoint {
+  const { graphs, gates, params } = setup;
+  return {
     format: CHECKPOINT_FORMAT,
     base: opts.baseInfo ?? { name: opts.base.name, sha256: "" },
     task: { name: opts.task.name, labels: opts.task.labels },
     head: graphs.head,
-    method: method === "gates" ? gateMethodName : method,
+    method: cfg.method === "gates" ? cfg.gateMethod : cfg.method,
     settings: {
       ...(gates?.settings() ?? {}),
-      lr,
-      batchSize,
-      trainBiases: !!opts.trainBiases,
-      ...(method === "lora"
-        ? { rank: opts.loraRank ?? 8, alpha: opts.loraAlpha ?? 2 * (opts.loraRank ?? 8) }
-        : {}),
+      lr: cfg.lr,
+      batchSize: cfg.batchSize,
+      trainBiases: cfg.trainBiases,
+      ...(cfg.lora ? { rank: cfg.lora.rank, alpha: cfg.lora.alpha } : {}),
     },
     // LoRA adapters sit after the layer (y = xW + b + s·xAB), so export merges them into W exactly as well.
-    ...(adapters || method === "lora"
-      ? {
-          adapters: adapters ?? {
-            rank: opts.loraRank ?? 8,
-            alpha: opts.loraAlpha ?? 2 * (opts.loraRank ?? 8),
-          },
-        }
-      : {}),
-    seed,
+    ...((cfg.adapters ?? cfg.lora) ? { adapters: cfg.adapters ?? cfg.lora } : {}),
+    seed: cfg.seed,
     step,
     layers: (evalGates ?? []).map((g) => ({
       node: g.node,
@@ -401,28 +367,132 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
         tensorToJson({ dtype: "float32", dims: graphs.trainable.get(name)!.dims, data }),
       ]),
     ),
+  };
+}
+
+function saveCheckpoint(
+  opts: TrainOptions,
+  cfg: TrainConfig,
+  setup: RunSetup,
+  progress: Progress,
+  evalGates?: LayerGateValues[],
+): void {
+  const dir = opts.checkpointDir;
+  if (!dir) return;
+  const { gates, optimizer, record: config } = setup;
+  const { step, phase, mainEnd, recoveryEnd, curve, best, notes } = progress;
+  mkdirSync(dir, { recursive: true });
+  writeJsonAtomic(
+    path.join(dir, GATES_FILE),
+    gateCheckpoint(opts, cfg, setup, step, evalGates ?? gates?.evalGates()),
+  );
+  const state: TrainerState = {
+    format: "sluice-trainer-state/1",
+    config,
+    step,
+    phase,
+    mainEnd,
+    recoveryEnd,
+    params: Object.fromEntries([...setup.all].map(([k, v]) => [k, f32ToB64(v)])),
+    optimizer: optimizer.state(),
+    methodState: gates?.saveState() ?? {},
+    curve,
+    best,
+    notes,
+  };
+  writeJsonAtomic(path.join(dir, STATE_FILE), state);
+  writeJsonAtomic(path.join(dir, CURVE_FILE), { config, curve, notes });
+}
+
+/** Fraction of gates closed now (cheap: no removal accounting), for every curve point. */
+function closedNow(setup: RunSetup): number {
+  const g = setup.gates?.evalGates();
+  return g ? closedGateFraction(g) : 0;
+}
+
+function sparsityOf(setup: RunSetup): { closedGates: number; removedFraction: number } {
+  const g = setup.gates?.evalGates();
+  return g
+    ? { closedGates: closedGateFraction(g), removedFraction: setup.removal.removedFraction(g) }
+    : { closedGates: 0, removedFraction: 0 };
+}
+
+/** Ends the main phase (early stop or its last step): notes, and the method's recovery phase if it asks. */
+function endMainPhase(setup: RunSetup, progress: Progress, point: CurvePoint): void {
+  const before = sparsityOf(setup);
+  progress.notes.push(
+    `main phase ended at step ${progress.step}: ${(100 * before.closedGates).toFixed(2)}% of gates closed, ` +
+      `${(100 * before.removedFraction).toFixed(2)}% of gated weights removed` +
+      (point.accuracy !== undefined ? `, validation accuracy ${point.accuracy.toFixed(4)}` : ""),
+  );
+  const end = setup.gates?.endOfTraining?.() ?? { recoverySteps: 0 };
+  if (end.note) progress.notes.push(end.note);
+  if (end.recoverySteps > 0) {
+    progress.phase = "recovery";
+    progress.recoveryEnd = progress.step + end.recoverySteps;
+  }
+}
+
+function progressLine(
+  progress: Progress,
+  total: number,
+  point: CurvePoint,
+  lastEval: CurvePoint | undefined,
+) {
+  return (
+    `step ${progress.step}/${total}${progress.phase === "recovery" ? " (recovery)" : ""} loss ${point.loss.toFixed(4)} ` +
+    `task ${point.taskLoss.toFixed(4)} sparsity ${point.sparsityLoss.toFixed(4)} ` +
+    `acc ${lastEval?.accuracy?.toFixed(3) ?? "-"} closed ${(100 * point.closedGates).toFixed(1)}% ` +
+    `removed ${lastEval?.removedFraction !== undefined ? `${(100 * lastEval.removedFraction).toFixed(1)}%` : "-"}`
+  );
+}
+
+export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
+  const cfg = resolveTrainConfig(opts);
+  const setup = setUpRun(opts, cfg);
+  const { gates, optimizer } = setup;
+  const progress: Progress = {
+    step: 0,
+    phase: "main",
+    mainEnd: cfg.mainSteps,
+    recoveryEnd: cfg.mainSteps,
+    curve: [],
+    best: { accuracy: -1, sinceImproved: 0 },
+    notes: [],
+  };
+  if (opts.resume) restoreState(opts.checkpointDir, setup, progress);
+
+  const session = await TrainerSession.create(setup.graphs, setup.params, {
+    device: opts.device,
+    threads: opts.threads,
   });
+  const total = () => (progress.phase === "main" ? progress.mainEnd : progress.recoveryEnd);
+  const sink = opts.progress === null ? undefined : (opts.progress ?? stderrProgress(total));
+  const grads = new Map<string, Float32Array>();
+  for (const [name, p] of gates?.params ?? []) grads.set(name, new Float32Array(p.length));
 
   let stoppedEarly = false;
   let interrupted = false;
-  let lastEval = curve.findLast((c) => c.accuracy !== undefined);
+  let lastEval = progress.curve.findLast((c) => c.accuracy !== undefined);
   let startedHere = 0;
   let epochOrder: { epoch: number; batches: number[][] } | undefined;
-
-  const total = () => (phase === "main" ? mainEnd : recoveryEnd);
-  while (step < total()) {
+  while (progress.step < total()) {
     if (opts.stopAfter !== undefined && startedHere >= opts.stopAfter) {
       interrupted = true;
       break;
     }
-    const epoch = Math.floor(step / stepsPerEpoch);
+    const epoch = Math.floor(progress.step / cfg.stepsPerEpoch);
     if (epochOrder?.epoch !== epoch)
       epochOrder = {
         epoch,
-        batches: epochBatches(opts.train.ids.length, batchSize, streamRng(seed, STREAM.batches, epoch)),
+        batches: epochBatches(
+          opts.train.ids.length,
+          cfg.batchSize,
+          streamRng(cfg.seed, STREAM.batches, epoch),
+        ),
       };
-    const batch = makeBatch(opts.train, epochOrder.batches[step % stepsPerEpoch]);
-    const sampled = gates?.sample(streamRng(seed, STREAM.noise, step));
+    const batch = makeBatch(opts.train, epochOrder.batches[progress.step % cfg.stepsPerEpoch]);
+    const sampled = gates?.sample(streamRng(cfg.seed, STREAM.noise, progress.step));
     const out = await session.step(batch, sampled);
     for (const [name, g] of out.paramGrads) grads.set(name, g);
     const { sparsityLoss, penalty } = gates?.backward(out.gateGrads, grads) ?? {
@@ -430,82 +500,70 @@ export async function trainGates(opts: TrainOptions): Promise<TrainResult> {
       penalty: 0,
     };
     optimizer.update(grads);
-    step++;
+    progress.step++;
     startedHere++;
+    const step = progress.step;
 
     const point: CurvePoint = {
       step,
-      phase,
+      phase: progress.phase,
       loss: out.loss + penalty,
       taskLoss: out.loss,
       sparsityLoss,
-      closedGates: closedNow(),
+      closedGates: closedNow(setup),
     };
-    if (step % evalEvery === 0 || step === total()) {
-      point.removedFraction = sparsityNow().removedFraction;
-      const e = await evaluate();
+    if (step % cfg.evalEvery === 0 || step === total()) {
+      point.removedFraction = sparsityOf(setup).removedFraction;
+      const e = await evaluate(session, opts.validation, cfg, gates?.evalGates());
       point.accuracy = e.accuracy;
       point.valLoss = e.valLoss;
-      if (e.accuracy > best.accuracy) best = { accuracy: e.accuracy, sinceImproved: 0 };
-      else best.sinceImproved++;
+      if (e.accuracy > progress.best.accuracy) progress.best = { accuracy: e.accuracy, sinceImproved: 0 };
+      else progress.best.sinceImproved++;
       opts.onEvaluate?.(point, gates?.evalGates());
     }
-    curve.push(point);
+    progress.curve.push(point);
     if (point.accuracy !== undefined) lastEval = point;
-    progress?.update(
-      `step ${step}/${total()}${phase === "recovery" ? " (recovery)" : ""} loss ${point.loss.toFixed(4)} ` +
-        `task ${point.taskLoss.toFixed(4)} sparsity ${point.sparsityLoss.toFixed(4)} ` +
-        `acc ${lastEval?.accuracy?.toFixed(3) ?? "-"} closed ${(100 * point.closedGates).toFixed(1)}% ` +
-        `removed ${lastEval?.removedFraction !== undefined ? `${(100 * lastEval.removedFraction).toFixed(1)}%` : "-"}`,
-    );
+    sink?.update(progressLine(progress, total(), point, lastEval));
     if (
-      phase === "main" &&
+      progress.phase === "main" &&
       opts.patience !== undefined &&
-      best.sinceImproved >= opts.patience &&
-      step < mainEnd
+      progress.best.sinceImproved >= opts.patience &&
+      step < progress.mainEnd
     ) {
-      notes.push(`early stop at step ${step}: no accuracy improvement in ${opts.patience} evaluations`);
-      stoppedEarly = true;
-      mainEnd = step;
-    }
-    if (phase === "main" && step === mainEnd) {
-      const before = sparsityNow();
-      notes.push(
-        `main phase ended at step ${step}: ${(100 * before.closedGates).toFixed(2)}% of gates closed, ` +
-          `${(100 * before.removedFraction).toFixed(2)}% of gated weights removed` +
-          (point.accuracy !== undefined ? `, validation accuracy ${point.accuracy.toFixed(4)}` : ""),
+      progress.notes.push(
+        `early stop at step ${step}: no accuracy improvement in ${opts.patience} evaluations`,
       );
-      const end = gates?.endOfTraining?.() ?? { recoverySteps: 0 };
-      if (end.note) notes.push(end.note);
-      if (end.recoverySteps > 0) {
-        phase = "recovery";
-        recoveryEnd = step + end.recoverySteps;
-      }
+      stoppedEarly = true;
+      progress.mainEnd = step;
     }
-    if (point.accuracy !== undefined || step === total()) saveCheckpoint();
+    if (progress.phase === "main" && step === progress.mainEnd) endMainPhase(setup, progress, point);
+    if (point.accuracy !== undefined || step === total()) saveCheckpoint(opts, cfg, setup, progress);
   }
-  if (interrupted) saveCheckpoint();
+  if (interrupted) saveCheckpoint(opts, cfg, setup, progress);
 
-  const lastAccuracy = curve.at(-1)?.accuracy;
+  const lastAccuracy = progress.curve.at(-1)?.accuracy;
   const finalEval =
-    lastAccuracy !== undefined && !interrupted ? { accuracy: lastAccuracy } : await evaluate();
+    lastAccuracy !== undefined && !interrupted
+      ? { accuracy: lastAccuracy }
+      : await evaluate(session, opts.validation, cfg, gates?.evalGates());
   const evalGates = gates?.evalGates();
-  const { closedGates, removedFraction } = sparsityNow();
-  const checkpoint = gateCheckpoint(evalGates);
-  progress?.done(
-    `${interrupted ? "interrupted" : "done"} after ${step} steps: accuracy ${finalEval.accuracy.toFixed(3)}, closed gates ${(100 * closedGates).toFixed(1)}%, removed ${(100 * removedFraction).toFixed(1)}% of gated weights`,
+  const { closedGates, removedFraction } = sparsityOf(setup);
+  const checkpoint = gateCheckpoint(opts, cfg, setup, progress.step, evalGates);
+  sink?.done(
+    `${interrupted ? "interrupted" : "done"} after ${progress.step} steps: accuracy ${finalEval.accuracy.toFixed(3)}, closed gates ${(100 * closedGates).toFixed(1)}%, removed ${(100 * removedFraction).toFixed(1)}% of gated weights`,
   );
   await session.release();
   return {
+    config: cfg,
     checkpoint,
-    curve,
-    steps: step,
+    curve: progress.curve,
+    steps: progress.step,
     accuracy: finalEval.accuracy,
     removedFraction,
-    removalCounting: removal.kind,
+    removalCounting: setup.removal.kind,
     closedGates,
-    trainableParams,
-    notes,
+    trainableParams: [...setup.all.values()].reduce((s, a) => s + a.length, 0),
+    notes: progress.notes,
     stoppedEarly,
     interrupted,
   };
