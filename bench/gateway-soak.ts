@@ -67,7 +67,7 @@ interface Failure {
 let dev: WranglerDev | undefined;
 try {
   dev = await startWranglerDev({ vars: { CATALOG_TTL_MS: String(catalogTtlMs) } });
-  const gw = new GatewayClient(dev.url, dev.adminToken);
+  const gw = new GatewayClient(dev.url, dev.adminToken, dev.apiKey);
   const tokenizer = readFileSync(path.join(root, "models/tokenizer.json"), "utf8");
   const encoder = (seed: number) =>
     buildEncoder({
@@ -111,7 +111,7 @@ try {
           const t0 = performance.now();
           const res = await fetch(`${dev!.url}/v1/models/${name}/versions/${version}/classify`, {
             method: "POST",
-            headers: { "content-type": "application/json" },
+            headers: { "content-type": "application/json", authorization: `Bearer ${dev!.apiKey}` },
             body: JSON.stringify({ text: nextText() }),
           });
           const body = await res.text();

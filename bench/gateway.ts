@@ -4,7 +4,8 @@
  *   - the cold first request (ORT wasm instantiation + R2 read + sha256 + session creation + inference),
  *   - onnxruntime-web inference time inside workerd (server-timing `infer`),
  *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
- *     loading, tokenizing nor inference (total - load - tokenize - infer: validation, JSON, tensors),
+ *     loading, tokenizing nor inference (total - load - tokenize - infer + auth: validation, JSON, tensors,
+ *     the API-key check),
  *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
  *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, interleaved with the concurrency-1
  *     requests so both see the same machine load, for context.
@@ -29,6 +30,8 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "1" },
     requests: { type: "string", default: "200" },
     concurrency: { type: "string", default: "1,8,32" },
+    /** `off`: run the gateway with AUTH=off, to measure the API-key check's share of the overhead. */
+    auth: { type: "string", default: "on" },
   },
 });
 const seq = Number(args.seq);
@@ -149,7 +152,7 @@ async function infer(url: string): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v2/models/bench/infer`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${dev!.apiKey}` },
     body: inferBody,
   });
   await res.arrayBuffer();
@@ -178,7 +181,10 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
   const e2e = samples.map((s) => s.e2eMs);
   const inferMs = samples.map((s) => s.timing.infer);
   const routeMs = samples.map((s) => s.timing.route);
-  const overhead = samples.map((s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize);
+  // `auth` (the API-key check) runs before the route's own timer starts, so it is added, not inside `total`
+  const overhead = samples.map(
+    (s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize + (s.timing.auth ?? 0),
+  );
   if (process.env.BENCH_DUMP) {
     const sorted = [...samples].sort((a, b) => a.e2eMs - b.e2eMs);
     for (const s of sorted.slice(-12))
@@ -231,7 +237,9 @@ async function main() {
   console.error(
     `model: ${args.model} encoder, ${(params / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
   );
-  dev = await startWranglerDev();
+  if (args.auth !== "on" && args.auth !== "off")
+    throw new Error(`--auth must be on or off, got '${args.auth}'`);
+  dev = await startWranglerDev(args.auth === "off" ? { vars: { AUTH: "off" } } : {});
   const { url } = dev;
   console.error(`wrangler dev ready on ${url}`);
   await register(url, dev.adminToken);
@@ -285,7 +293,7 @@ async function main() {
       "gateway overhead (all but infer)",
       fmt(levels[0].overhead.p50Ms),
       fmt(levels[0].overhead.p95Ms),
-      `total - load - tokenize - infer; mean ${fmt(levels[0].overhead.meanMs)}`,
+      `total - load - tokenize - infer + auth; mean ${fmt(levels[0].overhead.meanMs)}`,
     ],
   ];
   for (const l of levels) {

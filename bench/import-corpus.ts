@@ -46,7 +46,7 @@ function verdict(fx: Fixture, r: Row): string {
   const t = r.train;
   const ok =
     !i.refused &&
-    i.encoderLinears === (fx.expect.encoderLinears ?? i.encoderLinears) &&
+    i.blockLinears === (fx.expect.encoderLinears ?? i.blockLinears) &&
     i.headLinears === (fx.expect.headLinears ?? i.headLinears) &&
     (i.hiddenVsOriginal ?? 0) <= TOLERANCE &&
     (i.logitsVsTorch ?? 0) <= TOLERANCE &&

@@ -79,7 +79,11 @@ async function drive(gw: GatewayClient, model: string, units: number, seed: numb
       const t0 = performance.now();
       const res = await fetch(`${gw.url}/v1/models/${model}/classify`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-sluice-user": `user-${seed}-${i}` },
+        headers: {
+          "content-type": "application/json",
+          "x-sluice-user": `user-${seed}-${i}`,
+          ...gw.keyHeaders(),
+        },
         body: JSON.stringify({ text: texts[i] }),
       });
       const text = await res.text();
@@ -241,7 +245,7 @@ async function main() {
   try {
     process.stderr.write("starting wrangler dev ...\n");
     dev = await startWranglerDev();
-    const gw = new GatewayClient(dev.url, dev.adminToken);
+    const gw = new GatewayClient(dev.url, dev.adminToken, dev.apiKey);
     const large = buildEncoder({ ...LARGE, seed: 1 });
     const small = buildEncoder({ ...SMALL, seed: 2 });
     const largeTwin = buildEncoder({ ...LARGE, seed: 3 });

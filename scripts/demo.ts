@@ -16,7 +16,7 @@ import { curlExamples, demoJson, formatDemoTable, formatRouterSummary } from "./
 const USAGE = `usage: npm run demo -- [options]
   --retrain            re-run gate training instead of exporting the committed checkpoints (models/demo/)
   --save-checkpoints   with --retrain: also refresh the committed checkpoints in models/demo/
-  --keep-running       leave the gateway up after the table (prints its URL and admin token; Ctrl-C stops it)
+  --keep-running       leave the gateway up after the table (prints its URL, admin token and API key; Ctrl-C stops it)
   --margin <fraction>  SLA non-inferiority margin for task spam, proven at 95% on paired evidence (default 0.03)
   --sla <accuracy>     an SLA minimum (registered) accuracy instead of the margin
   --base <model.onnx>  base encoder to adapt (default models/base/model.onnx, the committed pretrained base)
@@ -104,9 +104,7 @@ try {
   console.log(formatRouterSummary(result));
   console.log(`\nwrote ${path.relative(ROOT, outFile)}; finished in ${result.wallSeconds.toFixed(0)} s\n`);
   if (gateway) {
-    console.log(
-      `The gateway is still running. Try:\n\n${curlExamples(result, gateway.url, gateway.adminToken)}\n`,
-    );
+    console.log(`The gateway is still running. Try:\n\n${curlExamples(result, gateway.url, gateway)}\n`);
     console.log("Press Ctrl-C to stop it.");
     await new Promise(() => {}); // until SIGINT/SIGTERM (the wrangler helper stops the gateway and exits)
   } else {

@@ -86,7 +86,10 @@ export interface ImportCheck {
   refused?: string;
   layers?: number;
   heads?: number;
+  /** Every linear before the encoder output (what gets gated). */
   encoderLinears?: number;
+  /** Of those, the ones inside attention (Q, K, V, O) and FFN (up, down) blocks. */
+  blockLinears?: number;
   headLinears?: number;
   headKind?: string;
   fixedSequenceLength?: number;
@@ -112,6 +115,7 @@ export async function checkImport(fx: Fixture, numLabels?: number): Promise<Impo
     layers: report.layers,
     heads: report.attention[0]?.heads,
     encoderLinears: recognition.encoderLinears.length,
+    blockLinears: 4 * recognition.attention.length + 2 * recognition.ffn.length,
     headLinears: report.head.linears.length,
     headKind: report.head.kind,
     fixedSequenceLength: report.fixedSequenceLength,
@@ -276,6 +280,8 @@ export interface ServeCheck {
   version: number;
   /** Largest difference between the gateway's scores and onnxruntime-node's on SERVE_TEXTS. */
   maxScoreDiff: number;
+  /** A /v2 infer one token longer than the model's position table: the status and error (must be a 400). */
+  tooLong?: { status: number; error: string };
 }
 
 /** Registers and activates an exported variant (the `sluice push` path), then classifies SERVE_TEXTS pinned to it. */
@@ -299,10 +305,34 @@ export async function serveFixture(
   );
   const local = await localScores(dir, SERVE_TEXTS);
   const labels = manifest.labels as string[];
-  if (body.results.length !== SERVE_TEXTS.length) return { version, maxScoreDiff: Number.POSITIVE_INFINITY };
+  let tooLong: ServeCheck["tooLong"];
+  const limit = manifest.maxSequenceLength as number | undefined;
+  const fixed = manifest.io.inputs[0].shape[1] > 0;
+  if (limit !== undefined && !fixed) {
+    const n = limit + 1;
+    const inputs = (manifest.io.inputs as { name: string }[]).map((i) => ({
+      name: i.name,
+      datatype: "INT64",
+      shape: [1, n],
+      data: Array.from({ length: n }, () =>
+        i.name === "attention_mask" ? 1 : i.name === "input_ids" ? 5 : 0,
+      ),
+    }));
+    const res = await fetch(`${gateway.url}/v2/models/${name}/versions/${version}/infer`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(gateway.apiKey ? { authorization: `Bearer ${gateway.apiKey}` } : {}),
+      },
+      body: JSON.stringify({ inputs }),
+    });
+    tooLong = { status: res.status, error: ((await res.json()) as { error: string }).error };
+  }
+  if (body.results.length !== SERVE_TEXTS.length)
+    return { version, maxScoreDiff: Number.POSITIVE_INFINITY, tooLong };
   let maxScoreDiff = 0;
   for (const [i, r] of body.results.entries())
     for (const [j, l] of labels.entries())
       maxScoreDiff = Math.max(maxScoreDiff, Math.abs(r.scores[l] - local[i][j]));
-  return { version, maxScoreDiff };
+  return { version, maxScoreDiff, tooLong };
 }

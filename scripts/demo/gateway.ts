@@ -67,11 +67,11 @@ function serverTiming(res: Response, name: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-async function classify(url: string, version: number, texts: string[]) {
+async function classify(url: string, key: string, version: number, texts: string[]) {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/models/${DEMO_MODEL}/versions/${version}/classify`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
     body: JSON.stringify({ texts }),
   });
   const text = await res.text();
@@ -92,13 +92,14 @@ async function classify(url: string, version: number, texts: string[]) {
  */
 export async function measureThroughGateway(
   url: string,
+  key: string,
   versions: number[],
   texts: string[],
   labels: string[],
 ): Promise<GatewayMeasurement[]> {
   const m = new Map<number, GatewayMeasurement>();
   for (const version of versions) {
-    const cold = await classify(url, version, texts.slice(0, 1));
+    const cold = await classify(url, key, version, texts.slice(0, 1));
     m.set(version, {
       version,
       predictions: [],
@@ -114,7 +115,7 @@ export async function measureThroughGateway(
     const batch = texts.slice(i, i + REQUEST_BATCH);
     const order = round % 2 === 0 ? versions : [...versions].reverse();
     for (const version of order) {
-      const r = await classify(url, version, batch);
+      const r = await classify(url, key, version, batch);
       const g = m.get(version)!;
       g.predictions.push(...r.labels);
       g.requestMs.push(r.ms);
@@ -159,15 +160,19 @@ export interface RouteExplanation {
   reason: string;
 }
 
-export async function explainRoute(url: string): Promise<RouteExplanation> {
-  return (await requestJson<RouteExplanation>(url, `/v1/models/${DEMO_MODEL}/route`)).body;
+export async function explainRoute(url: string, key: string): Promise<RouteExplanation> {
+  return (await requestJson<RouteExplanation>(url, `/v1/models/${DEMO_MODEL}/route`, { token: key })).body;
 }
 
 /** One routed (unpinned) classify request: which variant actually served it, and whether the SLA was met. */
-export async function routedRequest(url: string, text: string): Promise<{ variant: string; sla: string }> {
+export async function routedRequest(
+  url: string,
+  key: string,
+  text: string,
+): Promise<{ variant: string; sla: string }> {
   const res = await fetch(`${url}/v1/models/${DEMO_MODEL}/classify`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
     body: JSON.stringify({ text }),
   });
   const body = await res.text();

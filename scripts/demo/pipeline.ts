@@ -155,8 +155,9 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
     () => startWranglerDev({ vars: { CLASSIFY_MAX_TOKENS: String(MAX_TOKENS) } }),
   );
   try {
-    const { url, adminToken } = dev;
+    const { url, adminToken, apiKey } = dev;
     o.log(`      ${url}`);
+    o.log(`      API key (infer, feedback; minted with POST /v1/keys): ${apiKey}`);
 
     const slaMin = o.slaMin ?? 0;
     const slaMargin =
@@ -183,6 +184,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
       () =>
         measureThroughGateway(
           url,
+          apiKey,
           variants.map((v) => versions.get(v.target)!),
           data.test.texts,
           labelNames,
@@ -193,8 +195,8 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
       6,
       `asking the router (GET /v1/models/${DEMO_MODEL}/route)`,
       async () => {
-        const route = await explainRoute(url);
-        const served = await routedRequest(url, data.test.texts[0]);
+        const route = await explainRoute(url, apiKey);
+        const served = await routedRequest(url, apiKey, data.test.texts[0]);
         return { route, served };
       },
     );

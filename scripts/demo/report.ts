@@ -118,17 +118,31 @@ function oipBody(r: DemoResult, text: string): string {
   return JSON.stringify({ inputs });
 }
 
-export function curlExamples(r: DemoResult, url: string, token?: string): string {
+export function curlExamples(
+  r: DemoResult,
+  url: string,
+  credentials?: { adminToken: string; apiKey: string },
+): string {
   const spam =
     "Congratulations! You have been selected to receive a FREE vacation. Click here to claim your prize";
   const ham = "Hi Bob, can we move the meeting to 3pm tomorrow? I will bring the draft of the report.";
   return [
-    `export SLUICE_URL=${url}${token ? ` SLUICE_ADMIN_TOKEN=${token}` : ""}`,
-    `curl -si $SLUICE_URL/v1/models/${DEMO_MODEL}/classify -H 'content-type: application/json' \\`,
+    `export SLUICE_URL=${url} ${
+      credentials
+        ? `SLUICE_ADMIN_TOKEN=${credentials.adminToken} SLUICE_API_KEY=${credentials.apiKey}`
+        : "SLUICE_ADMIN_TOKEN=<admin token>"
+    }`,
+    ...(credentials
+      ? []
+      : [
+          `export SLUICE_API_KEY=$(curl -s -X POST $SLUICE_URL/v1/keys -H "authorization: Bearer $SLUICE_ADMIN_TOKEN" \\`,
+          `  -H 'content-type: application/json' -d '{"scopes":["infer","feedback"]}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).key')`,
+        ]),
+    `curl -si $SLUICE_URL/v1/models/${DEMO_MODEL}/classify -H "authorization: Bearer $SLUICE_API_KEY" -H 'content-type: application/json' \\`,
     `  -d '${JSON.stringify({ texts: [spam, ham] })}'`,
-    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route                                   # the router's decision, explained`,
-    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route -H 'x-sluice-min-accuracy: 0.999'  # a request may demand more`,
-    `curl -s $SLUICE_URL/v2/models/${DEMO_MODEL}/infer -H 'content-type: application/json' \\`,
+    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route -H "x-api-key: $SLUICE_API_KEY"   # the router's decision, explained`,
+    `curl -s $SLUICE_URL/v1/models/${DEMO_MODEL}/route -H "x-api-key: $SLUICE_API_KEY" -H 'x-sluice-min-accuracy: 0.999'  # a request may demand more`,
+    `curl -s $SLUICE_URL/v2/models/${DEMO_MODEL}/infer -H "x-api-key: $SLUICE_API_KEY" -H 'content-type: application/json' \\`,
     `  -d '${oipBody(r, spam)}'`,
     `node bin/sluice.js ls ${DEMO_MODEL} --url $SLUICE_URL`,
   ].join("\n");

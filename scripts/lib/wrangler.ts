@@ -1,7 +1,7 @@
 /**
  * Starts the real gateway under `wrangler dev` for the demo, benchmarks, simulations and browser tests: a fresh
  * temporary persist dir (local D1 with migrations applied, local R2, miniflare's queue), a free port, a generated
- * admin token. `stop()` kills wrangler's whole process group (wrangler, esbuild, workerd) and removes the persist
+ * admin token, and an API key (scopes infer + feedback) minted through `POST /v1/keys` once it is up. `stop()` kills wrangler's whole process group (wrangler, esbuild, workerd) and removes the persist
  * dir; it also runs on process exit and on SIGINT/SIGTERM, so a crashed or interrupted run never leaves workerd
  * behind. One module, so every caller starts the gateway the same way.
  */
@@ -17,6 +17,8 @@ const wranglerBin = path.join(root, "node_modules/wrangler/bin/wrangler.js");
 export interface WranglerDev {
   url: string;
   adminToken: string;
+  /** An API key (`infer`, `feedback`) for inference, routing explanations and feedback. */
+  apiKey: string;
   /** The local D1/R2 state (removed by `stop()`). */
   persistDir: string;
   /** Everything wrangler printed so far. */
@@ -39,6 +41,18 @@ export async function freePort(): Promise<number> {
     });
     srv.on("error", reject);
   });
+}
+
+/** Mints an `infer` + `feedback` API key on a running gateway with its admin token. */
+export async function mintDevKey(url: string, adminToken: string): Promise<string> {
+  const res = await fetch(`${url}/v1/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ scopes: ["infer", "feedback"] }),
+  });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`minting a dev API key failed: ${res.status} ${text}`);
+  return (JSON.parse(text) as { key: string }).key;
 }
 
 export async function startWranglerDev(options: WranglerDevOptions = {}): Promise<WranglerDev> {
@@ -107,9 +121,15 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     }
     try {
       if ((await fetch(`${url}/v2/health/live`)).ok) {
-        return { url, adminToken: vars.ADMIN_TOKEN, persistDir, log: () => chunks.join(""), stop };
+        const apiKey = await mintDevKey(url, vars.ADMIN_TOKEN).catch((err) => {
+          stop();
+          throw err;
+        });
+        return { url, adminToken: vars.ADMIN_TOKEN, apiKey, persistDir, log: () => chunks.join(""), stop };
       }
-    } catch {}
+    } catch (err) {
+      if (stopped) throw err;
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
   stop();

@@ -11,4 +11,8 @@ export interface Env {
   EVENTS: Queue<ExperimentEvent>;
   /** Largest accepted variant upload in MB (registry; default 100). */
   MAX_UPLOAD_MB?: string;
+  /** `off` turns API-key checks off (local development only; see src/registry/auth.ts). */
+  AUTH?: string;
+  /** Per-API-key rate limit (`[[ratelimits]]` in wrangler.toml); absent = none. */
+  KEY_RATE_LIMIT?: RateLimit;
 }

@@ -1,12 +1,13 @@
 /**
- * Gateway errors. Open Inference Protocol routes (`/v2/...`) answer `{ "error": "<message>" }` as the protocol
- * specifies; Sluice's own routes (`/v1/...`) use the registry's `{ "error": { code, message, field } }`. Either way
- * the message names the offending field, and bad input is never a 500.
+ * Gateway errors, rendered in the shape the path's protocol uses (src/http/errors.ts): OIP v2 `{ "error": "…" }`,
+ * Sluice's own routes `{ "error": { code, message, field } }`. The message names the offending field, and bad
+ * input is never a 500.
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { errorBody } from "../http/errors";
 
 export type GatewayErrorStatus = 400 | 404 | 413 | 415 | 422 | 503;
 
@@ -43,7 +44,6 @@ export function fieldPath(path: readonly PropertyKey[]): string {
 
 /** Hono onError for the inference routes. Unknown errors are a 500 without internals. */
 export function gatewayErrorHandler(err: Error, c: Context): Response {
-  const oip = c.req.path.startsWith("/v2/");
   let status: ContentfulStatusCode = 500;
   let code = "internal";
   let message = "internal error";
@@ -58,6 +58,5 @@ export function gatewayErrorHandler(err: Error, c: Context): Response {
   } else {
     console.error("gateway: unexpected error", err);
   }
-  const body = oip ? { error: message } : { error: { code, message, ...(field ? { field } : {}) } };
-  return c.json(body, status, headers);
+  return c.json(errorBody(c.req.path, { code, message, field }), status, headers);
 }

@@ -217,7 +217,14 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const s = stateOf(c);
     const timings = new Timings();
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
-    const prepared = prepareInfer(await readJson(c), entry.model.io, s.config);
+    // No longer than the model's position table (the variants of a model share its base, so its limit).
+    const positions = Math.min(
+      ...entry.variants.map((v) => v.manifest.maxSequenceLength ?? Number.POSITIVE_INFINITY),
+    );
+    const prepared = prepareInfer(await readJson(c), entry.model.io, {
+      ...s.config,
+      maxSequence: Math.min(s.config.maxSequence, positions),
+    });
     const served = await serveWithFallback(
       serveContext(c, s, timings),
       entry,
@@ -377,6 +384,6 @@ function respond<T>(
     c.header("x-sluice-fallback", served.attempts.map((a) => `${a.version}:${a.stage}`).join(", "));
   }
   c.header("x-sluice-session", served.cached ? "warm" : "cold");
-  c.header("server-timing", timings.header());
+  c.header("server-timing", timings.header(), { append: true }); // after the API-key check's `auth`
   return c.json(body as object);
 }

@@ -1,12 +1,43 @@
 /**
- * Who may write: registry writes need `Authorization: Bearer <ADMIN_TOKEN>`; inference clients use API keys
- * minted by `POST /v1/keys`, stored only as sha256 hashes.
+ * Access control, in one module.
+ *
+ * - Registry writes and the dashboard need the admin token (`Authorization: Bearer <ADMIN_TOKEN>`), compared in
+ *   constant time (`requireAdmin`).
+ * - Inference, routing explanations and feedback need an API key minted by `POST /v1/keys`
+ *   (`Authorization: Bearer sk_sluice_…` or `x-api-key: sk_sluice_…`): `requireApiKey(scope)`. Keys carry
+ *   scopes (`infer`, `feedback`, `admin`, which implies the other two) and may be limited to named models.
+ *   The registry keeps only each key's sha256; a key is found by that hash (unique index) and the stored hash
+ *   is compared with the presented one in constant time.
+ * - Each isolate caches verified keys for at most `API_KEY_CACHE_TTL_MS` (and at most `API_KEY_CACHE_MAX`
+ *   of them), keyed only by the hash of a key that passed the format check: a revoked key stops working at once
+ *   in the isolate that revoked it, and within that TTL everywhere else. Unknown keys are never cached.
+ * - A per-key rate limit applies when the Worker has the `KEY_RATE_LIMIT` rate-limiting binding.
+ * - `AUTH=off` (a Worker var, for local development only) turns API-key checks off; unset or `on` enforces them,
+ *   any other value is a configuration error (503 naming `AUTH`), never a silent "off".
+ *
+ * Failures: 401 (missing, malformed, oversized, unknown or revoked credential), 403 (valid key without the scope
+ * or the model), 429 (rate limit), as JSON in the path's error shape (src/http/errors.ts).
  */
-import type { MiddlewareHandler } from "hono";
-import type { Env } from "../gateway/env";
+import type { Context, MiddlewareHandler } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "zod";
+import { parseBearer, requestCredential } from "../http/credentials";
+import { type ErrorDetail, errorBody } from "../http/errors";
 import { sha256Hex } from "./artifacts";
 import { ApiError } from "./errors";
-import { findActiveApiKeyByHash, type RegistryDb, registryDb } from "./store";
+import { API_KEY_SCOPES, type ApiKeyRow, type ApiKeyScope } from "./schema";
+import { findActiveApiKeyByHash, registryDb } from "./store";
+
+/** The bindings and vars this module reads. */
+export interface AuthBindings {
+  DB: D1Database;
+  /** Secret: bearer token for registry writes and the dashboard. */
+  ADMIN_TOKEN?: string;
+  /** `off` disables API-key checks (local development only). Unset or `on`: enforced. */
+  AUTH?: string;
+  /** Workers rate-limiting binding (`[[ratelimits]]` in wrangler.toml), counted per API key. */
+  KEY_RATE_LIMIT?: RateLimit;
+}
 
 const encoder = new TextEncoder();
 
@@ -23,34 +54,46 @@ export async function timingSafeStringEqual(a: string, b: string): Promise<boole
   return crypto.subtle.timingSafeEqual(da, db);
 }
 
-export function bearerToken(header: string | undefined): string | undefined {
-  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
-  return match?.[1];
-}
-
 /** Rejects the request with 401 unless it carries the admin bearer token. */
-export const requireAdmin: MiddlewareHandler<{ Bindings: Env }> = async (c, next) => {
+export const requireAdmin: MiddlewareHandler<{ Bindings: AuthBindings }> = async (c, next) => {
   const expected = c.env.ADMIN_TOKEN;
   if (!expected) {
     throw new ApiError(503, "admin_disabled", "registry writes are disabled: ADMIN_TOKEN is not configured");
   }
-  const header = c.req.header("Authorization");
-  const token = bearerToken(header);
-  if (!token) {
+  const credential = parseBearer(c.req.header("Authorization"));
+  if (credential.kind !== "token") {
     throw new ApiError(
       401,
       "unauthorized",
-      header ? "Authorization must be 'Bearer <token>'" : "missing Authorization: Bearer <admin token>",
+      credential.kind === "missing"
+        ? "missing Authorization: Bearer <admin token>"
+        : `Authorization: ${credential.message}`,
       "Authorization",
     );
   }
-  if (!(await timingSafeStringEqual(token, expected))) {
+  if (!(await timingSafeStringEqual(credential.token, expected))) {
     throw new ApiError(401, "unauthorized", "invalid admin token", "Authorization");
   }
   await next();
 };
 
+/** The admin token of a request's `Authorization: Bearer` header, if it is the configured one. */
+export async function hasAdminBearer(c: Context<{ Bindings: AuthBindings }>): Promise<boolean> {
+  const credential = parseBearer(c.req.header("Authorization"));
+  const expected = c.env.ADMIN_TOKEN;
+  return (
+    credential.kind === "token" && !!expected && (await timingSafeStringEqual(credential.token, expected))
+  );
+}
+
+// --- API keys ---------------------------------------------------------------------------------------------
+
 export const API_KEY_PREFIX = "sk_sluice_";
+
+/** A key as minted: the prefix and 32 random bytes, base64url without padding (43 characters). */
+export const ApiKey = z
+  .string()
+  .regex(/^sk_sluice_[A-Za-z0-9_-]{43}$/, "is not a Sluice API key (sk_sluice_ and 43 base64url characters)");
 
 /** A fresh API key (shown to the caller once) and the hash the registry keeps. */
 export async function mintApiKey(): Promise<{ key: string; keyHash: string; prefix: string }> {
@@ -69,19 +112,214 @@ export async function mintApiKey(): Promise<{ key: string; keyHash: string; pref
 
 export interface VerifiedApiKey {
   id: number;
-  scopes: string[];
+  /** Known scopes only (a row's unknown scope grants nothing). */
+  scopes: ApiKeyScope[];
+  /** Model names the key may use; null = every model. */
+  models: string[] | null;
+}
+
+/** What the registry row says about a key, checked at the boundary (the row is JSON in D1). */
+const StoredKey = z.object({
+  id: z.number().int().positive(),
+  scopes: z.array(z.string()).transform((s) => API_KEY_SCOPES.filter((k) => s.includes(k))),
+  models: z.array(z.string()).nullable(),
+});
+
+export function keyAllows(key: VerifiedApiKey, scope: ApiKeyScope): boolean {
+  return key.scopes.includes(scope) || key.scopes.includes("admin");
+}
+
+export function keyAllowsModel(key: VerifiedApiKey, model: string): boolean {
+  return key.models === null || key.models.includes(model);
+}
+
+/** How long an isolate trusts a verified key without asking D1 again: the revocation bound across isolates. */
+export const API_KEY_CACHE_TTL_MS = 10_000;
+/** Most keys one isolate keeps verified at once (least recently used go first). */
+export const API_KEY_CACHE_MAX = 1_000;
+
+/**
+ * Per-isolate cache of verified keys by sha256 of the key (hex). Only keys that passed the format check and
+ * matched an active row are stored, so a client cannot fill it with made-up keys. Only settled values are
+ * shared between requests, never a query in flight (workerd cancels a request that waits on another request's
+ * I/O).
+ */
+export class ApiKeyCache {
+  private readonly entries = new Map<string, { expiresAt: number; key: VerifiedApiKey }>();
+  queries = 0;
+
+  constructor(
+    readonly ttlMs = API_KEY_CACHE_TTL_MS,
+    readonly maxEntries = API_KEY_CACHE_MAX,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The active key with this hash: from the cache within its TTL, else from D1. */
+  async lookup(d1: D1Database, keyHash: string): Promise<VerifiedApiKey | null> {
+    const hit = this.entries.get(keyHash);
+    if (hit && hit.expiresAt > this.now()) {
+      this.entries.delete(keyHash); // re-insert: most recently used last
+      this.entries.set(keyHash, hit);
+      return hit.key;
+    }
+    this.entries.delete(keyHash);
+    this.queries++;
+    const row = await findActiveApiKeyByHash(registryDb(d1), keyHash);
+    if (!row || !(await hashesEqual(row, keyHash))) return null;
+    const key = StoredKey.parse(row);
+    this.entries.set(keyHash, { expiresAt: this.now() + this.ttlMs, key });
+    while (this.entries.size > this.maxEntries) {
+      this.entries.delete(this.entries.keys().next().value as string);
+    }
+    return key;
+  }
+
+  /** Forgets a key (its revocation, made in this isolate, takes effect here at once). */
+  forget(keyHash: string): void {
+    this.entries.delete(keyHash);
+  }
+}
+
+/** The index found the row by hash; the hashes are still compared in constant time before the key counts. */
+async function hashesEqual(row: ApiKeyRow, keyHash: string): Promise<boolean> {
+  const a = encoder.encode(row.keyHash);
+  const b = encoder.encode(keyHash);
+  return a.byteLength === b.byteLength && crypto.subtle.timingSafeEqual(a, b);
+}
+
+/** This isolate's cache (the key routes make revocations take effect in it at once). */
+export const apiKeyCache = new ApiKeyCache();
+
+/** sha256 (hex) of a key string, as the registry stores it. */
+export function apiKeyHash(key: string): Promise<string> {
+  return sha256Hex(encoder.encode(key));
+}
+
+/** `AUTH`, validated: unset and `on` enforce, `off` disables, anything else is refused. */
+const AuthMode = z.enum(["on", "off"]).optional();
+
+type ApiKeyEnv = { Bindings: AuthBindings; Variables: { apiKey: VerifiedApiKey | null } };
+
+/**
+ * Requests re-dispatched inside the Worker (the experiment hook serves an arm through the pinned route) carry
+ * the key their outer request verified, so the inner pass neither looks it up nor counts it against the rate
+ * limit again. A WeakMap on the Request object: nothing a client sends can put a request in it.
+ */
+const forwarded = new WeakMap<Request, VerifiedApiKey | null>();
+
+export function forwardVerifiedKey(from: Context, to: Request): Request {
+  forwarded.set(to, (from.get("apiKey") as VerifiedApiKey | null | undefined) ?? null);
+  return to;
+}
+
+/** The key a request was authorised with (null under AUTH=off). */
+export function verifiedKeyOf(c: Context): VerifiedApiKey | null {
+  return (c.get("apiKey") as VerifiedApiKey | null | undefined) ?? null;
+}
+
+function deny(c: Context, status: 401 | 403 | 429 | 503, detail: ErrorDetail): Response {
+  const headers: Record<string, string> = {};
+  if (status === 401) headers["WWW-Authenticate"] = 'Bearer realm="sluice", error="invalid_token"';
+  if (status === 403) headers["WWW-Authenticate"] = 'Bearer realm="sluice", error="insufficient_scope"';
+  return c.json(errorBody(c.req.path, detail), status as ContentfulStatusCode, headers);
+}
+
+export interface RequireApiKeyOptions {
+  /** The cache to use (tests pass one with their own clock); default: this isolate's. */
+  cache?: ApiKeyCache;
 }
 
 /**
- * Checks an inference API key: valid when its sha256 matches a key that has not been revoked. The lookup is by
- * hash (an indexed equality on a digest of a high-entropy secret), so no secret is compared byte by byte.
+ * Middleware: the request must carry an active API key with `scope` (and, on a route with a `:model` parameter,
+ * a key not limited to other models). Sets `c.var.apiKey`.
  */
-export async function verifyApiKey(
-  db: D1Database | RegistryDb,
-  key: string | undefined,
-): Promise<VerifiedApiKey | null> {
-  if (!key?.startsWith(API_KEY_PREFIX)) return null;
-  const rdb = "select" in db ? db : registryDb(db);
-  const row = await findActiveApiKeyByHash(rdb, await sha256Hex(encoder.encode(key)));
-  return row ? { id: row.id, scopes: row.scopes } : null;
+export function requireApiKey(
+  scope: ApiKeyScope,
+  options: RequireApiKeyOptions = {},
+): MiddlewareHandler<ApiKeyEnv> {
+  return async (c, next) => {
+    const t0 = performance.now();
+    const inner = forwarded.get(c.req.raw);
+    if (inner !== undefined) {
+      c.set("apiKey", inner);
+      return next();
+    }
+    const mode = AuthMode.safeParse(c.env.AUTH === "" ? undefined : c.env.AUTH);
+    if (!mode.success) {
+      return deny(c, 503, {
+        code: "misconfigured",
+        message: `AUTH: must be 'on' or 'off' (unset means 'on'), got '${String(c.env.AUTH).slice(0, 40)}'`,
+        field: "AUTH",
+      });
+    }
+    if (mode.data === "off") {
+      c.set("apiKey", null);
+      c.header("x-sluice-auth", "off");
+      return next();
+    }
+
+    const credential = requestCredential(c.req.raw.headers);
+    if (credential.kind === "missing") {
+      return deny(c, 401, {
+        code: "unauthorized",
+        message:
+          "missing API key: send Authorization: Bearer <key> or x-api-key: <key> (POST /v1/keys mints one)",
+        field: "Authorization",
+      });
+    }
+    if (credential.kind === "malformed") {
+      return deny(c, 401, {
+        code: "unauthorized",
+        message: `${credential.field}: ${credential.message}`,
+        field: credential.field,
+      });
+    }
+    const parsed = ApiKey.safeParse(credential.token);
+    if (!parsed.success) {
+      return deny(c, 401, {
+        code: "unauthorized",
+        message: `${credential.field}: ${parsed.error.issues[0].message}`,
+        field: credential.field,
+      });
+    }
+    const key = await (options.cache ?? apiKeyCache).lookup(c.env.DB, await apiKeyHash(parsed.data));
+    if (!key) {
+      return deny(c, 401, {
+        code: "unauthorized",
+        message: `${credential.field}: unknown or revoked API key`,
+        field: credential.field,
+      });
+    }
+    if (!keyAllows(key, scope)) {
+      return deny(c, 403, {
+        code: "forbidden",
+        message: `this API key lacks the '${scope}' scope (it has: ${key.scopes.join(", ") || "none"})`,
+        field: "scope",
+      });
+    }
+    const model = c.req.param("model" as never) as string | undefined;
+    if (model !== undefined && !keyAllowsModel(key, model)) {
+      return deny(c, 403, {
+        code: "forbidden",
+        message: `this API key may not use model '${model.slice(0, 80)}'`,
+        field: "model",
+      });
+    }
+    const limiter = c.env.KEY_RATE_LIMIT;
+    if (limiter && !(await limiter.limit({ key: `api-key:${key.id}` })).success) {
+      return deny(c, 429, {
+        code: "rate_limited",
+        message: "this API key has exceeded its request rate; retry later",
+        field: "Authorization",
+      });
+    }
+    c.set("apiKey", key);
+    // server-timing `auth`: the check's own time (the route's entries are appended after it)
+    c.header("server-timing", `auth;dur=${(performance.now() - t0).toFixed(2)}`, { append: true });
+    return next();
+  };
 }

@@ -7,7 +7,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 
-export type ApiErrorStatus = 400 | 401 | 404 | 409 | 413 | 415 | 422 | 500 | 503;
+export type ApiErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 500 | 503;
 
 export interface ApiErrorBody {
   error: { code: string; message: string; field?: string };

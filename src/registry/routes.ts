@@ -1,12 +1,12 @@
 /**
  * Registry HTTP API (Hono), mounted by the gateway Worker. Reads are open; writes need the admin bearer
- * token. See README "Registry API" for request/response examples.
+ * token. See docs/registry-api.md for request/response examples.
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { DEFAULT_SLA_CONFIDENCE } from "../core/evidence";
 import type { Env } from "../gateway/env";
-import { mintApiKey, requireAdmin } from "./auth";
+import { apiKeyCache, mintApiKey, requireAdmin } from "./auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
 import { assertVariantNotInRunningExperiment } from "./experiment-guard";
 import type { ModelRow } from "./schema";
@@ -305,9 +305,14 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
 
   // --- API keys (for inference clients) -------------------------------------------------------------------
   r.post("/v1/keys", requireAdmin, jsonLimit, async (c) => {
-    const { scopes } = await readJsonBody(c, CreateKeyBody);
+    const { scopes, models } = await readJsonBody(c, CreateKeyBody);
     const minted = await mintApiKey();
-    const row = await insertApiKey(db(c), { keyHash: minted.keyHash, prefix: minted.prefix, scopes });
+    const row = await insertApiKey(db(c), {
+      keyHash: minted.keyHash,
+      prefix: minted.prefix,
+      scopes,
+      models: models ?? null,
+    });
     // The only time the key itself is ever returned.
     return c.json({ key: minted.key, ...apiKeyView(row) }, 201);
   });
@@ -320,6 +325,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const id = parseParam(KeyId, c.req.param("id"), "id");
     const row = await revokeApiKey(db(c), id);
     if (!row) throw notFound(`API key ${id}`, "id");
+    apiKeyCache.forget(row.keyHash); // at once in this isolate; within API_KEY_CACHE_TTL_MS in the others
     return c.json({ key: apiKeyView(row) });
   });
 

@@ -81,12 +81,18 @@ export const taskSlas = sqliteTable("task_slas", {
   updatedAt: timestamp("updated_at"),
 });
 
+/** What an API key may do: `admin` implies `infer` and `feedback` (registry writes still need the admin token). */
+export const API_KEY_SCOPES = ["infer", "feedback", "admin"] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
 export const apiKeys = sqliteTable("api_keys", {
   id: integer("id").primaryKey({ autoIncrement: true }),
   /** sha256 of the key; the key itself is shown once at creation and never stored. */
   keyHash: text("key_hash").notNull().unique(),
   prefix: text("prefix").notNull(),
   scopes: text("scopes", { mode: "json" }).$type<string[]>().notNull(),
+  /** Model names the key may use; null = every model. */
+  models: text("models", { mode: "json" }).$type<string[]>(),
   createdAt: timestamp("created_at"),
   revokedAt: text("revoked_at"),
 });

@@ -252,7 +252,7 @@ export async function findTaskSla(db: RegistryDb, task: string): Promise<TaskSla
 
 export async function insertApiKey(
   db: RegistryDb,
-  key: { keyHash: string; prefix: string; scopes: string[] },
+  key: { keyHash: string; prefix: string; scopes: string[]; models: string[] | null },
 ): Promise<ApiKeyRow> {
   return db.insert(apiKeys).values(key).returning().get();
 }

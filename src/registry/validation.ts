@@ -7,7 +7,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { IoSignature } from "../core/manifest";
 import { ApiError, badRequest, fromZodError } from "./errors";
-import { VARIANT_STATUSES } from "./schema";
+import { API_KEY_SCOPES, VARIANT_STATUSES } from "./schema";
 
 /** The same rule the manifest applies to model names. */
 export const ModelName = z
@@ -64,10 +64,9 @@ export const PutSlaBody = z
 
 export const CreateKeyBody = z
   .object({
-    scopes: z
-      .array(z.enum(["infer", "read"]))
-      .min(1)
-      .default(["infer"]),
+    scopes: z.array(z.enum(API_KEY_SCOPES)).min(1).default(["infer"]),
+    /** Limit the key to these models (omitted: every model). */
+    models: z.array(ModelName).min(1).max(100).optional(),
   })
   .strict();
 

@@ -50,5 +50,12 @@ export function slaView(s: TaskSlaRow) {
 }
 
 export function apiKeyView(k: ApiKeyRow) {
-  return { id: k.id, prefix: k.prefix, scopes: k.scopes, createdAt: k.createdAt, revokedAt: k.revokedAt };
+  return {
+    id: k.id,
+    prefix: k.prefix,
+    scopes: k.scopes,
+    models: k.models,
+    createdAt: k.createdAt,
+    revokedAt: k.revokedAt,
+  };
 }

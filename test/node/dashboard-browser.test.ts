@@ -62,7 +62,7 @@ describe.skipIf(!haveChromium && !inCi)("dashboard in headless Chromium", () => 
 
   beforeAll(async () => {
     dev = await startWranglerDev();
-    const gw = new GatewayClient(dev.url, dev.adminToken);
+    const gw = new GatewayClient(dev.url, dev.adminToken, dev.apiKey);
     // the committed 4096-piece WordPiece tokenizer, over tiny bag-of-embeddings classifiers
     const tokenizer = readFileSync(path.join(root, "models/tokenizer.json"), "utf8");
     const graph = (seed: number) => tinyModelGraph({ seed, labels: 2, vocab: 4096, hidden: 4 });
@@ -106,7 +106,7 @@ describe.skipIf(!haveChromium && !inCi)("dashboard in headless Chromium", () => 
     for (let i = 0; i < 40; i++) {
       const res = await fetch(`${dev.url}/v1/models/reviews/classify`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-sluice-user": `user-${i}` },
+        headers: { "content-type": "application/json", "x-sluice-user": `user-${i}`, ...gw.keyHeaders() },
         body: JSON.stringify({
           text: `${WORDS[i % WORDS.length]} and ${WORDS[(i * 7) % WORDS.length]} again`,
         }),

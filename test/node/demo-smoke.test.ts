@@ -94,6 +94,8 @@ describe("npm run demo (tiny profile) through the real gateway", () => {
     ].entries())
       expect(lines.some((l) => l.startsWith(`[${i + 1}/6]`) && l.includes(label))).toBe(true);
     expect(result.steps).toHaveLength(6);
+    // auth is on: the demo minted a key, printed it, and every classify/route request above used it
+    expect(lines.some((l) => /API key .*sk_sluice_[A-Za-z0-9_-]{43}/.test(l))).toBe(true);
     for (const row of result.rows) {
       // Sparsity delivered is the target (±2 points, as sluice train demands); dense removes nothing.
       expect(Math.abs(row.removed - row.target)).toBeLessThanOrEqual(0.02);

@@ -15,6 +15,7 @@ import { tensor } from "../../src/core/onnx/tensor";
 import { main } from "../../src/trainer-node/cli";
 import { ImportError } from "../../src/trainer-node/import/errors";
 import { importEncoder } from "../../src/trainer-node/import/import";
+import { maxSequenceLength } from "../../src/trainer-node/import/limits";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "sluice-import-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -206,5 +207,25 @@ describe("CLI refusals exit 2 and leave nothing behind", () => {
     expect(text).toMatch(/encoder: 2 layers, hidden 16, vocabulary 60/);
     expect(text).toMatch(/gated: 12 linear layers/);
     expect(text).toMatch(/classification head has 3 labels, the task 2: a new head is trained/);
+  });
+});
+
+describe("maxSequenceLength: what the position table takes, from running the graph's own index computation", () => {
+  it.each([
+    ["bert", 48],
+    ["roberta", 48],
+    ["distilbert", 40],
+  ] as const)("%s layout with maxPositions %i", async (layout, maxPositions) => {
+    const g = buildEncoder({
+      layout,
+      maxPositions,
+      vocabSize: 64,
+      hidden: 16,
+      heads: 2,
+      ffn: 32,
+      layers: 1,
+      numLabels: 2,
+    });
+    expect(await maxSequenceLength(g)).toBe(maxPositions);
   });
 });

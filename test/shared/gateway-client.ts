@@ -10,9 +10,19 @@ export class GatewayClient {
   constructor(
     readonly url: string,
     readonly adminToken: string,
+    /** API key for inference, routing and feedback calls (`admin: false`). */
+    readonly apiKey?: string,
   ) {}
 
-  /** JSON request; throws with the server's error body unless the status is one of `ok`. */
+  /** `Authorization` with the API key (inference, routing explanations, feedback). */
+  keyHeaders(): Record<string, string> {
+    return this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
+  }
+
+  /**
+   * JSON request; throws with the server's error body unless the status is one of `ok`. Sends the admin token,
+   * or with `admin: false` the API key.
+   */
   async json<T = unknown>(
     method: string,
     path: string,
@@ -23,7 +33,7 @@ export class GatewayClient {
       method,
       headers: {
         ...(body !== undefined ? { "content-type": "application/json" } : {}),
-        ...(opts.admin !== false ? { authorization: `Bearer ${this.adminToken}` } : {}),
+        ...(opts.admin !== false ? { authorization: `Bearer ${this.adminToken}` } : this.keyHeaders()),
         ...opts.headers,
       },
       body: body !== undefined ? JSON.stringify(body) : undefined,

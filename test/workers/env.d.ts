@@ -6,6 +6,8 @@ declare namespace Cloudflare {
     ADMIN_TOKEN: string;
     EVENTS: Queue<unknown>;
     SESSION_BUDGET_MB?: string;
+    KEY_RATE_LIMIT: RateLimit;
+    TEST_TIGHT_RATE_LIMIT: RateLimit;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
 }

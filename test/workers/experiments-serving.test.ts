@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { REQUEST_ID } from "../../src/gateway/experiments/serving";
 import { ensureModel, type GraphVariant, registerGraph } from "./gateway-helpers";
-import { admin, api, jsonInit, tinyModelGraph } from "./helpers";
+import { admin, api, jsonInit, mintKey, tinyModelGraph, withKey } from "./helpers";
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -29,8 +29,13 @@ async function registerVariants(
   return versions;
 }
 
-function classify(model: string, text: string, headers: Record<string, string> = {}, path = "classify") {
-  return api(`/v1/models/${model}/${path}`, jsonInit("POST", { text }, headers));
+async function classify(
+  model: string,
+  text: string,
+  headers: Record<string, string> = {},
+  path = "classify",
+) {
+  return api(`/v1/models/${model}/${path}`, jsonInit("POST", { text }, await withKey(headers)));
 }
 
 async function startExperiment(model: string, versions: number[], unit = "x-sluice-user"): Promise<number> {
@@ -127,7 +132,7 @@ describe("a running experiment on the serving path", () => {
             { name: "attention_mask", datatype: "INT64", shape: [1, 4], data: [1, 1, 1, 1] },
           ],
         },
-        { "x-sluice-user": "user-0" },
+        await withKey({ "x-sluice-user": "user-0" }),
       ),
     );
     expect(infer.status).toBe(200);
@@ -138,7 +143,7 @@ describe("a running experiment on the serving path", () => {
     // bad input is the client's fault: answered by the gateway's own validation, never an exposure
     const bad = await api(
       "/v1/models/exp-serve/classify",
-      jsonInit("POST", { txt: "typo" }, { "x-sluice-user": "user-1" }),
+      jsonInit("POST", { txt: "typo" }, await withKey({ "x-sluice-user": "user-1" })),
     );
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { field: string } }).error.field).toBeDefined();
@@ -168,7 +173,7 @@ describe("a running experiment on the serving path", () => {
     // feedback joins its exposure
     const fb = await api(
       "/v1/feedback",
-      jsonInit("POST", { requestId: served[0].requestId, label: served[0].label }, {}),
+      jsonInit("POST", { requestId: served[0].requestId, label: served[0].label }, await withKey()),
     );
     expect(fb.status).toBe(201);
     expect(await fb.json()).toMatchObject({
@@ -190,12 +195,12 @@ describe("a running experiment on the serving path", () => {
   });
 
   it("assigns by API key when the unit is 'api-key', storing a digest rather than the key", async () => {
+    const { key } = await mintKey({ scopes: ["infer"] });
     const [v1, v2] = await registerVariants("exp-keys", [
       { seed: 5, accuracy: 0.9, p50Ms: 5 },
       { seed: 6, accuracy: 0.9, p50Ms: 4 },
     ]);
     const id = await startExperiment("exp-keys", [v1, v2], "api-key");
-    const key = "sk_sluice_experiment-test-key";
     const arms = new Set<string>();
     for (let i = 0; i < 3; i++) {
       const res = await classify("exp-keys", "hello there", { Authorization: `Bearer ${key}` });
@@ -204,10 +209,12 @@ describe("a running experiment on the serving path", () => {
       arms.add(res.headers.get("x-sluice-arm")!);
     }
     expect(arms.size).toBe(1);
-    // without a key: assigned at random, counted apart
-    const anonymous = await classify("exp-keys", "anonymous");
-    expect(anonymous.status).toBe(200);
-    expect(anonymous.headers.get("x-sluice-experiment")).toBe(String(id));
+    // without a key: refused before the experiment sees it (no exposure)
+    const anonymous = await api("/v1/models/exp-keys/classify", jsonInit("POST", { text: "anon" }, {}));
+    expect(anonymous.status).toBe(401);
+    // another key: its own unit
+    const other = await classify("exp-keys", "other", { Authorization: `Bearer ${(await mintKey()).key}` });
+    expect(other.status).toBe(200);
     // response bodies are left unread on purpose: the exposure must not depend on the client reading them
     await vi.waitFor(async () => expect((await exposuresOf(id)).length).toBe(4), {
       timeout: 30_000,
@@ -215,10 +222,9 @@ describe("a running experiment on the serving path", () => {
     });
     const stored = await exposuresOf(id);
     const keyed = stored.filter((r) => r.sticky === 1);
-    expect(keyed).toHaveLength(3);
-    expect(new Set(keyed.map((r) => r.unit_id)).size).toBe(1);
+    expect(keyed).toHaveLength(4);
+    expect(new Set(keyed.map((r) => r.unit_id)).size).toBe(2);
     expect(keyed[0].unit_id).toMatch(/^key:[0-9a-f]{16}$/);
-    expect(keyed[0].unit_id).not.toContain("experiment-test-key");
-    expect(stored.filter((r) => r.sticky === 0)).toMatchObject([{ unit_id: null }]);
+    expect(keyed.some((r) => key.includes(String(r.unit_id).slice(4)))).toBe(false);
   });
 });

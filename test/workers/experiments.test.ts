@@ -8,7 +8,7 @@ import type { ExposureEvent } from "../../src/gateway/experiments/events";
 import { mintRequestId } from "../../src/gateway/experiments/serving";
 import { normalQuantile } from "../../src/gateway/experiments/stats";
 import worker from "../../src/gateway/worker";
-import { admin, api, expectError, jsonInit, seedModel } from "./helpers";
+import { admin, api, expectError, jsonInit, seedModel, withKey } from "./helpers";
 
 // D1 round trips through the local workerd are a few ms each and the tests make hundreds.
 vi.setConfig({ testTimeout: 60_000 });
@@ -407,8 +407,8 @@ describe("feedback", () => {
     const a = Array.from({ length: 10 }, () => exposure(e.id, 0, { predicted: "pos" }));
     const b = Array.from({ length: 10 }, () => exposure(e.id, 1, { predicted: "neg" }));
     const truth = (i: number, arm: number) => (arm === 0 ? (i < 8 ? "pos" : "neg") : i < 5 ? "neg" : "pos");
-    const send = (requestId: string, label: string) =>
-      api("/v1/feedback", jsonInit("POST", { requestId, label }, {}));
+    const send = async (requestId: string, label: string) =>
+      api("/v1/feedback", jsonInit("POST", { requestId, label }, await withKey()));
 
     // feedback for half of the requests overtakes their exposures
     for (let i = 0; i < 5; i++) {
@@ -445,7 +445,7 @@ describe("feedback", () => {
     await expectError(await send("not-a-request-id", "pos"), 404, "not_found", "requestId");
     await expectError(await send(a[1].requestId, "maybe"), 422, "unknown_label", "label");
     await expectError(
-      await api("/v1/feedback", jsonInit("POST", { requestId: a[1].requestId }, {})),
+      await api("/v1/feedback", jsonInit("POST", { requestId: a[1].requestId }, await withKey())),
       422,
       "invalid_body",
       "label",

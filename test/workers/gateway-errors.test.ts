@@ -5,7 +5,7 @@ import { env, SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Catalog } from "../../src/gateway/catalog";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
-import { api, createModel, jsonInit, registerVariant } from "./helpers";
+import { api, createModel, jsonInit, registerVariant, withKey } from "./helpers";
 
 const ids = (batch: number, seq: number, value = 1) => ({
   name: "input_ids",
@@ -334,7 +334,7 @@ describe("malformed requests never produce a 500", () => {
   for (const c of cases) {
     it(`${c.name} -> ${c.status}`, async () => {
       const method = c.method ?? "POST";
-      const headers: Record<string, string> = { ...c.headers };
+      const headers: Record<string, string> = await withKey(c.headers);
       if (method === "POST" && c.contentType !== null)
         headers["content-type"] = c.contentType ?? "application/json";
       const body = method === "GET" ? undefined : (c.raw ?? JSON.stringify(c.body));
@@ -405,8 +405,11 @@ describe("catalog cache", () => {
 
   it("keeps its lookups across classify requests (they read the registry, never write it)", async () => {
     const route = async () =>
-      ((await (await SELF.fetch("http://gateway/v1/models/keep/route")).json()) as { chosen: number | null })
-        .chosen;
+      (
+        (await (
+          await SELF.fetch("http://gateway/v1/models/keep/route", { headers: await withKey() })
+        ).json()) as { chosen: number | null }
+      ).chosen;
     expect((await createModel("keep")).status).toBe(201);
     expect((await registerVariant("keep", { seed: 1, p50Ms: 5 })).res.status).toBe(201);
     expect((await registerVariant("keep", { seed: 2, p50Ms: 1 })).res.status).toBe(201);
@@ -420,7 +423,7 @@ describe("catalog cache", () => {
     ).run();
     const classify = await SELF.fetch("http://gateway/v1/models/keep/classify", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: await withKey({ "content-type": "application/json" }),
       body: JSON.stringify({ text: "hello" }),
     });
     expect(classify.status).toBe(422); // no tokenizer: answered before anything loads
@@ -434,8 +437,11 @@ describe("catalog cache", () => {
 
   it("sees registry writes made in the same isolate at once, despite the TTL", async () => {
     const route = async () =>
-      ((await (await SELF.fetch("http://gateway/v1/models/cache/route")).json()) as { chosen: number | null })
-        .chosen;
+      (
+        (await (
+          await SELF.fetch("http://gateway/v1/models/cache/route", { headers: await withKey() })
+        ).json()) as { chosen: number | null }
+      ).chosen;
     expect((await createModel("cache")).status).toBe(201);
     expect((await registerVariant("cache", { seed: 1, p50Ms: 5 })).res.status).toBe(201);
     expect((await registerVariant("cache", { seed: 2, p50Ms: 1 })).res.status).toBe(201);

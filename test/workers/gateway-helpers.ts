@@ -5,9 +5,11 @@
 import { env } from "cloudflare:test";
 import { Hono } from "hono";
 import { type Graph, ioSignatureOf } from "../../src/core/onnx";
+import { useApiKeys } from "../../src/gateway/app";
+import type { Env } from "../../src/gateway/env";
 import { createInferenceRoutes, type GatewayState } from "../../src/gateway/inference-routes";
 import { type GraphVariant, graphVariantFiles } from "../shared/variant-files";
-import { api, jsonInit, uploadVariant } from "./helpers";
+import { api, jsonInit, uploadVariant, withKey } from "./helpers";
 
 export { serverTiming } from "../shared/gateway-client";
 export type { GraphVariant } from "../shared/variant-files";
@@ -59,17 +61,27 @@ export async function setSla(task: string, sla: { min: number; maxLatencyMs?: nu
   if (res.status !== 200) throw new Error(`sla ${task}: ${res.status} ${await res.text()}`);
 }
 
-/** A gateway with its own state (so a test controls TTLs and budgets and can look inside the caches). */
+/**
+ * A gateway with its own state (so a test controls TTLs and budgets and can look inside the caches), behind the
+ * Worker's own API-key check; requests carry the tests' shared key unless `headers` set another.
+ */
 export function testGateway(state: GatewayState) {
-  const app = new Hono().route("/", createInferenceRoutes({ state }));
+  const app = new Hono<{ Bindings: Env }>();
+  useApiKeys(app);
+  app.route("/", createInferenceRoutes({ state }));
   return {
-    fetch: (path: string, init: RequestInit = {}) => app.request(`http://gateway${path}`, init, env),
-    infer: (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch: async (path: string, init: RequestInit = {}) =>
+      app.request(
+        `http://gateway${path}`,
+        { ...init, headers: await withKey(init.headers as Record<string, string>) },
+        env,
+      ),
+    infer: async (path: string, body: unknown, headers: Record<string, string> = {}) =>
       app.request(
         `http://gateway${path}`,
         {
           method: "POST",
-          headers: { "content-type": "application/json", ...headers },
+          headers: await withKey({ "content-type": "application/json", ...headers }),
           body: JSON.stringify(body),
         },
         env,

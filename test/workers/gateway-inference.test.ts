@@ -91,6 +91,7 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(res.headers.get("x-sluice-session")).toBe("cold");
     const t = serverTiming(res);
     expect(Object.keys(t).sort()).toEqual([
+      "auth",
       "infer",
       "load",
       "r2",
@@ -110,7 +111,7 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(res.headers.get("x-sluice-sla")).toBe("met");
     expect(res.headers.get("x-sluice-session")).toBe("warm"); // loaded by the previous test
     const t = serverTiming(res);
-    expect(Object.keys(t).sort()).toEqual(["infer", "load", "route", "tokenize", "total"]);
+    expect(Object.keys(t).sort()).toEqual(["auth", "infer", "load", "route", "tokenize", "total"]);
     // workerd's clock has 1 ms resolution here, so a tiny model's stages may read 0; check consistency only.
     expect(t.total).toBeGreaterThanOrEqual(t.infer);
     expect(Math.min(...Object.values(t))).toBeGreaterThanOrEqual(0);

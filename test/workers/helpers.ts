@@ -12,6 +12,28 @@ export * from "../shared/variant-files";
 export const ADMIN_TOKEN = "test-admin-token";
 export const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 
+/** Mints an API key through `POST /v1/keys` (admin); returns the key and its id. */
+export async function mintKey(
+  body: { scopes?: string[]; models?: string[] } = { scopes: ["infer", "feedback"] },
+  via: Fetcher = SELF,
+): Promise<{ key: string; id: number }> {
+  const res = await api("/v1/keys", jsonInit("POST", body), via);
+  if (res.status !== 201) throw new Error(`mint key: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { key: string; id: number };
+}
+
+let shared: Promise<string> | undefined;
+/** One `infer`+`feedback` key for tests that just need to get past access control. */
+export function sharedKey(): Promise<string> {
+  shared ??= mintKey().then((k) => k.key);
+  return shared;
+}
+
+/** `Authorization: Bearer <shared key>` merged into `headers`. */
+export async function withKey(headers: Record<string, string> = {}): Promise<Record<string, string>> {
+  return { Authorization: `Bearer ${await sharedKey()}`, ...headers };
+}
+
 /** Anything with a fetch(Request): `SELF`, or a registry app built with test hooks (see registry-atomicity). */
 export interface Fetcher {
   fetch(request: Request): Promise<Response>;

@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../../src/gateway/env";
-import { verifyApiKey } from "../../src/registry/auth";
+import { ApiKeyCache, apiKeyHash } from "../../src/registry/auth";
 import { createRegistryRoutes } from "../../src/registry/routes";
 import {
   admin,
@@ -13,6 +13,7 @@ import {
   makeVariantFiles,
   rawInit,
   seedModel,
+  withKey,
 } from "./helpers";
 
 describe("models", () => {
@@ -156,7 +157,7 @@ describe("task SLAs", () => {
     for (const v of [1, 2, 3])
       await api(`/v1/models/margin-m/variants/${v}`, jsonInit("PATCH", { status: "active" }));
     await api("/v1/tasks/margin-t/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.02 }));
-    const route = (await (await api("/v1/models/margin-m/route")).json()) as {
+    const route = (await (await api("/v1/models/margin-m/route", { headers: await withKey() })).json()) as {
       chosen: number;
       sla: { margin: number; confidence: number };
       candidates: {
@@ -215,9 +216,9 @@ describe("API keys", () => {
     expect(stored).not.toContain(minted.key);
     expect((rows.results[0] as { key_hash: string }).key_hash).toMatch(/^[0-9a-f]{64}$/);
 
-    expect(await verifyApiKey(env.DB, minted.key)).toEqual({ id: minted.id, scopes: ["infer"] });
-    expect(await verifyApiKey(env.DB, `${minted.key}x`)).toBeNull();
-    expect(await verifyApiKey(env.DB, "not-a-key")).toBeNull();
+    const verify = async (key: string) => new ApiKeyCache().lookup(env.DB, await apiKeyHash(key));
+    expect(await verify(minted.key)).toEqual({ id: minted.id, scopes: ["infer"], models: null });
+    expect(await verify(`${minted.key}x`)).toBeNull();
 
     const listed = (await (await api("/v1/keys", { headers: admin })).json()) as { keys: unknown[] };
     expect(JSON.stringify(listed)).not.toContain(minted.key);
@@ -226,7 +227,7 @@ describe("API keys", () => {
     const revoked = await api(`/v1/keys/${minted.id}`, { method: "DELETE", headers: admin });
     expect(revoked.status).toBe(200);
     expect(((await revoked.json()) as { key: { revokedAt: string | null } }).key.revokedAt).toBeTruthy();
-    expect(await verifyApiKey(env.DB, minted.key)).toBeNull();
+    expect(await verify(minted.key)).toBeNull();
 
     await expectError(
       await api("/v1/keys/99999", { method: "DELETE", headers: admin }),

@@ -1,17 +1,24 @@
 /**
  * `GET /dashboard`: the admin dashboard (server-rendered HTML, inline SVG, no scripts).
  *
- * Access needs the admin token, given one of three ways:
+ * Access needs the admin token, given one of these ways:
  * - `Authorization: Bearer <token>` (scripts, curl);
- * - `/dashboard?token=<token>` once, from a browser: answered with a redirect to `/dashboard` that sets an
- *   HttpOnly, SameSite=Strict cookie, so the token leaves the address bar and history at once;
+ * - the sign-in form: `POST /dashboard` with the token in the form body, or `/dashboard?token=<token>` once;
+ *   both answer with a redirect to `/dashboard` that sets an HttpOnly, SameSite=Strict cookie, so the token
+ *   never stays in the address bar or history;
  * - that cookie, which holds a digest of the token (never the token itself); changing ADMIN_TOKEN voids it.
- * Without one, a 401 page with a small token form.
+ * Without one, a 401 page with the sign-in form.
+ *
+ * POSTs are CSRF-safe: Hono's `csrf()` refuses (403) a form POST whose `Origin` is not this origin and whose
+ * `Sec-Fetch-Site` is not `same-origin`, on top of SameSite=Strict.
  */
 
 import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie } from "hono/cookie";
-import { bearerToken, timingSafeStringEqual } from "../../registry/auth";
+import { csrf } from "hono/csrf";
+import { parseBearer } from "../../http/credentials";
+import { timingSafeStringEqual } from "../../registry/auth";
 import type { Env } from "../env";
 import { escapeHtml } from "./charts";
 import { loadDashboard, renderDashboard } from "./page";
@@ -34,38 +41,71 @@ const SECURITY_HEADERS = {
 function loginPage(message: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sluice dashboard: sign in</title></head>
 <body style="font:14px system-ui,sans-serif;margin:40px"><h1>Sluice dashboard</h1><p>${escapeHtml(message)}</p>
-<form method="get" action="/dashboard"><label>Admin token <input type="password" name="token" autocomplete="off" required></label>
+<form method="post" action="/dashboard"><label>Admin token <input type="password" name="token" autocomplete="off" required></label>
 <button type="submit">Open</button></form></body></html>`;
+}
+
+/** Largest sign-in form body (a token field). */
+const MAX_FORM_BYTES = 4096;
+
+type Ctx = Context<{ Bindings: Env }>;
+
+const disabled = (c: Ctx) =>
+  c.html(loginPage("The dashboard is disabled: ADMIN_TOKEN is not configured."), 503, SECURITY_HEADERS);
+
+/** Checks a sign-in token; on success sets the cookie and redirects to the bare `/dashboard`. */
+async function signIn(c: Ctx, token: string, expected: string): Promise<Response> {
+  if (!(await timingSafeStringEqual(token, expected))) {
+    return c.html(loginPage("That token is not the admin token."), 401, SECURITY_HEADERS);
+  }
+  setCookie(c, DASHBOARD_COOKIE, await cookieValueFor(expected), {
+    httpOnly: true,
+    sameSite: "Strict",
+    secure: new URL(c.req.url).protocol === "https:",
+    path: "/dashboard",
+    maxAge: 12 * 60 * 60,
+  });
+  return c.redirect("/dashboard", 303);
 }
 
 export function createDashboardRoutes() {
   const r = new Hono<{ Bindings: Env }>();
 
-  r.get("/dashboard", async (c: Context<{ Bindings: Env }>) => {
+  r.post(
+    "/dashboard",
+    csrf(),
+    bodyLimit({
+      maxSize: MAX_FORM_BYTES,
+      onError: (c) => c.html(loginPage("The form is too large."), 413, SECURITY_HEADERS),
+    }),
+    async (c: Ctx) => {
+      const expected = c.env.ADMIN_TOKEN;
+      if (!expected) return disabled(c);
+      const type = c.req.header("content-type") ?? "";
+      const form = /^application\/x-www-form-urlencoded\b/i.test(type)
+        ? await c.req.parseBody().catch(() => null)
+        : null;
+      const token = form?.token;
+      if (typeof token !== "string" || token === "") {
+        return c.html(
+          loginPage("Send the admin token as the form field 'token' (application/x-www-form-urlencoded)."),
+          400,
+          SECURITY_HEADERS,
+        );
+      }
+      return signIn(c, token, expected);
+    },
+  );
+
+  r.get("/dashboard", async (c: Ctx) => {
     const expected = c.env.ADMIN_TOKEN;
-    if (!expected)
-      return c.html(
-        loginPage("The dashboard is disabled: ADMIN_TOKEN is not configured."),
-        503,
-        SECURITY_HEADERS,
-      );
+    if (!expected) return disabled(c);
 
     const queryToken = c.req.query("token");
-    if (queryToken !== undefined) {
-      if (!(await timingSafeStringEqual(queryToken, expected))) {
-        return c.html(loginPage("That token is not the admin token."), 401, SECURITY_HEADERS);
-      }
-      setCookie(c, DASHBOARD_COOKIE, await cookieValueFor(expected), {
-        httpOnly: true,
-        sameSite: "Strict",
-        secure: new URL(c.req.url).protocol === "https:",
-        path: "/dashboard",
-        maxAge: 12 * 60 * 60,
-      });
-      return c.redirect("/dashboard", 303);
-    }
+    if (queryToken !== undefined) return signIn(c, queryToken, expected);
 
-    const header = bearerToken(c.req.header("Authorization"));
+    const credential = parseBearer(c.req.header("Authorization"));
+    const header = credential.kind === "token" ? credential.token : undefined;
     const cookie = getCookie(c, DASHBOARD_COOKIE);
     const authorised =
       (header !== undefined && (await timingSafeStringEqual(header, expected))) ||
@@ -73,7 +113,9 @@ export function createDashboardRoutes() {
     if (!authorised) {
       return c.html(
         loginPage(
-          header || cookie ? "That token is not the admin token." : "Enter the admin token to continue.",
+          credential.kind !== "missing" || cookie
+            ? "That token is not the admin token."
+            : "Enter the admin token to continue.",
         ),
         401,
         { ...SECURITY_HEADERS, "WWW-Authenticate": 'Bearer realm="sluice-dashboard"' },

@@ -9,7 +9,7 @@
  */
 import { type Context, Hono, type Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { requireAdmin } from "../../registry/auth";
+import { forwardVerifiedKey, keyAllowsModel, requireAdmin, verifiedKeyOf } from "../../registry/auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "../../registry/errors";
 import { findModel, findVariant, isUniqueViolation, registryDb } from "../../registry/store";
 import { parseParam, parseQuery, readJsonBody } from "../../registry/validation";
@@ -369,6 +369,10 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
     const experimentId = experimentIdOfRequest(body.requestId);
     const e = experimentId !== null ? await findExperiment(c.var.db, experimentId) : undefined;
     if (!e) throw notFound(`request id '${body.requestId}'`, "requestId");
+    const key = verifiedKeyOf(c);
+    if (key && !keyAllowsModel(key, e.model.name)) {
+      throw new ApiError(403, "forbidden", `this API key may not use model '${e.model.name}'`, "model");
+    }
     if (!e.model.labels.includes(body.label)) {
       throw new ApiError(422, "unknown_label", `label must be one of ${e.model.labels.join(", ")}`, "label");
     }
@@ -416,7 +420,8 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
       const url = new URL(c.req.url);
       url.pathname = pinned(model, override.version);
       const t0 = performance.now();
-      const response = await options.dispatch(new Request(url, c.req.raw), c);
+      // The inner request carries the key this one was authorised with (no second lookup or rate count).
+      const response = await options.dispatch(forwardVerifiedKey(c, new Request(url, c.req.raw)), c);
       return finishExperimentResponse(c, override, response, performance.now() - t0);
     };
   r.post(

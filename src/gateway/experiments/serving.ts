@@ -11,7 +11,7 @@
  */
 import { and, eq } from "drizzle-orm";
 import type { Context } from "hono";
-import { bearerToken } from "../../registry/auth";
+import { requestCredential } from "../../http/credentials";
 import { experimentArms, experiments } from "../../registry/experiments-schema";
 import { models, variants } from "../../registry/schema";
 import type { Env } from "../env";
@@ -128,8 +128,9 @@ const encoder = new TextEncoder();
  */
 export async function unitIdOf(c: Context, unit: string): Promise<string | null> {
   if (unit === "api-key") {
-    const key = bearerToken(c.req.header("Authorization")) ?? c.req.header("x-api-key");
-    if (!key) return null;
+    const credential = requestCredential(c.req.raw.headers);
+    if (credential.kind !== "token") return null;
+    const key = credential.token;
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(key)));
     return `key:${[...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
   }

@@ -1,4 +1,6 @@
 /** `sluice inspect`: the import report of a model, before any training. */
+
+import { maxSequenceLength as positionLimit } from "../import/limits";
 import { loadUserModel } from "../import/load";
 import { formatImportReport, headPlan } from "../import/report";
 import type { Command } from "./command";
@@ -34,12 +36,14 @@ export const command: Command = {
       { logitsOutput: values["logits-output"], hiddenOutput: values["hidden-output"] },
       "model",
     );
+    const maxSequenceLength = await positionLimit(model.graph);
     if (values.json) {
       const rec = model.recognition;
       console.log(
         JSON.stringify(
           {
             ...model.report,
+            maxSequenceLength,
             gated: rec.encoderLinears.map((l) => l.node),
             notGated: rec.headLinears.map((l) => l.node),
             headPlan: headPlan(model, numLabels),
@@ -48,7 +52,7 @@ export const command: Command = {
           2,
         ),
       );
-    } else console.log(formatImportReport(model, { numLabels }));
+    } else console.log(formatImportReport(model, { numLabels, maxSequenceLength }));
     return 0;
   },
 };

@@ -80,6 +80,9 @@ export function prepareTaskGraph(
       "base model has neither `logits` with one column per label nor `last_hidden_state` [batch, seq, hidden]",
     );
   }
+  // The model's own head (of another width) goes first: its `logits` would clash with the new head's.
+  g.outputs = [hiddenOut];
+  g.cleanup();
   let pooled: string;
   if (pooling === "cls") {
     pooled = g.op(

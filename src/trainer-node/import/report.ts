@@ -36,7 +36,7 @@ export function headPlan(m: ImportedModel, numLabels?: number): HeadPlan {
 
 export function formatImportReport(
   m: ImportedModel,
-  opts: { numLabels?: number; pooling?: string } = {},
+  opts: { numLabels?: number; pooling?: string; maxSequenceLength?: number } = {},
 ): string {
   const r = m.report;
   const rec = m.recognition;
@@ -55,6 +55,8 @@ export function formatImportReport(
   );
   if (r.fixedSequenceLength)
     add(`fixed sequence length: ${r.fixedSequenceLength} (every batch is padded to it)`);
+  else if (opts.maxSequenceLength)
+    add(`longest sequence: ${opts.maxSequenceLength} tokens (what its position-embedding table takes)`);
   add(
     `outputs: ${r.outputs.original.join(", ")}; encoder output ${r.outputs.hidden}${r.outputs.logits ? `; logits ${r.outputs.logits}` : ""}`,
   );

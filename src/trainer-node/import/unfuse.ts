@@ -230,11 +230,19 @@ function rewriteEmbedLayerNorm(g: Graph, n: Node, out: Node[]): void {
   if (segments && segment) sum = e.op("Add", [sum, e.op("Gather", [segment, segments], { axis: int(0) })]);
   if (n.outputs[2]) e.op("Identity", [sum], {}, n.outputs[2]);
   layerNorm(e, sum, gamma, beta, (attr(n, "epsilon") as number | undefined) ?? 1e-12, n.outputs[0]);
-  if (n.outputs[1]) {
-    if (!mask)
-      throw new ImportError(`${n.name}: EmbedLayerNormalization emits mask_index but has no mask input`);
+  if (n.outputs[1] && mask) {
     const ones = e.op("Cast", [mask], { to: int(6) });
     e.op("ReduceSum", [ones, e.ints([1])], { keepdims: int(0) }, n.outputs[1]);
+  } else if (n.outputs[1]) {
+    // No mask: ORT's kernel writes zeros (newer optimizers emit this "dummy" mask_index and feed Attention the
+    // 2-D mask instead); an Attention reading zeros masks every key alike, which softmax ignores.
+    const batch = e.op("Slice", [e.op("Shape", [ids]), e.ints([0]), e.ints([1])]);
+    e.op(
+      "ConstantOfShape",
+      [batch],
+      { value: { type: "tensor", value: tensor("int32", [1], [0]) } },
+      n.outputs[1],
+    );
   }
 }
 
