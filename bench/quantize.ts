@@ -47,6 +47,8 @@ function time(runtime: "web" | "node", files: string[]): Timing[] {
 }
 
 async function measure() {
+  // Other work on a shared machine slows every model alike (runs are interleaved) but inflates absolute figures.
+  const loadBefore = os.loadavg()[0];
   rmSync(WORK, { recursive: true, force: true });
   mkdirSync(WORK, { recursive: true });
   const dirs: Record<string, string> = {};
@@ -97,6 +99,7 @@ async function measure() {
       web: "onnxruntime-web 1.30.0 wasm, numThreads 1 (own process)",
       node: "onnxruntime-node 1.30.0 cpu, intraOpNumThreads 1 (own process)",
     },
+    loadAverage1m: { before: loadBefore, after: os.loadavg()[0] },
     runs: RUNS,
     statistic: `median of ${RUNS} interleaved runs after 5 warm-up runs per model; inputs: 96 of 128 tokens real, rest padding`,
     rows,
@@ -106,7 +109,9 @@ async function measure() {
   return result;
 }
 
-type Result = Awaited<ReturnType<typeof measure>>;
+type Result = Omit<Awaited<ReturnType<typeof measure>>, "loadAverage1m"> & {
+  loadAverage1m?: { before: number; after: number };
+};
 
 function docs(r: Result): string {
   const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
@@ -151,7 +156,7 @@ channel; activations quantized at run time; embeddings, attention products (Q·K
 classification head in fp32. Accuracy is the export pipeline's evaluation on the spam test split; "changed" counts
 test predictions that differ from the fp32 variant's.
 
-${r.statistic}. ${r.runtimes.web}; ${r.runtimes.node}. Machine: ${r.machine}. Generated ${r.generatedAt}.
+${r.statistic}. ${r.runtimes.web}; ${r.runtimes.node}. Machine: ${r.machine}, 1-minute load average ${r.loadAverage1m ? `${r.loadAverage1m.before.toFixed(1)} before / ${r.loadAverage1m.after.toFixed(1)} after` : "not recorded"} (shared: absolute times are inflated, ratios within one run are what compare). Generated ${r.generatedAt}.
 
 ${table.join("\n")}
 
