@@ -122,6 +122,20 @@ describe("sluice quantize (spam 0.4, real texts)", () => {
     }
   });
 
+  it("onnxruntime fuses the standard form at session creation (the reason it is the default)", async () => {
+    const { graph } = quantizeGraph(graphOf(fp32Dir), { form: "standard" });
+    const optimized = path.join(dir, "optimized.onnx");
+    const s = await ort.InferenceSession.create(encodeModel(graph), {
+      ...sessionOptions(1),
+      optimizedModelFilePath: optimized,
+    });
+    await s.release();
+    const ops = decodeModel(readFileSync(optimized)).nodes.map((n) => n.op);
+    expect(ops).not.toContain("MatMulInteger");
+    const fused = ops.filter((op) => op === "MatMulIntegerToFloat" || op === "DynamicQuantizeMatMul");
+    expect(fused.length).toBe(graph.nodes.filter((n) => n.op === "MatMulInteger").length);
+  });
+
   it("per-channel scales reproduce each column within half a step", () => {
     const w = new Float32Array([1, -0.01, 0, -2, 0.005, 0, 0.5, 0.02, 0]);
     const { q, scales } = quantizePerColumn(w, 3, 3);
