@@ -263,7 +263,7 @@ export function quantizeGraph(
     for (const node of [...g.nodes]) {
       if (node.op !== "Gather" || (attrOf<number>(node, "axis") ?? 0) !== 0) continue;
       const table = g.initializers.get(node.inputs[0]);
-      if (!table || table.dtype !== "float32" || table.dims.length !== 2) continue;
+      if (table?.dtype !== "float32" || table.dims.length !== 2) continue;
       // Only tables read by nothing but Gathers (a tied output projection would need the fp32 table).
       if ((consumers.get(node.inputs[0]) ?? []).some((u) => u.op !== "Gather")) continue;
       if (report.embeddings.includes(node.inputs[0])) continue;
