@@ -55,6 +55,14 @@ export const ManifestV1 = z.object({
   /** Longest sequence the model takes (its position-embedding table), when it has a limit. */
   maxSequenceLength: z.number().int().min(2).optional(),
   labels: z.array(z.string().min(1)).min(1),
+  /**
+   * Numeric precision of the weights: the variant family's second axis beside sparsity. "int8": linear-layer
+   * weights int8 per output channel, activations quantized at run time (trainer-node/export/quantize.ts).
+   * Absent in manifests written before int8 variants existed, which were all fp32: read it with
+   * `manifestPrecision` (optional rather than defaulted, so manifests stored as JSON, e.g. in D1, type-check
+   * as what they are).
+   */
+  precision: z.enum(["fp32", "int8"]).optional(),
   sparsity: z.object({
     /** What the user asked for. */
     target: fraction,
@@ -95,6 +103,10 @@ export const ManifestV1 = z.object({
   }),
 });
 export type Manifest = z.infer<typeof ManifestV1>;
+export type Precision = NonNullable<Manifest["precision"]>;
+
+/** A manifest's precision; absent means fp32 (every variant before int8 existed). */
+export const manifestPrecision = (m: Pick<Manifest, "precision">): Precision => m.precision ?? "fp32";
 
 export class ManifestError extends Error {
   constructor(

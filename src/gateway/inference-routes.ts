@@ -379,6 +379,7 @@ function respond<T>(
   const v = served.variant;
   c.header("x-sluice-variant", `${entry.model.name}@${v.version}`);
   c.header("x-sluice-sparsity", String(v.sparsity));
+  c.header("x-sluice-precision", v.precision ?? "fp32");
   if (decision) c.header("x-sluice-sla", decision.meetsSla[v.version] ? "met" : "unmet");
   if (served.attempts.length > 0) {
     c.header("x-sluice-fallback", served.attempts.map((a) => `${a.version}:${a.stage}`).join(", "));

@@ -21,6 +21,8 @@ export interface RoutableVariant {
   latencyP50Ms: number;
   params: number;
   sparsity: number;
+  /** With sparsity, the variant's coordinates in its family (absent: fp32). */
+  precision?: "fp32" | "int8";
   /** Per-example evidence from export (manifest `metrics.evalSet` + `metrics.evidence`). */
   evidence?: VariantEvidence;
 }
@@ -43,6 +45,7 @@ export function routableFields(v: RoutableVariant): Omit<RoutableVariant, "evide
     latencyP50Ms: v.latencyP50Ms,
     params: v.params,
     sparsity: v.sparsity,
+    precision: v.precision ?? "fp32",
   };
 }
 

@@ -35,6 +35,10 @@ export const variants = sqliteTable(
     status: text("status", { enum: VARIANT_STATUSES }).notNull().default("staged"),
     // Manifest fields the gateway queries and routes on.
     sparsity: real("sparsity").notNull(),
+    /** Weight precision, the family's second axis (manifest `precision`; rows from before it are fp32). */
+    precision: text("precision", { enum: ["fp32", "int8"] })
+      .notNull()
+      .default("fp32"),
     params: integer("params").notNull(),
     accuracy: real("accuracy").notNull(),
     latencyP50Ms: real("latency_p50_ms").notNull(),

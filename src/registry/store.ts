@@ -4,7 +4,7 @@
  */
 import { and, asc, count, eq, gte, isNull, lte, or, sql } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
-import type { IoSignature, Manifest } from "../core/manifest";
+import { type IoSignature, type Manifest, manifestPrecision } from "../core/manifest";
 import * as schema from "./schema";
 import {
   type AliasRow,
@@ -135,6 +135,7 @@ export async function insertVariant(db: RegistryDb, modelId: number, v: NewVaria
         version: sql`(SELECT ${models.lastVersion} FROM ${models} WHERE ${models.id} = ${modelId})`,
         status: "staged",
         sparsity: m.sparsity.removed,
+        precision: manifestPrecision(m),
         params: m.sparsity.params,
         accuracy: m.metrics.accuracy,
         latencyP50Ms: m.latency.p50Ms,

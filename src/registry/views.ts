@@ -19,6 +19,7 @@ export function variantView(model: ModelRow, v: VariantRow, opts: { manifest?: b
     version: v.version,
     status: v.status,
     sparsity: v.sparsity,
+    precision: v.precision,
     params: v.params,
     accuracy: v.accuracy,
     latencyP50Ms: v.latencyP50Ms,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ManifestError, parseManifest } from "../../src/core/manifest";
+import { ManifestError, manifestPrecision, parseManifest } from "../../src/core/manifest";
 import { exampleManifest } from "./fixtures";
 
 describe("parseManifest", () => {
@@ -21,5 +21,12 @@ describe("parseManifest", () => {
       expect(e).toBeInstanceOf(ManifestError);
       expect((e as ManifestError).field).toBe("sparsity.removed");
     }
+  });
+  it("reads a manifest without precision (written before int8 variants) as fp32, and checks the field", () => {
+    const old = exampleManifest();
+    expect("precision" in old).toBe(false);
+    expect(manifestPrecision(parseManifest(old))).toBe("fp32");
+    expect(manifestPrecision(parseManifest({ ...old, precision: "int8" }))).toBe("int8");
+    expect(() => parseManifest({ ...old, precision: "int4" })).toThrow(/manifest\.precision/);
   });
 });

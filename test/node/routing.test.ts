@@ -183,6 +183,18 @@ describe("selectVariant", () => {
     expect(d.meetsSla).toEqual({ 2: true, 1: true, 3: false, 4: false });
     expect(d.reason).toMatch(/v2 has the lowest p50 latency/);
   });
+
+  it("treats (sparsity, precision) as coordinates: an int8 twin competes on its own measurements", () => {
+    const fp32 = { ...v(3, 0.93, 6, 600), sparsity: 0.4, precision: "fp32" as const };
+    const int8 = { ...v(6, 0.93, 4.5, 600), sparsity: 0.4, precision: "int8" as const };
+    const legacy = v(1, 0.95, 10, 1000); // registered before precision existed
+    const d = selectVariant([legacy, fp32, int8], { sla: sla(0.9) });
+    expect(d.chosen).toBe(6);
+    const byVersion = Object.fromEntries(d.candidates.map((c) => [c.version, c]));
+    expect([byVersion[6].sparsity, byVersion[6].precision]).toEqual([0.4, "int8"]);
+    expect([byVersion[3].sparsity, byVersion[3].precision]).toEqual([0.4, "fp32"]);
+    expect(byVersion[1].precision).toBe("fp32");
+  });
 });
 
 /** A variant with per-example evidence on one shared split: `correct[i]` from `right(i)`. */

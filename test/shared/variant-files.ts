@@ -88,6 +88,8 @@ export interface VariantOptions extends TinyModelOptions {
   accuracy?: number;
   /** Fraction of gated weights removed (`sparsity.removed`). */
   sparsity?: number;
+  /** Manifest `precision` (left out when undefined, as in manifests written before int8 variants). */
+  precision?: "fp32" | "int8";
   params?: number;
   p50Ms?: number;
   withTokenizer?: boolean;
@@ -111,6 +113,7 @@ export async function makeVariantFiles(modelName: string, opts: VariantOptions =
     ...(tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(tokenizer) } } : {}),
     io: ioSignatureOf(graph),
     labels: labelNames,
+    ...(opts.precision ? { precision: opts.precision } : {}),
     sparsity: {
       target: sparsity,
       removed: sparsity,

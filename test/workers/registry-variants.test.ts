@@ -263,6 +263,24 @@ describe("reading, filtering and changing variants", () => {
     await expectError(await api("/v1/models/ghost/variants"), 404, "not_found", "model");
   });
 
+  it("stores and shows precision: the variant's second coordinate beside sparsity", async () => {
+    await seedModel("precise", [
+      { sparsity: 0.4, precision: "fp32" },
+      { sparsity: 0.4, precision: "int8" },
+    ]);
+    const list = (await (await api("/v1/models/precise/variants")).json()) as {
+      variants: { version: number; sparsity: number; precision: string }[];
+    };
+    expect(list.variants.map((v) => [v.version, v.sparsity, v.precision])).toEqual([
+      [1, 0.4, "fp32"],
+      [2, 0.4, "int8"],
+    ]);
+    const one = (await (await api("/v1/models/precise/variants/2")).json()) as {
+      variant: { precision: string; manifest: { precision: string } };
+    };
+    expect([one.variant.precision, one.variant.manifest.precision]).toEqual(["int8", "int8"]);
+  });
+
   it("gets one variant with its manifest, 404 for an unknown version, 400 for a non-numeric one", async () => {
     const [v1] = await seedModel("getting", [{ accuracy: 0.88 }]);
     const res = await api("/v1/models/getting/variants/1");
@@ -273,6 +291,7 @@ describe("reading, filtering and changing variants", () => {
     expect(body.variant.sha256).toBe(v1.sha256);
     expect(body.variant.manifest.metrics.accuracy).toBe(0.88);
     await expectError(await api("/v1/models/getting/variants/9"), 404, "not_found", "version");
+    expect((body.variant as unknown as { precision: string }).precision).toBe("fp32"); // no precision in the manifest
     await expectError(await api("/v1/models/getting/variants/one"), 400, "bad_request", "version");
   });
 

@@ -89,6 +89,7 @@ export function experimentView(e: ExperimentWithArms) {
       weight: a.weight,
       variantStatus: a.variant?.status ?? "deleted",
       sparsity: a.variant?.sparsity ?? null,
+      precision: a.variant?.precision ?? null,
       accuracy: a.variant?.accuracy ?? null,
       latencyP50Ms: a.variant?.latencyP50Ms ?? null,
     })),

@@ -9,6 +9,13 @@ import path from "node:path";
 import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
 import { exportVariant, loadEvalSet } from "../export/pipeline";
 import type { ResidualPolicy } from "../export/plan";
+import {
+  DEFAULT_QUANT_OP_FORM,
+  type Precision,
+  QUANT_OP_FORMS,
+  type QuantizeOptions,
+  type QuantOpForm,
+} from "../export/quantize";
 import type { EvalSet } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
 import { resolveSequenceLength } from "../import/limits";
@@ -28,6 +35,11 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --runs <n>                timed latency runs per configuration (default: 20)
   --residual <policy>       closed residual-stream features: auto (cheaper of the two, default),
                             gather (fewest parameters) or zeros (kept as zero rows/columns)
+  --precision <p>           fp32 (default) or int8: linear-layer weights int8 per output channel, dynamic
+                            activations (embeddings, attention products, LayerNorm and the head stay fp32)
+  --op-form <f>             int8 op form: standard (MatMulInteger, default; fastest in onnxruntime-web) or
+                            contrib (com.microsoft.DynamicQuantizeMatMul)
+  --int8-embeddings         int8 also stores the embedding tables in int8 (Gather + DequantizeLinear)
   --logits-output NAME  --hidden-output NAME   as given to sluice train`;
 
 function parse(argv: string[]) {
@@ -46,12 +58,33 @@ function parse(argv: string[]) {
         target: { type: "string" },
         runs: { type: "string", default: "20" },
         residual: { type: "string", default: "auto" },
+        precision: { type: "string", default: "fp32" },
+        "op-form": { type: "string" },
+        "int8-embeddings": { type: "boolean", default: false },
         "logits-output": { type: "string" },
         "hidden-output": { type: "string" },
       },
     },
     USAGE,
   ).values;
+}
+
+/** --precision, --op-form and --int8-embeddings, checked (shared with `sluice quantize`, which implies int8). */
+export function precisionFlags(o: { precision?: string; "op-form"?: string; "int8-embeddings"?: boolean }): {
+  precision: Precision;
+  quantize: QuantizeOptions;
+} {
+  const precision = (o.precision ?? "int8") as Precision;
+  if (precision !== "fp32" && precision !== "int8")
+    throw new UsageError(`--precision must be fp32 or int8, got '${o.precision}'`);
+  const form = (o["op-form"] ?? DEFAULT_QUANT_OP_FORM) as QuantOpForm;
+  if (!QUANT_OP_FORMS.includes(form))
+    throw new UsageError(`--op-form must be ${QUANT_OP_FORMS.join(" or ")}, got '${o["op-form"]}'`);
+  if (precision === "fp32" && (o["op-form"] !== undefined || o["int8-embeddings"]))
+    throw new UsageError(
+      `--${o["op-form"] !== undefined ? "op-form" : "int8-embeddings"} needs --precision int8`,
+    );
+  return { precision, quantize: { form, embeddings: o["int8-embeddings"] ?? false } };
 }
 
 export const command: Command = {
@@ -87,6 +120,7 @@ export const command: Command = {
     const residual = o.residual as ResidualPolicy;
     if (!["auto", "gather", "zeros"].includes(residual))
       throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
+    const { precision, quantize } = precisionFlags(o);
     const { seqLen, note } = await resolveSequenceLength(
       model,
       positiveIntFlag(o, "max-len")!,
@@ -118,12 +152,14 @@ export const command: Command = {
         target,
         runs: positiveIntFlag(o, "runs"),
         residual,
+        precision,
+        quantize,
       }),
     );
     console.log(
       `${o.out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
         `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}, ` +
-        `p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
+        `${manifest.precision}, p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
     );
     return 0;
   },

@@ -12,4 +12,5 @@ export const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   ls: () => import("./ls"),
   base: () => import("./base"),
   pretrain: () => import("./pretrain"),
+  quantize: () => import("./quantize"),
 };

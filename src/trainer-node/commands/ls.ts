@@ -48,6 +48,8 @@ export interface VariantListItem {
   version: number;
   status: string;
   sparsity: number;
+  /** Absent from gateways that predate int8 variants (all fp32). */
+  precision?: string;
   params: number;
   accuracy: number;
   latencyP50Ms: number;
@@ -59,6 +61,7 @@ const HEADERS = [
   "VERSION",
   "STATUS",
   "SPARSITY",
+  "PRECISION",
   "PARAMS",
   "ACCURACY",
   "P50 MS",
@@ -73,6 +76,7 @@ export function formatVariantTable(variants: VariantListItem[]): string {
     String(v.version),
     v.status,
     `${(100 * v.sparsity).toFixed(1)}%`,
+    v.precision ?? "fp32",
     v.params.toLocaleString("en-US"),
     v.accuracy.toFixed(4),
     v.latencyP50Ms.toFixed(2),
@@ -89,7 +93,8 @@ export function formatVariantTable(variants: VariantListItem[]): string {
 }
 
 export const command: Command = {
-  summary: "list a model's registered variants (version, status, sparsity, params, accuracy, p50, sha256)",
+  summary:
+    "list a model's registered variants (version, status, sparsity, precision, params, accuracy, p50, sha256)",
   async run(argv) {
     const opts = parseLsArgs(argv);
     const query = opts.status ? `?status=${opts.status}` : "";

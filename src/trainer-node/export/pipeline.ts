@@ -14,6 +14,7 @@ import type { UserModel } from "../import/load";
 import { exportPrunedModel } from "./export";
 import { compareOnGrid, LATENCY_GRID } from "./latency";
 import type { ResidualPolicy } from "./plan";
+import { type Precision, type QuantizeOptions, quantizeGraph } from "./quantize";
 import { fixedSequenceOf, type TokenBatch } from "./run";
 import { type EvalSet, writeVariant } from "./variant";
 
@@ -61,6 +62,9 @@ export interface ExportVariantOptions {
   target?: number;
   runs?: number;
   residual?: ResidualPolicy;
+  /** "int8": the pruned model's linear layers quantized (export/quantize.ts) before it is measured and written. */
+  precision?: Precision;
+  quantize?: QuantizeOptions;
   log?: (line: string) => void;
 }
 
@@ -71,7 +75,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
       `${o.model.file} (sha256 ${o.model.sha256.slice(0, 12)}…) is not the model this checkpoint was trained on (${o.ckpt.base.name}, sha256 ${o.ckpt.base.sha256.slice(0, 12)}…)`,
     );
   log(`exporting ${o.ckpt.layers.length} gated layers of ${o.ckpt.base.name} ...`);
-  const { graph, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
+  let { graph, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
     batches: o.evalSet.batches,
     residual: o.residual,
   });
@@ -80,7 +84,19 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
       `${report.params.before} -> ${report.params.after}; equivalent to the gated model on ` +
       `${o.evalSet.labels.length} ${o.evalSet.name} examples (max |diff| ${report.equivalence.maxAbsDiff.toExponential(1)})`,
   );
-  log("measuring latency (dense vs pruned, interleaved) ...");
+  let quantization: ReturnType<typeof quantizeGraph>["report"] | undefined;
+  const fp32Graph = graph;
+  if (o.precision === "int8") {
+    const q = quantizeGraph(graph, o.quantize);
+    graph = q.graph;
+    quantization = q.report;
+    log(
+      `int8 (${q.report.form} op form): ${q.report.quantized.length} linear layers quantized per output channel, ` +
+        `${q.report.keptFp32.length} kept fp32 (${[...new Set(q.report.keptFp32.map((k) => k.reason))].join(", ") || "none"})` +
+        (q.report.embeddings.length ? `, ${q.report.embeddings.length} int8 embedding tables` : ""),
+    );
+  }
+  log(`measuring latency (dense fp32 vs pruned${quantization ? " int8" : ""}, interleaved) ...`);
   const fixed = fixedSequenceOf(o.model.graph);
   // Dense = the same task model (head, trained tensors) without pruning.
   const denseGraph = applyCheckpointParams(o.model.graph, o.ckpt);
@@ -107,5 +123,8 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     denseGraph,
     latency: serving.pruned,
     latencyGrid: grid,
+    precision: o.precision ?? "fp32",
+    quantization,
+    fp32Graph: quantization ? fp32Graph : undefined,
   });
 }

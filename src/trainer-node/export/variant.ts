@@ -15,6 +15,7 @@ import { ioSignatureOf } from "../../core/onnx/signature";
 import type { GateCheckpoint } from "../gates/checkpoint";
 import type { ExportReport } from "./export";
 import type { LatencyComparison, LatencyStats } from "./latency";
+import type { Precision, QuantizeReport } from "./quantize";
 import { argmaxRows, feedsFor, sessionOptions, type TokenBatch } from "./run";
 
 /** Tokenized evaluation examples; `labels` follow the batches' rows in order. */
@@ -86,6 +87,55 @@ export interface VariantInput {
   latency: LatencyStats;
   /** The full dense-vs-pruned grid, kept in export-report.json. */
   latencyGrid?: LatencyComparison[];
+  /** Weight precision (default fp32). An int8 variant also passes its quantization report and fp32 graph. */
+  precision?: Precision;
+  quantization?: QuantizeReport;
+  /** The same variant in fp32: predictions that changed are counted (metrics.others.predictionsChangedVsFp32). */
+  fp32Graph?: Graph;
+}
+
+/** Accuracy and per-example evidence of a graph on an eval set (what every variant's manifest records). */
+export async function evaluateVariant(
+  graph: Graph,
+  evalSet: EvalSet,
+  refs: { denseGraph?: Graph; fp32Graph?: Graph } = {},
+): Promise<{ accuracy: number; metrics: Manifest["metrics"] }> {
+  const predictions = await predict(graph, evalSet);
+  const correct = predictions.map((p, i) => p === evalSet.labels[i]);
+  const accuracy = correct.filter(Boolean).length / correct.length;
+  const dense = refs.denseGraph ? await predict(refs.denseGraph, evalSet) : undefined;
+  const others: Record<string, number> = {};
+  if (refs.fp32Graph) {
+    const fp32 = await predict(refs.fp32Graph, evalSet);
+    others.predictionsChangedVsFp32 = fp32.filter((p, i) => p !== predictions[i]).length;
+  }
+  return {
+    accuracy,
+    metrics: {
+      accuracy,
+      others,
+      evalSet: {
+        name: evalSet.name,
+        sha256: evalSet.sha256 ?? evalSetSha256(evalSet),
+        size: evalSet.labels.length,
+      },
+      evidence: {
+        correct: encodeBitset(correct),
+        agreesWithDense: dense ? encodeBitset(dense.map((d, i) => d === predictions[i])) : undefined,
+      },
+    },
+  };
+}
+
+/** What a quantization report contributes to the manifest's training.hyperparameters (lineage). */
+export function quantizationRecord(q: QuantizeReport) {
+  return {
+    scheme: "dynamic int8, symmetric per output channel",
+    opForm: q.form,
+    quantizedLayers: q.quantized.length,
+    fp32Layers: q.keptFp32.length,
+    int8Embeddings: q.embeddings.length > 0,
+  };
 }
 
 function targetOf(ckpt: GateCheckpoint): number {
@@ -98,10 +148,7 @@ function targetOf(ckpt: GateCheckpoint): number {
 export async function writeVariant(dir: string, v: VariantInput): Promise<Manifest> {
   await mkdir(dir, { recursive: true });
   const model = encodeModel(v.graph);
-  const predictions = await predict(v.graph, v.evalSet);
-  const correct = predictions.map((p, i) => p === v.evalSet.labels[i]);
-  const accuracy = correct.filter(Boolean).length / correct.length;
-  const dense = v.denseGraph ? await predict(v.denseGraph, v.evalSet) : undefined;
+  const { accuracy, metrics } = await evaluateVariant(v.graph, v.evalSet, v);
   let tokenizer: Manifest["tokenizer"];
   if (v.tokenizerFile) {
     const bytes = await readFile(v.tokenizerFile);
@@ -120,6 +167,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
     io: ioSignatureOf(v.graph),
     maxSequenceLength: v.maxSequenceLength,
     labels: v.ckpt.task.labels,
+    precision: v.precision ?? "fp32",
     sparsity: {
       target: v.target ?? targetOf(v.ckpt),
       removed: v.report.removedFraction,
@@ -129,17 +177,8 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
       baseFlopsPerToken: v.report.flopsPerToken.before,
     },
     metrics: {
-      accuracy,
-      others: { maxAbsDiffVsGated: v.report.equivalence.maxAbsDiff },
-      evalSet: {
-        name: v.evalSet.name,
-        sha256: v.evalSet.sha256 ?? evalSetSha256(v.evalSet),
-        size: v.evalSet.labels.length,
-      },
-      evidence: {
-        correct: encodeBitset(correct),
-        agreesWithDense: dense ? encodeBitset(dense.map((d, i) => d === predictions[i])) : undefined,
-      },
+      ...metrics,
+      others: { maxAbsDiffVsGated: v.report.equivalence.maxAbsDiff, ...metrics.others },
     },
     latency: {
       p50Ms: v.latency.p50Ms,
@@ -152,7 +191,11 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
       method: v.ckpt.method,
       gateMethod: v.ckpt.method,
       // Adapters merged into the weights are part of how the variant was made (lineage), so they are recorded.
-      hyperparameters: { ...v.ckpt.settings, ...(v.ckpt.adapters ? { adapters: v.ckpt.adapters } : {}) },
+      hyperparameters: {
+        ...v.ckpt.settings,
+        ...(v.ckpt.adapters ? { adapters: v.ckpt.adapters } : {}),
+        ...(v.quantization ? { quantization: quantizationRecord(v.quantization) } : {}),
+      },
       seed: v.ckpt.seed,
       steps: v.ckpt.step,
       trainableParams: trainable,
@@ -163,7 +206,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
   await writeFile(path.join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(
     path.join(dir, "export-report.json"),
-    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [] }, null, 2)}\n`,
+    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [], ...(v.quantization ? { quantization: v.quantization } : {}) }, null, 2)}\n`,
   );
   return manifest;
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `variants` ADD `precision` text DEFAULT 'fp32' NOT NULL;

@@ -1,0 +1,182 @@
+/**
+ * `sluice quantize <variant dir> --out <dir>`: the int8 twin of an exported fp32 variant (same sparsity, same
+ * head, linear-layer weights int8 per output channel, dynamic activations; export/quantize.ts), evaluated on the
+ * same split as the fp32 variant so its per-example evidence pairs with it, timed against it, and written as a
+ * variant directory of its own (model.onnx, tokenizer.json, manifest.json with precision "int8",
+ * export-report.json). `sluice export --precision int8` does the same in one step from a checkpoint.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../core/manifest";
+import { decodeModel, encodeModel } from "../../core/onnx/codec";
+import type { Graph } from "../../core/onnx/graph";
+import { compareLatency } from "../export/latency";
+import { loadEvalSet } from "../export/pipeline";
+import { precisionOf, quantizeGraph } from "../export/quantize";
+import { fixedSequenceOf } from "../export/run";
+import { type EvalSet, evaluateVariant, quantizationRecord, sha256Hex } from "../export/variant";
+import { type Command, UsageError } from "./command";
+import { precisionFlags } from "./export";
+import { parseFlags, positiveIntFlag } from "./options";
+import { withCleanOutput } from "./output-dir";
+
+const USAGE = `usage: sluice quantize <variant dir> --out <dir> [options]
+  <variant dir>             an fp32 variant written by sluice export / sluice train (manifest.json, model.onnx)
+  --out <dir>               where the int8 variant is written (not the input directory)
+  --op-form <f>             standard (MatMulInteger, default; fastest in onnxruntime-web) or contrib
+                            (com.microsoft.DynamicQuantizeMatMul)
+  --int8-embeddings         also store the embedding tables in int8 (Gather + DequantizeLinear)
+  --eval <task|file.jsonl>  evaluation data (default: the task of the variant's manifest evalSet)
+  --split <name>            its split (default: the manifest evalSet's split)
+  --max-len <n>             tokens per text (default: 128, or the model's position limit if shorter)
+  --runs <n>                timed latency runs (default: 20)`;
+
+interface Source {
+  dir: string;
+  manifest: Manifest;
+  graph: Graph;
+  tokenizerFile: string;
+}
+
+/** The variant directory, checked: a parseable manifest whose artifact is there with the recorded sha256. */
+async function loadSource(dir: string): Promise<Source> {
+  const manifestFile = path.join(dir, "manifest.json");
+  if (!existsSync(manifestFile))
+    throw new UsageError(`<variant dir>: ${dir} is not a variant directory (no manifest.json)\n${USAGE}`);
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(JSON.parse(await readFile(manifestFile, "utf8")));
+  } catch (err) {
+    throw new UsageError(`<variant dir>: ${manifestFile}: ${(err as Error).message}`);
+  }
+  const modelFile = path.join(dir, manifest.artifact.file);
+  if (!existsSync(modelFile)) throw new UsageError(`<variant dir>: ${modelFile} does not exist`);
+  const bytes = await readFile(modelFile);
+  if (sha256Hex(bytes) !== manifest.artifact.sha256)
+    throw new UsageError(`<variant dir>: ${modelFile} does not match the sha256 its manifest records`);
+  const graph = decodeModel(bytes);
+  if (manifest.precision === "int8" || precisionOf(graph) === "int8")
+    throw new UsageError(`<variant dir>: ${dir} is already int8 (quantize its fp32 source instead)`);
+  const tokenizerFile = path.join(dir, manifest.tokenizer?.file ?? "tokenizer.json");
+  if (!existsSync(tokenizerFile))
+    throw new UsageError(
+      `<variant dir>: ${tokenizerFile} does not exist (the eval data is tokenized with it)`,
+    );
+  return { dir, manifest, graph, tokenizerFile };
+}
+
+export const command: Command = {
+  summary: "write the int8 twin of an exported variant (per-channel int8 weights, evaluated and timed)",
+  async run(argv) {
+    const { values: o, positionals } = parseFlags(
+      {
+        args: argv,
+        allowPositionals: true,
+        options: {
+          out: { type: "string" },
+          "op-form": { type: "string" },
+          "int8-embeddings": { type: "boolean", default: false },
+          eval: { type: "string" },
+          split: { type: "string" },
+          "max-len": { type: "string", default: "128" },
+          runs: { type: "string", default: "20" },
+        },
+      },
+      USAGE,
+    );
+    if (positionals.length !== 1) throw new UsageError(`expected exactly one <variant dir>\n${USAGE}`);
+    if (!o.out) throw new UsageError(`--out is required\n${USAGE}`);
+    if (path.resolve(o.out) === path.resolve(positionals[0]))
+      throw new UsageError("--out must not be the input variant directory (the fp32 variant is kept)");
+    const { quantize } = precisionFlags({ ...o, precision: "int8" });
+    const runs = positiveIntFlag(o, "runs");
+    const src = await loadSource(positionals[0]);
+    const [task, split] = src.manifest.metrics.evalSet.name.split("/");
+    const fixed = fixedSequenceOf(src.graph);
+    const maxLen = Math.min(
+      positiveIntFlag(o, "max-len"),
+      src.manifest.maxSequenceLength ?? Number.POSITIVE_INFINITY,
+    );
+    let evalSet: EvalSet;
+    try {
+      evalSet = await loadEvalSet({
+        source: o.eval ?? task,
+        split: o.split ?? split ?? "test",
+        tokenizerFile: src.tokenizerFile,
+        maxLen,
+        labels: src.manifest.labels,
+        fixedSeqLen: fixed,
+      });
+    } catch (err) {
+      throw new UsageError(`--eval: ${(err as Error).message}`);
+    }
+    if (evalSet.sha256 && evalSet.sha256 !== src.manifest.metrics.evalSet.sha256)
+      console.error(
+        `note: ${evalSet.name} is not the split the fp32 variant was evaluated on; their evidence will not pair`,
+      );
+    const manifest = await withCleanOutput(o.out, () =>
+      writeInt8Variant(src, o.out!, evalSet, quantize, runs),
+    );
+    console.log(
+      `${o.out}: ${manifest.model.name} int8 (${quantize.form}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
+        `(fp32 ${(100 * src.manifest.metrics.accuracy).toFixed(2)}%, ${manifest.metrics.others.predictionsChangedVsFp32} of ` +
+        `${manifest.metrics.evalSet.size} predictions changed), ${manifest.artifact.bytes} bytes ` +
+        `(fp32 ${src.manifest.artifact.bytes}), p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
+    );
+    return 0;
+  },
+};
+
+async function writeInt8Variant(
+  src: Source,
+  out: string,
+  evalSet: EvalSet,
+  quantize: ReturnType<typeof precisionFlags>["quantize"],
+  runs: number,
+): Promise<Manifest> {
+  const { graph, report } = quantizeGraph(src.graph, quantize);
+  const model = encodeModel(graph);
+  const { metrics } = await evaluateVariant(graph, evalSet, { fp32Graph: src.graph });
+  // Timed beside its fp32 source (interleaved) at the fp32 manifest's serving shape, one thread.
+  const latency = await compareLatency(
+    { fp32: encodeModel(src.graph), int8: model },
+    { batch: src.manifest.latency.batch, seq: src.manifest.latency.seqLen, threads: 1, runs },
+  );
+  const tokenizerBytes = await readFile(src.tokenizerFile);
+  const manifest = parseManifest({
+    ...src.manifest,
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    precision: "int8",
+    artifact: { file: "model.onnx", sha256: sha256Hex(model), bytes: model.byteLength },
+    tokenizer: { file: "tokenizer.json", sha256: sha256Hex(tokenizerBytes) },
+    metrics: {
+      ...metrics,
+      others: { ...src.manifest.metrics.others, ...metrics.others },
+    },
+    latency: {
+      p50Ms: latency.int8.p50Ms,
+      p95Ms: latency.int8.p95Ms,
+      batch: latency.int8.batch,
+      seqLen: latency.int8.seqLen,
+      runtime: latency.int8.runtime,
+    },
+    training: {
+      ...src.manifest.training,
+      hyperparameters: {
+        ...src.manifest.training.hyperparameters,
+        quantization: { ...quantizationRecord(report), fromSha256: src.manifest.artifact.sha256 },
+      },
+      createdAt: new Date().toISOString(),
+    },
+  });
+  await mkdir(out, { recursive: true });
+  await writeFile(path.join(out, "model.onnx"), model);
+  await writeFile(path.join(out, "tokenizer.json"), tokenizerBytes);
+  await writeFile(path.join(out, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(
+    path.join(out, "export-report.json"),
+    `${JSON.stringify({ quantization: report, accuracy: metrics.accuracy, latency }, null, 2)}\n`,
+  );
+  return manifest;
+}
