@@ -351,7 +351,8 @@ describe("Hugging Face reference fixtures (test/fixtures/hf/*/fixture.json token
   const found = (existsSync(root) ? readdirSync(root) : [])
     .filter((d) => existsSync(path.join(root, d, "fixture.json")))
     .map((d) => ({ name: d, fixture: JSON.parse(readFileSync(path.join(root, d, "fixture.json"), "utf8")) }))
-    .filter((f) => f.fixture.tokenizerReference !== undefined);
+    // Refused models (a decoder's GPT-2 tokenizer has no [CLS]/[SEP] roles; a CNN has none) are not served.
+    .filter((f) => f.fixture.tokenizerReference != null && f.fixture.expect?.refused == null);
   if (found.length === 0) it.skip("no fixture with tokenizerReference yet", () => {});
   for (const { name, fixture } of found) {
     it(`${name}: encodeText gives the reference ids`, () => {
