@@ -11,7 +11,7 @@
  * accurate active variant and say so, unless the SLA is strict (then refuse). Variants cooling down after a
  * failure are tried only after every other option.
  */
-import { DEFAULT_SLA_CONFIDENCE, pairedCounts } from "../core/evidence";
+import { DEFAULT_SLA_CONFIDENCE, type PairedCounts, pairedCounts } from "../core/evidence";
 import { pairedDifferenceInterval, unpairedDifferenceInterval } from "./paired";
 
 export interface RoutableVariant {
@@ -135,13 +135,26 @@ function byAccuracy(a: RoutableVariant, b: RoutableVariant): number {
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 const pts = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(2)} pts`;
 
+/**
+ * The 2×2 table of two evidence bitsets, computed once per pair: the catalog keeps each row's decoded evidence
+ * (one array per cached row), so routing a request does not walk the eval split again.
+ */
+const pairedMemo = new WeakMap<boolean[], WeakMap<boolean[], PairedCounts>>();
+function pairedCountsOf(a: boolean[], b: boolean[]): PairedCounts {
+  const inner = pairedMemo.get(a) ?? new WeakMap<boolean[], PairedCounts>();
+  pairedMemo.set(a, inner);
+  const t = inner.get(b) ?? pairedCounts(a, b);
+  inner.set(b, t);
+  return t;
+}
+
 /** accuracy(v) − accuracy(best): paired on a shared eval split's examples, else from the two samples. */
 export function compareWithBest(v: RoutableVariant, best: RoutableVariant, alpha: number): MarginEvidence {
   const a = v.evidence;
   const b = best.evidence;
   const base = { against: best.version, difference: v.accuracy - best.accuracy, alpha };
   if (a?.correct && b?.correct && a.evalSha256 === b.evalSha256 && a.size === b.size) {
-    const t = pairedCounts(a.correct, b.correct);
+    const t = pairedCountsOf(a.correct, b.correct);
     return {
       ...base,
       interval: pairedDifferenceInterval(t, alpha),
