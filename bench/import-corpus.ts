@@ -8,22 +8,18 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startWranglerDev } from "../scripts/lib/wrangler";
-import { loadUserModel } from "../src/trainer-node/import/load";
 import {
   checkImport,
   type Fixture,
   type ImportCheck,
   loadCorpus,
-  mapLimit,
   modelFile,
   SERVE_TEXTS,
   type ServeCheck,
-  serveFixture,
   sluice,
   TRAIN_ARGS,
   type TrainCheck,
-  trainFixture,
+  trainAndServe,
 } from "./lib/corpus";
 
 const TOLERANCE = 1e-4;
@@ -90,12 +86,13 @@ async function main() {
       rows.push({ fixture, import: await checkImport(fx, 2), verdict: "" });
     }
     const accepted = corpus.filter((f) => f.expect.refused === null);
-    const trained = await mapLimit(accepted, 2, (fx) => {
-      const i = rows[corpus.indexOf(fx)].import;
-      const head = i.refused ? [] : loadUserModel(modelFile(fx)).recognition.headLinears.map((l) => l.node);
-      return trainFixture(fx, path.join(work, fx.id), head);
-    });
-    for (const [k, fx] of accepted.entries()) rows[corpus.indexOf(fx)].train = trained[k];
+    const results = await trainAndServe(accepted, work);
+    for (const fx of accepted) {
+      const { train, serve } = results.get(fx.id)!;
+      const row = rows[corpus.indexOf(fx)];
+      row.train = train;
+      row.serve = serve instanceof Error ? { error: serve.message } : serve;
+    }
     for (const fx of corpus.filter((f) => f.expect.refused !== null)) {
       const inspect = await sluice(["inspect", modelFile(fx)]);
       const train = await sluice([
@@ -111,20 +108,6 @@ async function main() {
         trainCode: train.code,
         message: inspect.stderr.trim().split("\n")[0],
       };
-    }
-    const gateway = await startWranglerDev();
-    try {
-      for (const fx of accepted) {
-        const row = rows[corpus.indexOf(fx)];
-        if (row.train?.code !== 0) continue;
-        try {
-          row.serve = await serveFixture(gateway, path.join(work, fx.id));
-        } catch (e) {
-          row.serve = { error: (e as Error).message };
-        }
-      }
-    } finally {
-      gateway.stop();
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { startWranglerDev } from "../../scripts/lib/wrangler";
 import { decodeModel, encodeModel } from "../../src/core/onnx";
 import { encodeBatch, loadTokenizer } from "../../src/core/tokenizer";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
@@ -211,7 +212,18 @@ export interface TrainCheck {
   headKept?: boolean;
 }
 
-export async function trainFixture(fx: Fixture, outDir: string, headLinears: string[]): Promise<TrainCheck> {
+/** The head linears import recognises (none when it refuses the model). */
+function headLinearsOf(fx: Fixture): string[] {
+  try {
+    return loadUserModel(modelFile(fx)).recognition.headLinears.map((l) => l.node);
+  } catch (e) {
+    if (e instanceof ImportError) return [];
+    throw e;
+  }
+}
+
+export async function trainFixture(fx: Fixture, outDir: string): Promise<TrainCheck> {
+  const headLinears = headLinearsOf(fx);
   const r = await sluice(["train", "--base", modelFile(fx), "--out", outDir, "--name", fx.id, ...TRAIN_ARGS]);
   if (r.code !== 0)
     return { code: r.code, ms: r.ms, error: r.stderr.trim().split("\n").slice(-4).join("\n") };
@@ -335,4 +347,36 @@ export async function serveFixture(
     for (const [j, l] of labels.entries())
       maxScoreDiff = Math.max(maxScoreDiff, Math.abs(r.scores[l] - local[i][j]));
   return { version, maxScoreDiff, tooLong };
+}
+
+export interface TrainedAndServed {
+  train: TrainCheck;
+  serve?: ServeCheck | Error;
+}
+
+/**
+ * Every accepted fixture through the acceptance command (two at a time, one per core), then each one that
+ * trained registered and classified under one `wrangler dev`.
+ */
+export async function trainAndServe(
+  accepted: Fixture[],
+  work: string,
+): Promise<Map<string, TrainedAndServed>> {
+  const trained = await mapLimit(accepted, 2, (fx) => trainFixture(fx, path.join(work, fx.id)));
+  const out = new Map<string, TrainedAndServed>(accepted.map((fx, i) => [fx.id, { train: trained[i] }]));
+  const gateway = await startWranglerDev();
+  try {
+    for (const fx of accepted) {
+      const r = out.get(fx.id)!;
+      if (r.train.code !== 0) continue;
+      try {
+        r.serve = await serveFixture(gateway, path.join(work, fx.id));
+      } catch (e) {
+        r.serve = e as Error;
+      }
+    }
+  } finally {
+    gateway.stop();
+  }
+  return out;
 }

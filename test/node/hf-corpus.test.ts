@@ -15,19 +15,16 @@ import {
   type Fixture,
   type ImportCheck,
   loadCorpus,
-  mapLimit,
   modelFile,
   type ServeCheck,
-  serveFixture,
   sluice,
   TRAIN_ARGS,
   type TrainCheck,
-  trainFixture,
+  trainAndServe,
 } from "../../bench/lib/corpus";
 import { structuredGates } from "../../bench/lib/gates";
 import { exportPrunedModel } from "../../src/trainer-node/export/export";
 import { loadUserModel } from "../../src/trainer-node/import/load";
-import { startWranglerDev, type WranglerDev } from "../shared/wrangler-dev";
 
 const corpus = loadCorpus();
 const accepted = corpus.filter((f) => f.expect.refused === null);
@@ -114,33 +111,18 @@ describe.skipIf(refused.length === 0)("HF export corpus: refusals", () => {
 
 describe.skipIf(accepted.length === 0)("HF export corpus: train, export, register, classify", () => {
   let work: string;
-  let gateway: WranglerDev | undefined;
   const trained = new Map<string, TrainCheck>();
   const served = new Map<string, ServeCheck | Error>();
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), "sluice-corpus-"));
-    const results = await mapLimit(accepted, 2, (fx) =>
-      trainFixture(
-        fx,
-        path.join(work, fx.id),
-        loadUserModel(modelFile(fx)).recognition.headLinears.map((l) => l.node),
-      ),
-    );
-    for (const [i, fx] of accepted.entries()) trained.set(fx.id, results[i]);
-    gateway = await startWranglerDev();
-    for (const fx of accepted) {
-      if (trained.get(fx.id)?.code !== 0) continue;
-      try {
-        served.set(fx.id, await serveFixture(gateway, path.join(work, fx.id)));
-      } catch (e) {
-        served.set(fx.id, e as Error);
-      }
+    for (const [id, r] of await trainAndServe(accepted, work)) {
+      trained.set(id, r.train);
+      if (r.serve) served.set(id, r.serve);
     }
   }, 900_000);
 
   afterAll(() => {
-    gateway?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
