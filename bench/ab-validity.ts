@@ -18,6 +18,7 @@ import {
   type UnitData,
 } from "../src/gateway/experiments/analyze";
 import { seededNormal, seededUniform } from "../test/shared/random";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: { runs: { type: "string", default: "400" }, units: { type: "string", default: "1000" } },
@@ -140,3 +141,4 @@ writeFileSync(
   `${JSON.stringify({ when: new Date().toISOString(), runs: RUNS, unitsPerArm: UNITS, alpha: 0.05, rows }, null, 2)}\n`,
 );
 console.log("\nwrote bench-results/ab-validity.json");
+updateBenchmarksPage();

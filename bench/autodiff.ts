@@ -13,6 +13,7 @@ import { buildEncoder, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, type Graph } from "../src/core/onnx";
 import { Rng } from "../src/core/random";
 import { buildTrainingGraph, promoteInitializers } from "../src/trainer-node/autodiff/backward";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -143,6 +144,7 @@ async function main() {
     ),
   );
   console.log(`wrote ${file}`);
+  updateBenchmarksPage();
 }
 
 await main();

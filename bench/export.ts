@@ -26,6 +26,7 @@ import {
 } from "../src/trainer-node/export/plan";
 import type { GateCheckpoint } from "../src/trainer-node/gates/checkpoint";
 import { analyzeEncoder } from "../src/trainer-node/import/blocks";
+import { updateBenchmarksPage } from "./lib/docs";
 import { structuredGates } from "./lib/gates";
 
 type Pattern = "structured" | "uneven" | "rows+cols";
@@ -180,6 +181,7 @@ async function main() {
   const load = `1-minute load average ${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after`;
   writeFileSync("docs/export-benchmark.md", docs(table, verdict, threads, load));
   console.log("\nwrote bench-results/export.json and docs/export-benchmark.md");
+  updateBenchmarksPage();
 }
 
 function markdownTable(rows: Row[], threads: number): string {

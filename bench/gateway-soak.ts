@@ -18,6 +18,7 @@ import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import { buildEncoder } from "../src/core/models/encoder";
 import { DEFAULT_CONFIG } from "../src/gateway/config";
 import { GatewayClient } from "../test/shared/gateway-client";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -151,6 +152,7 @@ try {
   ]);
   mkdirSync(path.join(root, "bench-results"), { recursive: true });
   writeFileSync(path.join(root, "bench-results/gateway-soak.json"), `${JSON.stringify(result, null, 2)}\n`);
+  updateBenchmarksPage();
   if (failures.length > 0) {
     for (const f of failures.slice(0, 10)) {
       console.error(`FAIL ${f.model} client ${f.client} #${f.i}: ${f.status} ${f.body.slice(0, 160)}`);

@@ -22,6 +22,7 @@ import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import type { Manifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -346,6 +347,7 @@ async function main() {
   mkdirSync(path.join(root, "bench-results"), { recursive: true });
   writeFileSync(path.join(root, "bench-results/gateway.json"), `${JSON.stringify(result, null, 2)}\n`);
   console.log("\nwrote bench-results/gateway.json");
+  updateBenchmarksPage();
 }
 
 main()

@@ -21,6 +21,7 @@ import {
   type TrainCheck,
   trainAndServe,
 } from "./lib/corpus";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const TOLERANCE = 1e-4;
 
@@ -137,6 +138,7 @@ async function main() {
       : `${doc.trimEnd()}\n\n## Corpus results\n\n${block}\n`,
   );
   console.log("wrote bench-results/import-corpus.json and docs/import.md");
+  updateBenchmarksPage();
 }
 
 await main();

@@ -25,6 +25,7 @@ import {
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -341,6 +342,7 @@ async function main() {
     )}\n`,
   );
   console.log(`wrote ${path.relative(repo, file)}`);
+  updateBenchmarksPage();
   if (!args.keep) rmSync(work, { recursive: true, force: true });
   else console.log(`kept ${work}`);
 }

@@ -16,6 +16,7 @@
 import { writeFileSync } from "node:fs";
 import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../src/trainer-node/gates/methods";
 import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
+import { updateBenchmarksPage } from "./lib/docs";
 import {
   environment,
   label,
@@ -329,3 +330,4 @@ ${verdictLines.join("\n")}
 ${sweepTables.map((t) => `### ${t.task}\n\n${t.table}\n`).join("\n")}`,
 );
 console.log(`wrote bench-results/quality${suffix}.json and docs/quality${suffix}.md`);
+updateBenchmarksPage();

@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseManifest } from "../src/core/manifest";
 import { main } from "../src/trainer-node/cli";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const WORK = path.join(ROOT, "runs/bench-quantize");
@@ -183,3 +184,4 @@ const result: Result =
     : await measure();
 writeFileSync(DOC_OUT, docs(result));
 console.log(`wrote ${path.relative(ROOT, JSON_OUT)} and ${path.relative(ROOT, DOC_OUT)}`);
+updateBenchmarksPage();

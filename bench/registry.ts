@@ -15,6 +15,7 @@ import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import { variantUploadForm } from "../src/trainer-node/commands/push";
 import { encodeMultipart, formatBytes } from "../src/trainer-node/registry-client";
 import { makeVariantFiles, type VariantFiles, type VariantOptions } from "../test/shared/variant-files";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -192,6 +193,7 @@ async function main() {
     ),
   );
   console.log(`wrote ${path.relative(root, out)}`);
+  updateBenchmarksPage();
 }
 
 try {

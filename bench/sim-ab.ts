@@ -17,6 +17,7 @@ import type { ExperimentResults } from "../src/gateway/experiments/analyze";
 import { GatewayClient } from "../test/shared/gateway-client";
 import { seededUniform } from "../test/shared/random";
 import { startWranglerDev, type WranglerDev } from "../test/shared/wrangler-dev";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -348,6 +349,7 @@ async function main() {
     };
     writeFileSync(path.join(root, "bench-results/sim-ab.json"), `${JSON.stringify(out, null, 2)}\n`);
     console.log("\nwrote bench-results/sim-ab.json");
+    updateBenchmarksPage();
     if (!Object.values(checks).every(Boolean)) process.exitCode = 1;
   } catch (err) {
     // wrangler's own log says what workerd saw (exceptions, cancellations)

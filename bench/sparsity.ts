@@ -12,6 +12,7 @@ import { writeFileSync } from "node:fs";
 import { GATE_METHODS, type GateMethodName } from "../src/trainer-node/gates/finegates";
 import type { CellResult, CellSpec } from "../src/trainer-node/study/run";
 import { gateHistogramSvg } from "../src/trainer-node/study/svg";
+import { updateBenchmarksPage } from "./lib/docs";
 import {
   environment,
   loadBase,
@@ -197,3 +198,4 @@ writeFileSync(`docs/sparsity-study${suffix}.md`, md);
 console.log(
   `wrote bench-results/sparsity${suffix}.json, docs/sparsity-study${suffix}.md, ${svgFiles.join(", ")}`,
 );
+updateBenchmarksPage();

@@ -20,6 +20,7 @@ import { FineGates } from "../src/trainer-node/gates/finegates";
 import { buildTrainGraphs, type TrainGraphs } from "../src/trainer-node/train/graphs";
 import { AdamW } from "../src/trainer-node/train/optimizer";
 import { type Batch, createSession, TrainerSession } from "../src/trainer-node/train/session";
+import { updateBenchmarksPage } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
@@ -242,6 +243,7 @@ async function main() {
     )}\n`,
   );
   console.log(`wrote ${file}`);
+  updateBenchmarksPage();
   await Promise.all([plain.release(), gs.release(), ls.release(), hs.release()]);
 }
 

@@ -1,0 +1,424 @@
+/**
+ * Writes docs/benchmarks.md from the committed bench results (`bench-results/*.json`): one section per file,
+ * with its headline figures, when and on what machine they were measured, the command that produced them and a
+ * link to the detailed page. Only the part between the `<!-- benchmarks:start -->` / `<!-- benchmarks:end -->`
+ * markers is generated; the text around it is kept.
+ *
+ *   npm run docs:benchmarks
+ *
+ * Every bench script calls `updateBenchmarksPage()` (bench/lib/docs.ts) when it has written its JSON, and
+ * test/node/docs-benchmarks.test.ts fails when the committed page differs from what this renders, so the page
+ * cannot go stale. A JSON file without a formatter below gets a generic section (its top-level figures); a new
+ * bench needs only a formatter in FORMATTERS.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
+export const BENCH_DIR = "bench-results";
+export const PAGE = "docs/benchmarks.md";
+const MARKER = "benchmarks";
+
+/** One bench result file: its name without `.json` and its parsed content. */
+export interface BenchFile {
+  name: string;
+  data: unknown;
+}
+
+/** What a formatter makes of one bench result. */
+export interface Section {
+  title: string;
+  /** The command that produced the file. */
+  command: string;
+  /** ISO date of the measurement, when the file records one. */
+  date?: string;
+  /** The machine, in words, when the file records it. */
+  machine?: string;
+  /** A page in docs/ with the full report. */
+  detail?: string;
+  /** Markdown: the headline figures (a table) and any short note. */
+  body: string;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: bench JSON has no schema; formatters read what they know.
+type Json = any;
+type Formatter = (data: Json, name: string) => Section;
+
+/** Replaces what lies between `<!-- name:start -->` and `<!-- name:end -->` (appends the block when missing). */
+export function replaceBlock(doc: string, name: string, body: string): string {
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const block = `${start}\n${body.trim()}\n${end}`;
+  const i = doc.indexOf(start);
+  const j = doc.indexOf(end);
+  if (i >= 0 && j > i) return doc.slice(0, i) + block + doc.slice(j + end.length);
+  return `${doc.trimEnd()}\n\n${block}\n`;
+}
+
+// --- formatting helpers ---------------------------------------------------------------------------------------
+
+const pct = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
+const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const s1 = (x: number) => `${x.toFixed(1)} s`;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
+const lr = (x: number) => x.toExponential(0).replace("e+", "e");
+
+function table(head: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) =>
+    `| ${cells.map((c) => String(c).replace(/\|/g, "\\|")).join(" | ")} |`;
+  return [line(head), `|${head.map(() => " --- ").join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+/** `2026-12-07T05:12:49.895Z` -> `2026-12-07 05:12 UTC`. */
+function when(iso: unknown): string | undefined {
+  if (typeof iso !== "string") return undefined;
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(iso);
+  return m ? `${m[1]} ${m[2]} UTC` : iso;
+}
+
+function studyMachine(env: Json): string | undefined {
+  if (!env) return undefined;
+  const load = Array.isArray(env.loadAverage)
+    ? `, load average ${env.loadAverage.join(" / ")} at the start`
+    : "";
+  return `${env.cpuModel ?? "CPU"}, ${env.cpus} cores${load}, node ${env.node}`;
+}
+
+// --- one formatter per bench -----------------------------------------------------------------------------------
+
+const abValidity: Formatter = (d) => ({
+  title: "A/B analysis validity",
+  command: "npm run bench:ab-validity",
+  date: d.when,
+  detail: "ab-tests.md",
+  body: `${table(
+    [
+      "simulated experiments",
+      "accuracy significant",
+      "mean latency significant",
+      "p95 significant",
+      "promoted",
+    ],
+    d.rows.map((r: Json) => [
+      r.row,
+      pct(r.accuracySignificant),
+      pct(r.latencySignificant),
+      pct(r.p95Significant),
+      pct(r.promote),
+    ]),
+  )}\n\n${d.runs} simulated experiments per row, ${d.unitsPerArm} units per arm, α = ${d.alpha}. In the A/A rows every
+"significant" is a false positive, so it should stay near α; the A/B row is the power to detect a 10% latency gain.`,
+});
+
+const importCorpus: Formatter = (d) => {
+  const rows: Json[] = d.rows;
+  const count = (pred: (r: Json) => boolean) => rows.filter(pred).length;
+  const served = rows.filter((r) => r.serve);
+  const worst = (get: (r: Json) => number | undefined) =>
+    Math.max(...rows.map(get).filter((x): x is number => typeof x === "number"));
+  return {
+    title: "Import corpus",
+    command: "npm run bench:import-corpus",
+    date: d.date,
+    machine: d.cpus ? `${d.cpus} cores` : undefined,
+    detail: "import.md",
+    body: table(
+      [
+        "fixtures",
+        "as expected",
+        "imported, trained, exported and served",
+        "refused as expected",
+        "worst import vs PyTorch",
+        "worst export vs gated",
+        "worst /classify vs ORT-node",
+      ],
+      [
+        [
+          rows.length,
+          count((r) => r.verdict !== "FAIL"),
+          served.length,
+          count((r) => String(r.verdict).startsWith("refused")),
+          worst((r) => r.import?.logitsVsTorch ?? r.import?.hiddenVsOriginal).toExponential(1),
+          worst((r) => r.train?.maxAbsDiff).toExponential(1),
+          worst((r) => r.serve?.maxScoreDiff).toExponential(1),
+        ],
+      ],
+    ),
+  };
+};
+
+const importBench: Formatter = (d) => {
+  const l = d.layout;
+  const st = d.settings;
+  return {
+    title: `Import of a ${l.layers}-layer d=${l.hidden} encoder`,
+    command: "npm run bench:import",
+    date: d.date,
+    machine: d.machine ? `${d.machine.cpu}, ${d.machine.cpus} cores, ${d.machine.memGB} GB` : undefined,
+    detail: "import.md",
+    body: `${table(
+      ["tree", "commit", "inspect", "first step", "step median", "export", "peak RSS"],
+      d.results.map((r: Json) => [
+        r.tree,
+        String(r.commit).slice(0, 7),
+        s1(r.inspectS),
+        s1(r.firstStepS),
+        s1(r.stepMedianS),
+        s1(r.exportS),
+        `${r.peakGB.toFixed(2)} GB`,
+      ]),
+    )}\n\n${l.layers} layers, hidden ${l.hidden}, ${l.heads} heads, FFN ${l.ffn}, vocabulary ${l.vocab}; batch ${st.batch} × ${st.seq}, ${st.threads} threads, ${st.steps} steps. ${d.notes ?? ""}`.trim(),
+  };
+};
+
+const seedWords = (n: number) => (n === 1 ? "one seed" : `mean of ${n} seeds`);
+
+const quality: Formatter = (d, name) => {
+  const suffix = name.slice("quality".length);
+  const tasks = Object.keys(d.budget ?? {});
+  const b0 = d.budget?.[tasks[0]] ?? {};
+  const command = suffix
+    ? `npm run bench:quality -- --tasks ${tasks.join(",")} --steps ${b0.steps} --lrs ${(d.learningRates ?? []).map(lr).join(",")} --seeds ${(d.seeds ?? []).join(",")}`
+    : "npm run bench:quality";
+  const rows = (d.results as Json[]).map((r) => [
+    r.task,
+    r.label.replace(`${r.task} `, ""),
+    r.removedFraction ? pct(r.removedFraction) : "0%",
+    pct(r.testAccuracyMean ?? r.testAccuracy),
+    r.lr !== undefined ? lr(r.lr) : "",
+  ]);
+  const verdicts = (d.verdicts as Json[]).map(
+    (v) =>
+      `- ${v.task}${v.family ? `, ${v.family}` : ""}: at 0.4 ${pct(v.at04)} against the best dense ${pct(v.bestDense.testAccuracy)} (${v.bestDense.method}), a gap of ${v.gapPoints.toFixed(1)} points: target (within 1 point) ${v.met ? "met" : "not met"}.`,
+  );
+  return {
+    title: suffix ? `Quality (${tasks.join(", ")}, ${b0.steps} steps)` : "Quality of adaptation",
+    command,
+    date: d.environment?.date,
+    machine: studyMachine(d.environment),
+    detail: `quality${suffix}.md`,
+    body: `${table(
+      ["task", "method", "removed", `test accuracy, ${seedWords((d.seeds ?? [1]).length)}`, "lr"],
+      rows,
+    )}\n\n${verdicts.join("\n")}`,
+  };
+};
+
+const quantize: Formatter = (d) => ({
+  title: "int8 variants",
+  command: d.command ?? "npm run bench:quantize",
+  date: d.generatedAt,
+  machine: d.machine,
+  detail: "quantize.md",
+  body: `${table(
+    [
+      "model",
+      "precision",
+      "op form",
+      "size",
+      "accuracy",
+      "predictions changed",
+      "ORT-web p50 b1 / b32",
+      "ORT-node p50 b1 / b32",
+    ],
+    d.rows.map((r: Json) => [
+      r.model,
+      r.precision,
+      r.opForm ?? "",
+      mb(r.bytes),
+      `${pct(r.accuracy, 2)} of ${r.evalExamples}`,
+      r.predictionsChangedVsFp32,
+      `${ms(r.webP50Ms.b1x128)} / ${ms(r.webP50Ms.b32x128)} ms`,
+      `${ms(r.nodeP50Ms.b1x128)} / ${ms(r.nodeP50Ms.b32x128)} ms`,
+    ]),
+  )}\n\n${d.statistic ?? ""}`.trim(),
+});
+
+const sparsity: Formatter = (d, name) => {
+  const suffix = name.slice("sparsity".length);
+  const cells = d.results as Json[];
+  const targets: number[] = d.grid.targets;
+  const tasks: string[] = d.grid.tasks;
+  const rows: string[][] = [];
+  for (const task of tasks) {
+    for (const method of d.grid.methods as string[]) {
+      rows.push([
+        task,
+        method,
+        ...targets.map((t) => {
+          const c = cells.find((r) => r.task === task && r.gates === method && r.target === t);
+          if (!c) return "";
+          const off = Math.abs(c.removedFraction - t) > 0.005 ? ` (${pct(c.removedFraction)} removed)` : "";
+          return `${pct(c.testAccuracy)}${off}`;
+        }),
+      ]);
+    }
+  }
+  const summary = (d.choice?.summary ?? []) as Json[];
+  return {
+    title: "Gate-method study",
+    command: suffix === "-quick" ? "npm run bench:sparsity -- --quick" : "npm run bench:sparsity",
+    date: d.environment?.date,
+    machine: studyMachine(d.environment),
+    detail: `sparsity-study${suffix}.md`,
+    body: `${table(["task", "method", ...targets.map((t) => `@${t}`)], rows)}\n\nTest accuracy of the exported model. Mean over the ${cells.length} cells: ${summary
+      .map((s) => `${s.method} ${pct(s.meanTestAccuracy, 2)} (${s.targetsMet} of ${s.cells} targets met)`)
+      .join(", ")}; chosen default: \`${d.choice?.winner}\`.`,
+  };
+};
+
+/** Formatters by bench name; `quality-steps1200` uses `quality`'s (the longest name it starts with, then `-`). */
+export const FORMATTERS: Record<string, Formatter> = {
+  "ab-validity": abValidity,
+  "import-corpus": importCorpus,
+  import: importBench,
+  quality,
+  quantize,
+  sparsity,
+};
+
+/** Benches whose JSON may not be committed yet: listed at the end so a reader knows they exist. */
+export const KNOWN_BENCHES: Record<string, { command: string; detail?: string }> = {
+  autodiff: { command: "npm run bench:autodiff", detail: "autodiff.md" },
+  demo: { command: "npm run demo" },
+  export: { command: "npm run bench:export", detail: "export-benchmark.md" },
+  gateway: { command: "npm run bench:gateway", detail: "inference-api.md" },
+  "gateway-soak": { command: "npm run bench:gateway-soak", detail: "inference-api.md" },
+  registry: { command: "npm run bench:registry", detail: "registry-api.md" },
+  "sim-ab": { command: "npm run sim:ab", detail: "ab-tests.md" },
+  train: { command: "npm run bench:train", detail: "training.md" },
+};
+
+function formatterFor(name: string): Formatter | undefined {
+  if (FORMATTERS[name]) return FORMATTERS[name];
+  const base = Object.keys(FORMATTERS)
+    .filter((k) => name.startsWith(`${k}-`))
+    .sort((a, b) => b.length - a.length)[0];
+  return base ? FORMATTERS[base] : undefined;
+}
+
+/** A file without a formatter: its top-level numbers and short strings. */
+function generic(d: Json, name: string): Section {
+  const known = KNOWN_BENCHES[name];
+  const scalars = Object.entries(d ?? {}).filter(
+    ([, v]) => typeof v === "number" || typeof v === "boolean" || (typeof v === "string" && v.length <= 80),
+  );
+  const date = ["date", "when", "at", "generatedAt"].map((k) => d?.[k]).find((v) => typeof v === "string");
+  const machine =
+    typeof d?.machine === "string"
+      ? d.machine
+      : d?.machine && typeof d.machine === "object"
+        ? Object.values(d.machine).join(", ")
+        : d?.environment
+          ? studyMachine(d.environment)
+          : undefined;
+  return {
+    title: name,
+    command: typeof d?.command === "string" ? d.command : (known?.command ?? `npm run bench:${name}`),
+    date,
+    machine,
+    detail: known?.detail,
+    body: scalars.length
+      ? table(
+          ["field", "value"],
+          scalars.map(([k, v]) => [
+            k,
+            typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : String(v),
+          ]),
+        )
+      : "(no top-level figures; see the JSON file)",
+  };
+}
+
+/** The generated part of the page. */
+export function renderBenchmarks(files: BenchFile[]): string {
+  const sorted = [...files].sort((a, b) => a.name.localeCompare(b.name));
+  const parts = sorted.map(({ name, data }) => {
+    const f = formatterFor(name);
+    let s: Section;
+    try {
+      s = f ? f(data, name) : generic(data, name);
+    } catch (err) {
+      // A file whose shape a formatter does not know (an older or newer bench) still gets a section.
+      s = generic(data, name);
+      s.body = `(the ${name} formatter could not read this file: ${(err as Error).message})\n\n${s.body}`;
+    }
+    const facts = [
+      `- Measured: ${when(s.date) ?? "date not recorded"}${s.machine ? `, ${s.machine}` : ""}.`,
+      `- Command: \`${s.command}\`; raw results: \`${BENCH_DIR}/${name}.json\`.`,
+      ...(s.detail ? [`- Details: [${s.detail}](${s.detail}).`] : []),
+    ];
+    return `## ${s.title}\n\n${s.body}\n\n${facts.join("\n")}`;
+  });
+  const present = new Set(files.map((f) => f.name));
+  const missing = Object.entries(KNOWN_BENCHES).filter(([name]) => !present.has(name));
+  if (missing.length) {
+    parts.push(
+      `## Not committed\n\nThese benches write their JSON to \`${BENCH_DIR}/\` too, but no result of theirs is committed, so this page quotes no figure of theirs:\n\n${table(
+        ["results file", "command", "about"],
+        missing.map(([name, k]) => [
+          `\`${BENCH_DIR}/${name}.json\``,
+          `\`${k.command}\``,
+          k.detail ? `[${k.detail}](${k.detail})` : "",
+        ]),
+      )}`,
+    );
+  }
+  return parts.join("\n\n");
+}
+
+/** The page with its generated block replaced. */
+export function renderBenchmarksPage(doc: string, files: BenchFile[]): string {
+  return replaceBlock(doc, MARKER, renderBenchmarks(files));
+}
+
+/**
+ * The bench result files the page is generated from: the committed `bench-results/*.json` (the directory is
+ * git-ignored and results are force-added, so an uncommitted local run never reaches the page). Outside a git
+ * checkout, every JSON file there.
+ */
+export function listBenchResults(root = REPO_ROOT): string[] {
+  const dir = path.join(root, BENCH_DIR);
+  let names: string[];
+  try {
+    names = execFileSync("git", ["ls-files", "--", `${BENCH_DIR}/*.json`], { cwd: root, encoding: "utf8" })
+      .split("\n")
+      .filter((f) => f && !f.slice(BENCH_DIR.length + 1).includes("/"))
+      .map((f) => path.basename(f));
+  } catch {
+    names = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".json")) : [];
+  }
+  return names.filter((f) => existsSync(path.join(dir, f))).sort();
+}
+
+export function readBenchResults(root = REPO_ROOT): BenchFile[] {
+  return listBenchResults(root).map((f) => ({
+    name: f.replace(/\.json$/, ""),
+    data: JSON.parse(readFileSync(path.join(root, BENCH_DIR, f), "utf8")),
+  }));
+}
+
+/** Rewrites docs/benchmarks.md from the committed bench results; returns the page's path. */
+export function updateBenchmarksPage(root = REPO_ROOT): string {
+  const file = path.join(root, PAGE);
+  const doc = existsSync(file) ? readFileSync(file, "utf8") : "# Benchmarks\n";
+  const next = renderBenchmarksPage(doc, readBenchResults(root));
+  if (next !== doc) writeFileSync(file, next);
+  const listed = new Set(listBenchResults(root));
+  const dir = path.join(root, BENCH_DIR);
+  const untracked = existsSync(dir)
+    ? readdirSync(dir).filter((f) => f.endsWith(".json") && !listed.has(f))
+    : [];
+  console.log(
+    `${next === doc ? "unchanged" : "wrote"} ${PAGE}` +
+      (untracked.length
+        ? ` (not on it until committed: ${untracked.map((f) => `${BENCH_DIR}/${f}`).join(", ")}; ` +
+          "git add -f them, then npm run docs:benchmarks)"
+        : ""),
+  );
+  return file;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) updateBenchmarksPage();
