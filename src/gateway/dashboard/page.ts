@@ -197,7 +197,7 @@ function experimentSection(x: DashboardExperiment): string {
         <td class="num">${a.units}</td><td class="num">${a.requests}</td>
         <td class="num">${a.latency ? ms(a.latency.p50Ms) : "–"}</td><td class="num">${a.latency ? ms(a.latency.p95Ms) : "–"}</td>
         <td class="num">${pct(a.errorRate.rate, 2)}</td>
-        <td class="num">${a.accuracy ? `${pct(a.accuracy.rate)} [${pct(a.accuracy.ci[0])}, ${pct(a.accuracy.ci[1])}] (n=${a.accuracy.total})` : "–"}</td></tr>`,
+        <td class="num">${a.accuracy ? `${pct(a.accuracy.rate)} [${pct(a.accuracy.ci[0])}, ${pct(a.accuracy.ci[1])}] (${a.accuracy.total} labelled from ${a.accuracy.units} units)` : "–"}</td></tr>`,
     )
     .join("");
   const comparisons = r.comparisons
@@ -223,8 +223,8 @@ function experimentSection(x: DashboardExperiment): string {
       r.srm.mismatch ? " — SAMPLE RATIO MISMATCH" : ""
     }; progress ${r.progress.units}${r.progress.plannedUnits ? ` / ${r.progress.plannedUnits}` : ""} units${x.pendingFeedback ? `; ${x.pendingFeedback} feedback item(s) waiting for their exposure` : ""}</p>
     <div class="row">
-      <figure>${latency}<figcaption>latency per arm: p50 and p95 (successful requests)</figcaption></figure>
-      <figure>${accuracy}<figcaption>accuracy from feedback, with ${pct(1 - r.alpha, 0)} Wilson interval</figcaption></figure>
+      <figure>${latency}<figcaption>latency per arm: p50 and p95 of successful requests (intervals and tests count units, not requests)</figcaption></figure>
+      <figure>${accuracy}<figcaption>accuracy from feedback, with ${pct(1 - r.alpha, 0)} Wilson interval over units (clustered: effective sample size = labelled requests / design effect)</figcaption></figure>
     </div>
     <table class="arms"><thead><tr><th>arm</th><th>units</th><th>requests</th><th>p50</th><th>p95</th><th>errors</th><th>accuracy</th></tr></thead><tbody>${rows}</tbody></table>
     <ul class="comparisons">${comparisons}</ul>
