@@ -9,7 +9,8 @@ export interface UserModel extends ImportedModel {
   file: string;
   /** File name without `.onnx`: the base's name in checkpoints and manifests. */
   name: string;
-  bytes: Uint8Array;
+  /** The file's bytes, read again on each use: holding them would keep a second copy of the weights for a run. */
+  readonly bytes: Uint8Array;
   sha256: string;
 }
 
@@ -20,7 +21,9 @@ export function loadUserModel(file: string, opts: ImportOptions = {}, flag = "--
     ...importEncoderBytes(bytes, opts),
     file,
     name: path.basename(file).replace(/\.onnx$/, ""),
-    bytes,
+    get bytes() {
+      return new Uint8Array(readFileSync(file));
+    },
     sha256: createHash("sha256").update(bytes).digest("hex"),
   };
 }
