@@ -13,6 +13,7 @@
  */
 
 import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";
+import { parsePositiveId } from "../http/params";
 import type { ModelRow, TaskSlaRow, VariantRow } from "../registry/schema";
 import {
   type AliasWithVersion,
@@ -133,6 +134,6 @@ export function slaOf(row: TaskSlaRow | null): Sla | null {
  */
 export function findPinned(entry: CatalogEntry, version: string): VariantRow | undefined {
   const byAlias = entry.aliases.find((a) => a.alias === version);
-  const n = byAlias ? byAlias.version : /^[1-9][0-9]{0,9}$/.test(version) ? Number(version) : Number.NaN;
+  const n = byAlias ? byAlias.version : parsePositiveId(version);
   return entry.variants.find((v) => v.version === n && v.status !== "retired");
 }

@@ -9,6 +9,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { isModelName } from "../http/params";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
 import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
@@ -76,8 +77,6 @@ export interface InferenceRoutesOptions {
 type GatewayEnv = { Bindings: Env & GatewayVars };
 type Ctx = Context<GatewayEnv>;
 
-const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-
 export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   const r = new Hono<GatewayEnv>();
   let state = options.state;
@@ -90,7 +89,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   /** The model's catalog entry, or a 404 naming it. */
   async function modelOr404(c: Ctx): Promise<CatalogEntry> {
     const name = c.req.param("model") ?? "";
-    const entry = MODEL_NAME.test(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
+    const entry = isModelName(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
     if (!entry) throw new GatewayError(404, "not_found", `model '${name.slice(0, 80)}' not found`, "model");
     return entry;
   }

@@ -6,20 +6,20 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { IoSignature } from "../core/manifest";
+import { ModelNameParam, PositiveIdParam } from "../http/params";
 import { ApiError, badRequest, fromZodError } from "./errors";
 import { API_KEY_SCOPES, VARIANT_STATUSES } from "./schema";
 
 /** The same rule the manifest applies to model names. */
-export const ModelName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'");
+export const ModelName = ModelNameParam;
 export const TaskName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'");
 export const AliasName = z
   .string()
   .regex(/^[a-z][a-z0-9._-]{0,63}$/, "a lowercase letter, then letters, digits, '.', '_' or '-'");
-export const Version = z.coerce.number().int().positive();
+/** Path versions and key ids: the one strict parser (src/http/params.ts), never `Number()`. */
+export const Version = PositiveIdParam;
 export const VariantStatus = z.enum(VARIANT_STATUSES);
 
 export const CreateModelBody = z.object({
@@ -70,7 +70,7 @@ export const CreateKeyBody = z
   })
   .strict();
 
-export const KeyId = z.coerce.number().int().positive();
+export const KeyId = PositiveIdParam;
 
 /** Parses a path parameter or query value; failures are 400 naming the parameter. */
 export function parseParam<T extends z.ZodType>(schema: T, value: unknown, field: string): z.infer<T> {

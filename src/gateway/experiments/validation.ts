@@ -1,9 +1,10 @@
 /** Request bodies and parameters of the experiment API (zod; failures name the field). */
 import { z } from "zod";
+import { PositiveIdParam } from "../../http/params";
 import { EXPERIMENT_STATUSES } from "../../registry/experiments-schema";
 import { AliasName, ModelName } from "../../registry/validation";
 
-export const ExperimentId = z.coerce.number().int().positive();
+export const ExperimentId = PositiveIdParam;
 
 const Arm = z
   .object({
