@@ -19,8 +19,7 @@ import {
   type UnitData,
 } from "../src/gateway/experiments/analyze";
 import { seededNormal, seededUniform } from "../test/shared/random";
-import { updateBenchmarksPage } from "./lib/docs";
-import { writeDocsBlock } from "./lib/docs-section";
+import { updateBenchmarksPage, writeDocsBlock } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
