@@ -5,8 +5,7 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { DEFAULT_SLA_CONFIDENCE } from "../core/evidence";
-import type { Env } from "../gateway/env";
-import { apiKeyCache, mintApiKey, requireAdmin } from "./auth";
+import { type AuthBindings, apiKeyCache, mintApiKey, requireAdmin } from "./auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
 import { assertVariantNotInRunningExperiment } from "./experiment-guard";
 import type { ModelRow } from "./schema";
@@ -60,7 +59,15 @@ export interface RegistryOptions {
   hooks?: RegistryHooks;
 }
 
-type RegistryEnv = { Bindings: Env; Variables: { db: RegistryDb } };
+/** The bindings and vars the registry routes read; the Worker's Env (src/worker/env.ts) is a superset. */
+export interface RegistryBindings extends AuthBindings {
+  DB: D1Database;
+  ARTIFACTS: R2Bucket;
+  /** Largest accepted variant upload in MB (default 100). */
+  MAX_UPLOAD_MB?: string;
+}
+
+type RegistryEnv = { Bindings: RegistryBindings; Variables: { db: RegistryDb } };
 type Ctx = Context<RegistryEnv>;
 
 function tooLarge(limit: number) {
