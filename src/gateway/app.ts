@@ -39,20 +39,8 @@ export function createApp(options: AppOptions = {}) {
   app.use("/v1/*", invalidateCatalogsAfterWrites);
   app.route("/", createRegistryRoutes());
   // Before the inference routes: a running experiment takes over the routed infer/classify of its model.
-  app.route(
-    "/",
-    createExperimentRoutes({ dispatch: (request, c) => app.fetch(request, c.env, executionContextOf(c)) }),
-  );
+  app.route("/", createExperimentRoutes());
   app.route("/", createInferenceRoutes());
   app.route("/", createDashboardRoutes());
   return app;
-}
-
-/** The request's ExecutionContext; absent under `app.request()` in tests. */
-function executionContextOf(c: { executionCtx: ExecutionContext }): ExecutionContext | undefined {
-  try {
-    return c.executionCtx;
-  } catch {
-    return undefined;
-  }
 }

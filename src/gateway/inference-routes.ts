@@ -26,6 +26,7 @@ import {
   serveWithFallback,
   Timings,
 } from "./serve";
+import { PINNED_VERSION, type ServingVariables } from "./serving-variables";
 import { ortLock, SessionCache } from "./sessions";
 
 export interface GatewayState {
@@ -73,7 +74,7 @@ export interface InferenceRoutesOptions {
   state?: GatewayState;
 }
 
-type GatewayEnv = { Bindings: Env & GatewayVars };
+type GatewayEnv = { Bindings: Env & GatewayVars; Variables: ServingVariables };
 type Ctx = Context<GatewayEnv>;
 
 const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -245,7 +246,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return respond(c, body, entry, served, decision, timings);
   }
 
-  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, null));
+  // Routed; a running experiment's middleware may have pinned the arm's version (serving-variables.ts).
+  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, c.get(PINNED_VERSION) ?? null));
   r.post("/v2/models/:model/versions/:version/infer", jsonBody, (c) =>
     infer(c, c.req.param("version") ?? ""),
   );
@@ -297,7 +299,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return respond(c, body, entry, served, decision, timings);
   }
 
-  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, null));
+  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, c.get(PINNED_VERSION) ?? null));
   r.post("/v1/models/:model/versions/:version/classify", jsonBody, (c) =>
     classify(c, c.req.param("version") ?? ""),
   );

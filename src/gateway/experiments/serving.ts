@@ -150,8 +150,8 @@ export interface ExperimentOverride {
  * Whether the model's running experiment covers this request, and which arm serves it. Null when the model
  * has no running experiment.
  */
-export async function experimentOverride(
-  c: Context<{ Bindings: Env }>,
+export async function experimentOverride<E extends { Bindings: Env }>(
+  c: Context<E>,
   modelName: string,
   cache: RunningExperiments = runningExperiments,
 ): Promise<ExperimentOverride | null> {
@@ -212,8 +212,8 @@ export interface ServedResponse {
  * Sends the exposure event for a served request after the response is returned (`waitUntil`): the body is
  * parsed for the predicted label there, so the client never waits for it. Client errors (4xx) are not exposures.
  */
-export function recordExposure(
-  c: Context<{ Bindings: Env }>,
+export function recordExposure<E extends { Bindings: Env }>(
+  c: Context<E>,
   override: ExperimentOverride,
   served: ServedResponse,
   latencyMs: number,
@@ -260,8 +260,8 @@ export function recordExposure(
  * branch only flows while the client reads the other one, and a client that never reads its body must not be
  * able to lose the exposure.
  */
-export async function finishExperimentResponse(
-  c: Context<{ Bindings: Env }>,
+export async function finishExperimentResponse<E extends { Bindings: Env }>(
+  c: Context<E>,
   override: ExperimentOverride,
   response: Response,
   latencyMs: number,
