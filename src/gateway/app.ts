@@ -4,7 +4,7 @@ import { createRegistryRoutes } from "../registry/routes";
 import { createDashboardRoutes } from "./dashboard/routes";
 import type { Env } from "./env";
 import { createExperimentRoutes } from "./experiments/routes";
-import { createInferenceRoutes, invalidateCatalogsAfterWrites } from "./inference-routes";
+import { createInferenceRoutes } from "./inference-routes";
 
 export interface AppOptions {
   /** API-key cache for this app (tests pass one with their own clock); default: the isolate's. */
@@ -36,7 +36,6 @@ export function createApp(options: AppOptions = {}) {
   const app = new Hono<{ Bindings: Env }>();
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   useApiKeys(app, options);
-  app.use("/v1/*", invalidateCatalogsAfterWrites);
   app.route("/", createRegistryRoutes());
   // Before the inference routes: a running experiment takes over the routed infer/classify of its model.
   app.route("/", createExperimentRoutes());

@@ -6,10 +6,12 @@
  * Per-isolate state (catalog cache, session cache, cool-downs) is created on the first request, when the
  * Worker's vars are known, and lives as long as the isolate.
  */
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { onRegistryChange } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
+import { ModelName } from "../registry/validation";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
 import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
@@ -36,12 +38,10 @@ export interface GatewayState {
   cooldowns: Cooldowns;
 }
 
-/** Every catalog of this isolate, so registry writes made here are seen here at once (not after the TTL). */
-const catalogs = new Set<Catalog>();
-
 export function createGatewayState(config: GatewayConfig): GatewayState {
   const catalog = new Catalog(config.catalogTtlMs);
-  catalogs.add(catalog);
+  // Registry writes made in this isolate are seen here at once, not after the TTL (src/registry/invalidation.ts).
+  onRegistryChange(({ model }) => catalog.invalidate(model));
   return {
     config,
     catalog,
@@ -49,23 +49,6 @@ export function createGatewayState(config: GatewayConfig): GatewayState {
     cooldowns: new Cooldowns(config.cooldownMs),
   };
 }
-
-/**
- * POSTs under /v1 that read the registry but never write it: classify (the hot path) and experiment feedback.
- * Dropping the caches after each of them would make every request under load a cache miss.
- */
-const READ_ONLY_POSTS = /^\/v1\/(?:models\/[^/]+(?:\/versions\/[^/]+)?\/classify|feedback)\/?$/;
-
-/**
- * Middleware for the registry routes: after any write (status, SLA, alias, upload, delete, promote) drop this
- * isolate's cached registry lookups. Writes are rare, so all models are dropped (an SLA write touches every
- * model of the task). Other isolates see the change within the catalog TTL.
- */
-export const invalidateCatalogsAfterWrites: MiddlewareHandler = async (c, next) => {
-  await next();
-  if (c.req.method === "GET" || c.req.method === "HEAD" || READ_ONLY_POSTS.test(c.req.path)) return;
-  for (const catalog of catalogs) catalog.invalidate();
-};
 
 export interface InferenceRoutesOptions {
   /** Overrides of the vars-derived configuration (tests, benchmarks). */
@@ -76,8 +59,6 @@ export interface InferenceRoutesOptions {
 
 type GatewayEnv = { Bindings: Env & GatewayVars; Variables: ServingVariables };
 type Ctx = Context<GatewayEnv>;
-
-const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   const r = new Hono<GatewayEnv>();
@@ -91,7 +72,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   /** The model's catalog entry, or a 404 naming it. */
   async function modelOr404(c: Ctx): Promise<CatalogEntry> {
     const name = c.req.param("model") ?? "";
-    const entry = MODEL_NAME.test(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
+    const entry = ModelName.safeParse(name).success ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
     if (!entry) throw new GatewayError(404, "not_found", `model '${name.slice(0, 80)}' not found`, "model");
     return entry;
   }

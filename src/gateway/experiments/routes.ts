@@ -11,19 +11,14 @@ import { type Context, Hono, type Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { keyAllowsModel, requireAdmin, verifiedKeyOf } from "../../registry/auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "../../registry/errors";
+import { publishesRegistryChange } from "../../registry/invalidation";
 import { findModel, findVariant, isUniqueViolation, registryDb } from "../../registry/store";
 import { parseParam, parseQuery, readJsonBody } from "../../registry/validation";
 import type { Env } from "../env";
 import { PINNED_VERSION, type ServingVariables } from "../serving-variables";
 import { assignRequest } from "./assign";
 import { armLabel, computeResults } from "./results";
-import {
-  armName,
-  experimentIdOfRequest,
-  experimentOverride,
-  finishExperimentResponse,
-  runningExperiments,
-} from "./serving";
+import { armName, experimentIdOfRequest, experimentOverride, finishExperimentResponse } from "./serving";
 import {
   applyPromotion,
   type ExperimentDb,
@@ -186,7 +181,7 @@ export function createExperimentRoutes() {
 
   r.get("/v1/experiments/:id", async (c) => c.json({ experiment: experimentView(await experimentOr404(c)) }));
 
-  r.patch("/v1/experiments/:id", requireAdmin, jsonLimit, async (c) => {
+  r.patch("/v1/experiments/:id", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const e = await experimentOr404(c);
     const body = await readJsonBody(c, PatchExperimentBody);
     if (e.experiment.status !== "draft") {
@@ -212,7 +207,7 @@ export function createExperimentRoutes() {
   });
 
   // --- lifecycle ------------------------------------------------------------------------------------------
-  r.post("/v1/experiments/:id/start", requireAdmin, async (c) => {
+  r.post("/v1/experiments/:id/start", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     if (x.status !== "draft") {
@@ -242,11 +237,10 @@ export function createExperimentRoutes() {
         "model",
       );
     }
-    runningExperiments.invalidate(e.model.name);
     return c.json({ experiment: await reload(c, x.id) });
   });
 
-  r.post("/v1/experiments/:id/stop", requireAdmin, async (c) => {
+  r.post("/v1/experiments/:id/stop", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     if (x.status !== "running") {
@@ -257,7 +251,6 @@ export function createExperimentRoutes() {
       );
     }
     await updateExperiment(c.var.db, x.id, { status: "stopped", stoppedAt: new Date().toISOString() });
-    runningExperiments.invalidate(e.model.name);
     return c.json({ experiment: await reload(c, x.id) });
   });
 
@@ -268,7 +261,7 @@ export function createExperimentRoutes() {
    * "keep-control" -> the control arm), or the arm given in the body (a human override). Running experiments
    * stop as they are promoted.
    */
-  r.post("/v1/experiments/:id/promote", requireAdmin, jsonLimit, async (c) => {
+  r.post("/v1/experiments/:id/promote", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     const body = await readJsonBody(c, PromoteBody);
@@ -318,7 +311,6 @@ export function createExperimentRoutes() {
         .map((a) => a.variant!.id),
       alias: body.alias,
     });
-    runningExperiments.invalidate(e.model.name);
     return c.json({
       experiment: await reload(c, x.id),
       promoted: { arm: armName(winner), version: winning.version, alias: body.alias, reason },
