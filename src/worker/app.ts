@@ -1,10 +1,10 @@
 import { Hono } from "hono";
+import { createDashboardRoutes } from "../gateway/dashboard/routes";
+import { createExperimentRoutes } from "../gateway/experiments/routes";
+import { createInferenceRoutes } from "../gateway/inference-routes";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
-import { createDashboardRoutes } from "./dashboard/routes";
 import type { Env } from "./env";
-import { createExperimentRoutes } from "./experiments/routes";
-import { createInferenceRoutes } from "./inference-routes";
 
 export interface AppOptions {
   /** API-key cache for this app (tests pass one with their own clock); default: the isolate's. */

@@ -4,8 +4,8 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
-import { createApp } from "../../src/gateway/app";
 import { REQUEST_ID } from "../../src/gateway/experiments/serving";
+import { createApp } from "../../src/worker/app";
 import { ensureModel, type GraphVariant, registerGraph } from "./gateway-helpers";
 import { admin, api, jsonInit, mintKey, tinyModelGraph, withKey } from "./helpers";
 

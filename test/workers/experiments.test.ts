@@ -3,7 +3,6 @@
 // (exposures are fed through the queue consumer); serving through ORT is in experiments-serving.test.ts.
 import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { createApp } from "../../src/gateway/app";
 import { assignArm } from "../../src/gateway/experiments/assign";
 import type { ExposureEvent } from "../../src/gateway/experiments/events";
 import {
@@ -12,8 +11,9 @@ import {
   RunningExperiments,
 } from "../../src/gateway/experiments/serving";
 import { normalQuantile } from "../../src/gateway/experiments/stats";
-import worker from "../../src/gateway/worker";
 import { onRegistryChange } from "../../src/registry/invalidation";
+import { createApp } from "../../src/worker/app";
+import worker from "../../src/worker/worker";
 import { admin, api, expectError, jsonInit, seedModel, withKey } from "./helpers";
 
 // D1 round trips through the local workerd are a few ms each and the tests make hundreds.
