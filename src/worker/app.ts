@@ -5,6 +5,7 @@ import { createInferenceRoutes } from "../gateway/inference-routes";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
 import type { Env } from "./env";
+import { useOpenApi } from "./openapi";
 
 export interface AppOptions {
   /** API-key cache for this app (tests pass one with their own clock); default: the isolate's. */
@@ -41,5 +42,6 @@ export function createApp(options: AppOptions = {}) {
   app.route("/", createExperimentRoutes());
   app.route("/", createInferenceRoutes());
   app.route("/", createDashboardRoutes());
+  useOpenApi(app as never);
   return app;
 }
