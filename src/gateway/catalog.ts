@@ -14,6 +14,7 @@
 
 import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";
 import { parsePositiveId } from "../http/params";
+import { IsolateCache } from "../core/isolate-cache";
 import type { ModelRow, TaskSlaRow, VariantRow } from "../registry/schema";
 import {
   type AliasWithVersion,
@@ -33,54 +34,35 @@ export interface CatalogEntry {
   aliases: AliasWithVersion[];
 }
 
-interface Cached {
-  expiresAt: number;
-  value: CatalogEntry | null;
-}
-
 export class Catalog {
-  private readonly entries = new Map<string, Cached>();
-  /** D1 round trips made (observable so a test can prove the cache works). */
-  queries = 0;
-  /** Bumped by every invalidation, so a query sent before one does not refill the cache after it. */
-  private generation = 0;
+  private readonly cache: IsolateCache<CatalogEntry | null>;
 
   constructor(
-    private readonly ttlMs: number,
-    private readonly now: () => number = Date.now,
+    ttlMs: number,
+    now: () => number = Date.now,
     /** Bound on cached names, so requests for endless unknown names cannot grow the isolate's memory. */
-    private readonly maxEntries = 1_000,
-  ) {}
+    maxEntries = 1_000,
+  ) {
+    this.cache = new IsolateCache({ ttlMs, maxEntries, now });
+  }
+
+  /** D1 round trips made (observable so a test can prove the cache works). */
+  get queries(): number {
+    return this.cache.loads;
+  }
 
   /** The model and its variants, SLA and aliases; null when no such model is registered. */
   async lookup(d1: D1Database, name: string): Promise<CatalogEntry | null> {
-    const hit = this.entries.get(name);
-    if (hit && hit.expiresAt > this.now()) return hit.value;
-    // A failed query (D1 unavailable) throws here and caches nothing. The TTL counts from when the query was
-    // sent, so a write (which invalidates) during the query is seen again within one TTL at most.
-    const sentAt = this.now();
-    const generation = this.generation;
-    const value = await this.query(d1, name);
-    // An invalidation while the query was in flight means the result may predate a write: serve it to this
-    // request (as if it had arrived a moment earlier) but do not cache it.
-    if (generation === this.generation) {
-      this.entries.delete(name);
-      this.entries.set(name, { expiresAt: sentAt + this.ttlMs, value });
-      if (this.entries.size > this.maxEntries)
-        this.entries.delete(this.entries.keys().next().value as string);
-    }
-    return value;
+    // A failed query (D1 unavailable) throws and caches nothing; one in flight across a write is not cached.
+    return this.cache.get(name, () => this.query(d1, name));
   }
 
   invalidate(name?: string): void {
-    this.generation++;
-    if (name === undefined) this.entries.clear();
-    else this.entries.delete(name);
+    this.cache.invalidate(name);
   }
 
   private async query(d1: D1Database, name: string): Promise<CatalogEntry | null> {
     const db = registryDb(d1);
-    this.queries++;
     const model = await findModel(db, name);
     if (!model) return null;
     const [variants, sla, aliases] = await Promise.all([

@@ -6,10 +6,11 @@
  * Per-isolate state (catalog cache, session cache, cool-downs) is created on the first request, when the
  * Worker's vars are known, and lives as long as the isolate.
  */
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { isModelName } from "../http/params";
+import { onRegistryChange } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
 import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
@@ -27,6 +28,7 @@ import {
   serveWithFallback,
   Timings,
 } from "./serve";
+import { PINNED_VERSION, type ServingVariables } from "./serving-variables";
 import { ortLock, SessionCache } from "./sessions";
 
 export interface GatewayState {
@@ -36,12 +38,10 @@ export interface GatewayState {
   cooldowns: Cooldowns;
 }
 
-/** Every catalog of this isolate, so registry writes made here are seen here at once (not after the TTL). */
-const catalogs = new Set<Catalog>();
-
 export function createGatewayState(config: GatewayConfig): GatewayState {
   const catalog = new Catalog(config.catalogTtlMs);
-  catalogs.add(catalog);
+  // Registry writes made in this isolate are seen here at once, not after the TTL (src/registry/invalidation.ts).
+  onRegistryChange(({ model }) => catalog.invalidate(model));
   return {
     config,
     catalog,
@@ -50,23 +50,6 @@ export function createGatewayState(config: GatewayConfig): GatewayState {
   };
 }
 
-/**
- * POSTs under /v1 that read the registry but never write it: classify (the hot path) and experiment feedback.
- * Dropping the caches after each of them would make every request under load a cache miss.
- */
-const READ_ONLY_POSTS = /^\/v1\/(?:models\/[^/]+(?:\/versions\/[^/]+)?\/classify|feedback)\/?$/;
-
-/**
- * Middleware for the registry routes: after any write (status, SLA, alias, upload, delete, promote) drop this
- * isolate's cached registry lookups. Writes are rare, so all models are dropped (an SLA write touches every
- * model of the task). Other isolates see the change within the catalog TTL.
- */
-export const invalidateCatalogsAfterWrites: MiddlewareHandler = async (c, next) => {
-  await next();
-  if (c.req.method === "GET" || c.req.method === "HEAD" || READ_ONLY_POSTS.test(c.req.path)) return;
-  for (const catalog of catalogs) catalog.invalidate();
-};
-
 export interface InferenceRoutesOptions {
   /** Overrides of the vars-derived configuration (tests, benchmarks). */
   config?: Partial<GatewayConfig>;
@@ -74,7 +57,7 @@ export interface InferenceRoutesOptions {
   state?: GatewayState;
 }
 
-type GatewayEnv = { Bindings: Env & GatewayVars };
+type GatewayEnv = { Bindings: Env & GatewayVars; Variables: ServingVariables };
 type Ctx = Context<GatewayEnv>;
 
 export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
@@ -244,7 +227,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return respond(c, body, entry, served, decision, timings);
   }
 
-  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, null));
+  // Routed; a running experiment's middleware may have pinned the arm's version (serving-variables.ts).
+  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, c.get(PINNED_VERSION) ?? null));
   r.post("/v2/models/:model/versions/:version/infer", jsonBody, (c) =>
     infer(c, c.req.param("version") ?? ""),
   );
@@ -296,7 +280,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return respond(c, body, entry, served, decision, timings);
   }
 
-  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, null));
+  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, c.get(PINNED_VERSION) ?? null));
   r.post("/v1/models/:model/versions/:version/classify", jsonBody, (c) =>
     classify(c, c.req.param("version") ?? ""),
   );

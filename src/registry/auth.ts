@@ -204,18 +204,6 @@ const AuthMode = z.enum(["on", "off"]).optional();
 
 type ApiKeyEnv = { Bindings: AuthBindings; Variables: { apiKey: VerifiedApiKey | null } };
 
-/**
- * Requests re-dispatched inside the Worker (the experiment hook serves an arm through the pinned route) carry
- * the key their outer request verified, so the inner pass neither looks it up nor counts it against the rate
- * limit again. A WeakMap on the Request object: nothing a client sends can put a request in it.
- */
-const forwarded = new WeakMap<Request, VerifiedApiKey | null>();
-
-export function forwardVerifiedKey(from: Context, to: Request): Request {
-  forwarded.set(to, (from.get("apiKey") as VerifiedApiKey | null | undefined) ?? null);
-  return to;
-}
-
 /** The key a request was authorised with (null under AUTH=off). */
 export function verifiedKeyOf(c: Context): VerifiedApiKey | null {
   return (c.get("apiKey") as VerifiedApiKey | null | undefined) ?? null;
@@ -243,11 +231,6 @@ export function requireApiKey(
 ): MiddlewareHandler<ApiKeyEnv> {
   return async (c, next) => {
     const t0 = performance.now();
-    const inner = forwarded.get(c.req.raw);
-    if (inner !== undefined) {
-      c.set("apiKey", inner);
-      return next();
-    }
     const mode = AuthMode.safeParse(c.env.AUTH === "" ? undefined : c.env.AUTH);
     if (!mode.success) {
       return deny(c, 503, {

@@ -5,10 +5,10 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { DEFAULT_SLA_CONFIDENCE } from "../core/evidence";
-import type { Env } from "../gateway/env";
-import { apiKeyCache, mintApiKey, requireAdmin } from "./auth";
+import { type AuthBindings, apiKeyCache, mintApiKey, requireAdmin } from "./auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
 import { assertVariantNotInRunningExperiment } from "./experiment-guard";
+import { publishesRegistryChange } from "./invalidation";
 import type { ModelRow } from "./schema";
 import {
   aliasesOfVariant,
@@ -60,7 +60,15 @@ export interface RegistryOptions {
   hooks?: RegistryHooks;
 }
 
-type RegistryEnv = { Bindings: Env; Variables: { db: RegistryDb } };
+/** The bindings and vars the registry routes read; the Worker's Env (src/worker/env.ts) is a superset. */
+export interface RegistryBindings extends AuthBindings {
+  DB: D1Database;
+  ARTIFACTS: R2Bucket;
+  /** Largest accepted variant upload in MB (default 100). */
+  MAX_UPLOAD_MB?: string;
+}
+
+type RegistryEnv = { Bindings: RegistryBindings; Variables: { db: RegistryDb } };
 type Ctx = Context<RegistryEnv>;
 
 function tooLarge(limit: number) {
@@ -103,7 +111,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   r.onError(registryErrorHandler);
 
   // --- models -------------------------------------------------------------------------------------------
-  r.post("/v1/models", requireAdmin, jsonLimit, async (c) => {
+  r.post("/v1/models", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const body = await readJsonBody(c, CreateModelBody);
     const existing = await findModel(db(c), body.name);
     const same = (m: ModelRow) =>
@@ -155,7 +163,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const limit = options.maxUploadBytes ?? (envLimit > 0 ? envLimit : DEFAULT_MAX_UPLOAD_BYTES);
     return bodyLimit({ maxSize: limit, onError: tooLarge(limit) })(c, next);
   });
-  r.post("/v1/models/:model/variants", async (c) => {
+  r.post("/v1/models/:model/variants", publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
     let form: FormData;
     try {
@@ -181,23 +189,29 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     return c.json({ variant: variantView(model, variant, { manifest: true }) });
   });
 
-  r.patch("/v1/models/:model/variants/:version", requireAdmin, jsonLimit, async (c) => {
-    const model = await modelOr404(c);
-    const variant = await variantOr404(c, model);
-    const { status } = await readJsonBody(c, PatchVariantBody);
-    if (status === "retired") {
-      await assertVariantNotInRunningExperiment(
-        c.env.DB,
-        variant.id,
-        `${model.name}@${variant.version}`,
-        "retired",
-      );
-    }
-    const updated = await setVariantStatus(db(c), variant.id, status);
-    return c.json({ variant: variantView(model, updated) });
-  });
+  r.patch(
+    "/v1/models/:model/variants/:version",
+    requireAdmin,
+    publishesRegistryChange,
+    jsonLimit,
+    async (c) => {
+      const model = await modelOr404(c);
+      const variant = await variantOr404(c, model);
+      const { status } = await readJsonBody(c, PatchVariantBody);
+      if (status === "retired") {
+        await assertVariantNotInRunningExperiment(
+          c.env.DB,
+          variant.id,
+          `${model.name}@${variant.version}`,
+          "retired",
+        );
+      }
+      const updated = await setVariantStatus(db(c), variant.id, status);
+      return c.json({ variant: variantView(model, updated) });
+    },
+  );
 
-  r.delete("/v1/models/:model/variants/:version", requireAdmin, async (c) => {
+  r.delete("/v1/models/:model/variants/:version", requireAdmin, publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
     const variant = await variantOr404(c, model);
     const label = `${model.name}@${variant.version}`;
@@ -253,7 +267,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     return c.json({ alias: aliasView(model, found) });
   });
 
-  r.put("/v1/models/:model/aliases/:alias", requireAdmin, jsonLimit, async (c) => {
+  r.put("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
     const { version } = await readJsonBody(c, PutAliasBody);
@@ -271,7 +285,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     return c.json({ alias: aliasView(model, saved) });
   });
 
-  r.delete("/v1/models/:model/aliases/:alias", requireAdmin, async (c) => {
+  r.delete("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
     if (!(await deleteAlias(db(c), model.id, name))) {
@@ -281,7 +295,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   });
 
   // --- task SLAs ----------------------------------------------------------------------------------------
-  r.put("/v1/tasks/:task/sla", requireAdmin, jsonLimit, async (c) => {
+  r.put("/v1/tasks/:task/sla", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const task = parseParam(TaskName, c.req.param("task"), "task");
     const body = await readJsonBody(c, PutSlaBody);
     const row = await upsertTaskSla(db(c), {

@@ -4,11 +4,11 @@
 // 200s from a real session are in gateway-inference.test.ts), so this file never loads ORT's wasm.
 import { env, SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { API_KEY_ROUTES, createApp } from "../../src/gateway/app";
 import { mintRequestId } from "../../src/gateway/experiments/serving";
 import { MAX_CREDENTIAL_CHARS } from "../../src/http/credentials";
 import { API_KEY_CACHE_TTL_MS, ApiKeyCache } from "../../src/registry/auth";
 import { registryDb, revokeApiKey } from "../../src/registry/store";
+import { API_KEY_ROUTES, createApp } from "../../src/worker/app";
 import { admin, api, createModel, jsonInit, mintKey, registerVariant } from "./helpers";
 
 type Json = { error: string | { code: string; message: string; field?: string } };

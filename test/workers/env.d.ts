@@ -1,4 +1,4 @@
-// Types the `env` that `cloudflare:test` / `cloudflare:workers` hand to tests (mirrors src/gateway/env.ts).
+// Types the `env` that `cloudflare:test` / `cloudflare:workers` hand to tests (mirrors src/worker/env.ts).
 declare namespace Cloudflare {
   interface Env {
     DB: D1Database;

@@ -5,6 +5,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { REQUEST_ID } from "../../src/gateway/experiments/serving";
+import { createApp } from "../../src/worker/app";
 import { ensureModel, type GraphVariant, registerGraph } from "./gateway-helpers";
 import { admin, api, jsonInit, mintKey, tinyModelGraph, withKey } from "./helpers";
 
@@ -226,5 +227,27 @@ describe("a running experiment on the serving path", () => {
     expect(new Set(keyed.map((r) => r.unit_id)).size).toBe(2);
     expect(keyed[0].unit_id).toMatch(/^key:[0-9a-f]{16}$/);
     expect(keyed.some((r) => key.includes(String(r.unit_id).slice(4)))).toBe(false);
+  });
+
+  it("serves an experiment's request in one pass through the app (the arm is pinned by middleware)", async () => {
+    const [v1, v2] = await registerVariants("exp-once", [
+      { seed: 7, accuracy: 0.9, p50Ms: 5 },
+      { seed: 8, accuracy: 0.9, p50Ms: 4, status: "staged" },
+    ]);
+    const id = await startExperiment("exp-once", [v1, v2]);
+    const app = createApp();
+    // The old hook re-dispatched through the app's own `fetch`; count every entry into it.
+    const entries = vi.spyOn(app, "fetch");
+    for (const unit of ["u-a", "u-b", "u-c", "u-d"]) {
+      const init = jsonInit("POST", { text: "one pass" }, await withKey({ "x-sluice-user": unit }));
+      const res = await app.fetch(new Request("http://gateway/v1/models/exp-once/classify", init), env);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-sluice-experiment")).toBe(String(id));
+      const { version } = (await res.json()) as { version: number };
+      expect(res.headers.get("x-sluice-variant")).toBe(`exp-once@${version}`);
+      expect([v1, v2]).toContain(version);
+    }
+    expect(entries).toHaveBeenCalledTimes(4);
+    expect((await api(`/v1/experiments/${id}/stop`, { method: "POST", headers: admin })).status).toBe(200);
   });
 });

@@ -5,9 +5,15 @@ import { createExecutionContext, createMessageBatch, env, getQueueResult } from 
 import { describe, expect, it, vi } from "vitest";
 import { assignArm } from "../../src/gateway/experiments/assign";
 import type { ExposureEvent } from "../../src/gateway/experiments/events";
-import { mintRequestId } from "../../src/gateway/experiments/serving";
+import {
+  mintRequestId,
+  RUNNING_EXPERIMENT_CACHE_MAX,
+  RunningExperiments,
+} from "../../src/gateway/experiments/serving";
 import { normalQuantile } from "../../src/gateway/experiments/stats";
-import worker from "../../src/gateway/worker";
+import { onRegistryChange } from "../../src/registry/invalidation";
+import { createApp } from "../../src/worker/app";
+import worker from "../../src/worker/worker";
 import { admin, api, expectError, jsonInit, seedModel, withKey } from "./helpers";
 
 // D1 round trips through the local workerd are a few ms each and the tests make hundreds.
@@ -343,6 +349,55 @@ describe("assignment", () => {
       const res = await api(`/v1/experiments/${e.id}/assignment?unit=unit-${i}`);
       expect(((await res.json()) as { index: number }).index).toBe(assignArm(spec, `unit-${i}`));
     }
+  });
+});
+
+describe("the running-experiment cache", () => {
+  it("stays bounded under 10,000 distinct unknown model names and never caches an invalid one", async () => {
+    await seedModel("exp-bounded", [{}, {}]);
+    const e = await started("exp-bounded");
+    const cache = new RunningExperiments();
+    expect((await cache.lookup(env.DB, "exp-bounded"))?.id).toBe(e.id);
+    // names no model can have: answered without a query and never stored
+    for (const name of ["Upper", "has space", "a".repeat(65), "../etc", "-lead", ""]) {
+      expect(await cache.lookup(env.DB, name)).toBeNull();
+    }
+    expect(cache.queries).toBe(1);
+    expect(cache.size).toBe(1);
+    // 10,000 well-formed names of no model: each asks D1 once, the cache keeps at most its bound
+    const names = Array.from({ length: 10_000 }, (_, i) => `nobody-${i}`);
+    for (let i = 0; i < names.length; i += 100) {
+      const answers = await Promise.all(names.slice(i, i + 100).map((n) => cache.lookup(env.DB, n)));
+      expect(answers.every((a) => a === null)).toBe(true);
+    }
+    expect(cache.queries).toBe(1 + names.length);
+    expect(cache.size).toBe(RUNNING_EXPERIMENT_CACHE_MAX);
+    // the most recent names are the ones kept (least recently used go first)
+    expect(await cache.lookup(env.DB, names.at(-1)!)).toBeNull();
+    expect(cache.queries).toBe(1 + names.length);
+    expect((await cache.lookup(env.DB, "exp-bounded"))?.id).toBe(e.id);
+    expect(cache.queries).toBe(2 + names.length);
+    expect((await lifecycle(e.id, "stop")).status).toBe(200);
+  });
+
+  it("hears registry writes through the invalidation signal, not the TTL", async () => {
+    await seedModel("exp-signal", [{}, {}]);
+    const e = await createExperiment("exp-signal");
+    const cache = new RunningExperiments(60_000);
+    onRegistryChange(({ model }) => cache.invalidate(model));
+    // writes through an app of this module instance (SELF runs the Worker's own instance, with its own signal)
+    const app = createApp();
+    const write = (action: string) =>
+      app.fetch(
+        new Request(`http://gateway/v1/experiments/${e.id}/${action}`, { method: "POST", headers: admin }),
+        env,
+      );
+    expect(await cache.lookup(env.DB, "exp-signal")).toBeNull(); // a draft is not running
+    expect((await write("start")).status).toBe(200);
+    expect((await cache.lookup(env.DB, "exp-signal"))?.id).toBe(e.id);
+    expect((await write("stop")).status).toBe(200);
+    expect(await cache.lookup(env.DB, "exp-signal")).toBeNull();
+    expect(cache.queries).toBe(3);
   });
 });
 

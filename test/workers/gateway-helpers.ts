@@ -5,9 +5,9 @@
 import { env } from "cloudflare:test";
 import { Hono } from "hono";
 import { type Graph, ioSignatureOf } from "../../src/core/onnx";
-import { useApiKeys } from "../../src/gateway/app";
 import type { Env } from "../../src/gateway/env";
 import { createInferenceRoutes, type GatewayState } from "../../src/gateway/inference-routes";
+import { useApiKeys } from "../../src/worker/app";
 import { type GraphVariant, graphVariantFiles } from "../shared/variant-files";
 import { api, jsonInit, uploadVariant, withKey } from "./helpers";
 

@@ -9,20 +9,16 @@
  */
 import { type Context, Hono, type Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { forwardVerifiedKey, keyAllowsModel, requireAdmin, verifiedKeyOf } from "../../registry/auth";
+import { keyAllowsModel, requireAdmin, verifiedKeyOf } from "../../registry/auth";
 import { ApiError, conflict, notFound, registryErrorHandler } from "../../registry/errors";
+import { publishesRegistryChange } from "../../registry/invalidation";
 import { findModel, findVariant, isUniqueViolation, registryDb } from "../../registry/store";
 import { parseParam, parseQuery, readJsonBody } from "../../registry/validation";
 import type { Env } from "../env";
+import { PINNED_VERSION, type ServingVariables } from "../serving-variables";
 import { assignRequest } from "./assign";
 import { armLabel, computeResults } from "./results";
-import {
-  armName,
-  experimentIdOfRequest,
-  experimentOverride,
-  finishExperimentResponse,
-  runningExperiments,
-} from "./serving";
+import { armName, experimentIdOfRequest, experimentOverride, finishExperimentResponse } from "./serving";
 import {
   applyPromotion,
   type ExperimentDb,
@@ -47,14 +43,6 @@ import {
 
 type ExperimentEnv = { Bindings: Env; Variables: { db: ExperimentDb } };
 type Ctx = Context<ExperimentEnv>;
-
-export interface ExperimentRoutesOptions {
-  /**
-   * Serves a request through the whole gateway (the app's own fetch): the serving hook sends an experiment's
-   * request to the arm's pinned route with it.
-   */
-  dispatch: (request: Request, c: Context<{ Bindings: Env }>) => Response | Promise<Response>;
-}
 
 const MAX_JSON_BYTES = 64 * 1024;
 const jsonLimit = bodyLimit({
@@ -136,7 +124,7 @@ function newSeed(): string {
   return [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export function createExperimentRoutes(options: ExperimentRoutesOptions) {
+export function createExperimentRoutes() {
   const r = new Hono<ExperimentEnv>();
   r.onError(registryErrorHandler);
   const withDb = async (c: Ctx, next: Next) => {
@@ -193,7 +181,7 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
 
   r.get("/v1/experiments/:id", async (c) => c.json({ experiment: experimentView(await experimentOr404(c)) }));
 
-  r.patch("/v1/experiments/:id", requireAdmin, jsonLimit, async (c) => {
+  r.patch("/v1/experiments/:id", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const e = await experimentOr404(c);
     const body = await readJsonBody(c, PatchExperimentBody);
     if (e.experiment.status !== "draft") {
@@ -219,7 +207,7 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
   });
 
   // --- lifecycle ------------------------------------------------------------------------------------------
-  r.post("/v1/experiments/:id/start", requireAdmin, async (c) => {
+  r.post("/v1/experiments/:id/start", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     if (x.status !== "draft") {
@@ -249,11 +237,10 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
         "model",
       );
     }
-    runningExperiments.invalidate(e.model.name);
     return c.json({ experiment: await reload(c, x.id) });
   });
 
-  r.post("/v1/experiments/:id/stop", requireAdmin, async (c) => {
+  r.post("/v1/experiments/:id/stop", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     if (x.status !== "running") {
@@ -264,7 +251,6 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
       );
     }
     await updateExperiment(c.var.db, x.id, { status: "stopped", stoppedAt: new Date().toISOString() });
-    runningExperiments.invalidate(e.model.name);
     return c.json({ experiment: await reload(c, x.id) });
   });
 
@@ -275,7 +261,7 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
    * "keep-control" -> the control arm), or the arm given in the body (a human override). Running experiments
    * stop as they are promoted.
    */
-  r.post("/v1/experiments/:id/promote", requireAdmin, jsonLimit, async (c) => {
+  r.post("/v1/experiments/:id/promote", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
     const body = await readJsonBody(c, PromoteBody);
@@ -325,7 +311,6 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
         .map((a) => a.variant!.id),
       alias: body.alias,
     });
-    runningExperiments.invalidate(e.model.name);
     return c.json({
       experiment: await reload(c, x.id),
       promoted: { arm: armName(winner), version: winning.version, alias: body.alias, reason },
@@ -406,33 +391,26 @@ export function createExperimentRoutes(options: ExperimentRoutesOptions) {
   });
 
   // --- serving hook ---------------------------------------------------------------------------------------
-  const intercept =
-    (pinned: (model: string, version: number) => string) =>
-    async (c: Context<{ Bindings: Env }>, next: Next) => {
-      const model = c.req.param("model") ?? "";
-      let override: Awaited<ReturnType<typeof experimentOverride>> = null;
-      try {
-        override = await experimentOverride(c, model);
-      } catch (err) {
-        // An experiment lookup failure must not take serving down: fall back to SLA routing.
-        console.error(`experiments: lookup for '${model}' failed; serving without the experiment`, err);
-      }
-      if (!override) return next();
-      const url = new URL(c.req.url);
-      url.pathname = pinned(model, override.version);
-      const t0 = performance.now();
-      // The inner request carries the key this one was authorised with (no second lookup or rate count).
-      const response = await options.dispatch(forwardVerifiedKey(c, new Request(url, c.req.raw)), c);
-      return finishExperimentResponse(c, override, response, performance.now() - t0);
-    };
-  r.post(
-    "/v2/models/:model/infer",
-    intercept((m, v) => `/v2/models/${m}/versions/${v}/infer`),
-  );
-  r.post(
-    "/v1/models/:model/classify",
-    intercept((m, v) => `/v1/models/${m}/versions/${v}/classify`),
-  );
+  // Middleware in front of the routed infer/classify handlers (mounted after these routes): it picks the arm,
+  // pins its version on the context and lets the same request go on to the inference handler, so the app
+  // runs once per request (no re-dispatch through app.fetch).
+  const intercept = async (c: Context<{ Bindings: Env; Variables: ServingVariables }>, next: Next) => {
+    const model = c.req.param("model") ?? "";
+    let override: Awaited<ReturnType<typeof experimentOverride>> = null;
+    try {
+      override = await experimentOverride(c, model);
+    } catch (err) {
+      // An experiment lookup failure must not take serving down: fall back to SLA routing.
+      console.error(`experiments: lookup for '${model}' failed; serving without the experiment`, err);
+    }
+    if (!override) return next();
+    c.set(PINNED_VERSION, String(override.version));
+    const t0 = performance.now();
+    await next();
+    c.res = await finishExperimentResponse(c, override, c.res, performance.now() - t0);
+  };
+  r.post("/v2/models/:model/infer", intercept);
+  r.post("/v1/models/:model/classify", intercept);
 
   return r;
 }

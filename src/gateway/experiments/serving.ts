@@ -1,8 +1,9 @@
 /**
  * Experiments on the serving path. While a model has a running experiment, its routed requests
  * (`POST /v2/models/:model/infer`, `POST /v1/models/:model/classify`) bypass SLA routing: each request is
- * assigned an arm from its unit (sticky) and served by that arm's variant, through the gateway's own pinned
- * route (`.../versions/:version/...`), so serving, validation and errors are exactly the gateway's. The
+ * assigned an arm from its unit (sticky) and served by that arm's variant: the hook pins the arm's version on the
+ * request (src/gateway/serving-variables.ts) and the same inference handler serves it, so serving, validation
+ * and errors are exactly the gateway's. The
  * response gains `x-sluice-experiment`, `x-sluice-arm` and `x-sluice-request-id`, and an exposure event goes
  * to the EVENTS queue after the response (`waitUntil`), off the hot path.
  *
@@ -11,9 +12,12 @@
  */
 import { and, eq } from "drizzle-orm";
 import type { Context } from "hono";
+import { IsolateCache } from "../../core/isolate-cache";
 import { requestCredential } from "../../http/credentials";
 import { experimentArms, experiments } from "../../registry/experiments-schema";
+import { onRegistryChange } from "../../registry/invalidation";
 import { models, variants } from "../../registry/schema";
+import { ModelName } from "../../registry/validation";
 import type { Env } from "../env";
 import { type ArmAssignment, assignRequest } from "./assign";
 import type { ExposureEvent } from "./events";
@@ -51,41 +55,45 @@ export function experimentIdOfRequest(requestId: string): number | null {
 
 // --- per-isolate cache of running experiments -------------------------------------------------------------
 
-interface Cached {
-  expiresAt: number;
-  value: RunningExperiment | null;
-}
+/** Most model names one isolate keeps an answer for (least recently used go first). */
+export const RUNNING_EXPERIMENT_CACHE_MAX = 1_000;
 
 /**
- * Per-isolate cache: the hot path must not query D1 on every request. Misses (no experiment) are cached too.
- * Only settled values are shared between requests, never an in-flight query: workerd cancels a request that
- * waits on a promise another request's I/O will resolve ("the Worker's code had hung"), so concurrent misses
- * each run their own (cheap, indexed) query.
+ * Per-isolate cache: the hot path must not query D1 on every request. Misses (no experiment) are cached too,
+ * but only for names that pass ModelName, and never more than `maxEntries` of them: a client sending endless
+ * made-up names cannot grow the isolate's memory. Registry writes invalidate it (src/registry/invalidation.ts).
  */
 export class RunningExperiments {
-  private readonly entries = new Map<string, Cached>();
-  queries = 0;
+  private readonly cache: IsolateCache<RunningExperiment | null>;
 
   constructor(
-    private readonly ttlMs = RUNNING_EXPERIMENT_TTL_MS,
-    private readonly now: () => number = Date.now,
-  ) {}
+    ttlMs = RUNNING_EXPERIMENT_TTL_MS,
+    now: () => number = Date.now,
+    maxEntries = RUNNING_EXPERIMENT_CACHE_MAX,
+  ) {
+    this.cache = new IsolateCache({ ttlMs, maxEntries, now });
+  }
 
+  /** D1 queries made (observable so a test can prove the cache works). */
+  get queries(): number {
+    return this.cache.loads;
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** The model's running experiment; null for none, and for a name no model can have (without a query). */
   async lookup(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
-    const hit = this.entries.get(modelName);
-    if (hit && hit.expiresAt > this.now()) return hit.value;
-    const value = await this.query(d1, modelName);
-    this.entries.set(modelName, { expiresAt: this.now() + this.ttlMs, value });
-    return value;
+    if (!ModelName.safeParse(modelName).success) return null;
+    return this.cache.get(modelName, () => this.query(d1, modelName));
   }
 
   invalidate(modelName?: string): void {
-    if (modelName === undefined) this.entries.clear();
-    else this.entries.delete(modelName);
+    this.cache.invalidate(modelName);
   }
 
   private async query(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
-    this.queries++;
     const rows = await experimentDb(d1)
       .select({
         id: experiments.id,
@@ -117,6 +125,7 @@ export class RunningExperiments {
 
 /** The isolate's cache, shared by the serving hook and the experiment routes (which invalidate it on writes). */
 export const runningExperiments = new RunningExperiments();
+onRegistryChange(({ model }) => runningExperiments.invalidate(model));
 
 // --- assignment -------------------------------------------------------------------------------------------
 
@@ -150,8 +159,8 @@ export interface ExperimentOverride {
  * Whether the model's running experiment covers this request, and which arm serves it. Null when the model
  * has no running experiment.
  */
-export async function experimentOverride(
-  c: Context<{ Bindings: Env }>,
+export async function experimentOverride<E extends { Bindings: Env }>(
+  c: Context<E>,
   modelName: string,
   cache: RunningExperiments = runningExperiments,
 ): Promise<ExperimentOverride | null> {
@@ -212,8 +221,8 @@ export interface ServedResponse {
  * Sends the exposure event for a served request after the response is returned (`waitUntil`): the body is
  * parsed for the predicted label there, so the client never waits for it. Client errors (4xx) are not exposures.
  */
-export function recordExposure(
-  c: Context<{ Bindings: Env }>,
+export function recordExposure<E extends { Bindings: Env }>(
+  c: Context<E>,
   override: ExperimentOverride,
   served: ServedResponse,
   latencyMs: number,
@@ -260,8 +269,8 @@ export function recordExposure(
  * branch only flows while the client reads the other one, and a client that never reads its body must not be
  * able to lose the exposure.
  */
-export async function finishExperimentResponse(
-  c: Context<{ Bindings: Env }>,
+export async function finishExperimentResponse<E extends { Bindings: Env }>(
+  c: Context<E>,
   override: ExperimentOverride,
   response: Response,
   latencyMs: number,

@@ -1,6 +1,6 @@
+import { consumeEventBatch } from "../gateway/experiments/events";
 import { createApp } from "./app";
 import type { Env } from "./env";
-import { consumeEventBatch } from "./experiments/events";
 
 const app = createApp();
 

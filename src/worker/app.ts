@@ -1,10 +1,11 @@
 import { Hono } from "hono";
+import { createDashboardRoutes } from "../gateway/dashboard/routes";
+import { createExperimentRoutes } from "../gateway/experiments/routes";
+import { createInferenceRoutes } from "../gateway/inference-routes";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
-import { createDashboardRoutes } from "./dashboard/routes";
 import type { Env } from "./env";
-import { createExperimentRoutes } from "./experiments/routes";
-import { createInferenceRoutes, invalidateCatalogsAfterWrites } from "./inference-routes";
+import { useOpenApi } from "./openapi";
 
 export interface AppOptions {
   /** API-key cache for this app (tests pass one with their own clock); default: the isolate's. */
@@ -36,23 +37,11 @@ export function createApp(options: AppOptions = {}) {
   const app = new Hono<{ Bindings: Env }>();
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   useApiKeys(app, options);
-  app.use("/v1/*", invalidateCatalogsAfterWrites);
   app.route("/", createRegistryRoutes());
   // Before the inference routes: a running experiment takes over the routed infer/classify of its model.
-  app.route(
-    "/",
-    createExperimentRoutes({ dispatch: (request, c) => app.fetch(request, c.env, executionContextOf(c)) }),
-  );
+  app.route("/", createExperimentRoutes());
   app.route("/", createInferenceRoutes());
   app.route("/", createDashboardRoutes());
+  useOpenApi(app as never);
   return app;
-}
-
-/** The request's ExecutionContext; absent under `app.request()` in tests. */
-function executionContextOf(c: { executionCtx: ExecutionContext }): ExecutionContext | undefined {
-  try {
-    return c.executionCtx;
-  } catch {
-    return undefined;
-  }
 }
