@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { notFoundOrMethodNotAllowed } from "../http/methods";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
 import { createDashboardRoutes } from "./dashboard/routes";
@@ -45,6 +46,7 @@ export function createApp(options: AppOptions = {}) {
   );
   app.route("/", createInferenceRoutes());
   app.route("/", createDashboardRoutes());
+  app.notFound(notFoundOrMethodNotAllowed(app as never));
   return app;
 }
 
