@@ -13,8 +13,8 @@
  */
 
 import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";
-import { parsePositiveId } from "../http/params";
 import { IsolateCache } from "../core/isolate-cache";
+import { parsePositiveId } from "../http/params";
 import type { ModelRow, TaskSlaRow, VariantRow } from "../registry/schema";
 import {
   type AliasWithVersion,

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { createDashboardRoutes } from "../gateway/dashboard/routes";
 import { createExperimentRoutes } from "../gateway/experiments/routes";
 import { createInferenceRoutes } from "../gateway/inference-routes";
+import { notFoundOrMethodNotAllowed } from "../http/methods";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
 import type { Env } from "./env";
@@ -43,5 +44,6 @@ export function createApp(options: AppOptions = {}) {
   app.route("/", createInferenceRoutes());
   app.route("/", createDashboardRoutes());
   useOpenApi(app as never);
+  app.notFound(notFoundOrMethodNotAllowed(app as never));
   return app;
 }
