@@ -15,8 +15,9 @@ export const DEMO_TARGETS = [0, 0.2, 0.3, 0.4] as const;
  */
 export const DEMO_INT8_TARGETS = [0.4] as const;
 /**
- * The default SLA: a variant must be proven (95%, paired on the 595-text test split, Bonferroni over the three
- * pruned variants) within 3 points of the best. With 2 points none of the committed variants is proven.
+ * The default SLA: a variant must be proven (95%, paired on the 595-text test split, Bonferroni over the four
+ * variants compared with the best) within 3 points of the best. With the 0.4+int8 twin registered the correction
+ * is over 4, and 0.4 and 0.4+int8 (both −1.18 pts) miss by 0.02 pts (bound −3.02); `--margin 0.035` serves 0.4+int8.
  */
 export const DEMO_MARGIN = 0.03;
 
