@@ -8,14 +8,14 @@ import { describeApiError, requestJson } from "../../src/trainer-node/registry-c
 import { DEMO_MODEL, DEMO_TASK, REQUEST_BATCH } from "./config";
 import type { DemoVariant } from "./variants";
 
-/** Pushes each variant directory (as `sluice push` does) and activates it; returns target -> version. */
+/** Pushes each variant directory (as `sluice push` does) and activates it; returns label -> version. */
 export async function registerVariants(
   url: string,
   token: string,
   variants: DemoVariant[],
   log: (line: string) => void,
-): Promise<Map<number, number>> {
-  const versions = new Map<number, number>();
+): Promise<Map<string, number>> {
+  const versions = new Map<string, number>();
   for (const v of variants) {
     const pushed = await push({ dir: v.dir, url, token, json: false }, (s) => log(`  ${s.trimEnd()}`));
     const version = pushed.variant.version;
@@ -25,7 +25,7 @@ export async function registerVariants(
       body: { status: "active" },
     });
     log(`  registered and activated ${DEMO_MODEL}@${version} (${v.label})`);
-    versions.set(v.target, version);
+    versions.set(v.label, version);
   }
   return versions;
 }

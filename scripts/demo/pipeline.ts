@@ -49,6 +49,9 @@ export interface DemoRow {
   version: number;
   variant: string;
   target: number;
+  precision: "fp32" | "int8";
+  /** Bytes of the registered ONNX model. */
+  bytes: number;
   /** Fraction of gated-layer weights the exported model no longer has. */
   removed: number;
   params: number;
@@ -136,17 +139,20 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
     return { base, tokenizer, data };
   });
 
-  const variants = await step(2, "building the spam variants (targets 0, 0.2, 0.3, 0.4)", () =>
-    buildVariants({
-      profile: o.profile,
-      base,
-      data,
-      tokenizer,
-      workDir: o.workDir,
-      retrain: o.retrain,
-      saveCheckpoints: o.saveCheckpoints,
-      log: o.log,
-    }),
+  const variants = await step(
+    2,
+    "building the spam variants (targets 0, 0.2, 0.3, 0.4; 0.4 also in int8)",
+    () =>
+      buildVariants({
+        profile: o.profile,
+        base,
+        data,
+        tokenizer,
+        workDir: o.workDir,
+        retrain: o.retrain,
+        saveCheckpoints: o.saveCheckpoints,
+        log: o.log,
+      }),
   );
 
   const dev = await step(
@@ -185,7 +191,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         measureThroughGateway(
           url,
           apiKey,
-          variants.map((v) => versions.get(v.target)!),
+          variants.map((v) => versions.get(v.label)!),
           data.test.texts,
           labelNames,
         ),
@@ -202,7 +208,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
     );
 
     const rows: DemoRow[] = variants.map((v, i) => {
-      const version = versions.get(v.target)!;
+      const version = versions.get(v.label)!;
       const g = measured[i];
       const candidate = route.candidates.find((c) => c.version === version);
       const s = v.manifest.sparsity;
@@ -211,6 +217,8 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         version,
         variant: v.label,
         target: v.target,
+        precision: v.precision,
+        bytes: v.manifest.artifact.bytes,
         removed: s.removed,
         params: s.params,
         baseParams: s.baseParams,

@@ -19,6 +19,7 @@ export function formatDemoTable(r: DemoResult): string {
     "version",
     "removed",
     "params",
+    "bytes",
     "accuracy (gateway)",
     `p50 / ${r.requestBatch} texts`,
     "infer p50",
@@ -29,12 +30,13 @@ export function formatDemoTable(r: DemoResult): string {
     `${row.model}@${row.version}`,
     pct(row.removed),
     `${int(row.params)} (${row.params === row.baseParams ? "dense" : `-${pct(1 - row.params / row.baseParams, 0)}`})`,
+    `${(row.bytes / 1e6).toFixed(2)} MB`,
     `${pct(row.gateway.accuracy, 2)} (${row.gateway.correct}/${row.gateway.total})`,
     ms(row.gateway.p50RequestMs),
     ms(row.gateway.p50InferMs),
     row.chosen ? "<- chosen" : row.verdict.replace("_", " "),
   ]);
-  const right = new Set([2, 3, 4, 5, 6]);
+  const right = new Set([2, 3, 4, 5, 6, 7]);
   const widths = header.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j].length)));
   const line = (cells: string[]) =>
     cells

@@ -19,6 +19,11 @@ import { DEFAULT_TOKENIZER_PATH, loadTokenizerFile } from "../../src/trainer-nod
 import type { Example } from "../../src/trainer-node/data/types";
 import { type ExportReport, exportPrunedModel } from "../../src/trainer-node/export/export";
 import { compareLatency } from "../../src/trainer-node/export/latency";
+import {
+  DEFAULT_QUANT_OP_FORM,
+  type QuantizeReport,
+  quantizeGraph,
+} from "../../src/trainer-node/export/quantize";
 import { type EvalSet, sha256Hex, writeVariant } from "../../src/trainer-node/export/variant";
 import { GateCheckpoint } from "../../src/trainer-node/gates/checkpoint";
 import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../../src/trainer-node/gates/methods";
@@ -27,6 +32,7 @@ import { trainGates } from "../../src/trainer-node/train/loop";
 import {
   CHECKPOINT_DIR,
   checkpointFileName,
+  DEMO_INT8_TARGETS,
   DEMO_MODEL,
   DEMO_TARGETS,
   DEMO_TASK,
@@ -140,6 +146,8 @@ export type CheckpointSource = "committed" | "work" | "trained";
 
 export interface DemoVariant {
   target: number;
+  /** fp32, or int8 (quantized from the fp32 variant of the same target). */
+  precision: "fp32" | "int8";
   label: string;
   /** Trainer output directory (model.onnx, tokenizer.json, manifest.json). */
   dir: string;
@@ -281,24 +289,50 @@ interface FreshExport {
   ckpt: GateCheckpoint;
   graph: Graph;
   report: ExportReport;
+  /** int8 twins: the quantization report and the fp32 graph they came from. */
+  quantization?: QuantizeReport;
+  fp32Graph?: Graph;
+}
+
+/** The fp32 graph and export report of a variant slot (fresh, or read back from its cached directory). */
+function fp32Source(s: DemoVariant | FreshExport): { graph: Graph; report: ExportReport } {
+  if ("graph" in s) return { graph: s.graph, report: s.report };
+  const {
+    accuracy: _a,
+    latencyGrid: _l,
+    ...report
+  } = JSON.parse(readFileSync(path.join(s.dir, "export-report.json"), "utf8"));
+  return { graph: decodeModel(readFileSync(path.join(s.dir, s.manifest.artifact.file))), report };
 }
 
 /**
- * Builds (or reuses) the four variants, in DEMO_TARGETS order. Fresh exports are timed together, interleaved, so
+ * Builds (or reuses) the four fp32 variants, in DEMO_TARGETS order, then the int8 twins of DEMO_INT8_TARGETS. Fresh exports are timed together, interleaved, so
  * their latencies (the router's figures) are compared under the same machine load.
  */
 export async function buildVariants(o: BuildOptions): Promise<DemoVariant[]> {
   const evalSet = testEvalSet(o.data, o.tokenizer);
   const slots: (DemoVariant | FreshExport)[] = [];
+  const keys = new Map<number, { key: string; c: Awaited<ReturnType<typeof checkpointFor>> }>();
   for (const target of DEMO_TARGETS) {
     const label = variantLabel(target);
     const c = await checkpointFor(target, o);
-    const dir = path.join(o.workDir, "variants", `${label}-${cacheKey(o, c.text).slice(0, 12)}`);
+    const key = cacheKey(o, c.text).slice(0, 12);
+    keys.set(target, { key, c });
+    const dir = path.join(o.workDir, "variants", `${label}-${key}`);
     const checkpoint = { source: c.source, file: path.relative(ROOT, c.file) };
     const manifest = await cachedVariant(dir);
     if (manifest) {
       o.log(`  ${label}: reusing ${path.relative(ROOT, dir)} (checkpoint ${checkpoint.file})`);
-      slots.push({ target, label, dir, manifest, checkpoint, cached: true, trainSeconds: c.seconds });
+      slots.push({
+        target,
+        precision: "fp32",
+        label,
+        dir,
+        manifest,
+        checkpoint,
+        cached: true,
+        trainSeconds: c.seconds,
+      });
       continue;
     }
     const { graph, report } = await exportPrunedModel(o.base.graph, c.ckpt, {
@@ -310,8 +344,43 @@ export async function buildVariants(o: BuildOptions): Promise<DemoVariant[]> {
         `${report.params.before.toLocaleString("en-US")} -> ${report.params.after.toLocaleString("en-US")} parameters, ` +
         `equal to the gated model (max |diff| ${report.equivalence.maxAbsDiff.toExponential(1)})`,
     );
-    const variant = { target, label, dir, checkpoint, cached: false, trainSeconds: c.seconds };
+    const variant = {
+      target,
+      precision: "fp32" as const,
+      label,
+      dir,
+      checkpoint,
+      cached: false,
+      trainSeconds: c.seconds,
+    };
     slots.push({ variant, ckpt: c.ckpt, graph, report });
+  }
+  for (const target of DEMO_INT8_TARGETS) {
+    const label = variantLabel(target, "int8");
+    const { key, c } = keys.get(target)!;
+    const dir = path.join(o.workDir, "variants", `${label}-${DEFAULT_QUANT_OP_FORM}-${key}`);
+    const checkpoint = { source: c.source, file: path.relative(ROOT, c.file) };
+    const manifest = await cachedVariant(dir);
+    if (manifest) {
+      o.log(`  ${label}: reusing ${path.relative(ROOT, dir)}`);
+      slots.push({ target, precision: "int8", label, dir, manifest, checkpoint, cached: true });
+      continue;
+    }
+    const fp32 = fp32Source(slots[DEMO_TARGETS.indexOf(target as (typeof DEMO_TARGETS)[number])]);
+    const q = quantizeGraph(fp32.graph, { form: DEFAULT_QUANT_OP_FORM });
+    o.log(
+      `  ${label}: quantized the ${variantLabel(target)} variant (${q.report.form} form): ${q.report.quantized.length} linear layers int8, ` +
+        `${q.report.keptFp32.length} kept fp32, max weight rounding error ${q.report.maxWeightError.toExponential(1)}`,
+    );
+    const variant = { target, precision: "int8" as const, label, dir, checkpoint, cached: false };
+    slots.push({
+      variant,
+      ckpt: c.ckpt,
+      graph: q.graph,
+      report: fp32.report,
+      quantization: q.report,
+      fp32Graph: fp32.graph,
+    });
   }
   const fresh = slots.filter((s): s is FreshExport => "graph" in s);
   if (fresh.length === 0) return slots as DemoVariant[];
@@ -338,6 +407,9 @@ export async function buildVariants(o: BuildOptions): Promise<DemoVariant[]> {
       tokenizerFile: o.base.tokenizerFile,
       evalSet,
       latency: latency[s.variant.label],
+      precision: s.variant.precision,
+      quantization: s.quantization,
+      fp32Graph: s.fp32Graph,
     });
     out.push({ ...s.variant, manifest });
   }

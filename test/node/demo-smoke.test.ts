@@ -12,6 +12,7 @@ import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  DEMO_INT8_TARGETS,
   DEMO_MARGIN,
   DEMO_TARGETS,
   MAX_TOKENS,
@@ -60,6 +61,9 @@ async function localPredictions(modelFile: string, tokenizerFile: string, texts:
   return out;
 }
 
+/** Rows of the demo table: the fp32 variants and the int8 twins. */
+const ROWS = DEMO_TARGETS.length + DEMO_INT8_TARGETS.length;
+
 describe("npm run demo (tiny profile) through the real gateway", () => {
   let work: string;
   let result: DemoResult;
@@ -82,8 +86,12 @@ describe("npm run demo (tiny profile) through the real gateway", () => {
   });
 
   it("builds, registers and measures every variant, saying what it does", () => {
-    expect(result.rows.map((r) => r.target)).toEqual([...DEMO_TARGETS]);
-    expect(new Set(result.rows.map((r) => r.version)).size).toBe(DEMO_TARGETS.length);
+    expect(result.rows.map((r) => r.target)).toEqual([...DEMO_TARGETS, ...DEMO_INT8_TARGETS]);
+    expect(result.rows.map((r) => r.precision)).toEqual([
+      ...DEMO_TARGETS.map(() => "fp32"),
+      ...DEMO_INT8_TARGETS.map(() => "int8"),
+    ]);
+    expect(new Set(result.rows.map((r) => r.version)).size).toBe(ROWS);
     for (const [i, label] of [
       "loading",
       "building",
@@ -109,14 +117,25 @@ describe("npm run demo (tiny profile) through the real gateway", () => {
         alpha: 16,
       });
     }
-    const params = result.rows.map((r) => r.params);
+    // The int8 twin: the same pruned model (same parameters), in fewer bytes, its predictions counted vs fp32.
+    for (const t of DEMO_INT8_TARGETS) {
+      const fp32 = result.rows.find((r) => r.target === t && r.precision === "fp32")!;
+      const int8 = result.rows.find((r) => r.target === t && r.precision === "int8")!;
+      expect(int8.params).toBe(fp32.params);
+      expect(int8.bytes).toBeLessThan(fp32.bytes); // embeddings stay fp32 (most of the tiny model)
+      const manifest = JSON.parse(readFileSync(path.join(ROOT, int8.dir, "manifest.json"), "utf8"));
+      expect(manifest.precision).toBe("int8");
+      expect(manifest.metrics.evidence.correct).toBeTypeOf("string");
+      expect(manifest.metrics.others.predictionsChangedVsFp32).toBeTypeOf("number");
+    }
+    const params = result.rows.filter((r) => r.precision === "fp32").map((r) => r.params);
     expect(params[0]).toBe(result.rows[0].baseParams);
     for (let i = 1; i < params.length; i++) expect(params[i]).toBeLessThan(params[i - 1]);
     const table = formatDemoTable(result);
-    expect(table.split("\n")).toHaveLength(2 + DEMO_TARGETS.length);
+    expect(table.split("\n")).toHaveLength(2 + ROWS);
     expect(table).toContain("<- chosen");
     const json = JSON.parse(demoJson(result));
-    expect(json.rows).toHaveLength(DEMO_TARGETS.length);
+    expect(json.rows).toHaveLength(ROWS);
     expect(json.test).toBeUndefined();
   });
 
@@ -179,8 +198,8 @@ describe("npm run demo (tiny profile) through the real gateway", () => {
       saveCheckpoints: false,
       log: () => {},
     });
-    expect(again.map((v) => v.cached)).toEqual(DEMO_TARGETS.map(() => true));
-    expect(again.map((v) => v.checkpoint.source)).toEqual(DEMO_TARGETS.map(() => "work"));
+    expect(again.map((v) => v.cached)).toEqual(result.rows.map(() => true));
+    expect(again.map((v) => v.checkpoint.source)).toEqual(result.rows.map(() => "work"));
     expect(again.map((v) => path.relative(ROOT, v.dir))).toEqual(result.rows.map((r) => r.dir));
   });
 });
