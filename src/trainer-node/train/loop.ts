@@ -187,12 +187,12 @@ function initLora(graphs: TrainGraphs, params: Map<string, Float32Array>, rng: R
 function removalModelFor(
   base: Graph,
   numLabels: number,
-  pooling: "cls" | "mean" | undefined,
+  pooling: "cls" | "mean",
   shapes: GateLayerShape[],
 ): RemovalModel & { kind: string } {
   if (shapes.length === 0) return { kind: "none", removedFraction: () => 0 };
   try {
-    const model = exportRemovalModel(prepareTaskGraph(base, numLabels, pooling ?? "cls").graph);
+    const model = exportRemovalModel(prepareTaskGraph(base, numLabels, pooling).graph);
     model.removedFraction(
       shapes.map((s) => ({
         node: s.node,
@@ -247,7 +247,7 @@ function setUpRun(opts: TrainOptions, cfg: TrainConfig): RunSetup {
             ...opts.gateOptions,
             targetSparsity: cfg.targetSparsity,
             lambda: cfg.lambda,
-            recoverySteps: opts.recoverySteps,
+            recoverySteps: cfg.recoverySteps,
             removal,
             mainSteps: cfg.mainSteps,
           },
