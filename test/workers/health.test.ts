@@ -21,3 +21,24 @@ it("serves its OpenAPI 3.1 document and a self-contained reference page", async 
   expect(text).toContain("POST /v1/models/{model}/classify");
   expect(text).not.toMatch(/<script\b/i); // nothing remote: the page works offline
 });
+
+it("answers a wrong method on a known path with 405, its Allow header and the path's JSON error shape", async () => {
+  const oip = await SELF.fetch("http://gateway/v2/health/live", { method: "PUT" });
+  expect(oip.status).toBe(405);
+  expect(oip.headers.get("Allow")).toBe("GET, HEAD");
+  const oipBody = (await oip.json()) as { error: unknown };
+  expect(typeof oipBody.error).toBe("string"); // the Open Inference Protocol's own shape
+
+  const registry = await SELF.fetch("http://gateway/v1/models", { method: "DELETE" });
+  expect(registry.status).toBe(405);
+  expect(registry.headers.get("Allow")?.split(", ")).toEqual(expect.arrayContaining(["GET", "POST"]));
+  const body = (await registry.json()) as { error: { code: string; field?: string } };
+  expect(body.error).toMatchObject({ code: "method_not_allowed", field: "method" });
+});
+
+it("answers an unknown path with a JSON 404, not text/plain", async () => {
+  const res = await SELF.fetch("http://gateway/v1/no-such-thing");
+  expect(res.status).toBe(404);
+  expect(res.headers.get("Content-Type")).toContain("application/json");
+  expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+});

@@ -295,6 +295,18 @@ describe("reading, filtering and changing variants", () => {
     await expectError(await api("/v1/models/getting/variants/one"), 400, "bad_request", "version");
   });
 
+  it("parses versions strictly: 0x1, 01, +1 and %201 are refused (400), never read as version 1", async () => {
+    await seedModel("strict", [{}]);
+    expect((await api("/v1/models/strict/variants/1")).status).toBe(200);
+    for (const odd of ["0x1", "01", "+1", "%201", "1e0", "0", "9999999999"]) {
+      await expectError(await api(`/v1/models/strict/variants/${odd}`), 400, "bad_request", "version");
+      const del = await api(`/v1/models/strict/variants/${odd}`, { method: "DELETE", headers: admin });
+      await expectError(del, 400, "bad_request", "version");
+    }
+    // None of the refused DELETEs touched version 1.
+    expect((await api("/v1/models/strict/variants/1")).status).toBe(200);
+  });
+
   it("PATCH changes status; bad status is 422, non-JSON 400/415, no token 401", async () => {
     await seedModel("patching", [{}]);
     const res = await api("/v1/models/patching/variants/1", jsonInit("PATCH", { status: "active" }));
