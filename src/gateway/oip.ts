@@ -279,7 +279,8 @@ export function prepareInfer(body: unknown, io: IoSignature, limits: TensorLimit
   }
 
   let outputs = io.outputs.map((s) => s.name);
-  if (req.outputs) {
+  // An empty list asks for no particular output: like an absent one, it means all of them (OIP v2 spec).
+  if (req.outputs && req.outputs.length > 0) {
     req.outputs.forEach((o, i) => {
       if (!outputs.includes(o.name)) {
         throw invalid(

@@ -134,6 +134,15 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(maxAbsDiff(out.outputs[0].data, expected.infer.logits.data)).toBeLessThanOrEqual(1e-5);
     expect(res.headers.get("x-sluice-sla")).toBeNull(); // pinned requests are not routed
 
+    // `outputs: []` names no output in particular: all of them, as when the field is absent (OIP v2).
+    const all = await gw.infer("/v2/models/enc/versions/1/infer", { ...body, outputs: [] });
+    expect(all.status).toBe(200);
+    const allOut = (await all.json()) as InferResponse;
+    expect(allOut.outputs.map((o) => o.name)).toContain("logits");
+    expect(
+      maxAbsDiff(allOut.outputs.find((o) => o.name === "logits")!.data, expected.infer.logits.data),
+    ).toBeLessThanOrEqual(1e-5);
+
     const v2 = await gw.infer("/v2/models/enc/versions/2/infer", body);
     expect(v2.headers.get("x-sluice-variant")).toBe("enc@2");
     const logits2 = ((await v2.json()) as InferResponse).outputs[0].data;
