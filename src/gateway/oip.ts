@@ -255,12 +255,20 @@ export function prepareInfer(body: unknown, io: IoSignature, limits: TensorLimit
         `${at}.data`,
       );
     }
-    feeds.push({
-      name: spec.name,
-      type: codec.ort,
-      data: codec.fill(size, leaves, `${at}.data`),
-      dims: input.shape,
-    });
+    const data = codec.fill(size, leaves, `${at}.data`);
+    // A Sluice variant's integer inputs are token ids, masks, token types or positions: none is negative, and
+    // onnxruntime's Gather would silently wrap a negative id to the end of the embedding table.
+    if (data instanceof Int32Array || data instanceof BigInt64Array) {
+      const negative = data as ArrayLike<number | bigint> as (number | bigint)[];
+      const k = Array.prototype.findIndex.call(negative, (x: number | bigint) => x < 0);
+      if (k >= 0) {
+        throw invalid(
+          `element ${k} is ${String(negative[k])}: integer inputs (token ids, masks, types, positions) are never negative`,
+          `${at}.data`,
+        );
+      }
+    }
+    feeds.push({ name: spec.name, type: codec.ort, data, dims: input.shape });
   });
 
   const missing = io.inputs.filter((s) => !seen.has(s.name)).map((s) => s.name);

@@ -176,6 +176,14 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(again.headers.get("x-sluice-variant")).toBe("enc@1");
   });
 
+  it("refuses a negative token id before the runtime (Gather would wrap it to the table's end)", async () => {
+    const res = await gw.infer("/v2/models/enc/infer", inferBody([[2, -1, 3]], [[1, 1, 1]]));
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string };
+    expect(body.error).toMatch(/inputs\[0\]\.data/);
+    expect(body.error).toMatch(/element 1 is -1/);
+  });
+
   it("serves concurrent requests on one session correctly", async () => {
     const results = await Promise.all(
       Array.from({ length: 8 }, async () => (await gw.infer("/v2/models/enc/infer", inferBody())).json()),
