@@ -42,10 +42,15 @@ export const IoSignature = z.object({
 });
 export type IoSignature = z.infer<typeof IoSignature>;
 
+/** Model (and task) names: the manifest's rule, which the registry's paths and bodies apply too. */
+export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const MODEL_NAME_RULE =
+  "lowercase letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)";
+
 export const ManifestV1 = z.object({
   schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
   model: z.object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'"),
+    name: z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE),
     task: z.string().min(1).max(64),
   }),
   base: z.object({ name: z.string().min(1), sha256: sha256Hex }),

@@ -259,11 +259,10 @@ export function prepareInfer(body: unknown, io: IoSignature, limits: TensorLimit
     // A Sluice variant's integer inputs are token ids, masks, token types or positions: none is negative, and
     // onnxruntime's Gather would silently wrap a negative id to the end of the embedding table.
     if (data instanceof Int32Array || data instanceof BigInt64Array) {
-      const negative = data as ArrayLike<number | bigint> as (number | bigint)[];
-      const k = Array.prototype.findIndex.call(negative, (x: number | bigint) => x < 0);
+      const k = (data as Int32Array).findIndex((x) => x < 0); // BigInt64Array's findIndex behaves alike
       if (k >= 0) {
         throw invalid(
-          `element ${k} is ${String(negative[k])}: integer inputs (token ids, masks, types, positions) are never negative`,
+          `element ${k} is ${String(data[k])}: integer inputs (token ids, masks, types, positions) are never negative`,
           `${at}.data`,
         );
       }

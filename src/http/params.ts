@@ -5,17 +5,13 @@
  * only the canonical spelling: decimal digits, no sign, no leading zero, no whitespace, bounded.
  */
 import { z } from "zod";
+import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../core/manifest";
 
 /** Largest id or version a path may name (9 digits: well inside both SQLite's and JS's safe integers). */
 export const MAX_PATH_ID = 999_999_999;
 
 /** Canonical positive decimal integers: `1`..`999999999`. */
 const POSITIVE_DECIMAL = /^[1-9][0-9]{0,8}$/;
-
-/** The model-name rule (the manifest's and the registry's): lowercase letters, digits, '.', '_' or '-'. */
-export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-export const MODEL_NAME_RULE =
-  "lowercase letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)";
 
 /** A path's positive integer (version, key id, experiment id), or null when it is not spelled canonically. */
 export function parsePositiveId(raw: string | undefined): number | null {

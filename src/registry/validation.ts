@@ -5,16 +5,14 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import { IoSignature } from "../core/manifest";
+import { IoSignature, MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../core/manifest";
 import { ModelNameParam, PositiveIdParam } from "../http/params";
 import { ApiError, badRequest, fromZodError } from "./errors";
 import { API_KEY_SCOPES, VARIANT_STATUSES } from "./schema";
 
 /** The same rule the manifest applies to model names. */
 export const ModelName = ModelNameParam;
-export const TaskName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' or '-'");
+export const TaskName = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
 export const AliasName = z
   .string()
   .regex(/^[a-z][a-z0-9._-]{0,63}$/, "a lowercase letter, then letters, digits, '.', '_' or '-'");
