@@ -9,10 +9,12 @@
  * Callers key it only by validated names (a model name that passed ModelName), so a client cannot choose what
  * fills it; the bound holds either way.
  */
-export interface IsolateCacheOptions {
+export interface IsolateCacheOptions<V = unknown> {
   ttlMs: number;
   maxEntries: number;
   now?: () => number;
+  /** Whether a loaded value may be stored (default: every value); e.g. the API-key cache keeps no misses. */
+  keep?: (value: V) => boolean;
 }
 
 export class IsolateCache<V> {
@@ -22,7 +24,7 @@ export class IsolateCache<V> {
   /** Loads made (observable so a test can prove the cache works). */
   loads = 0;
 
-  constructor(private readonly options: IsolateCacheOptions) {
+  constructor(private readonly options: IsolateCacheOptions<V>) {
     this.now = options.now ?? Date.now;
   }
 
@@ -43,7 +45,7 @@ export class IsolateCache<V> {
     const generation = this.generation;
     this.loads++;
     const value = await load();
-    if (generation === this.generation) {
+    if (generation === this.generation && (this.options.keep?.(value) ?? true)) {
       this.entries.delete(key);
       this.entries.set(key, { expiresAt: sentAt + this.options.ttlMs, value });
       while (this.entries.size > this.options.maxEntries) {

@@ -1,18 +1,25 @@
 /**
- * Gateway knobs, read once per isolate from the Worker's vars (wrangler.toml `[vars]` or `.dev.vars`); every one
- * has a default so an empty environment works.
+ * Gateway knobs, read once per isolate from the Worker's vars (wrangler.toml `[vars]` or `.dev.vars`) with one
+ * zod schema, the gateway's part of the Worker's configuration (src/worker/env.ts composes every part's). Every
+ * var has its default here, so an empty environment works; a var that is set but does not parse is a
+ * `503 misconfigured` naming it (src/http/vars.ts), never silently the default.
  */
+import { z } from "zod";
+import { numberVar, parseVars } from "../http/vars";
+
+export const GatewayVarsSchema = z.object({
+  /** Byte budget (MB) of the per-isolate session cache (a Worker isolate has 128 MB in all). */
+  SESSION_BUDGET_MB: numberVar(64),
+  CATALOG_TTL_MS: numberVar(5_000),
+  VARIANT_COOLDOWN_S: numberVar(30),
+  MAX_BATCH: numberVar(64, { integer: true, positive: true }),
+  MAX_SEQUENCE: numberVar(512, { integer: true, positive: true }),
+  CLASSIFY_MAX_TOKENS: numberVar(128, { integer: true, positive: true }),
+  MAX_INFER_BODY_MB: numberVar(4, { positive: true }),
+});
 
 /** The Worker vars this module reads (all optional strings, like every var); kept here, not in env.ts. */
-export interface GatewayVars {
-  SESSION_BUDGET_MB?: string;
-  CATALOG_TTL_MS?: string;
-  VARIANT_COOLDOWN_S?: string;
-  MAX_BATCH?: string;
-  MAX_SEQUENCE?: string;
-  CLASSIFY_MAX_TOKENS?: string;
-  MAX_INFER_BODY_MB?: string;
-}
+export type GatewayVars = { [K in keyof z.input<typeof GatewayVarsSchema>]?: string };
 
 export interface GatewayConfig {
   /** Byte budget of the per-isolate session cache (a Worker isolate has 128 MB in all). */
@@ -27,36 +34,25 @@ export interface GatewayConfig {
   maxSequence: number;
   /** Tokens per text for `classify` (longer texts are truncated, keeping [SEP]). */
   classifyMaxTokens: number;
-  /** Largest accepted inference request body. */
+  /** Largest accepted inference request body (the limit src/http/body.ts reads it under). */
   maxBodyBytes: number;
 }
 
-export const DEFAULT_CONFIG: GatewayConfig = {
-  sessionBudgetBytes: 64 * 1024 * 1024,
-  catalogTtlMs: 5_000,
-  cooldownMs: 30_000,
-  maxBatch: 64,
-  maxSequence: 512,
-  classifyMaxTokens: 128,
-  maxBodyBytes: 4 * 1024 * 1024,
-};
+const MB = 1024 * 1024;
 
-/** A non-negative number from a var, or the default when the var is unset, empty or not such a number. */
-function nonNegative(value: string | undefined, fallback: number): number {
-  const n = Number(value);
-  return value !== undefined && value.trim() !== "" && Number.isFinite(n) && n >= 0 ? n : fallback;
-}
-
-export function configFromEnv(env: GatewayVars): GatewayConfig {
-  const d = DEFAULT_CONFIG;
-  const mb = 1024 * 1024;
+/** The gateway's configuration from the Worker's env; throws ConfigError naming a var that does not parse. */
+export function configFromEnv(env: object): GatewayConfig {
+  const v = parseVars(GatewayVarsSchema, env);
   return {
-    sessionBudgetBytes: nonNegative(env.SESSION_BUDGET_MB, d.sessionBudgetBytes / mb) * mb,
-    catalogTtlMs: nonNegative(env.CATALOG_TTL_MS, d.catalogTtlMs),
-    cooldownMs: nonNegative(env.VARIANT_COOLDOWN_S, d.cooldownMs / 1000) * 1000,
-    maxBatch: Math.floor(nonNegative(env.MAX_BATCH, d.maxBatch)),
-    maxSequence: Math.floor(nonNegative(env.MAX_SEQUENCE, d.maxSequence)),
-    classifyMaxTokens: Math.floor(nonNegative(env.CLASSIFY_MAX_TOKENS, d.classifyMaxTokens)),
-    maxBodyBytes: nonNegative(env.MAX_INFER_BODY_MB, d.maxBodyBytes / mb) * mb,
+    sessionBudgetBytes: Math.floor(v.SESSION_BUDGET_MB * MB),
+    catalogTtlMs: v.CATALOG_TTL_MS,
+    cooldownMs: v.VARIANT_COOLDOWN_S * 1000,
+    maxBatch: v.MAX_BATCH,
+    maxSequence: v.MAX_SEQUENCE,
+    classifyMaxTokens: v.CLASSIFY_MAX_TOKENS,
+    maxBodyBytes: Math.floor(v.MAX_INFER_BODY_MB * MB),
   };
 }
+
+/** The configuration of an empty environment (every default). */
+export const DEFAULT_CONFIG: GatewayConfig = configFromEnv({});

@@ -3,26 +3,24 @@
  * Sluice's own routes `{ "error": { code, message, field } }`. The message names the offending field, and bad
  * input is never a 500.
  */
-import type { Context } from "hono";
-import { HTTPException } from "hono/http-exception";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
-import { errorBody } from "../http/errors";
+import { HttpError } from "../http/errors";
 
 export type GatewayErrorStatus = 400 | 404 | 413 | 415 | 422 | 503;
 
-export class GatewayError extends Error {
+export class GatewayError extends HttpError {
   override name = "GatewayError";
+  declare readonly status: GatewayErrorStatus;
   constructor(
-    readonly status: GatewayErrorStatus,
-    readonly code: string,
+    status: GatewayErrorStatus,
+    code: string,
     message: string,
     /** Dotted path of the offending field (`inputs[0].shape`, `texts`, `x-sluice-min-accuracy`). */
-    readonly field?: string,
+    field?: string,
     /** Extra headers (e.g. x-sluice-sla on a refused request). */
-    readonly headers: Record<string, string> = {},
+    headers: Record<string, string> = {},
   ) {
-    super(message);
+    super(status, code, message, field, headers);
   }
 }
 
@@ -40,23 +38,4 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return path
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
-}
-
-/** Hono onError for the inference routes. Unknown errors are a 500 without internals. */
-export function gatewayErrorHandler(err: Error, c: Context): Response {
-  let status: ContentfulStatusCode = 500;
-  let code = "internal";
-  let message = "internal error";
-  let field: string | undefined;
-  let headers: Record<string, string> = {};
-  if (err instanceof GatewayError) {
-    ({ status, code, message, field, headers } = err);
-  } else if (err instanceof HTTPException) {
-    status = err.status as ContentfulStatusCode;
-    code = `http_${status}`;
-    message = err.message || "request failed";
-  } else {
-    console.error("gateway: unexpected error", err);
-  }
-  return c.json(errorBody(c.req.path, { code, message, field }), status, headers);
 }

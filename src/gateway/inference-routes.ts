@@ -7,8 +7,9 @@
  * Worker's vars are known, and lives as long as the isolate.
  */
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { readJsonBody } from "../http/body";
+import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
 import { onRegistryChange } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
@@ -16,7 +17,7 @@ import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catal
 import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
-import { GatewayError, gatewayErrorHandler, invalid } from "./errors";
+import { GatewayError, invalid } from "./errors";
 import { type Feed, prepareInfer, toOipTensor } from "./oip";
 import { type RouteDecision, selectVariant } from "./routing";
 import {
@@ -67,7 +68,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     state ??= createGatewayState({ ...configFromEnv(c.env), ...options.config });
     return state;
   };
-  r.onError(gatewayErrorHandler);
+  r.onError(httpErrorHandler);
 
   /** The model's catalog entry, or a 404 naming it. */
   async function modelOr404(c: Ctx): Promise<CatalogEntry> {
@@ -119,34 +120,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return { entry, order: decision.order, decision };
   }
 
-  // JSON bodies only, bounded in size; both checks answer before the body is read.
-  const jsonBody = async (c: Ctx, next: () => Promise<void>) => {
-    const type = c.req.header("content-type") ?? "";
-    if (!/^application\/json\b/i.test(type)) {
-      throw new GatewayError(
-        415,
-        "unsupported_media_type",
-        `content-type must be application/json, got '${type}'`,
-        "content-type",
-      );
-    }
-    const limit = stateOf(c).config.maxBodyBytes;
-    return bodyLimit({
-      maxSize: limit,
-      onError: () => {
-        throw new GatewayError(413, "payload_too_large", `body exceeds ${limit} bytes`, "body");
-      },
-    })(c, next);
-  };
-
-  async function readJson(c: Ctx): Promise<unknown> {
-    try {
-      return await c.req.json();
-    } catch (err) {
-      if (err instanceof GatewayError) throw err; // the size limit, raised while reading
-      throw invalid("is not valid JSON", "body");
-    }
-  }
+  /** The request's JSON body, read by the one body reader under the inference limit (src/http/body.ts). */
+  const readJson = (c: Ctx) => readJsonBody(c, { maxBytes: stateOf(c).config.maxBodyBytes });
 
   // --- health and metadata ------------------------------------------------------------------------------
   r.get("/v2", (c) => c.json({ name: "sluice", version: "0.1.0", extensions: [] }));
@@ -228,10 +203,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   }
 
   // Routed; a running experiment's middleware may have pinned the arm's version (serving-variables.ts).
-  r.post("/v2/models/:model/infer", jsonBody, (c) => infer(c, c.get(PINNED_VERSION) ?? null));
-  r.post("/v2/models/:model/versions/:version/infer", jsonBody, (c) =>
-    infer(c, c.req.param("version") ?? ""),
-  );
+  r.post("/v2/models/:model/infer", (c) => infer(c, c.get(PINNED_VERSION) ?? null));
+  r.post("/v2/models/:model/versions/:version/infer", (c) => infer(c, c.req.param("version") ?? ""));
 
   // --- classify -------------------------------------------------------------------------------------------
   async function classify(c: Ctx, pinned: string | null): Promise<Response> {
@@ -280,10 +253,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return respond(c, body, entry, served, decision, timings);
   }
 
-  r.post("/v1/models/:model/classify", jsonBody, (c) => classify(c, c.get(PINNED_VERSION) ?? null));
-  r.post("/v1/models/:model/versions/:version/classify", jsonBody, (c) =>
-    classify(c, c.req.param("version") ?? ""),
-  );
+  r.post("/v1/models/:model/classify", (c) => classify(c, c.get(PINNED_VERSION) ?? null));
+  r.post("/v1/models/:model/versions/:version/classify", (c) => classify(c, c.req.param("version") ?? ""));
 
   // --- routing explanation --------------------------------------------------------------------------------
   r.get("/v1/models/:model/route", async (c) => {

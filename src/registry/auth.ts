@@ -21,9 +21,11 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
+import { IsolateCache } from "../core/isolate-cache";
 import { parseBearer, requestCredential } from "../http/credentials";
 import { type ErrorDetail, errorBody } from "../http/errors";
 import { sha256Hex } from "./artifacts";
+import { registryConfig } from "./config";
 import { ApiError } from "./errors";
 import { API_KEY_SCOPES, type ApiKeyRow, type ApiKeyScope } from "./schema";
 import { findActiveApiKeyByHash, registryDb } from "./store";
@@ -56,7 +58,7 @@ export async function timingSafeStringEqual(a: string, b: string): Promise<boole
 
 /** Rejects the request with 401 unless it carries the admin bearer token. */
 export const requireAdmin: MiddlewareHandler<{ Bindings: AuthBindings }> = async (c, next) => {
-  const expected = c.env.ADMIN_TOKEN;
+  const expected = registryConfig(c.env).adminToken;
   if (!expected) {
     throw new ApiError(503, "admin_disabled", "registry writes are disabled: ADMIN_TOKEN is not configured");
   }
@@ -80,7 +82,7 @@ export const requireAdmin: MiddlewareHandler<{ Bindings: AuthBindings }> = async
 /** The admin token of a request's `Authorization: Bearer` header, if it is the configured one. */
 export async function hasAdminBearer(c: Context<{ Bindings: AuthBindings }>): Promise<boolean> {
   const credential = parseBearer(c.req.header("Authorization"));
-  const expected = c.env.ADMIN_TOKEN;
+  const expected = registryConfig(c.env).adminToken;
   return (
     credential.kind === "token" && !!expected && (await timingSafeStringEqual(credential.token, expected))
   );
@@ -139,48 +141,44 @@ export const API_KEY_CACHE_TTL_MS = 10_000;
 export const API_KEY_CACHE_MAX = 1_000;
 
 /**
- * Per-isolate cache of verified keys by sha256 of the key (hex). Only keys that passed the format check and
- * matched an active row are stored, so a client cannot fill it with made-up keys. Only settled values are
- * shared between requests, never a query in flight (workerd cancels a request that waits on another request's
- * I/O).
+ * Per-isolate cache of verified keys by sha256 of the key (hex), on the Worker's one cache shape
+ * (src/core/isolate-cache.ts: bounded LRU, TTL, invalidation safe against loads in flight). Only keys that
+ * passed the format check and matched an active row are stored (`keep`), so a client cannot fill it with
+ * made-up keys. Only settled values are shared between requests, never a query in flight (workerd cancels a
+ * request that waits on another request's I/O).
  */
 export class ApiKeyCache {
-  private readonly entries = new Map<string, { expiresAt: number; key: VerifiedApiKey }>();
-  queries = 0;
+  private readonly cache: IsolateCache<VerifiedApiKey | null>;
 
   constructor(
     readonly ttlMs = API_KEY_CACHE_TTL_MS,
     readonly maxEntries = API_KEY_CACHE_MAX,
-    private readonly now: () => number = Date.now,
-  ) {}
+    now: () => number = Date.now,
+  ) {
+    this.cache = new IsolateCache({ ttlMs, maxEntries, now, keep: (key) => key !== null });
+  }
 
   get size(): number {
-    return this.entries.size;
+    return this.cache.size;
+  }
+
+  /** D1 queries made (observable so a test can prove the cache works). */
+  get queries(): number {
+    return this.cache.loads;
   }
 
   /** The active key with this hash: from the cache within its TTL, else from D1. */
-  async lookup(d1: D1Database, keyHash: string): Promise<VerifiedApiKey | null> {
-    const hit = this.entries.get(keyHash);
-    if (hit && hit.expiresAt > this.now()) {
-      this.entries.delete(keyHash); // re-insert: most recently used last
-      this.entries.set(keyHash, hit);
-      return hit.key;
-    }
-    this.entries.delete(keyHash);
-    this.queries++;
-    const row = await findActiveApiKeyByHash(registryDb(d1), keyHash);
-    if (!row || !(await hashesEqual(row, keyHash))) return null;
-    const key = StoredKey.parse(row);
-    this.entries.set(keyHash, { expiresAt: this.now() + this.ttlMs, key });
-    while (this.entries.size > this.maxEntries) {
-      this.entries.delete(this.entries.keys().next().value as string);
-    }
-    return key;
+  lookup(d1: D1Database, keyHash: string): Promise<VerifiedApiKey | null> {
+    return this.cache.get(keyHash, async () => {
+      const row = await findActiveApiKeyByHash(registryDb(d1), keyHash);
+      if (!row || !(await hashesEqual(row, keyHash))) return null;
+      return StoredKey.parse(row);
+    });
   }
 
   /** Forgets a key (its revocation, made in this isolate, takes effect here at once). */
   forget(keyHash: string): void {
-    this.entries.delete(keyHash);
+    this.cache.invalidate(keyHash);
   }
 }
 
@@ -199,9 +197,6 @@ export function apiKeyHash(key: string): Promise<string> {
   return sha256Hex(encoder.encode(key));
 }
 
-/** `AUTH`, validated: unset and `on` enforce, `off` disables, anything else is refused. */
-const AuthMode = z.enum(["on", "off"]).optional();
-
 type ApiKeyEnv = { Bindings: AuthBindings; Variables: { apiKey: VerifiedApiKey | null } };
 
 /** The key a request was authorised with (null under AUTH=off). */
@@ -209,7 +204,7 @@ export function verifiedKeyOf(c: Context): VerifiedApiKey | null {
   return (c.get("apiKey") as VerifiedApiKey | null | undefined) ?? null;
 }
 
-function deny(c: Context, status: 401 | 403 | 429 | 503, detail: ErrorDetail): Response {
+function deny(c: Context, status: 401 | 403 | 429, detail: ErrorDetail): Response {
   const headers: Record<string, string> = {};
   if (status === 401) headers["WWW-Authenticate"] = 'Bearer realm="sluice", error="invalid_token"';
   if (status === 403) headers["WWW-Authenticate"] = 'Bearer realm="sluice", error="insufficient_scope"';
@@ -231,15 +226,8 @@ export function requireApiKey(
 ): MiddlewareHandler<ApiKeyEnv> {
   return async (c, next) => {
     const t0 = performance.now();
-    const mode = AuthMode.safeParse(c.env.AUTH === "" ? undefined : c.env.AUTH);
-    if (!mode.success) {
-      return deny(c, 503, {
-        code: "misconfigured",
-        message: `AUTH: must be 'on' or 'off' (unset means 'on'), got '${String(c.env.AUTH).slice(0, 40)}'`,
-        field: "AUTH",
-      });
-    }
-    if (mode.data === "off") {
+    // A bad AUTH (or any other registry var) throws ConfigError: 503 naming the var, never a silent "off".
+    if (registryConfig(c.env).auth === "off") {
       c.set("apiKey", null);
       c.header("x-sluice-auth", "off");
       return next();

@@ -1,11 +1,9 @@
 /**
  * Registry errors: every failure is `{ "error": { "code", "message", "field"? } }` with a status that says
- * whose fault it is. Handlers throw `ApiError`; `registryErrorHandler` renders it (and anything else).
+ * whose fault it is. Handlers throw `ApiError` (an HttpError); src/http/errors.ts's `httpErrorHandler` renders it.
  */
-import type { Context } from "hono";
-import { HTTPException } from "hono/http-exception";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { HttpError } from "../http/errors";
 
 export type ApiErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 500 | 503;
 
@@ -13,25 +11,25 @@ export interface ApiErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-export class ApiError extends Error {
+export class ApiError extends HttpError {
   override name = "ApiError";
+  declare readonly status: ApiErrorStatus;
   constructor(
-    readonly status: ApiErrorStatus,
-    readonly code: string,
+    status: ApiErrorStatus,
+    code: string,
     message: string,
     /** Dotted path of the offending field (`artifact.sha256`, `status`, `model`), when one is to blame. */
-    readonly field?: string,
+    field?: string,
   ) {
-    super(message);
-  }
-
-  toBody(): ApiErrorBody {
-    return {
-      error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) },
-    };
+    super(
+      status,
+      code,
+      message,
+      field,
+      status === 401 ? { "WWW-Authenticate": 'Bearer realm="sluice-registry"' } : {},
+    );
   }
 }
-
 export const badRequest = (message: string, field?: string) =>
   new ApiError(400, "bad_request", message, field);
 export const unprocessable = (code: string, message: string, field?: string) =>
@@ -50,19 +48,4 @@ export function fromZodError(
   const path = issue.path.map(String).join(".");
   const field = [opts.prefix, path].filter(Boolean).join(".") || undefined;
   return new ApiError(opts.status, opts.code, field ? `${field}: ${issue.message}` : issue.message, field);
-}
-
-/** Hono onError handler for the registry routes. Unknown errors are 500 without internals in the body. */
-export function registryErrorHandler(err: Error, c: Context): Response {
-  if (err instanceof ApiError) {
-    const headers: Record<string, string> =
-      err.status === 401 ? { "WWW-Authenticate": 'Bearer realm="sluice-registry"' } : {};
-    return c.json(err.toBody(), err.status as ContentfulStatusCode, headers);
-  }
-  if (err instanceof HTTPException) {
-    const status = err.status as ContentfulStatusCode;
-    return c.json({ error: { code: `http_${status}`, message: err.message || "request failed" } }, status);
-  }
-  console.error("registry: unexpected error", err);
-  return c.json({ error: { code: "internal", message: "internal error" } }, 500);
 }

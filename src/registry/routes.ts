@@ -3,10 +3,12 @@
  * token. See docs/registry-api.md for request/response examples.
  */
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { DEFAULT_SLA_CONFIDENCE } from "../core/evidence";
+import { readFormBody } from "../http/body";
+import { httpErrorHandler } from "../http/errors";
 import { type AuthBindings, apiKeyCache, mintApiKey, requireAdmin } from "./auth";
-import { ApiError, conflict, notFound, registryErrorHandler } from "./errors";
+import { registryConfig } from "./config";
+import { ApiError, conflict, notFound } from "./errors";
 import { assertVariantNotInRunningExperiment } from "./experiment-guard";
 import { publishesRegistryChange } from "./invalidation";
 import type { ModelRow } from "./schema";
@@ -51,11 +53,8 @@ import {
 } from "./validation";
 import { aliasView, apiKeyView, modelView, slaView, variantView } from "./views";
 
-export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
-const MAX_JSON_BYTES = 1024 * 1024;
-
 export interface RegistryOptions {
-  /** Largest accepted variant upload; defaults to env MAX_UPLOAD_MB, else 100 MB. */
+  /** Largest accepted variant upload; default: `maxUploadBytes` of the registry's config (MAX_UPLOAD_MB). */
   maxUploadBytes?: number;
   hooks?: RegistryHooks;
 }
@@ -70,14 +69,6 @@ export interface RegistryBindings extends AuthBindings {
 
 type RegistryEnv = { Bindings: RegistryBindings; Variables: { db: RegistryDb } };
 type Ctx = Context<RegistryEnv>;
-
-function tooLarge(limit: number) {
-  return () => {
-    throw new ApiError(413, "payload_too_large", `request body exceeds ${limit} bytes`, "body");
-  };
-}
-
-const jsonLimit = bodyLimit({ maxSize: MAX_JSON_BYTES, onError: tooLarge(MAX_JSON_BYTES) });
 
 /**
  * The request's Drizzle handle, made on first use. Not a `use("/v1/*")` middleware: once mounted on the
@@ -108,10 +99,10 @@ async function variantOr404(c: Ctx, model: ModelRow) {
 
 export function createRegistryRoutes(options: RegistryOptions = {}) {
   const r = new Hono<RegistryEnv>();
-  r.onError(registryErrorHandler);
+  r.onError(httpErrorHandler);
 
   // --- models -------------------------------------------------------------------------------------------
-  r.post("/v1/models", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
+  r.post("/v1/models", requireAdmin, publishesRegistryChange, async (c) => {
     const body = await readJsonBody(c, CreateModelBody);
     const existing = await findModel(db(c), body.name);
     const same = (m: ModelRow) =>
@@ -149,7 +140,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   });
 
   // --- variants -----------------------------------------------------------------------------------------
-  r.post("/v1/models/:model/variants", requireAdmin, async (c, next) => {
+  r.post("/v1/models/:model/variants", requireAdmin, publishesRegistryChange, async (c) => {
     const type = c.req.header("Content-Type") ?? "";
     if (!/^multipart\/form-data\b/i.test(type)) {
       throw new ApiError(
@@ -159,18 +150,8 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         "Content-Type",
       );
     }
-    const envLimit = Number(c.env.MAX_UPLOAD_MB) * 1024 * 1024;
-    const limit = options.maxUploadBytes ?? (envLimit > 0 ? envLimit : DEFAULT_MAX_UPLOAD_BYTES);
-    return bodyLimit({ maxSize: limit, onError: tooLarge(limit) })(c, next);
-  });
-  r.post("/v1/models/:model/variants", publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
-    let form: FormData;
-    try {
-      form = await c.req.raw.formData();
-    } catch {
-      throw new ApiError(400, "bad_request", "body is not a readable multipart/form-data upload", "body");
-    }
+    const form = await readFormBody(c, options.maxUploadBytes ?? registryConfig(c.env).maxUploadBytes);
     const upload = await validateUpload(model, await readUploadParts(form));
     const { variant, created } = await storeVariant(c.env.ARTIFACTS, db(c), model, upload, options.hooks);
     return c.json({ variant: variantView(model, variant), created }, created ? 201 : 200);
@@ -189,27 +170,21 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     return c.json({ variant: variantView(model, variant, { manifest: true }) });
   });
 
-  r.patch(
-    "/v1/models/:model/variants/:version",
-    requireAdmin,
-    publishesRegistryChange,
-    jsonLimit,
-    async (c) => {
-      const model = await modelOr404(c);
-      const variant = await variantOr404(c, model);
-      const { status } = await readJsonBody(c, PatchVariantBody);
-      if (status === "retired") {
-        await assertVariantNotInRunningExperiment(
-          c.env.DB,
-          variant.id,
-          `${model.name}@${variant.version}`,
-          "retired",
-        );
-      }
-      const updated = await setVariantStatus(db(c), variant.id, status);
-      return c.json({ variant: variantView(model, updated) });
-    },
-  );
+  r.patch("/v1/models/:model/variants/:version", requireAdmin, publishesRegistryChange, async (c) => {
+    const model = await modelOr404(c);
+    const variant = await variantOr404(c, model);
+    const { status } = await readJsonBody(c, PatchVariantBody);
+    if (status === "retired") {
+      await assertVariantNotInRunningExperiment(
+        c.env.DB,
+        variant.id,
+        `${model.name}@${variant.version}`,
+        "retired",
+      );
+    }
+    const updated = await setVariantStatus(db(c), variant.id, status);
+    return c.json({ variant: variantView(model, updated) });
+  });
 
   r.delete("/v1/models/:model/variants/:version", requireAdmin, publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
@@ -267,7 +242,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     return c.json({ alias: aliasView(model, found) });
   });
 
-  r.put("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
+  r.put("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, async (c) => {
     const model = await modelOr404(c);
     const name = parseParam(AliasName, c.req.param("alias"), "alias");
     const { version } = await readJsonBody(c, PutAliasBody);
@@ -295,7 +270,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   });
 
   // --- task SLAs ----------------------------------------------------------------------------------------
-  r.put("/v1/tasks/:task/sla", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
+  r.put("/v1/tasks/:task/sla", requireAdmin, publishesRegistryChange, async (c) => {
     const task = parseParam(TaskName, c.req.param("task"), "task");
     const body = await readJsonBody(c, PutSlaBody);
     const row = await upsertTaskSla(db(c), {
@@ -318,7 +293,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
   });
 
   // --- API keys (for inference clients) -------------------------------------------------------------------
-  r.post("/v1/keys", requireAdmin, jsonLimit, async (c) => {
+  r.post("/v1/keys", requireAdmin, async (c) => {
     const { scopes, models } = await readJsonBody(c, CreateKeyBody);
     const minted = await mintApiKey();
     const row = await insertApiKey(db(c), {

@@ -6,8 +6,9 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { IoSignature, MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../core/manifest";
+import { BODY_LIMITS, readJsonBody as readJson } from "../http/body";
 import { ModelNameParam, PositiveIdParam } from "../http/params";
-import { ApiError, badRequest, fromZodError } from "./errors";
+import { fromZodError } from "./errors";
 import { API_KEY_SCOPES, VARIANT_STATUSES } from "./schema";
 
 /** The same rule the manifest applies to model names. */
@@ -83,22 +84,17 @@ export function parseQuery<T extends z.ZodType>(schema: T, query: Record<string,
   return r.data;
 }
 
-/** Reads an `application/json` body and validates it: 415 for another media type, 400 for bad JSON, 422 for
- * a body that does not fit the schema. An empty body counts as `{}` so all-optional bodies may be omitted. */
-export async function readJsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const type = c.req.header("Content-Type") ?? "";
-  const text = await c.req.text();
-  let json: unknown = {};
-  if (text.trim() !== "") {
-    if (!/^application\/json\b/i.test(type)) {
-      throw new ApiError(415, "unsupported_media_type", "body must be application/json", "Content-Type");
-    }
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw badRequest("body is not valid JSON", "body");
-    }
-  }
+/**
+ * Reads a JSON body with the one body reader (src/http/body.ts: byte cap, 413, 415, 400 for bad JSON) and
+ * validates it: 422 for a body that does not fit the schema. An empty body counts as `{}` so all-optional
+ * bodies may be omitted.
+ */
+export async function readJsonBody<T extends z.ZodType>(
+  c: Context,
+  schema: T,
+  maxBytes: number = BODY_LIMITS.registryJsonBytes,
+): Promise<z.infer<T>> {
+  const json = await readJson(c, { maxBytes, empty: {} });
   const r = schema.safeParse(json);
   if (!r.success) throw fromZodError(r.error, { status: 422, code: "invalid_body" });
   return r.data;

@@ -2,10 +2,12 @@ import { Hono } from "hono";
 import { createDashboardRoutes } from "../gateway/dashboard/routes";
 import { createExperimentRoutes } from "../gateway/experiments/routes";
 import { createInferenceRoutes } from "../gateway/inference-routes";
+import { httpErrorHandler } from "../http/errors";
 import { notFoundOrMethodNotAllowed } from "../http/methods";
+import { type RequestIdVariables, requestId } from "../http/request-id";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
-import type { Env } from "./env";
+import { type Env, type WorkerConfig, workerConfig } from "./env";
 import { useOpenApi } from "./openapi";
 
 export interface AppOptions {
@@ -33,11 +35,20 @@ export function useApiKeys(app: Hono<{ Bindings: Env }>, options: AppOptions = {
   }
 }
 
+type AppEnv = { Bindings: Env; Variables: RequestIdVariables & { config: WorkerConfig } };
+
 /** The gateway: registry, experiment and inference routes, health and the dashboard, on Web-standard Request/Response. */
 export function createApp(options: AppOptions = {}) {
-  const app = new Hono<{ Bindings: Env }>();
+  const app = new Hono<AppEnv>();
+  app.onError(httpErrorHandler);
+  app.use("*", requestId);
   app.get("/v2/health/live", (c) => c.json({ live: true }));
-  useApiKeys(app, options);
+  // The vars, parsed once per isolate before any route reads them: a bad one is a 503 naming it.
+  app.use("*", async (c, next) => {
+    c.set("config", workerConfig(c.env));
+    await next();
+  });
+  useApiKeys(app as never, options);
   app.route("/", createRegistryRoutes());
   // Before the inference routes: a running experiment takes over the routed infer/classify of its model.
   app.route("/", createExperimentRoutes());

@@ -14,11 +14,13 @@
  */
 
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
+import { BODY_LIMITS, readFormBody } from "../../http/body";
 import { parseBearer } from "../../http/credentials";
+import { HttpError } from "../../http/errors";
 import { timingSafeStringEqual } from "../../registry/auth";
+import { registryConfig } from "../../registry/config";
 import type { Env } from "../env";
 import { escapeHtml } from "./charts";
 import { loadDashboard, renderDashboard } from "./page";
@@ -45,9 +47,6 @@ function loginPage(message: string): string {
 <button type="submit">Open</button></form></body></html>`;
 }
 
-/** Largest sign-in form body (a token field). */
-const MAX_FORM_BYTES = 4096;
-
 type Ctx = Context<{ Bindings: Env }>;
 
 const disabled = (c: Ctx) =>
@@ -71,34 +70,34 @@ async function signIn(c: Ctx, token: string, expected: string): Promise<Response
 export function createDashboardRoutes() {
   const r = new Hono<{ Bindings: Env }>();
 
-  r.post(
-    "/dashboard",
-    csrf(),
-    bodyLimit({
-      maxSize: MAX_FORM_BYTES,
-      onError: (c) => c.html(loginPage("The form is too large."), 413, SECURITY_HEADERS),
-    }),
-    async (c: Ctx) => {
-      const expected = c.env.ADMIN_TOKEN;
-      if (!expected) return disabled(c);
-      const type = c.req.header("content-type") ?? "";
-      const form = /^application\/x-www-form-urlencoded\b/i.test(type)
-        ? await c.req.parseBody().catch(() => null)
-        : null;
-      const token = form?.token;
-      if (typeof token !== "string" || token === "") {
-        return c.html(
-          loginPage("Send the admin token as the form field 'token' (application/x-www-form-urlencoded)."),
-          400,
-          SECURITY_HEADERS,
-        );
+  r.post("/dashboard", csrf(), async (c: Ctx) => {
+    const expected = registryConfig(c.env).adminToken;
+    if (!expected) return disabled(c);
+    const type = c.req.header("content-type") ?? "";
+    let form: FormData | null = null;
+    if (/^application\/x-www-form-urlencoded\b/i.test(type)) {
+      try {
+        form = await readFormBody(c, BODY_LIMITS.formBytes);
+      } catch (err) {
+        if (err instanceof HttpError && err.status === 413) {
+          return c.html(loginPage("The form is too large."), 413, SECURITY_HEADERS);
+        }
+        form = null;
       }
-      return signIn(c, token, expected);
-    },
-  );
+    }
+    const token = form?.get("token");
+    if (typeof token !== "string" || token === "") {
+      return c.html(
+        loginPage("Send the admin token as the form field 'token' (application/x-www-form-urlencoded)."),
+        400,
+        SECURITY_HEADERS,
+      );
+    }
+    return signIn(c, token, expected);
+  });
 
   r.get("/dashboard", async (c: Ctx) => {
-    const expected = c.env.ADMIN_TOKEN;
+    const expected = registryConfig(c.env).adminToken;
     if (!expected) return disabled(c);
 
     const queryToken = c.req.query("token");

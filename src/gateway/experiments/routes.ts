@@ -8,9 +8,11 @@
  * Errors use the registry's `{ error: { code, message, field? } }`.
  */
 import { type Context, Hono, type Next } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import { BODY_LIMITS } from "../../http/body";
+import { httpErrorHandler } from "../../http/errors";
 import { keyAllowsModel, requireAdmin, verifiedKeyOf } from "../../registry/auth";
-import { ApiError, conflict, notFound, registryErrorHandler } from "../../registry/errors";
+import { ApiError, conflict, notFound } from "../../registry/errors";
 import { publishesRegistryChange } from "../../registry/invalidation";
 import { findModel, findVariant, isUniqueViolation, registryDb } from "../../registry/store";
 import { parseParam, parseQuery, readJsonBody } from "../../registry/validation";
@@ -44,13 +46,9 @@ import {
 type ExperimentEnv = { Bindings: Env; Variables: { db: ExperimentDb } };
 type Ctx = Context<ExperimentEnv>;
 
-const MAX_JSON_BYTES = 64 * 1024;
-const jsonLimit = bodyLimit({
-  maxSize: MAX_JSON_BYTES,
-  onError: () => {
-    throw new ApiError(413, "payload_too_large", `request body exceeds ${MAX_JSON_BYTES} bytes`, "body");
-  },
-});
+/** Experiment and feedback bodies, read by the one body reader under their limit (src/http/body.ts). */
+const readBody = <T extends z.ZodType>(c: Ctx, schema: T) =>
+  readJsonBody(c, schema, BODY_LIMITS.experimentJsonBytes);
 
 /** The experiment as the API shows it (internal ids of models and variants never leave the Worker). */
 export function experimentView(e: ExperimentWithArms) {
@@ -126,7 +124,7 @@ function newSeed(): string {
 
 export function createExperimentRoutes() {
   const r = new Hono<ExperimentEnv>();
-  r.onError(registryErrorHandler);
+  r.onError(httpErrorHandler);
   const withDb = async (c: Ctx, next: Next) => {
     c.set("db", experimentDb(c.env.DB));
     await next();
@@ -145,8 +143,8 @@ export function createExperimentRoutes() {
   const reload = async (c: Ctx, id: number) => experimentView((await findExperiment(c.var.db, id))!);
 
   // --- create, list, show, edit ---------------------------------------------------------------------------
-  r.post("/v1/experiments", requireAdmin, jsonLimit, async (c) => {
-    const body = await readJsonBody(c, CreateExperimentBody);
+  r.post("/v1/experiments", requireAdmin, async (c) => {
+    const body = await readBody(c, CreateExperimentBody);
     const model = await findModel(registryDb(c.env.DB), body.model);
     if (!model) throw notFound(`model '${body.model}'`, "model");
     const arms = await resolveArms(c, model.id, model.name, body.arms);
@@ -181,9 +179,9 @@ export function createExperimentRoutes() {
 
   r.get("/v1/experiments/:id", async (c) => c.json({ experiment: experimentView(await experimentOr404(c)) }));
 
-  r.patch("/v1/experiments/:id", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
+  r.patch("/v1/experiments/:id", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
-    const body = await readJsonBody(c, PatchExperimentBody);
+    const body = await readBody(c, PatchExperimentBody);
     if (e.experiment.status !== "draft") {
       throw conflict(
         "experiment_frozen",
@@ -261,10 +259,10 @@ export function createExperimentRoutes() {
    * "keep-control" -> the control arm), or the arm given in the body (a human override). Running experiments
    * stop as they are promoted.
    */
-  r.post("/v1/experiments/:id/promote", requireAdmin, publishesRegistryChange, jsonLimit, async (c) => {
+  r.post("/v1/experiments/:id/promote", requireAdmin, publishesRegistryChange, async (c) => {
     const e = await experimentOr404(c);
     const x = e.experiment;
-    const body = await readJsonBody(c, PromoteBody);
+    const body = await readBody(c, PromoteBody);
     if (x.status !== "running" && x.status !== "stopped") {
       throw conflict(
         "experiment_not_promotable",
@@ -350,8 +348,8 @@ export function createExperimentRoutes() {
    * in the request id must exist (404 otherwise) and the label must be one of the model's (422). The first label
    * for a request id wins; repeating it is a no-op (200), contradicting it is a 409.
    */
-  r.post("/v1/feedback", jsonLimit, async (c) => {
-    const body = await readJsonBody(c, FeedbackBody);
+  r.post("/v1/feedback", async (c) => {
+    const body = await readBody(c, FeedbackBody);
     const experimentId = experimentIdOfRequest(body.requestId);
     const e = experimentId !== null ? await findExperiment(c.var.db, experimentId) : undefined;
     if (!e) throw notFound(`request id '${body.requestId}'`, "requestId");
