@@ -25,8 +25,15 @@ export interface WorkerConfig {
   registry: RegistryConfig;
 }
 
+const parsed = new WeakMap<object, WorkerConfig>();
+
 /** The Worker's configuration, parsed once per env object (one per isolate); ConfigError names a bad var. */
 export function workerConfig(env: object): WorkerConfig {
-  parseVars(WorkerVars, env); // every var checked at once, whichever part the request reaches
-  return { gateway: configFromEnv(env), registry: registryConfig(env) };
+  let config = parsed.get(env);
+  if (!config) {
+    parseVars(WorkerVars, env); // every var checked at once, whichever part the request reaches
+    config = { gateway: configFromEnv(env), registry: registryConfig(env) };
+    parsed.set(env, config);
+  }
+  return config;
 }
