@@ -192,6 +192,26 @@ describe("Open Inference Protocol v2 inference", () => {
       expect(maxAbsDiff(r.outputs[0].data, expected.infer.logits.data)).toBeLessThanOrEqual(1e-5);
     }
   });
+
+  it("two requests in flight for a cold variant on one isolate share one load of its session", async () => {
+    // A fresh state: its session cache has never loaded anything, so both requests find the variant cold.
+    const cold = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0 });
+    const coldGw = testGateway(cold);
+    expect(cold.sessions.stats().loads).toBe(0);
+    const [a, b] = await Promise.all([
+      coldGw.infer("/v2/models/enc/infer", inferBody()),
+      coldGw.infer("/v2/models/enc/infer", inferBody()),
+    ]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    for (const res of [a, b]) {
+      const body = (await res.json()) as InferResponse;
+      expect(maxAbsDiff(body.outputs[0].data, expected.infer.logits.data)).toBeLessThanOrEqual(1e-5);
+      expect(res.headers.get("x-sluice-variant")).toBe("enc@1");
+    }
+    const stats = cold.sessions.stats();
+    expect(stats.loads).toBe(1); // the second request waited for the first one's load (isolate-wait.ts)
+    expect(stats.keys).toHaveLength(1);
+  });
 });
 
 describe("classify", () => {
