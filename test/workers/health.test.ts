@@ -1,5 +1,6 @@
-import { SELF } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { expect, it } from "vitest";
+import { createApp } from "../../src/worker/app";
 
 it("answers liveness inside workerd", async () => {
   const res = await SELF.fetch("http://gateway/v2/health/live");
@@ -41,4 +42,28 @@ it("answers an unknown path with a JSON 404, not text/plain", async () => {
   expect(res.status).toBe(404);
   expect(res.headers.get("Content-Type")).toContain("application/json");
   expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+});
+
+it("gives every response of the deployed Worker an x-request-id, keeping a safe incoming one", async () => {
+  const fresh = await SELF.fetch("http://gateway/v2/health/live");
+  expect(fresh.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  const kept = await SELF.fetch("http://gateway/v1/no-such-thing", { headers: { "x-request-id": "edge-7" } });
+  expect(kept.status).toBe(404);
+  expect(kept.headers.get("x-request-id")).toBe("edge-7");
+  const unsafe = await SELF.fetch("http://gateway/v1/models", { headers: { "x-request-id": "a b<c>" } });
+  expect(unsafe.headers.get("x-request-id")).not.toBe("a b<c>");
+});
+
+it("answers every route with a 503 naming a var that does not parse, instead of a silent default", async () => {
+  for (const [name, value, path] of [
+    ["MAX_BATCH", "lots", "/v1/models"],
+    ["MAX_UPLOAD_MB", "-1", "/v2/models/x/infer"],
+  ]) {
+    const res = await createApp().request(`http://gateway${path}`, {}, { ...env, [name]: value });
+    expect(res.status, name).toBe(503);
+    const body = (await res.json()) as { error: unknown };
+    const message = typeof body.error === "string" ? body.error : (body.error as { message: string }).message;
+    expect(message).toMatch(new RegExp(`^${name}: must be`));
+    expect(res.headers.get("x-request-id")).toBeTruthy();
+  }
 });
