@@ -3,6 +3,7 @@ import { createDashboardRoutes } from "../gateway/dashboard/routes";
 import { createExperimentRoutes } from "../gateway/experiments/routes";
 import { createInferenceRoutes } from "../gateway/inference-routes";
 import { notFoundOrMethodNotAllowed } from "../http/methods";
+import { requestId } from "../http/request-id";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { createRegistryRoutes } from "../registry/routes";
 import type { Env } from "./env";
@@ -36,6 +37,8 @@ export function useApiKeys(app: Hono<{ Bindings: Env }>, options: AppOptions = {
 /** The gateway: registry, experiment and inference routes, health and the dashboard, on Web-standard Request/Response. */
 export function createApp(options: AppOptions = {}) {
   const app = new Hono<{ Bindings: Env }>();
+  // First, so every answer (errors included) carries x-request-id and handlers can log with it.
+  app.use("*", requestId() as never);
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   useApiKeys(app, options);
   app.route("/", createRegistryRoutes());
