@@ -17,6 +17,9 @@ export interface ModelLimits {
 
 export const NO_LIMITS: ModelLimits = { valueBounds: {} };
 
+/** Initializers above this many elements are read for their dims only (a position-id buffer has ~512). */
+const STRUCTURE_ONLY_ABOVE = 16_384;
+
 /**
  * The limits of `model` (ONNX bytes). A graph this cannot read yields no limits: onnxruntime, which did load
  * it, still guards it (and its failures are answered without its message).
@@ -24,7 +27,10 @@ export const NO_LIMITS: ModelLimits = { valueBounds: {} };
 export async function readModelLimits(model: Uint8Array, run: RunProbe): Promise<ModelLimits> {
   let graph: ReturnType<typeof decodeModel>;
   try {
-    graph = decodeModel(model);
+    // Structure only: the tables' dims are all that is read of the weights, and copying every weight would
+    // double the model's memory in the isolate while it loads. Small initializers (the position-id buffer
+    // the probe runs on) keep their data.
+    graph = decodeModel(model, { structureOnlyAbove: STRUCTURE_ONLY_ABOVE });
   } catch (err) {
     console.warn(`gateway: cannot read the model's limits: ${err instanceof Error ? err.message : err}`);
     return NO_LIMITS;
