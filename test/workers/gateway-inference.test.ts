@@ -194,6 +194,20 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(fits.status).toBe(200);
   });
 
+  it("derives a RoBERTa layout's limit from its offset position table (rows - 2), on onnxruntime-web", async () => {
+    const maxPositions = 20;
+    const g = buildEncoder({ ...INFER_ENCODER, layout: "roberta", maxPositions, seed: 9 });
+    await ensureModel("rob", "rob-task", ["a", "b", "c"], g);
+    await registerGraph("rob", "rob-task", ["a", "b", "c"], g, { accuracy: 0.9, p50Ms: 1 });
+    const seq = (len: number) => inferBody([Array(len).fill(5)], [Array(len).fill(1)]);
+    expect((await gw.infer("/v2/models/rob/infer", seq(maxPositions))).status).toBe(200);
+    const over = await gw.infer("/v2/models/rob/infer", seq(maxPositions + 1));
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { error: string }).error).toMatch(
+      /^inputs\[0\]\.shape\[1\]: 21 exceeds the model's maximum sequence length of 20/,
+    );
+  });
+
   it("refuses ragged nested data instead of flattening it", async () => {
     const body = inferBody();
     const ragged = {
