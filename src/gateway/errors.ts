@@ -6,7 +6,7 @@
 import type { z } from "zod";
 import { HttpError } from "../http/errors";
 
-export type GatewayErrorStatus = 400 | 404 | 413 | 415 | 422 | 503;
+export type GatewayErrorStatus = 400 | 404 | 413 | 415 | 422 | 500 | 503;
 
 export class GatewayError extends HttpError {
   override name = "GatewayError";

@@ -11,6 +11,7 @@ import type { InferenceSession } from "onnxruntime-web/wasm";
 import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
+import { requestIdOf } from "../http/request-id";
 import { onRegistryChange } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
@@ -18,7 +19,8 @@ import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
 import { GatewayError, invalid } from "./errors";
-import { type Feed, prepareInfer, toOipTensor } from "./oip";
+import { checkModelLimits, type Feed, prepareInfer, toOipTensor } from "./oip";
+import { ArtifactChecks } from "./readiness";
 import { type RouteDecision, selectVariant } from "./routing";
 import {
   Cooldowns,
@@ -31,12 +33,17 @@ import {
 } from "./serve";
 import { PINNED_VERSION, type ServingVariables } from "./serving-variables";
 import { ortLock, SessionCache } from "./sessions";
+import { TokenizerCache } from "./tokenizers";
 
 export interface GatewayState {
   config: GatewayConfig;
   catalog: Catalog;
   sessions: SessionCache;
   cooldowns: Cooldowns;
+  /** Tokenizers, loaded only by classify (a broken tokenizer.json never stops /v2 infer). */
+  tokenizers: TokenizerCache;
+  /** Whether artifacts would load, for readiness (cached for the catalog's TTL). */
+  artifactChecks: ArtifactChecks;
 }
 
 export function createGatewayState(config: GatewayConfig): GatewayState {
@@ -48,6 +55,8 @@ export function createGatewayState(config: GatewayConfig): GatewayState {
     catalog,
     sessions: new SessionCache(config.sessionBudgetBytes),
     cooldowns: new Cooldowns(config.cooldownMs),
+    tokenizers: new TokenizerCache(),
+    artifactChecks: new ArtifactChecks(config.catalogTtlMs),
   };
 }
 
@@ -154,19 +163,32 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return c.json(metadata(entry, [pinnedOr404(entry, c.req.param("version"))]));
   });
 
-  // Ready = servable now: routed requests need an active variant; a pinned one needs to exist unretired.
+  /**
+   * Ready = servable now: some variant of `candidates` has a model.onnx that would load (in R2, matching the
+   * registry's sha256; readiness.ts). Routed requests need an active one; a pinned version needs its own.
+   */
+  async function readiness(c: Ctx, entry: CatalogEntry, candidates: VariantRow[], none: string) {
+    const name = entry.model.name;
+    if (candidates.length === 0) return c.json({ name, ready: false, error: none }, 503);
+    const s = stateOf(c);
+    const problems: string[] = [];
+    for (const v of candidates) {
+      const verdict = await s.artifactChecks.check(c.env.ARTIFACTS, v, s.sessions);
+      if (verdict.ok) return c.json({ name, ready: true });
+      problems.push(`v${v.version}: ${verdict.message}`);
+    }
+    return c.json({ name, ready: false, error: `no variant can be loaded (${problems.join("; ")})` }, 503);
+  }
+
   r.get("/v2/models/:model/ready", async (c) => {
     const entry = await modelOr404(c);
-    const ready = entry.variants.some((v) => v.status === "active");
-    return ready
-      ? c.json({ name: entry.model.name, ready })
-      : c.json({ name: entry.model.name, ready, error: "the model has no active variant" }, 503);
+    const active = entry.variants.filter((v) => v.status === "active");
+    return readiness(c, entry, active, "the model has no active variant");
   });
 
   r.get("/v2/models/:model/versions/:version/ready", async (c) => {
     const entry = await modelOr404(c);
-    pinnedOr404(entry, c.req.param("version"));
-    return c.json({ name: entry.model.name, ready: true });
+    return readiness(c, entry, [pinnedOr404(entry, c.req.param("version"))], "");
   });
 
   // --- Open Inference Protocol infer ----------------------------------------------------------------------
@@ -187,6 +209,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       entry,
       order,
       async (_variant, loaded) => {
+        // What only the loaded graph knows (token-id ranges, position table): a 400, before the runtime.
+        checkModelLimits(prepared.feeds, loaded.limits);
         const results = await timings.time("infer", () =>
           runSession(loaded.session, prepared.feeds, prepared.outputs),
         );
@@ -229,16 +253,27 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       entry,
       withTokenizer,
       async (variant, loaded) => {
-        const tokenizer = loaded.tokenizer;
-        if (!tokenizer) throw new RunError("the variant's tokenizer.json did not load");
-        // Never more tokens than the variant's position table holds (RoBERTa's 514 rows take 512).
+        // Loaded here, only for routes that tokenize: a broken one is a 503 naming the tokenizer.
+        const tokenizer = await s.tokenizers.get(
+          c.env.ARTIFACTS,
+          variant,
+          `${entry.model.name}@${variant.version}`,
+        );
+        // Never more tokens than the variant's position table holds (RoBERTa's 514 rows take 512): the
+        // manifest's limit, else the one read from the graph.
         const maxTokens = Math.min(
           s.config.classifyMaxTokens,
-          variant.manifest.maxSequenceLength ?? s.config.classifyMaxTokens,
+          variant.manifest.maxSequenceLength ?? loaded.limits.maxPositions ?? s.config.classifyMaxTokens,
         );
         const feeds = await timings.time("tokenize", () =>
           classifyFeeds(tokenizer, texts, entry.model.io, maxTokens),
         );
+        try {
+          checkModelLimits(feeds, loaded.limits);
+        } catch (err) {
+          // The texts are not at fault when the variant's own tokenizer makes ids its table lacks.
+          throw new RunError(`the tokenizer's output does not fit the model: ${messageOf(err)}`);
+        }
         const results = await timings.time("infer", () => runSession(loaded.session, feeds, [logitsName]));
         const logits = results[logitsName];
         if (logits.dims.length !== 2 || logits.dims[1] !== entry.model.labels.length) {
@@ -288,7 +323,14 @@ function serveContext(c: Ctx, s: GatewayState, timings: Timings): ServeContext {
   } catch {
     keepAlive = undefined; // app.request() in tests has no ExecutionContext
   }
-  return { sessions: s.sessions, cooldowns: s.cooldowns, bucket: c.env.ARTIFACTS, timings, keepAlive };
+  return {
+    sessions: s.sessions,
+    cooldowns: s.cooldowns,
+    bucket: c.env.ARTIFACTS,
+    timings,
+    keepAlive,
+    requestId: requestIdOf(c),
+  };
 }
 
 /** `x-sluice-min-accuracy`: a number in [0, 1] or absent. */

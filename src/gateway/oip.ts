@@ -1,11 +1,14 @@
 /**
  * Open Inference Protocol v2 (KServe/Triton/MLServer) request and response tensors, checked against the model's
- * io signature before anything reaches onnxruntime: datatype, shape, data length and type, input names and
- * the configured batch/sequence limits. Every failure is a 400 naming the field.
+ * io signature before anything reaches onnxruntime: datatype, shape, data length and nesting, element types,
+ * input names and the configured batch/sequence limits (`prepareInfer`, before any load), then against what the
+ * loaded graph itself bounds (`checkModelLimits`: token-id ranges, the position table). Every failure is a 400
+ * naming the field; onnxruntime only ever sees inputs both accepted.
  */
 import { z } from "zod";
 import type { IoSignature, TensorDatatype, TensorSpec } from "../core/manifest";
 import { fromZod, invalid } from "./errors";
+import type { ModelLimits } from "./model-limits";
 
 /** The request body of `POST /v2/models/:model[/versions/:v]/infer`. `data` is checked by hand below. */
 export const InferRequest = z.object({
@@ -158,33 +161,45 @@ export interface TensorLimits {
 }
 
 /**
- * Flattens `data` (flat or nested row-major arrays) into its leaves, refusing anything that is not an array
- * and stopping as soon as there are more leaves than the shape allows (so a huge payload costs no more work).
+ * The leaves of `data`, which is either flat (row-major, `size` leaves) or nested exactly as `shape` says (an
+ * array of `shape[0]` arrays of `shape[1]` ... leaves). Anything else, ragged rows or mixed nesting included,
+ * is refused naming the first offending element, rather than flattened into a tensor it does not describe.
+ * Work stops at the first mismatch, so a huge malformed payload costs no more than its first error.
  */
-function flatten(data: unknown, expected: number, field: string): unknown[] {
+function flatten(data: unknown, shape: number[], field: string): unknown[] {
   if (!Array.isArray(data)) throw invalid("must be an array (flat or nested, row-major)", field);
-  const leaves: unknown[] = [];
-  const stack: unknown[][] = [data];
-  const index: number[] = [0];
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1];
-    const i = index[index.length - 1];
-    if (i === top.length) {
-      stack.pop();
-      index.pop();
-      continue;
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (!data.some(Array.isArray)) {
+    if (data.length !== size) {
+      throw invalid(`has ${data.length} elements; shape [${shape.join(", ")}] needs ${size}`, field);
     }
-    index[index.length - 1] = i + 1;
-    const v = top[i];
-    if (Array.isArray(v)) {
-      if (stack.length >= 8) throw invalid("is nested deeper than any supported tensor", field);
-      stack.push(v);
-      index.push(0);
-    } else {
-      leaves.push(v);
-      if (leaves.length > expected) break;
-    }
+    return data;
   }
+  if (shape.length < 2) {
+    throw invalid(`is nested, but shape [${shape.join(", ")}] has rank ${shape.length}`, field);
+  }
+  const leaves: unknown[] = [];
+  const walk = (node: unknown, depth: number, at: string): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(node)) throw invalid(`is nested deeper than shape [${shape.join(", ")}]`, at);
+      leaves.push(node);
+      return;
+    }
+    if (!Array.isArray(node)) {
+      throw invalid(
+        `is ${String(JSON.stringify(node)).slice(0, 40)}; shape [${shape.join(", ")}] nests an array here`,
+        at,
+      );
+    }
+    if (node.length !== shape[depth]) {
+      throw invalid(
+        `has ${node.length} elements; axis ${depth} of shape [${shape.join(", ")}] has ${shape[depth]} (ragged or mis-shaped nesting)`,
+        at,
+      );
+    }
+    for (let i = 0; i < node.length; i++) walk(node[i], depth + 1, `${at}[${i}]`);
+  };
+  walk(data, 0, field);
   return leaves;
 }
 
@@ -248,13 +263,7 @@ export function prepareInfer(body: unknown, io: IoSignature, limits: TensorLimit
     }
     checkShape(input.shape, spec, limits, `${at}.shape`);
     const size = input.shape.reduce((a, b) => a * b, 1);
-    const leaves = flatten(input.data, size, `${at}.data`);
-    if (leaves.length !== size) {
-      throw invalid(
-        `has ${leaves.length > size ? "more than " : ""}${leaves.length} elements; shape [${input.shape.join(", ")}] needs ${size}`,
-        `${at}.data`,
-      );
-    }
+    const leaves = flatten(input.data, input.shape, `${at}.data`);
     const data = codec.fill(size, leaves, `${at}.data`);
     // A Sluice variant's integer inputs are token ids, masks, token types or positions: none is negative, and
     // onnxruntime's Gather would silently wrap a negative id to the end of the embedding table.
@@ -299,6 +308,36 @@ export function prepareInfer(body: unknown, io: IoSignature, limits: TensorLimit
     outputs = req.outputs.map((o) => o.name);
   }
   return { id: req.id, feeds, outputs };
+}
+
+/**
+ * The checks only the loaded graph can answer (model-limits.ts), on inputs `prepareInfer` accepted: every
+ * value of an input that indexes an embedding table is below the table's rows (a token id past the vocabulary
+ * would otherwise reach onnxruntime's Gather), and the sequence axis is within the position table. Feeds are
+ * in request order, so feed i is `inputs[i]`. Throws a 400 naming the field.
+ */
+export function checkModelLimits(feeds: Feed[], limits: ModelLimits): void {
+  feeds.forEach((f, i) => {
+    const at = `inputs[${i}]`;
+    if (limits.maxPositions !== undefined && f.dims.length >= 2 && f.dims[1] > limits.maxPositions) {
+      throw invalid(
+        `${f.dims[1]} exceeds the model's maximum sequence length of ${limits.maxPositions} (its position-embedding table)`,
+        `${at}.shape[1]`,
+      );
+    }
+    const bound = limits.valueBounds[f.name];
+    if (bound === undefined || f.type === "float32" || f.type === "float64" || f.type === "bool") return;
+    const data = f.data as ArrayLike<number | bigint>;
+    for (let k = 0; k < data.length; k++) {
+      const v = data[k];
+      if (v < 0 || v >= bound) {
+        throw invalid(
+          `element ${k} is ${String(v)}: '${f.name}' indexes a table of ${bound} rows, so its values must be in [0, ${bound})`,
+          `${at}.data`,
+        );
+      }
+    }
+  });
 }
 
 export interface OipTensor {

@@ -1,8 +1,10 @@
 /**
  * Serving one request on a routed list of variants: load (through the session cache), run, and on failure fall
  * back to the next candidate. A variant whose artifact cannot be loaded is cooled down at once. A variant that
- * fails to *run* is cooled down only if a later candidate runs the same request, because when every variant
- * fails on it the request, not the variants, is at fault (a 400, and nobody is cooled down).
+ * fails to *run* is cooled down only if a later candidate runs the same request. Inputs are validated against
+ * the io signature and the graph's own limits before any run (oip.ts), so a run that still fails on every
+ * variant is the gateway's failure: a 500 "inference failed" with the request id, the runtime's message logged
+ * with that id and never answered, and nobody is cooled down (the variants did not fail each other's inputs).
  */
 import type { VariantRow } from "../registry/schema";
 import type { CatalogEntry } from "./catalog";
@@ -88,6 +90,8 @@ export interface ServeContext {
   timings: Timings;
   /** The request's waitUntil, so a session load it starts finishes for the requests sharing it. */
   keepAlive?: KeepAlive;
+  /** The request's id (src/http/request-id.ts), in the log lines and the 5xx this module answers. */
+  requestId: string;
 }
 
 /**
@@ -110,7 +114,9 @@ export async function serveWithFallback<T>(
       lease = await ctx.timings.time("load", () => ctx.sessions.acquire(ctx.bucket, variant, ctx.keepAlive));
     } catch (err) {
       ctx.cooldowns.mark(modelId, version);
-      console.warn(`gateway: ${entry.model.name}@${version} failed to load: ${messageOf(err)}`);
+      console.warn(
+        `gateway: ${entry.model.name}@${version} failed to load (request ${ctx.requestId}): ${messageOf(err)}`,
+      );
       attempts.push({ version, stage: "load", error: messageOf(err) });
       continue;
     }
@@ -131,14 +137,10 @@ export async function serveWithFallback<T>(
   }
   const summary = attempts.map((a) => `v${a.version} (${a.stage}): ${a.error}`).join("; ");
   if (attempts.some((a) => a.stage === "run")) {
-    const first = attempts.find((a) => a.stage === "run")!;
-    throw new GatewayError(
-      400,
-      "inference_failed",
-      `inputs: the model rejected the input: ${first.error}`,
-      "inputs",
-    );
+    console.error(`gateway: ${entry.model.name}: inference failed (request ${ctx.requestId}): ${summary}`);
+    throw new GatewayError(500, "inference_failed", "inference failed");
   }
+  // Load failures carry the gateway's own messages (missing, sha256 mismatch, not loadable), never the runtime's.
   throw new GatewayError(
     503,
     "no_variant_available",

@@ -1,11 +1,14 @@
 /**
  * ONNX sessions per isolate: created lazily on first use, kept in an LRU bounded by a byte budget, and shared by
- * content (two variants with the same artifact share one session). Concurrent first requests for one artifact
- * share a single load. Every artifact read from R2 is checked against the registry's sha256 before ORT sees it;
- * a mismatch is an `ArtifactError` and the bytes are never served.
+ * content (two variants with the same artifact share one session). With each session, the limits its graph puts
+ * on its inputs (model-limits.ts) are read once, so requests are validated against them before ORT runs. The
+ * tokenizer is not part of a session: only routes that tokenize load it (tokenizers.ts), so a broken
+ * tokenizer.json never stops /v2 infer. Concurrent first requests for one artifact share a single load. Every
+ * artifact read from R2 is checked against the registry's sha256 before ORT sees it; a mismatch is an
+ * `ArtifactError` and the bytes are never served.
  *
- * The budget counts artifact bytes (model + tokenizer.json), a good proxy for a session's weights. ORT's wasm
- * heap never shrinks, so the budget bounds the high-water mark rather than freeing memory back to the isolate;
+ * The budget counts model bytes, a good proxy for a session's weights. ORT's wasm heap never shrinks, so the
+ * budget bounds the high-water mark rather than freeing memory back to the isolate;
  * a released session's memory is reused by the next one. A session in use by a request is never released: the
  * cache may run over budget while requests hold sessions and evicts as soon as they let go.
  *
@@ -18,9 +21,9 @@
  * held across awaits inside a run, and its one-time backend start-up is a promise shared by whoever calls first.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
-import { type LoadedTokenizer, loadTokenizer } from "../core/tokenizer";
 import { sha256Hex } from "../registry/artifacts";
 import { IsolateLock, WaitTimeout, waitFor } from "./isolate-wait";
+import { type ModelLimits, readModelLimits } from "./model-limits";
 
 /** Where a variant's files are and what they must hash to (from its registry row). */
 export interface ArtifactRef {
@@ -33,7 +36,8 @@ export interface ArtifactRef {
 
 export interface LoadedVariant {
   session: InferenceSession;
-  tokenizer: LoadedTokenizer | null;
+  /** What the graph itself bounds: token-id ranges and the sequence length (read once, at load). */
+  limits: ModelLimits;
   /** Bytes charged against the budget. */
   bytes: number;
 }
@@ -52,8 +56,12 @@ export class ArtifactError extends Error {
 }
 
 export type CreateSession = (model: Uint8Array) => Promise<InferenceSession>;
+export type ReadLimits = (model: Uint8Array) => Promise<ModelLimits>;
 
-/** Where a cold load's time went, in ms: R2 reads, sha256 checks, session creation (incl. ORT's start-up). */
+/**
+ * Where a cold load's time went, in ms: R2 reads, sha256 checks, session creation (incl. ORT's start-up and
+ * reading the graph's limits).
+ */
 export interface LoadBreakdown {
   r2: number;
   verify: number;
@@ -126,7 +134,13 @@ export class SessionCache {
     readonly budgetBytes: number,
     private readonly createSession: CreateSession = createWithOrtWeb,
     private readonly loadWaitMs = DEFAULT_LOAD_WAIT_MS,
+    private readonly readLimits: ReadLimits = readLimitsWithOrtWeb,
   ) {}
+
+  /** Whether a verified session for `ref`'s artifact is loaded (readiness needs no R2 read then). */
+  has(ref: Pick<ArtifactRef, "sha256">): boolean {
+    return this.entries.has(cacheKey(ref));
+  }
 
   /**
    * The loaded variant for `ref`, held until `release()` is called. `keepAlive` (the request's waitUntil) lets
@@ -213,31 +227,17 @@ export class SessionCache {
       }
       const breakdown: LoadBreakdown = { r2: 0, verify: 0, session: 0 };
       const model = await fetchVerified(bucket, ref.artifactKey, ref.sha256, "model.onnx", breakdown);
-      let tokenizer: LoadedTokenizer | null = null;
-      let tokenizerBytes = 0;
-      if (ref.tokenizerKey && ref.tokenizerSha256) {
-        const json = await fetchVerified(
-          bucket,
-          ref.tokenizerKey,
-          ref.tokenizerSha256,
-          "tokenizer.json",
-          breakdown,
-        );
-        tokenizerBytes = json.byteLength;
-        try {
-          tokenizer = loadTokenizer(new TextDecoder().decode(json));
-        } catch (err) {
-          throw new ArtifactError("invalid", `tokenizer.json cannot be loaded: ${message(err)}`);
-        }
-      }
       let session: InferenceSession;
+      const t0 = performance.now();
       try {
-        const t0 = performance.now();
         session = await this.createSession(model);
-        breakdown.session = performance.now() - t0;
       } catch (err) {
-        throw new ArtifactError("invalid", `onnxruntime cannot load model.onnx: ${message(err)}`);
+        // The runtime's own message (with its build machine's paths) is logged, never answered.
+        console.warn(`gateway: onnxruntime cannot load ${ref.artifactKey}: ${message(err)}`);
+        throw new ArtifactError("invalid", "onnxruntime cannot load model.onnx");
       }
+      const limits = await this.readLimits(model);
+      breakdown.session = performance.now() - t0;
       this.loads++;
       const existing = this.entries.get(key);
       if (existing) {
@@ -251,8 +251,8 @@ export class SessionCache {
       const entry: Entry = {
         key,
         session,
-        tokenizer,
-        bytes: model.byteLength + tokenizerBytes,
+        limits,
+        bytes: model.byteLength,
         refs: me.waiters,
         breakdown,
       };
@@ -282,12 +282,31 @@ export class SessionCache {
   }
 }
 
-function cacheKey(ref: ArtifactRef): string {
-  return ref.tokenizerSha256 ? `${ref.sha256}+${ref.tokenizerSha256}` : ref.sha256;
+function cacheKey(ref: Pick<ArtifactRef, "sha256">): string {
+  return ref.sha256;
 }
 
+/** The graph's limits, its position probe run on onnxruntime-web (under the isolate's ORT lock). */
+const readLimitsWithOrtWeb: ReadLimits = async (model) => {
+  const { loadOrt } = await import("./ort-wasm");
+  const ort = loadOrt();
+  return readModelLimits(model, (probe, feeds, length, output) =>
+    ortLock.run(async () => {
+      const session = await ort.InferenceSession.create(probe, { executionProviders: ["wasm"] });
+      try {
+        const inputs = Object.fromEntries(
+          Object.entries(feeds).map(([name, data]) => [name, new ort.Tensor("int64", data, [1, length])]),
+        );
+        return (await session.run(inputs, [output]))[output].data as BigInt64Array;
+      } finally {
+        await session.release();
+      }
+    }),
+  );
+};
+
 /** Reads an object from R2 and checks its sha256 against the registry's before anyone uses the bytes. */
-async function fetchVerified(
+export async function fetchVerified(
   bucket: R2Bucket,
   key: string,
   sha256: string,

@@ -5,7 +5,7 @@
  * the `x-request-id` response header, available to handlers as `c.get("requestId")`, and written into 5xx bodies
  * and the log line of an internal error (src/http/errors.ts), so a user's report can be matched to the log.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -31,3 +31,15 @@ export const requestId: MiddlewareHandler<{ Variables: RequestIdVariables }> = a
     c.res.headers.set(REQUEST_ID_HEADER, id);
   }
 };
+
+/** The request's id; one is made (and set) when the middleware did not run (a route module mounted alone). */
+export function requestIdOf(c: Context): string {
+  const ctx = c as Context<{ Variables: RequestIdVariables }>;
+  let id = ctx.get("requestId");
+  if (!id) {
+    id = crypto.randomUUID();
+    ctx.set("requestId", id);
+    ctx.header(REQUEST_ID_HEADER, id);
+  }
+  return id;
+}

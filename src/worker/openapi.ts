@@ -56,10 +56,15 @@ const QUERIES: Record<string, z.ZodObject> = {
 const jsonSchema = (schema: z.ZodType) =>
   z.toJSONSchema(schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
 
+/** On the gateway's own failures (500, no loadable variant): the x-request-id its log lines carry. */
+const REQUEST_ID = { type: "string", description: "the request's x-request-id, as logged with the cause" };
 const OIP_ERROR = {
   type: "object",
   required: ["error"],
-  properties: { error: { type: "string", description: "what is wrong, naming the field" } },
+  properties: {
+    error: { type: "string", description: "what is wrong, naming the field" },
+    requestId: REQUEST_ID,
+  },
 };
 const SLUICE_ERROR = {
   type: "object",
@@ -74,6 +79,7 @@ const SLUICE_ERROR = {
         field: { type: "string", description: "dotted path or header name to blame" },
       },
     },
+    requestId: REQUEST_ID,
   },
 };
 

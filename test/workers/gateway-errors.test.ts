@@ -163,6 +163,64 @@ const cases: Case[] = [
     field: "inputs[0].data",
   },
   {
+    name: "ragged nested rows (as many leaves as the shape needs)",
+    body: {
+      inputs: [
+        {
+          ...ids(2, 3),
+          data: [
+            [1, 1, 1, 1],
+            [1, 1],
+          ],
+        },
+        mask(2, 3),
+      ],
+    },
+    status: 400,
+    field: "inputs[0].data[0]",
+  },
+  {
+    name: "a short nested row",
+    body: {
+      inputs: [
+        {
+          ...ids(2, 3),
+          data: [
+            [1, 1, 1],
+            [1, 1],
+          ],
+        },
+        mask(2, 3),
+      ],
+    },
+    status: 400,
+    field: "inputs[0].data[1]",
+  },
+  {
+    name: "nested and flat mixed",
+    body: { inputs: [{ ...ids(2, 3), data: [[1, 1, 1], 1] }, mask(2, 3)] },
+    status: 400,
+    field: "inputs[0].data[1]",
+  },
+  {
+    name: "nesting that contradicts the shape",
+    body: {
+      inputs: [
+        {
+          ...ids(2, 3),
+          data: [
+            [1, 1],
+            [1, 1],
+            [1, 1],
+          ],
+        },
+        mask(2, 3),
+      ],
+    },
+    status: 400,
+    field: "inputs[0].data",
+  },
+  {
     name: "batch over the limit",
     body: { inputs: [ids(65, 1), mask(65, 1)] },
     status: 400,
@@ -350,6 +408,24 @@ describe("malformed requests never produce a 500", () => {
       expect(typeof json.error).toBe((c.path ?? "/v2/").startsWith("/v2/") ? "string" : "object");
     });
   }
+});
+
+describe("request ids", () => {
+  it("echoes a client's x-request-id, and makes one when it is absent or implausible", async () => {
+    const echoed = await api("/v2/models/nope/ready", { headers: { "x-request-id": "client-42" } });
+    expect(echoed.headers.get("x-request-id")).toBe("client-42");
+    await echoed.arrayBuffer();
+    for (const sent of [undefined, "has spaces", "x".repeat(129), "line\u0001break"]) {
+      const res = await api(
+        "/v2/health/live",
+        sent === undefined ? {} : { headers: { "x-request-id": sent } },
+      );
+      expect(res.headers.get("x-request-id")).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+      );
+      await res.arrayBuffer();
+    }
+  });
 });
 
 describe("catalog cache", () => {

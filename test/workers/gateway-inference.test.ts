@@ -3,14 +3,15 @@
 // This is one of the two test files that load ORT's wasm (each costs ~10 s and ~1.8 GB), so it holds every
 // check that needs a real session.
 import { env } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { buildEncoder } from "../../src/core/models/encoder";
-import { encodeModel } from "../../src/core/onnx";
+import { encodeModel, f32, Graph } from "../../src/core/onnx";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
 import { createGatewayState } from "../../src/gateway/inference-routes";
 import { loadOrt } from "../../src/gateway/ort-wasm";
 import { ArtifactError, SessionCache } from "../../src/gateway/sessions";
+import { artifactKey } from "../../src/registry/artifacts";
 import expected from "../fixtures/gateway-expected.json";
 import {
   CLASSIFY_ENCODER,
@@ -21,7 +22,7 @@ import {
   INFER_INPUTS,
 } from "../fixtures/gateway-models";
 import { ensureModel, registerGraph, serverTiming, setSla, testGateway } from "./gateway-helpers";
-import { sha256Hex } from "./helpers";
+import { sha256Hex, tinyTokenizerJson } from "./helpers";
 
 const TOKENIZER = JSON.stringify(tokenizerJson);
 
@@ -165,15 +166,69 @@ describe("Open Inference Protocol v2 inference", () => {
     expect((await gw.fetch("/v2/health/ready")).status).toBe(200);
   });
 
-  it("turns onnxruntime rejecting an input into a 400 and cools down no variant", async () => {
-    // Token id 1000 is outside the 64-row embedding table: well-formed, but the model cannot run it.
-    const res = await gw.infer("/v2/models/enc/infer", inferBody([[2, 1000, 3]], [[1, 1, 1]]));
+  it("refuses a token id past the embedding table before the runtime, naming input and element", async () => {
+    // Token id 1000 is outside the fixture's 64-row word table (INFER_ENCODER.vocabSize): a 400 from the
+    // table size read off the graph at load, not onnxruntime's Gather error.
+    const res = await gw.infer("/v2/models/enc/infer", inferBody([[2, 63, 1000]], [[1, 1, 1]]));
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toMatch(/^inputs: the model rejected the input/);
+    const { error } = (await res.json()) as { error: string };
+    expect(error).toMatch(/^inputs\[0\]\.data: element 2 is 1000/);
+    expect(error).toContain(`[0, ${INFER_ENCODER.vocabSize})`);
+    expect(error).not.toMatch(/onnxruntime|Gather|\.cc|\//);
     const route = (await (await gw.fetch("/v1/models/enc/route")).json()) as { coolingDown: number[] };
     expect(route.coolingDown).toEqual([]);
-    const again = await gw.infer("/v2/models/enc/infer", inferBody());
-    expect(again.headers.get("x-sluice-variant")).toBe("enc@1");
+    // The last row is still a valid id.
+    const edge = await gw.infer("/v2/models/enc/infer", inferBody([[2, 63, 3]], [[1, 1, 1]]));
+    expect(edge.status).toBe(200);
+  });
+
+  it("refuses a sequence longer than the position table the graph proves (no maxSequenceLength in its manifest)", async () => {
+    const n = INFER_ENCODER.maxPositions!; // 32, well under the gateway's MAX_SEQUENCE of 512
+    const row = (len: number) => [Array.from({ length: len }, (_, i) => (i === 0 ? 2 : 5))];
+    const ones = (len: number) => [Array(len).fill(1)];
+    const over = await gw.infer("/v2/models/enc/infer", inferBody(row(n + 1), ones(n + 1)));
+    expect(over.status).toBe(400);
+    const { error } = (await over.json()) as { error: string };
+    expect(error).toMatch(/^inputs\[0\]\.shape\[1\]: 33 exceeds the model's maximum sequence length of 32/);
+    const fits = await gw.infer("/v2/models/enc/infer", inferBody(row(n), ones(n)));
+    expect(fits.status).toBe(200);
+  });
+
+  it("derives a RoBERTa layout's limit from its offset position table (rows - 2), on onnxruntime-web", async () => {
+    const maxPositions = 20;
+    const g = buildEncoder({ ...INFER_ENCODER, layout: "roberta", maxPositions, seed: 9 });
+    await ensureModel("rob", "rob-task", ["a", "b", "c"], g);
+    await registerGraph("rob", "rob-task", ["a", "b", "c"], g, { accuracy: 0.9, p50Ms: 1 });
+    const seq = (len: number) => inferBody([Array(len).fill(5)], [Array(len).fill(1)]);
+    expect((await gw.infer("/v2/models/rob/infer", seq(maxPositions))).status).toBe(200);
+    const over = await gw.infer("/v2/models/rob/infer", seq(maxPositions + 1));
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { error: string }).error).toMatch(
+      /^inputs\[0\]\.shape\[1\]: 21 exceeds the model's maximum sequence length of 20/,
+    );
+  });
+
+  it("refuses ragged nested data instead of flattening it", async () => {
+    const body = inferBody();
+    const ragged = {
+      inputs: [
+        {
+          ...body.inputs[0],
+          shape: [3, 6],
+          data: [
+            [2, 10, 11, 12, 3, 0],
+            [2, 40, 41, 3, 0, 0, 0],
+            [2, 5, 6, 7, 8],
+          ],
+        },
+        body.inputs[1],
+      ],
+    };
+    const res = await gw.infer("/v2/models/enc/infer", ragged);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /^inputs\[0\]\.data\[1\]: has 7 elements/,
+    );
   });
 
   it("refuses a negative token id before the runtime (Gather would wrap it to the table's end)", async () => {
@@ -467,5 +522,125 @@ describe("session cache", () => {
     expect(await session("ev-b")).toBe("cold");
     expect(await session("ev-a")).toBe("cold");
     expect(state.sessions.stats().evictions).toBe(2);
+  });
+});
+
+describe("runtime failures, readiness and the tokenizer", () => {
+  const state = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0 });
+  const gw = testGateway(state);
+
+  it("answers a failure the validation could not foresee with a generic 500 and the request id", async () => {
+    // Reshape to [-1, 4] of a well-formed [1, 3] input: valid against the io signature, fails inside onnxruntime.
+    const g = new Graph({ name: "reshape", opset: 17 });
+    const x = g.addInput("x", "float32", ["batch", "n"]);
+    // (times a weight: the manifest counts parameters, and a model without any is refused)
+    const w = g.addInitializer("w", f32([4], [1, 1, 1, 1]));
+    g.op("Mul", [g.op("Reshape", [x, g.constInts([-1, 4])]), w], {}, { output: "y" });
+    g.addOutput("y", "float32", ["batch", 4]);
+    await ensureModel("boom", "boom-task", ["a"], g);
+    await registerGraph("boom", "boom-task", ["a"], g, { accuracy: 0.9, p50Ms: 1 });
+    const body = { inputs: [{ name: "x", datatype: "FP32", shape: [1, 3], data: [1, 2, 3] }] };
+    const ok = await gw.infer("/v2/models/boom/infer", {
+      inputs: [{ ...body.inputs[0], shape: [1, 4], data: [1, 2, 3, 4] }],
+    });
+    expect(ok.status).toBe(200);
+
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    const res = await gw.infer("/v2/models/boom/infer", body, { "x-request-id": "req-boom-1" });
+    const lines = logged.mock.calls.map((c) => c.map(String).join(" "));
+    logged.mockRestore();
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: "inference failed", requestId: "req-boom-1" });
+    expect(res.headers.get("x-request-id")).toBe("req-boom-1");
+    // The runtime's own message is in the log, with the id, and nowhere in the answer.
+    expect(lines.some((l) => l.includes("req-boom-1") && /reshape/i.test(l))).toBe(true);
+    const route = (await (await gw.fetch("/v1/models/boom/route")).json()) as { coolingDown: number[] };
+    expect(route.coolingDown).toEqual([]);
+
+    // Without a client id one is generated, and answered in both the header and the body.
+    const anon = await gw.infer("/v2/models/boom/infer", body);
+    const anonBody = (await anon.json()) as { requestId: string };
+    expect(anonBody.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(anon.headers.get("x-request-id")).toBe(anonBody.requestId);
+  });
+
+  it("is not ready when no active variant's artifact would load (sha256 mismatch, missing)", async () => {
+    const a = buildEncoder({ ...INFER_ENCODER, seed: 51 });
+    const b = buildEncoder({ ...INFER_ENCODER, seed: 52 });
+    await ensureModel("rd", "rd-task", ["a", "b", "c"], a);
+    const v1 = await registerGraph("rd", "rd-task", ["a", "b", "c"], a, { accuracy: 0.9, p50Ms: 1 });
+    const v2 = await registerGraph("rd", "rd-task", ["a", "b", "c"], b, { accuracy: 0.9, p50Ms: 2 });
+    const ready = async (path: string) => {
+      const res = await gw.fetch(path);
+      return { status: res.status, ...((await res.json()) as { ready: boolean; error?: string }) };
+    };
+    expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
+    expect(await ready("/v2/models/rd/versions/1/ready")).toMatchObject({ status: 200, ready: true });
+
+    // v1's object replaced by other bytes: v1 is not ready, the model still is (v2 is servable).
+    await env.ARTIFACTS.put(v1.artifactKey, encodeModel(buildEncoder({ ...INFER_ENCODER, seed: 53 })));
+    const v1Ready = await ready("/v2/models/rd/versions/1/ready");
+    expect(v1Ready).toMatchObject({ status: 503, ready: false });
+    expect(v1Ready.error).toMatch(/v1: model\.onnx in R2 does not match the registry's sha256/);
+    expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
+
+    // v2's object gone too: the row is there, but nothing can be served.
+    await env.ARTIFACTS.delete(v2.artifactKey);
+    const model = await ready("/v2/models/rd/ready");
+    expect(model).toMatchObject({ status: 503, ready: false });
+    expect(model.error).toMatch(/v2: model\.onnx is missing from R2/);
+    // And inference agrees with readiness.
+    expect((await gw.infer("/v2/models/rd/infer", inferBody())).status).toBe(503);
+
+    // Restored bytes (with R2's own checksum, as the registry writes them) are ready again.
+    await env.ARTIFACTS.put(v2.artifactKey, v2.bytes, { sha256: v2.sha256 });
+    expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
+  });
+
+  it("serves /v2 infer with a corrupt tokenizer object; classify answers a 503 naming the tokenizer", async () => {
+    const g = buildEncoder({ ...CLASSIFY_ENCODER, seed: 61 });
+    // The committed tokenizer, as other bytes (its own R2 object, not the one the classify tests use).
+    const tokenizer = JSON.stringify(tokenizerJson, null, 1);
+    await ensureModel("tk", "tk-task", CLASSIFY_LABELS, g);
+    await registerGraph("tk", "tk-task", CLASSIFY_LABELS, g, { accuracy: 0.9, p50Ms: 1, tokenizer });
+    const fresh = testGateway(createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0 }));
+    const first = await fresh.infer("/v1/models/tk/classify", { texts: CLASSIFY_TEXTS });
+    expect(first.status, await first.clone().text()).toBe(200);
+
+    // The shared, content-addressed tokenizer object is overwritten in R2; a new isolate must load it again.
+    await env.ARTIFACTS.put(artifactKey(await sha256Hex(tokenizer)), '{"model": "truncated');
+    const gw2 = testGateway(createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 0 }));
+    const infer = await gw2.infer("/v2/models/tk/infer", inferBody());
+    expect(infer.status).toBe(200); // loads the model only: /v2 never tokenizes
+    expect(infer.headers.get("x-sluice-session")).toBe("cold");
+
+    const res = await gw2.infer("/v1/models/tk/classify", { text: "w1 w2" });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string; field: string } };
+    expect(body.error).toMatchObject({ code: "tokenizer_unavailable", field: "tokenizer" });
+    expect(body.error.message).toMatch(
+      /tokenizer of tk@1 cannot be loaded: tokenizer\.json in R2 has sha256/,
+    );
+    // /v2 infer still works after classify failed on the tokenizer: nothing was cooled down.
+    expect((await gw2.infer("/v2/models/tk/infer", inferBody())).status).toBe(200);
+  });
+
+  it("answers a 503 naming the tokenizer when its tokenizer.json is JSON but no tokenizer", async () => {
+    const g = buildEncoder({ ...INFER_ENCODER, seed: 62 });
+    await ensureModel("tk2", "tk2-task", ["a", "b", "c"], g);
+    await registerGraph("tk2", "tk2-task", ["a", "b", "c"], g, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      tokenizer: tinyTokenizerJson(INFER_ENCODER.vocabSize), // the registry only checks it is JSON
+    });
+    expect((await gw.infer("/v2/models/tk2/infer", inferBody())).status).toBe(200);
+    const res = await gw.infer("/v1/models/tk2/classify", { text: "w1 w2" });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: unknown }).error).toEqual({
+      code: "tokenizer_unavailable",
+      message:
+        "the tokenizer of tk2@1 cannot be loaded: tokenizer.json is not a tokenizer the gateway can load",
+      field: "tokenizer",
+    });
   });
 });

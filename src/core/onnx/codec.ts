@@ -142,8 +142,23 @@ function attrToProto(name: string, a: Attr): onnx.IAttributeProto {
   }
 }
 
+export interface DecodeOptions {
+  /**
+   * Initializers with more elements than this keep their dtype and dims but get no data (an empty array).
+   * For readers of a graph's structure only (the gateway's model limits), who would otherwise copy every weight.
+   */
+  structureOnlyAbove?: number;
+}
+
+/** A structure-only initializer: dtype and dims, no data. */
+function tensorShapeFromProto(p: onnx.ITensorProto): Tensor {
+  const dtype = DTYPE_OF_ONNX[p.dataType ?? 0];
+  if (!dtype) throw new OnnxFormatError(`tensor '${p.name}': unsupported data type ${p.dataType}`);
+  return { dtype, dims: (p.dims ?? []).map(int64ToNumber), data: allocate(dtype, 0) };
+}
+
 /** Parses an ONNX model file. Throws OnnxFormatError on anything that is not a usable model. */
-export function decodeModel(bytes: Uint8Array): Graph {
+export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Graph {
   let model: onnx.ModelProto;
   try {
     model = onnxValues.ModelProto.decode(bytes);
@@ -158,7 +173,11 @@ export function decodeModel(bytes: Uint8Array): Graph {
   graph.extraOpsets = (model.opsetImport ?? [])
     .filter((o) => o.domain && o.domain !== "ai.onnx")
     .map((o) => ({ domain: o.domain ?? "", version: int64ToNumber(o.version) }));
-  for (const init of g.initializer ?? []) graph.initializers.set(init.name ?? "", tensorFromProto(init));
+  const above = opts.structureOnlyAbove;
+  for (const init of g.initializer ?? []) {
+    const large = above !== undefined && sizeOf((init.dims ?? []).map(int64ToNumber)) > above;
+    graph.initializers.set(init.name ?? "", large ? tensorShapeFromProto(init) : tensorFromProto(init));
+  }
   const initNames = graph.initializers;
   graph.inputs = (g.input ?? []).filter((v) => !initNames.has(v.name ?? "")).map(valueInfoFromProto);
   graph.outputs = (g.output ?? []).map(valueInfoFromProto);

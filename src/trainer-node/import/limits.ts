@@ -1,81 +1,25 @@
 /**
- * The longest sequence an imported encoder accepts, as its graph proves it. Position embeddings are a table
- * gathered with indices the graph computes: a slice of a position-id buffer (BERT), `cumsum(ids != pad) + pad`
- * (RoBERTa, whose 514-row table takes 512 tokens), or an arange. Rather than match each exporter's arithmetic,
- * the index computation alone is cut out of the graph and run in onnxruntime on a short probe; the largest
- * index it produces for L tokens gives the table's offset, and rows − offset is the limit.
+ * The longest sequence an imported encoder accepts, as its graph proves it (core/onnx/embeddings.ts
+ * `positionLimit`, run here on onnxruntime-node).
  */
 import * as ort from "onnxruntime-node";
-import { encodeModel } from "../../core/onnx/codec";
-import { Graph } from "../../core/onnx/graph";
+import { positionLimit } from "../../core/onnx/embeddings";
+import type { Graph } from "../../core/onnx/graph";
 import { ImportError } from "./errors";
-import { findEmbeddings } from "./recognize";
-
-const PROBE_LENGTH = 8;
-
-/** The nodes `value` is computed by (in graph order). */
-function ancestors(g: Graph, value: string): Graph["nodes"] {
-  const producers = g.producers();
-  const keep = new Set<Graph["nodes"][number]>();
-  const stack = [value];
-  while (stack.length > 0) {
-    const p = producers.get(stack.pop()!);
-    if (!p || keep.has(p)) continue;
-    keep.add(p);
-    stack.push(...p.inputs.filter((i) => i !== ""));
-  }
-  return g.nodes.filter((n) => keep.has(n));
-}
 
 /** Undefined when no table is gathered with computed indices (nothing limits the length but memory). */
 export async function maxSequenceLength(g: Graph): Promise<number | undefined> {
-  const lookups = findEmbeddings(g).filter((e) => e.input === undefined);
-  const word = findEmbeddings(g).find((e) => e.input === "input_ids");
-  let limit: number | undefined;
-  for (const lookup of lookups) {
-    const gather = g.nodes.find((n) => n.name === lookup.node)!;
-    const nodes = ancestors(g, gather.inputs[1]);
-    const sub = new Graph({ name: `${g.name}/positions`, opset: g.opset });
-    sub.extraOpsets = g.extraOpsets;
-    sub.nodes = nodes;
-    const used = new Set(nodes.flatMap((n) => n.inputs));
-    sub.inputs = g.inputs.filter((i) => used.has(i.name));
-    for (const name of used) {
-      const t = g.initializers.get(name);
-      if (t) sub.initializers.set(name, t);
-    }
-    sub.outputs = [{ name: gather.inputs[1], dtype: "int64" }];
-    // Ids that are no special token's: the last row of the word table.
-    const id = BigInt((word?.rows ?? 2) - 1);
-    const feeds = Object.fromEntries(
-      sub.inputs.map((i) => {
-        const value = i.name === "input_ids" ? id : i.name === "attention_mask" ? 1n : 0n;
-        return [
-          i.name,
-          new ort.Tensor("int64", new BigInt64Array(PROBE_LENGTH).fill(value), [1, PROBE_LENGTH]),
-        ];
-      }),
-    );
-    let indices: ArrayLike<bigint | number>;
+  return positionLimit(g, async (model, feeds, length, output) => {
+    const session = await ort.InferenceSession.create(model);
     try {
-      const session = await ort.InferenceSession.create(encodeModel(sub));
-      try {
-        indices = (await session.run(feeds))[gather.inputs[1]].data as BigInt64Array;
-      } finally {
-        await session.release();
-      }
-    } catch {
-      continue; // not computable from the ids alone (no limit proven by this table)
+      const inputs = Object.fromEntries(
+        Object.entries(feeds).map(([name, data]) => [name, new ort.Tensor("int64", data, [1, length])]),
+      );
+      return (await session.run(inputs))[output].data as BigInt64Array;
+    } finally {
+      await session.release();
     }
-    // One index per position (PROBE_LENGTH of them, or the fixed length an export folded them to).
-    const n = indices.length;
-    let max = 0;
-    for (let i = 0; i < n; i++) max = Math.max(max, Number(indices[i]));
-    if (n === 0 || max < n - 1) continue;
-    const rows = lookup.rows - (max - (n - 1));
-    limit = Math.min(limit ?? rows, rows);
-  }
-  return limit;
+  });
 }
 
 /**

@@ -4,20 +4,14 @@
  * that point: pooler, classifier, QA/token heads, MLM decoders), and the embedding lookups. `inspect`,
  * `train` and `export` all read a model through this one function.
  */
+import { type EmbeddingLookup, findEmbeddings } from "../../core/onnx/embeddings";
 import type { Graph, Node } from "../../core/onnx/graph";
 import { type AttentionBlock, analyzeEncoder, type FfnBlock } from "./blocks";
 import { ImportError } from "./errors";
 import { type LayerSelector, type LinearLayer, matches } from "./linears";
 
-export interface EmbeddingLookup {
-  /** Gather node and its table (initializer) [rows, width]. */
-  node: string;
-  table: string;
-  rows: number;
-  width: number;
-  /** Graph input whose ids it looks up (through Cast/Unsqueeze/...), if any. */
-  input?: string;
-}
+// The embedding lookups live in core (the gateway bounds its inputs with them); re-exported for the trainer.
+export { type EmbeddingLookup, findEmbeddings, sourceInput } from "../../core/onnx/embeddings";
 
 export interface Recognition {
   linears: LinearLayer[];
@@ -33,40 +27,6 @@ export interface Recognition {
   otherEncoderLinears: LinearLayer[];
   /** Gathers of float tables indexed by graph inputs; the largest is the word embedding. */
   embeddings: EmbeddingLookup[];
-}
-
-const INDEX_PASS = new Set(["Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"]);
-
-/** The graph input a value is derived from through index-preserving ops (Cast, Unsqueeze, ...), if any. */
-export function sourceInput(g: Graph, value: string, producers = g.producers()): string | undefined {
-  const inputs = new Set(g.inputs.map((i) => i.name));
-  let v = value;
-  for (let i = 0; i < 8; i++) {
-    if (inputs.has(v)) return v;
-    const p = producers.get(v);
-    if (!p || !INDEX_PASS.has(p.op)) return undefined;
-    v = p.inputs[0];
-  }
-  return undefined;
-}
-
-/** Float-table Gathers whose indices come from a graph input (word, position, token-type embeddings). */
-export function findEmbeddings(g: Graph): EmbeddingLookup[] {
-  const producers = g.producers();
-  const out: EmbeddingLookup[] = [];
-  for (const n of g.nodes) {
-    if (n.op !== "Gather" || (n.attrs.axis?.value ?? 0) !== 0) continue;
-    const t = g.initializers.get(n.inputs[0]);
-    if (t?.dtype !== "float32" || t.dims.length !== 2) continue;
-    out.push({
-      node: n.name,
-      table: n.inputs[0],
-      rows: t.dims[0],
-      width: t.dims[1],
-      input: sourceInput(g, n.inputs[1], producers),
-    });
-  }
-  return out.sort((a, b) => b.rows - a.rows);
 }
 
 /** Ops a value may pass through between the last FFN and the encoder output: residual add and LayerNorm. */
