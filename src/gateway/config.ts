@@ -12,6 +12,7 @@ export interface GatewayVars {
   MAX_SEQUENCE?: string;
   CLASSIFY_MAX_TOKENS?: string;
   MAX_INFER_BODY_MB?: string;
+  LIVE_FEEDBACK_TTL_S?: string;
 }
 
 export interface GatewayConfig {
@@ -29,6 +30,8 @@ export interface GatewayConfig {
   classifyMaxTokens: number;
   /** Largest accepted inference request body. */
   maxBodyBytes: number;
+  /** How long a model's live-feedback aggregate is reused before D1 is asked again (new feedback shows within it). */
+  liveFeedbackTtlMs: number;
 }
 
 export const DEFAULT_CONFIG: GatewayConfig = {
@@ -39,6 +42,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   maxSequence: 512,
   classifyMaxTokens: 128,
   maxBodyBytes: 4 * 1024 * 1024,
+  liveFeedbackTtlMs: 30_000,
 };
 
 /** A non-negative number from a var, or the default when the var is unset, empty or not such a number. */
@@ -58,5 +62,6 @@ export function configFromEnv(env: GatewayVars): GatewayConfig {
     maxSequence: Math.floor(nonNegative(env.MAX_SEQUENCE, d.maxSequence)),
     classifyMaxTokens: Math.floor(nonNegative(env.CLASSIFY_MAX_TOKENS, d.classifyMaxTokens)),
     maxBodyBytes: nonNegative(env.MAX_INFER_BODY_MB, d.maxBodyBytes / mb) * mb,
+    liveFeedbackTtlMs: nonNegative(env.LIVE_FEEDBACK_TTL_S, d.liveFeedbackTtlMs / 1000) * 1000,
   };
 }
