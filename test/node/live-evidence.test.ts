@@ -25,7 +25,7 @@ function feedbackOf(units: [correct: number, labelled: number][]): LiveFeedback 
     labelledSq: sum((_, y) => y * y),
   };
 }
-const repeat = <T>(n: number, x: T): T[] => Array.from({ length: n }, () => x);
+const repeat = (n: number, x: [number, number]): [number, number][] => Array.from({ length: n }, () => x);
 
 describe("liveSummary", () => {
   it("matches the design effect and delta-method variance computed by hand", () => {
@@ -103,7 +103,7 @@ describe("liveRule", () => {
 
   it("widens the interval by the unit clustering: the same 80% from unequal units is not demoted", () => {
     // 10 units all right, 10 units 6/10: deff 2.5, Wilson on 80 effective requests
-    const units = [...repeat<[number, number]>(10, [10, 10]), ...repeat<[number, number]>(10, [6, 10])];
+    const units = [...repeat(10, [10, 10]), ...repeat(10, [6, 10])];
     const v2 = liveRule({ ...base, feedback: new Map([[2, feedbackOf(units)]]) }).get(2)!;
     expect(v2.accuracy).toBe(0.8);
     expect(v2.designEffect).toBeCloseTo(2.5, 12);
@@ -131,7 +131,7 @@ describe("liveRule", () => {
   it("below the minimum only reports the counts", () => {
     const out = liveRule({
       ...base,
-      feedback: new Map([[2, feedbackOf([...repeat<[number, number]>(19, [0, 10]), [0, 9]])]]),
+      feedback: new Map([[2, feedbackOf([...repeat(19, [0, 10]), [0, 9]])]]),
     });
     expect(out.get(2)).toEqual({
       labelled: 199,
