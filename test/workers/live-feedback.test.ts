@@ -195,6 +195,10 @@ describe("live feedback in routing", () => {
     expect(after.candidates[1].why).toMatch(
       /^demoted by live feedback: 200 labelled from 20 units, accuracy 0\.00%, 95% \(Bonferroni over 2 bounds\) interval \[0\.00%, [0-9.]+%\]: upper bound [0-9.]+% < [0-9.]+% \(v1's eval lower bound/,
     );
+    // the numbers, against Python's statistics.NormalDist: Wilson 0/200 upper 1.88%, Wilson 97/100 lower 91.55%
+    expect(after.candidates[1].why).toContain(
+      "upper bound 1.88% < 86.55% (v1's eval lower bound 91.55% − 5.00 pts margin)",
+    );
     expect(after.reason).toMatch(/not demoted by live feedback/);
 
     // and routed traffic follows
@@ -202,5 +206,44 @@ describe("live feedback in routing", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("x-sluice-variant")).toBe(`${model}@${v1}`);
     expect(res.headers.get("x-sluice-sla")).toBe("met");
+  });
+
+  it("feedback below the unit minimum changes nothing, however many labels: 209 wrong from 19 units", async () => {
+    const model = "live-fb-few";
+    const [v1, v2] = await setUp(model);
+    const { key } = await mintKey({ scopes: ["infer", "feedback"], models: [model] });
+    const before = await route(model);
+    expect(before.chosen).toBe(v2);
+
+    const id = await startExperiment(model, [v1, v2]);
+    const served = await serve(model, await unitsOn(id, v2, 19), 11, key, v2);
+    await vi.waitFor(async () => expect(await exposureCount(id)).toBe(209), {
+      timeout: 30_000,
+      interval: 250,
+    });
+    expect((await api(`/v1/experiments/${id}/stop`, { method: "POST", headers: admin })).status).toBe(200);
+    await postWrongLabels(served, key);
+
+    const after = await route(model);
+    expect({
+      chosen: after.chosen,
+      order: after.order,
+      outcome: after.outcome,
+      meetsSla: after.meetsSla,
+    }).toEqual({
+      chosen: before.chosen,
+      order: before.order,
+      outcome: before.outcome,
+      meetsSla: before.meetsSla,
+    });
+    expect(verdicts(after)).toEqual(verdicts(before));
+    expect(after.candidates[1].live).toMatchObject({ labelled: 209, units: 19, correct: 0, counts: false });
+    expect(after.candidates[1].why).toMatch(/209 labelled from 19 units, below the minimum/);
+
+    // the aggregate is cached per isolate for its TTL: one D1 query for repeated routing
+    const state = createGatewayState({ ...DEFAULT_CONFIG, liveFeedbackTtlMs: 60_000 });
+    const cached = testGateway(state);
+    for (let i = 0; i < 3; i++) expect((await cached.fetch(`/v1/models/${model}/route`)).status).toBe(200);
+    expect(state.liveFeedback.queries).toBe(1);
   });
 });
