@@ -100,9 +100,9 @@ async function serve(model: string, units: string[], perUnit: number, key: strin
   return served;
 }
 
-/** Posts the wrong label for each request, through the HTTP API with an API key. */
+/** Posts the wrong label for each request, through the HTTP API with an API key (ten at a time). */
 async function postWrongLabels(served: Served[], key: string) {
-  for (const s of served) {
+  const post = async (s: Served) => {
     const res = await api(
       "/v1/feedback",
       jsonInit(
@@ -113,7 +113,8 @@ async function postWrongLabels(served: Served[], key: string) {
     );
     expect(res.status).toBe(201);
     expect(((await res.json()) as { feedback: { correct: boolean } }).feedback.correct).toBe(false);
-  }
+  };
+  for (let i = 0; i < served.length; i += 10) await Promise.all(served.slice(i, i + 10).map(post));
 }
 
 async function exposureCount(experimentId: number): Promise<number> {
@@ -136,7 +137,7 @@ describe("live feedback in routing", () => {
     return (await res.json()) as RouteDecision;
   };
 
-  it("demotes a variant after 200 wrong labels from 20 units, not before, and says which evidence", async () => {
+  it("demotes a variant once its wrong labels come from 20 units (210 labels); 190 and 209 from 19 units change nothing", async () => {
     const model = "live-fb";
     const [v1, v2] = await setUp(model);
     const { key } = await mintKey({ scopes: ["infer", "feedback"], models: [model] });
@@ -149,38 +150,44 @@ describe("live feedback in routing", () => {
     ]);
     expect(before.candidates[1].why).toMatch(/no live feedback: eval evidence only/);
 
-    // 200 requests served by v2 in an experiment, 10 from each of 20 units; then back to SLA routing
+    // 210 requests served by v2 in an experiment: 11 from each of 19 units, 1 from a 20th; then SLA routing again
     const id = await startExperiment(model, [v1, v2]);
     const units = await unitsOn(id, v2, 20);
-    const served = await serve(model, units, 10, key, v2);
-    await vi.waitFor(async () => expect(await exposureCount(id)).toBe(200), {
+    const served = await serve(model, units.slice(0, 19), 11, key, v2);
+    const last = await serve(model, units.slice(19), 1, key, v2);
+    await vi.waitFor(async () => expect(await exposureCount(id)).toBe(210), {
       timeout: 30_000,
       interval: 250,
     });
     expect((await api(`/v1/experiments/${id}/stop`, { method: "POST", headers: admin })).status).toBe(200);
 
-    // below the minimum, in units (190 from 19) and then in requests (199 from 20): nothing changes
-    await postWrongLabels(served.slice(0, 190), key);
-    const nineteenUnits = await route(model);
-    expect(nineteenUnits.chosen).toBe(v2);
-    expect(verdicts(nineteenUnits)).toEqual(verdicts(before));
-    expect(nineteenUnits.order).toEqual(before.order);
-    expect(nineteenUnits.candidates[1].live).toMatchObject({
-      labelled: 190,
-      units: 19,
-      correct: 0,
-      counts: false,
-    });
-    expect(nineteenUnits.candidates[1].why).toMatch(
+    // below the minimum: 190 labels from 19 units, then 209 from 19 (enough labels, too few units): nothing changes
+    const nth = (r: number) => served.filter((_, i) => i % 11 === r);
+    await postWrongLabels(
+      served.filter((_, i) => i % 11 < 10),
+      key,
+    );
+    const fewer = await route(model);
+    expect(fewer.candidates[1].live).toMatchObject({ labelled: 190, units: 19, correct: 0, counts: false });
+    expect(fewer.candidates[1].why).toMatch(
       /live feedback: 190 labelled from 19 units, below the minimum \(200 labelled from 20 units\): eval evidence only/,
     );
-    await postWrongLabels(served.slice(190, 199), key);
-    const oneShort = await route(model);
-    expect(verdicts(oneShort)).toEqual(verdicts(before));
-    expect(oneShort.candidates[1].live).toMatchObject({ labelled: 199, units: 20, counts: false });
+    await postWrongLabels(nth(10), key);
+    for (const d of [fewer, await route(model)]) {
+      expect({ chosen: d.chosen, order: d.order, outcome: d.outcome, meetsSla: d.meetsSla }).toEqual({
+        chosen: before.chosen,
+        order: before.order,
+        outcome: before.outcome,
+        meetsSla: before.meetsSla,
+      });
+      expect(verdicts(d)).toEqual(verdicts(before));
+    }
+    const manyLabels = await route(model);
+    expect(manyLabels.candidates[1].live).toMatchObject({ labelled: 209, units: 19, counts: false });
+    expect(manyLabels.candidates[1].why).toMatch(/209 labelled from 19 units, below the minimum/);
 
-    // the 200th label: v2's live upper bound is far below v1's eval lower bound minus the margin
-    await postWrongLabels(served.slice(199), key);
+    // the 20th unit's label: v2's live upper bound is far below v1's eval lower bound minus the margin
+    await postWrongLabels(last, key);
     const after = await route(model);
     expect(after.chosen).toBe(v1);
     expect(after.outcome).toBe("met");
@@ -189,15 +196,15 @@ describe("live feedback in routing", () => {
       { version: v2, verdict: "demoted_by_feedback", evidence: "eval+live" },
     ]);
     const live = after.candidates[1].live!;
-    expect(live).toMatchObject({ labelled: 200, units: 20, correct: 0, counts: true, demoted: true });
+    expect(live).toMatchObject({ labelled: 210, units: 20, correct: 0, counts: true, demoted: true });
     expect(live.margin).toMatchObject({ against: v1, referenceFrom: "eval" });
     expect(live.interval![1]).toBeLessThan(live.margin!.threshold);
     expect(after.candidates[1].why).toMatch(
-      /^demoted by live feedback: 200 labelled from 20 units, accuracy 0\.00%, 95% \(Bonferroni over 2 bounds\) interval \[0\.00%, [0-9.]+%\]: upper bound [0-9.]+% < [0-9.]+% \(v1's eval lower bound/,
+      /^demoted by live feedback: 210 labelled from 20 units, accuracy 0\.00%, 95% \(Bonferroni over 2 bounds\) interval \[0\.00%, [0-9.]+%\]: upper bound [0-9.]+% < [0-9.]+% \(v1's eval lower bound/,
     );
-    // the numbers, against Python's statistics.NormalDist: Wilson 0/200 upper 1.88%, Wilson 97/100 lower 91.55%
+    // the numbers, against Python's statistics.NormalDist: Wilson 0/210 upper 1.80%, Wilson 97/100 lower 91.55%
     expect(after.candidates[1].why).toContain(
-      "upper bound 1.88% < 86.55% (v1's eval lower bound 91.55% − 5.00 pts margin)",
+      "upper bound 1.80% < 86.55% (v1's eval lower bound 91.55% − 5.00 pts margin)",
     );
     expect(after.reason).toMatch(/not demoted by live feedback/);
 
@@ -206,41 +213,8 @@ describe("live feedback in routing", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("x-sluice-variant")).toBe(`${model}@${v1}`);
     expect(res.headers.get("x-sluice-sla")).toBe("met");
-  });
 
-  it("feedback below the unit minimum changes nothing, however many labels: 209 wrong from 19 units", async () => {
-    const model = "live-fb-few";
-    const [v1, v2] = await setUp(model);
-    const { key } = await mintKey({ scopes: ["infer", "feedback"], models: [model] });
-    const before = await route(model);
-    expect(before.chosen).toBe(v2);
-
-    const id = await startExperiment(model, [v1, v2]);
-    const served = await serve(model, await unitsOn(id, v2, 19), 11, key, v2);
-    await vi.waitFor(async () => expect(await exposureCount(id)).toBe(209), {
-      timeout: 30_000,
-      interval: 250,
-    });
-    expect((await api(`/v1/experiments/${id}/stop`, { method: "POST", headers: admin })).status).toBe(200);
-    await postWrongLabels(served, key);
-
-    const after = await route(model);
-    expect({
-      chosen: after.chosen,
-      order: after.order,
-      outcome: after.outcome,
-      meetsSla: after.meetsSla,
-    }).toEqual({
-      chosen: before.chosen,
-      order: before.order,
-      outcome: before.outcome,
-      meetsSla: before.meetsSla,
-    });
-    expect(verdicts(after)).toEqual(verdicts(before));
-    expect(after.candidates[1].live).toMatchObject({ labelled: 209, units: 19, correct: 0, counts: false });
-    expect(after.candidates[1].why).toMatch(/209 labelled from 19 units, below the minimum/);
-
-    // the aggregate is cached per isolate for its TTL: one D1 query for repeated routing
+    // with a TTL, the aggregate is read from D1 once for repeated routing in an isolate
     const state = createGatewayState({ ...DEFAULT_CONFIG, liveFeedbackTtlMs: 60_000 });
     const cached = testGateway(state);
     for (let i = 0; i < 3; i++) expect((await cached.fetch(`/v1/models/${model}/route`)).status).toBe(200);
