@@ -16,6 +16,7 @@ export const GatewayVarsSchema = z.object({
   MAX_SEQUENCE: numberVar(512, { integer: true, positive: true }),
   CLASSIFY_MAX_TOKENS: numberVar(128, { integer: true, positive: true }),
   MAX_INFER_BODY_MB: numberVar(4, { positive: true }),
+  LIVE_FEEDBACK_TTL_S: numberVar(30),
 });
 
 /** The Worker vars this module reads (all optional strings, like every var); kept here, not in env.ts. */
@@ -36,6 +37,8 @@ export interface GatewayConfig {
   classifyMaxTokens: number;
   /** Largest accepted inference request body (the limit src/http/body.ts reads it under). */
   maxBodyBytes: number;
+  /** How long a model's live-feedback aggregate is reused before D1 is asked again (new feedback shows within it). */
+  liveFeedbackTtlMs: number;
 }
 
 const MB = 1024 * 1024;
@@ -51,6 +54,7 @@ export function configFromEnv(env: object): GatewayConfig {
     maxSequence: v.MAX_SEQUENCE,
     classifyMaxTokens: v.CLASSIFY_MAX_TOKENS,
     maxBodyBytes: Math.floor(v.MAX_INFER_BODY_MB * MB),
+    liveFeedbackTtlMs: v.LIVE_FEEDBACK_TTL_S * 1000,
   };
 }
 

@@ -19,9 +19,10 @@ import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
 import { GatewayError, invalid } from "./errors";
+import { LiveFeedbackCache } from "./live-feedback";
 import { checkModelLimits, type Feed, prepareInfer, toOipTensor } from "./oip";
 import { ArtifactChecks } from "./readiness";
-import { type RouteDecision, selectVariant } from "./routing";
+import { type RouteDecision, type RouteRequest, selectVariant } from "./routing";
 import {
   Cooldowns,
   messageOf,
@@ -38,6 +39,7 @@ import { TokenizerCache } from "./tokenizers";
 export interface GatewayState {
   config: GatewayConfig;
   catalog: Catalog;
+  liveFeedback: LiveFeedbackCache;
   sessions: SessionCache;
   cooldowns: Cooldowns;
   /** Tokenizers, loaded only by classify (a broken tokenizer.json never stops /v2 infer). */
@@ -50,9 +52,12 @@ export function createGatewayState(config: GatewayConfig): GatewayState {
   const catalog = new Catalog(config.catalogTtlMs);
   // Registry writes made in this isolate are seen here at once, not after the TTL (src/registry/invalidation.ts).
   onRegistryChange(({ model }) => catalog.invalidate(model));
+  const liveFeedback = new LiveFeedbackCache(config.liveFeedbackTtlMs);
+  liveFeedback.subscribe();
   return {
     config,
     catalog,
+    liveFeedback,
     sessions: new SessionCache(config.sessionBudgetBytes),
     cooldowns: new Cooldowns(config.cooldownMs),
     tokenizers: new TokenizerCache(),
@@ -100,9 +105,34 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return variant;
   }
 
+  /**
+   * The policy's decision on the model's variants with their live feedback. A failed feedback query must not
+   * take routing down: the decision is then made on the eval evidence, and says so.
+   */
+  async function decide(
+    c: Ctx,
+    entry: CatalogEntry,
+    request: Omit<RouteRequest, "liveUnavailable">,
+  ): Promise<RouteDecision> {
+    let live: Awaited<ReturnType<LiveFeedbackCache["lookup"]>> | undefined;
+    let liveUnavailable: string | undefined;
+    try {
+      live = await stateOf(c).liveFeedback.lookup(c.env.DB, entry.model.id);
+    } catch (err) {
+      console.error(`routing: live feedback of '${entry.model.name}' unavailable`, err);
+      liveUnavailable = "the feedback query failed";
+    }
+    const variants = entry.variants.map((v) => {
+      const r = routable(v);
+      const f = live?.get(v.version);
+      return f ? { ...r, live: f } : r;
+    });
+    return selectVariant(variants, { ...request, ...(liveUnavailable ? { liveUnavailable } : {}) });
+  }
+
   /** Routes a request: the policy's decision, or a 503 when the SLA is strict and unmet or nothing is active. */
-  function route(c: Ctx, entry: CatalogEntry): RouteDecision {
-    const decision = selectVariant(entry.variants.map(routable), {
+  async function route(c: Ctx, entry: CatalogEntry): Promise<RouteDecision> {
+    const decision = await decide(c, entry, {
       sla: slaOf(entry.sla),
       requestedMinAccuracy: requestedMinAccuracy(c),
       coolingDown: stateOf(c).cooldowns.active(entry.model.id),
@@ -125,7 +155,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   async function resolve(c: Ctx, pinned: string | null) {
     const entry = await modelOr404(c);
     if (pinned !== null) return { entry, order: [pinnedOr404(entry, pinned).version], decision: null };
-    const decision = route(c, entry);
+    const decision = await route(c, entry);
     return { entry, order: decision.order, decision };
   }
 
@@ -297,7 +327,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const query = c.req.query("minAccuracy");
     const requested = query !== undefined ? parseMinAccuracy(query, "minAccuracy") : requestedMinAccuracy(c);
     const cooling = stateOf(c).cooldowns.active(entry.model.id);
-    const decision = selectVariant(entry.variants.map(routable), {
+    const decision = await decide(c, entry, {
       sla: slaOf(entry.sla),
       requestedMinAccuracy: requested,
       coolingDown: cooling,
@@ -306,7 +336,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       model: entry.model.name,
       task: entry.model.task,
       policy:
-        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum); with a margin, the lower confidence bound of accuracy minus the most accurate variant's above -margin, paired on the shared eval split's examples, Bonferroni over the variants compared; p50 <= SLA maximum latency); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
+        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum); with a margin, the lower confidence bound of accuracy minus the most accurate variant's above -margin, paired on the shared eval split's examples, Bonferroni over the variants compared; p50 <= SLA maximum latency; not demoted by live feedback: with at least 200 labelled requests from 20 units, a cluster-robust upper bound below the SLA floor or below the best variant's lower bound minus the margin, Bonferroni over the bounds); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
       ...decision,
       coolingDown: [...cooling],
     });

@@ -10,8 +10,13 @@
  * (Newcombe's method 10; unpaired when the splits differ), Bonferroni-corrected over the variants compared. When none qualifies, serve the most
  * accurate active variant and say so, unless the SLA is strict (then refuse). Variants cooling down after a
  * failure are tried only after every other option.
+ *
+ * Live feedback (labelled requests, src/gateway/live-evidence.ts) can only demote: a variant whose feedback
+ * reached the minimum and whose cluster-robust upper bound is below the SLA floor, or below the best variant's
+ * lower bound minus the margin, is not eligible. Each candidate's explanation names the evidence it was judged on.
  */
 import { DEFAULT_SLA_CONFIDENCE, type PairedCounts, pairedCounts } from "../core/evidence";
+import { type LiveEvidence, type LiveFeedback, type LiveMinimum, liveRule } from "./live-evidence";
 import { pairedDifferenceInterval, unpairedDifferenceInterval } from "./paired";
 
 export interface RoutableVariant {
@@ -25,6 +30,8 @@ export interface RoutableVariant {
   precision?: "fp32" | "int8";
   /** Per-example evidence from export (manifest `metrics.evalSet` + `metrics.evidence`). */
   evidence?: VariantEvidence;
+  /** Labelled live traffic served by this variant (src/gateway/live-feedback.ts); absent: none. */
+  live?: LiveFeedback;
 }
 
 export interface VariantEvidence {
@@ -37,7 +44,7 @@ export interface VariantEvidence {
 }
 
 /** Just the fields routing reads, e.g. from a registry row, so explanations carry nothing else. */
-export function routableFields(v: RoutableVariant): Omit<RoutableVariant, "evidence"> {
+export function routableFields(v: RoutableVariant): Omit<RoutableVariant, "evidence" | "live"> {
   return {
     version: v.version,
     status: v.status,
@@ -81,6 +88,10 @@ export interface RouteRequest {
   requestedMinAccuracy?: number;
   /** Versions skipped for a while after failing to load or run. */
   coolingDown?: ReadonlySet<number>;
+  /** Why live feedback could not be read (the variants then carry none); routing goes on with eval evidence. */
+  liveUnavailable?: string;
+  /** Overrides the live-feedback minimum (tests). */
+  liveMinimum?: LiveMinimum;
 }
 
 export type CandidateVerdict =
@@ -88,14 +99,18 @@ export type CandidateVerdict =
   | "eligible"
   | "below_sla"
   | "below_margin"
+  | "demoted_by_feedback"
   | "over_latency"
   | "cooling_down"
   | "inactive";
 
-export interface CandidateExplanation extends Omit<RoutableVariant, "evidence"> {
+export interface CandidateExplanation extends Omit<RoutableVariant, "evidence" | "live"> {
   verdict: CandidateVerdict;
   why: string;
+  /** What the verdict was judged on: the eval split only, or the eval split and counting live feedback. */
+  evidence: "eval" | "eval+live";
   margin?: MarginEvidence;
+  live?: LiveEvidence;
 }
 
 export type RouteOutcome = "met" | "unmet" | "refused" | "unavailable";
@@ -188,6 +203,25 @@ function describeMargin(m: MarginEvidence, margin: number, confidence: number, k
   return `accuracy vs v${m.against} ${pts(m.difference)}, ${level} lower bound ${pts(m.interval[0])} ${m.interval[0] > -margin ? ">" : "≤"} −${(100 * margin).toFixed(2)} pts margin (${how})`;
 }
 
+function describeLive(l: LiveEvidence, margin: number | null, confidence: number): string {
+  const seen = `live feedback: ${l.labelled} labelled from ${l.units} unit${l.units === 1 ? "" : "s"}`;
+  if (!l.counts) {
+    return `${seen}, below the minimum (${l.minimum.labelled} labelled from ${l.minimum.units} units): eval evidence only`;
+  }
+  const k = l.bonferroni ?? 1;
+  const level = `${(100 * confidence).toFixed(0)}%${k > 1 ? ` (Bonferroni over ${k} bounds)` : ""}`;
+  const [lo, hi] = l.interval!;
+  const tests: string[] = [];
+  if (l.floor)
+    tests.push(`upper bound ${pct(hi)} ${l.floor.below ? "<" : "≥"} SLA floor ${pct(l.floor.threshold)}`);
+  if (l.margin && margin !== null) {
+    tests.push(
+      `upper bound ${pct(hi)} ${l.margin.below ? "<" : "≥"} ${pct(l.margin.threshold)} (v${l.margin.against}'s ${l.margin.referenceFrom} lower bound ${pct(l.margin.reference)} − ${(100 * margin).toFixed(2)} pts margin)`,
+    );
+  }
+  return `${seen}, accuracy ${pct(l.accuracy)}, ${level} interval [${pct(lo)}, ${pct(hi)}]${tests.length ? `: ${tests.join(", ")}` : ""}`;
+}
+
 export function selectVariant(variants: readonly RoutableVariant[], request: RouteRequest): RouteDecision {
   const taskMin = request.sla?.min ?? null;
   const requested = request.requestedMinAccuracy ?? null;
@@ -217,6 +251,34 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
         ? `; the most accurate active variant (the margin's reference)`
         : `; ${describeMargin(margins.get(v.version)!, margin, confidence, compared.length)}`;
 
+  // Live feedback: demotes only, and only variants whose feedback reached the minimum (live-evidence.ts).
+  const bestCorrect = best?.evidence?.correct;
+  const live = liveRule({
+    feedback: new Map(active.flatMap((v) => (v.live ? [[v.version, v.live] as const] : []))),
+    versions: active.map((v) => v.version),
+    minAccuracy,
+    margin,
+    confidence,
+    best:
+      margin !== null && best
+        ? {
+            version: best.version,
+            evalCorrect: bestCorrect
+              ? bestCorrect.filter(Boolean).length
+              : Math.round(best.accuracy * (best.evidence?.size ?? 0)),
+            evalSize: best.evidence?.size ?? 0,
+          }
+        : undefined,
+    minimum: request.liveMinimum,
+  });
+  const liveWhy = (v: RoutableVariant) => {
+    const l = live.get(v.version);
+    if (l) return `; ${describeLive(l, margin, confidence)}`;
+    return request.liveUnavailable
+      ? `; live feedback unavailable (${request.liveUnavailable}): eval evidence only`
+      : "; no live feedback: eval evidence only";
+  };
+
   const qualifying: RoutableVariant[] = [];
   const missing: RoutableVariant[] = [];
   for (const v of active) {
@@ -224,23 +286,29 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     if (v.accuracy < minAccuracy) {
       verdicts.set(v.version, {
         verdict: "below_sla",
-        why: `accuracy ${pct(v.accuracy)} < required ${pct(minAccuracy)}`,
+        why: `accuracy ${pct(v.accuracy)} < required ${pct(minAccuracy)}${liveWhy(v)}`,
       });
       missing.push(v);
     } else if (margin !== null && m && !(m.interval[0] > -margin)) {
       verdicts.set(v.version, {
         verdict: "below_margin",
-        why: `not proven within the margin: ${marginWhy(v).slice(2)}`,
+        why: `not proven within the margin: ${marginWhy(v).slice(2)}${liveWhy(v)}`,
+      });
+      missing.push(v);
+    } else if (live.get(v.version)?.demoted) {
+      verdicts.set(v.version, {
+        verdict: "demoted_by_feedback",
+        why: `demoted by ${liveWhy(v).slice(2)}${marginWhy(v)}`,
       });
       missing.push(v);
     } else if (maxLatencyMs !== null && v.latencyP50Ms > maxLatencyMs) {
       verdicts.set(v.version, {
         verdict: "over_latency",
-        why: `p50 ${v.latencyP50Ms} ms > SLA maximum ${maxLatencyMs} ms`,
+        why: `p50 ${v.latencyP50Ms} ms > SLA maximum ${maxLatencyMs} ms${liveWhy(v)}`,
       });
       missing.push(v);
     } else {
-      verdicts.set(v.version, { verdict: "eligible", why: `meets the SLA${marginWhy(v)}` });
+      verdicts.set(v.version, { verdict: "eligible", why: `meets the SLA${marginWhy(v)}${liveWhy(v)}` });
       qualifying.push(v);
     }
   }
@@ -270,7 +338,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
   let outcome: RouteOutcome;
   let reason: string;
   const floor = margin !== null && minAccuracy === 0 ? "" : `accuracy >= ${pct(minAccuracy)}`;
-  const bar = `${floor}${margin !== null ? `${floor ? " and " : ""}accuracy proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}`;
+  const bar = `${floor}${margin !== null ? `${floor ? " and " : ""}accuracy proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}${[...live.values()].some((l) => l.counts) ? " and not demoted by live feedback" : ""}`;
   if (active.length === 0) {
     outcome = "unavailable";
     reason = "the model has no active variant";
@@ -287,13 +355,25 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     outcome = "refused";
     reason = `no active variant meets ${bar} and the SLA is strict`;
   }
-  if (chosen) verdicts.set(chosen.version, { verdict: "chosen", why: `${reason}${marginWhy(chosen)}` });
+  if (chosen) {
+    verdicts.set(chosen.version, {
+      verdict: "chosen",
+      why: `${reason}${marginWhy(chosen)}${liveWhy(chosen)}`,
+    });
+  }
 
   return {
     sla: { minAccuracy, taskMin, requestedMin: requested, margin, confidence, maxLatencyMs, strict },
     candidates: variants.map((v) => {
       const m = margins.get(v.version);
-      return { ...routableFields(v), ...verdicts.get(v.version)!, ...(m ? { margin: m } : {}) };
+      const l = live.get(v.version);
+      return {
+        ...routableFields(v),
+        ...verdicts.get(v.version)!,
+        evidence: l?.counts ? ("eval+live" as const) : ("eval" as const),
+        ...(m ? { margin: m } : {}),
+        ...(l ? { live: l } : {}),
+      };
     }),
     chosen: chosen?.version ?? null,
     order: order.map((v) => v.version),

@@ -159,6 +159,8 @@ export interface GraphVariant {
   /** tokenizer.json text, uploaded with the variant. */
   tokenizer?: string;
   status?: "staged" | "active";
+  /** Per-example evidence on the eval split "test" (its size is the array's); `accuracy` should agree. */
+  correct?: boolean[];
 }
 
 /** `graph` as model.onnx (+ tokenizer.json) and a manifest declaring `v`, with real sha256s and sizes. */
@@ -188,7 +190,12 @@ export async function graphVariantFiles(
       flopsPerToken: 1,
       baseFlopsPerToken: 1,
     },
-    metrics: { accuracy: v.accuracy, others: {}, evalSet: { name: "test", sha256: zeros, size: 100 } },
+    metrics: {
+      accuracy: v.accuracy,
+      others: {},
+      evalSet: { name: "test", sha256: zeros, size: v.correct?.length ?? 100 },
+      ...(v.correct ? { evidence: { correct: encodeBitset(v.correct) } } : {}),
+    },
     latency: { p50Ms: v.p50Ms, p95Ms: v.p95Ms ?? v.p50Ms * 2, batch: 1, seqLen: 8, runtime: "test" },
     training: {
       method: "finegates",

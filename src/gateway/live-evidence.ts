@@ -1,0 +1,195 @@
+/**
+ * The live-feedback rule of routing (docs/routing-evidence.md), as pure functions: when a variant's labelled
+ * live traffic demotes it. Feedback only ever demotes: clients choose which requests they label, so live
+ * accuracy is evidence against a variant, never the proof that qualifies one (that stays the eval split's).
+ *
+ * A variant's feedback counts once it has at least LIVE_MIN_LABELLED labelled requests from LIVE_MIN_UNITS
+ * distinct units. Its accuracy interval is cluster-robust by unit: requests of one unit (user, API key) are
+ * correlated, so the Wilson interval is taken on the effective sample size N / deff, deff from the per-unit
+ * delta-method variance (`clusteredWilsonInterval`, src/gateway/experiments/stats.ts). A variant is demoted
+ * when its one-sided upper bound is below
+ * - the SLA floor (the applied minimum accuracy, when above 0), or
+ * - with a non-inferiority margin δ, the reference minus δ: the reference is the most accurate active variant's
+ *   one-sided lower bound, from its own live feedback when that counts, else from its eval split (Wilson on the
+ *   split's examples; that assumes live traffic is no harder than the split, see the docs).
+ * Every one-sided bound used is at (1 − confidence)/k, k the number of bounds (Bonferroni), so the chance of
+ * demoting any variant wrongly is at most 1 − confidence.
+ */
+import {
+  clusteredWilsonInterval,
+  type Interval,
+  type RatioSummary,
+  wilsonInterval,
+} from "./experiments/stats";
+
+/** Fewest labelled requests of a variant before its feedback counts. */
+export const LIVE_MIN_LABELLED = 200;
+/** Fewest distinct units (unit id, or the request id when the request had none) among them. */
+export const LIVE_MIN_UNITS = 20;
+
+/**
+ * A variant's labelled live traffic, as per-unit sufficient statistics: y_u labelled requests and x_u correct
+ * ones in unit u. The sums of squares and products are all the delta-method variance needs, so the aggregate
+ * query returns one row per variant, however many units there are.
+ */
+export interface LiveFeedback {
+  units: number;
+  /** Σ y_u, Σ x_u */
+  labelled: number;
+  correct: number;
+  /** Σ x_u², Σ x_u·y_u, Σ y_u² */
+  correctSq: number;
+  correctLabelled: number;
+  labelledSq: number;
+}
+
+/**
+ * The ratio summary (estimate, delta-method variance, design effect) of `ratioSummary` in stats.ts, from the
+ * per-unit moments instead of the per-unit arrays: Σ_u (x_u − R y_u)² = Σx² − 2R Σxy + R² Σy².
+ */
+export function liveSummary(f: LiveFeedback): RatioSummary {
+  for (const [name, value] of Object.entries(f)) {
+    if (!(Number.isFinite(value) && value >= 0)) throw new RangeError(`live feedback: ${name} is ${value}`);
+  }
+  if (f.correct > f.labelled) throw new RangeError("live feedback: correct exceeds labelled");
+  if (f.units === 0 || f.labelled === 0) {
+    return {
+      units: 0,
+      numerator: 0,
+      denominator: 0,
+      estimate: Number.NaN,
+      variance: Number.NaN,
+      designEffect: 1,
+    };
+  }
+  const n = f.units;
+  const r = f.correct / f.labelled;
+  // Integer sums: exact in a double up to 2^53; the difference is clamped only against rounding.
+  const ss = Math.max(0, f.correctSq - 2 * r * f.correctLabelled + r * r * f.labelledSq);
+  const ybar = f.labelled / n;
+  const variance = n >= 2 ? ss / (n * (n - 1) * ybar * ybar) : Number.NaN;
+  const requestSs = f.labelled * r * (1 - r);
+  const designEffect = requestSs > 0 ? Math.max(1, ss / requestSs) : 1;
+  return { units: n, numerator: f.correct, denominator: f.labelled, estimate: r, variance, designEffect };
+}
+
+export interface LiveMinimum {
+  labelled: number;
+  units: number;
+}
+
+export const LIVE_MINIMUM: LiveMinimum = { labelled: LIVE_MIN_LABELLED, units: LIVE_MIN_UNITS };
+
+export function liveCounts(f: LiveFeedback | undefined, minimum: LiveMinimum = LIVE_MINIMUM): boolean {
+  return f !== undefined && f.labelled >= minimum.labelled && f.units >= minimum.units;
+}
+
+/** What routing knows about one candidate's live feedback, as `/route` shows it. */
+export interface LiveEvidence {
+  labelled: number;
+  units: number;
+  correct: number;
+  /** correct / labelled */
+  accuracy: number;
+  /** Whether it reached the minimum (else it is shown, and nothing else). */
+  counts: boolean;
+  minimum: LiveMinimum;
+  /** Counting only: the cluster-robust interval, two-sided at `alpha` (each bound one-sided at alpha/2). */
+  interval?: Interval;
+  alpha?: number;
+  /** Counting only: the number of one-sided bounds the level is Bonferroni-corrected over. */
+  bonferroni?: number;
+  designEffect?: number;
+  /** Counting only: the demotion test against the SLA floor and, with a margin, against the reference. */
+  floor?: { threshold: number; below: boolean };
+  margin?: {
+    against: number;
+    /** The reference's lower bound, and where it came from. */
+    reference: number;
+    referenceFrom: "live" | "eval";
+    threshold: number;
+    below: boolean;
+  };
+  demoted: boolean;
+}
+
+export interface LiveRuleInput {
+  /** Per active version: its live feedback (absent: none). */
+  feedback: ReadonlyMap<number, LiveFeedback>;
+  /** The active versions routing compares. */
+  versions: readonly number[];
+  /** The applied minimum accuracy (0: no floor). */
+  minAccuracy: number;
+  margin: number | null;
+  confidence: number;
+  /** The most accurate active variant (by eval) and its eval-split counts, when a margin applies. */
+  best?: { version: number; evalCorrect: number; evalSize: number };
+  minimum?: LiveMinimum;
+}
+
+/** The live verdict of every active version that has feedback (counting or not). */
+export function liveRule(input: LiveRuleInput): Map<number, LiveEvidence> {
+  const minimum = input.minimum ?? LIVE_MINIMUM;
+  const { margin, best } = input;
+  const counting = input.versions.filter((v) => liveCounts(input.feedback.get(v), minimum));
+  const floorApplies = input.minAccuracy > 0;
+  const marginCandidates = margin !== null && best ? counting.filter((v) => v !== best.version) : [];
+  // One upper bound per counting variant (floor or margin test), plus the reference's lower bound.
+  const upperBounds = counting.filter((v) => floorApplies || marginCandidates.includes(v)).length;
+  const k = upperBounds + (marginCandidates.length > 0 ? 1 : 0);
+  const oneSided = k > 0 ? (1 - input.confidence) / k : 1 - input.confidence;
+  const alpha = 2 * oneSided;
+
+  let reference: { value: number; from: "live" | "eval" } | undefined;
+  if (best && marginCandidates.length > 0) {
+    const own = input.feedback.get(best.version);
+    reference = counting.includes(best.version)
+      ? { value: clusteredWilsonInterval(liveSummary(own!), alpha)[0], from: "live" }
+      : { value: wilsonInterval(best.evalCorrect, best.evalSize, alpha)[0], from: "eval" };
+  }
+
+  const out = new Map<number, LiveEvidence>();
+  for (const version of input.versions) {
+    const f = input.feedback.get(version);
+    if (!f || f.labelled === 0) continue;
+    const base = {
+      labelled: f.labelled,
+      units: f.units,
+      correct: f.correct,
+      accuracy: f.correct / f.labelled,
+      minimum,
+    };
+    if (!counting.includes(version)) {
+      out.set(version, { ...base, counts: false, demoted: false });
+      continue;
+    }
+    const summary = liveSummary(f);
+    const interval = clusteredWilsonInterval(summary, alpha);
+    const upper = interval[1];
+    const floor = floorApplies
+      ? { threshold: input.minAccuracy, below: upper < input.minAccuracy }
+      : undefined;
+    const marginTest =
+      reference && best && margin !== null && version !== best.version
+        ? {
+            against: best.version,
+            reference: reference.value,
+            referenceFrom: reference.from,
+            threshold: reference.value - margin,
+            below: upper < reference.value - margin,
+          }
+        : undefined;
+    out.set(version, {
+      ...base,
+      counts: true,
+      interval,
+      alpha,
+      bonferroni: k,
+      designEffect: summary.designEffect,
+      ...(floor ? { floor } : {}),
+      ...(marginTest ? { margin: marginTest } : {}),
+      demoted: (floor?.below ?? false) || (marginTest?.below ?? false),
+    });
+  }
+  return out;
+}
