@@ -17,6 +17,7 @@ import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint"
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
 import { analyzeEncoder, type EncoderAnalysis } from "../import/blocks";
 import { findLinearLayers, type LinearLayer } from "../import/linears";
+import { freezeAttentionScales } from "../import/scale";
 import {
   type ExportPlan,
   keptWeights,
@@ -296,6 +297,9 @@ export async function exportPrunedModel(
   const tolerance = opts.tolerance ?? 1e-4;
   const seqLen = opts.flopsSeqLen ?? 128;
   const task = applyCheckpointParams(base, ckpt).toposort();
+  // Import froze shape-computed attention scales already; a graph that did not come through import gets the
+  // same here, since surgery shrinks the very dims such a scale is read from.
+  freezeAttentionScales(task, analyzeEncoder(task).attention);
   const analysis = analyzeEncoder(task);
   const gates = gatesByLayer(ckpt, analysis.linears);
   const plan = planExport(task, analysis, gates, { residual: opts.residual, gatherCost: opts.gatherCost });

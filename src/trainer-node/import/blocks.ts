@@ -4,7 +4,8 @@
  * node names, so it holds for real PyTorch/Hugging Face exports as well as for the builder's graphs.
  *
  * Attention pattern (all four buildEncoder layouts and HF exports):
- *   Q/K/V linear → Reshape [B,S,H,dh] → Transpose(s) (+ scalar Mul/Div, e.g. DistilBERT scaling q)
+ *   Q/K/V linear → Reshape [B,S,H,dh] → Transpose(s) (+ scalar Mul/Div, e.g. DistilBERT scaling q, or
+ *   torch ≥ 2.1's SDPA export scaling both q and kᵀ by √(1/√dh), before or after the transpose)
  *   MatMul(Q, Kᵀ) → score ops (Div by √dh, Add mask, Where mask) → Softmax(last axis)
  *   MatMul(P, V) → Transpose(s) → Reshape [B,S,H·dh] → output linear
  * Anything that does not match exactly is left to the generic (still exact) per-layer treatment.
@@ -33,7 +34,16 @@ export interface AttentionBlock {
   /** Ops between MatMul(Q, Kᵀ) and Softmax, in order (scale, mask). */
   scoreOps: PathOp[];
   softmax: Node;
+  /**
+   * Axes of every value on the Q/K/V paths, from the projection output ("B", "S", "HD") through the head split
+   * ("B", "S", "H", "D") and its transposes: what `Shape` of such a value returns, for freezing a scale that an
+   * exporter computes from it (import/scale.ts).
+   */
+  layouts: Map<string, PathAxis[]>;
 }
+
+/** An axis of a value on an attention path: batch, sequence, heads, head size, or heads × head size. */
+export type PathAxis = "B" | "S" | "H" | "D" | "HD";
 
 export interface FfnBlock {
   up: LinearLayer;
@@ -73,6 +83,44 @@ const SCORE_OPS = new Set(["Add", "Sub", "Mul", "Div", "Where"]);
 function isScalarConst(g: Graph, name: string): boolean {
   const t = g.initializers.get(name);
   return !!t && t.data.length === 1;
+}
+
+/** Ops that shape arithmetic is made of (sizes taken with Shape, sliced, cast, combined with constants). */
+const SHAPE_ARITH = new Set([
+  "Shape",
+  "Slice",
+  "Gather",
+  "Cast",
+  "Sqrt",
+  "Reciprocal",
+  "Div",
+  "Mul",
+  "Add",
+  "Sub",
+  "Pow",
+  "Unsqueeze",
+  "Squeeze",
+  "Concat",
+  "Reshape",
+  "Identity",
+]);
+
+/**
+ * True when `name` is computed from tensor shapes and constants only, reading no activation's or input's
+ * data. torch ≥ 2.1 exports SDPA's default scale this way (`Cast(Div(1, Sqrt(Cast(Slice(Shape(q), -1)))))`),
+ * and it stays a computed value wherever the importer's shape inference did not fold it.
+ */
+export function isShapeDerived(g: Graph, name: string, producers: Map<string, Node>, depth = 16): boolean {
+  if (g.initializers.has(name)) return true;
+  const p = producers.get(name);
+  if (!p || depth === 0 || !SHAPE_ARITH.has(p.op)) return false;
+  if (p.op === "Shape") return true;
+  return p.inputs.every((i) => !i || isShapeDerived(g, i, producers, depth - 1));
+}
+
+/** A scale operand of a path op: a one-element constant, or a value computed from shapes (frozen by import). */
+function isScaleOperand(g: Graph, name: string, producers: Map<string, Node>): boolean {
+  return isScalarConst(g, name) || (!g.initializers.has(name) && isShapeDerived(g, name, producers));
 }
 
 function single<T>(list: T[] | undefined): T | undefined {
@@ -123,32 +171,49 @@ function traceSplitPath(
   producers: Map<string, Node>,
   consumers: Map<string, Node[]>,
   outputsByName: Map<string, LinearLayer>,
-): { layer: LinearLayer; axes: string[]; ops: PathOp[]; target: (number | null)[] } | null {
-  const transposes: number[][] = [];
+): {
+  layer: LinearLayer;
+  axes: string[];
+  ops: PathOp[];
+  target: (number | null)[];
+  layouts: [string, PathAxis[]][];
+} | null {
+  // The path's values from the split onwards, with the permutation each one's producer applied.
+  const steps: { value: string; perm?: number[] }[] = [];
   const ops: PathOp[] = [];
   let v = value;
-  for (let steps = 0; steps < 8; steps++) {
+  for (let n = 0; n < 8; n++) {
     const p = producers.get(v);
     if (!p || (consumers.get(v)?.length ?? 0) !== 1) return null;
     if (p.op === "Transpose") {
       const perm = p.attrs.perm?.value as number[] | undefined;
       if (perm?.length !== 4) return null;
-      transposes.unshift(perm);
+      steps.unshift({ value: v, perm });
       v = p.inputs[0];
-    } else if ((p.op === "Mul" || p.op === "Div") && isScalarConst(g, p.inputs[1])) {
+    } else if ((p.op === "Mul" || p.op === "Div") && isScaleOperand(g, p.inputs[1], producers)) {
       ops.unshift({ node: p, pathInput: 0 });
+      steps.unshift({ value: v });
       v = p.inputs[0];
-    } else if (p.op === "Mul" && isScalarConst(g, p.inputs[0])) {
+    } else if (p.op === "Mul" && isScaleOperand(g, p.inputs[0], producers)) {
       ops.unshift({ node: p, pathInput: 1 });
+      steps.unshift({ value: v });
       v = p.inputs[1];
     } else if (p.op === "Reshape") {
       const layer = outputsByName.get(p.inputs[0]);
       const target = reshapeTarget(g, p.inputs[1], producers);
       if (!layer || !target || target.length !== 4) return null;
       if ((consumers.get(p.inputs[0])?.length ?? 0) !== 1) return null;
-      let axes = ["B", "S", "H", "D"];
-      for (const perm of transposes) axes = perm.map((i) => axes[i]);
-      return { layer, axes, ops, target };
+      let axes: PathAxis[] = ["B", "S", "H", "D"];
+      const layouts: [string, PathAxis[]][] = [
+        [p.inputs[0], ["B", "S", "HD"]],
+        [v, axes],
+      ];
+      for (const step of steps) {
+        const perm = step.perm;
+        if (perm) axes = perm.map((i) => axes[i]);
+        layouts.push([step.value, axes]);
+      }
+      return { layer, axes, ops, target, layouts };
     } else return null;
   }
   return null;
@@ -256,6 +321,7 @@ function findAttention(g: Graph, linears: LinearLayer[]): AttentionBlock[] {
       vOps: vPath.ops,
       scoreOps,
       softmax,
+      layouts: new Map([...qPath.layouts, ...kPath.layouts, ...vPath.layouts]),
     });
   }
   return blocks;

@@ -4,6 +4,7 @@
  *
  * - fused com.microsoft ops rewritten into standard ops (unfuse.ts);
  * - Constant nodes and weight Transposes folded into initializers, opset raised to 17, shape arithmetic folded;
+ *   attention scales computed from shapes (torch ≥ 2.1 SDPA) frozen at the trained head size (scale.ts);
  * - inputs found by role (the ids the word-embedding Gather reads, the token-type Gather's ids, the mask) and
  *   renamed `input_ids`, `attention_mask`, `token_type_ids`, always int64 (a Cast inside feeds an int32
  *   model); a `position_ids` input becomes the arange the model expects;
@@ -22,6 +23,7 @@ import { inferShapes } from "../../core/onnx/shape-inference";
 import { ImportError } from "./errors";
 import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
+import { freezeAttentionScales } from "./scale";
 import { unfuseContribOps } from "./unfuse";
 
 export interface ImportOptions {
@@ -417,7 +419,10 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
       throw new ImportError(
         `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
       );
-  const rec = recognizeEncoder(g);
+  let rec = recognizeEncoder(g);
+  // A scale computed from the query's shape (torch ≥ 2.1 SDPA) is frozen at the trained head size, so the
+  // gated model and every export scale by the original 1/√d_head whatever export does to the Q/K columns.
+  if (freezeAttentionScales(g, rec.attention) > 0) rec = recognizeEncoder(g);
   if (opts.hiddenOutput) {
     if (!g.nodes.some((n) => n.outputs.includes(opts.hiddenOutput!)))
       throw new ImportError(`--hidden-output: the model has no value ${opts.hiddenOutput}`);
