@@ -179,6 +179,7 @@ describe("the Worker's vars: one zod schema", () => {
         "CATALOG_TTL_MS",
         "CLASSIFY_MAX_TOKENS",
         "MAX_BATCH",
+        "LIVE_FEEDBACK_TTL_S",
         "MAX_INFER_BODY_MB",
         "MAX_SEQUENCE",
         "MAX_UPLOAD_MB",
