@@ -378,7 +378,7 @@ describe("the running-experiment cache", () => {
     expect((await cache.lookup(env.DB, "exp-bounded"))?.id).toBe(e.id);
     expect(cache.queries).toBe(2 + names.length);
     expect((await lifecycle(e.id, "stop")).status).toBe(200);
-  });
+  }, 240_000); // 10,000 real D1 queries: ~40 s on an idle 2-core machine, ~90 s under load
 
   it("hears registry writes through the invalidation signal, not the TTL", async () => {
     await seedModel("exp-signal", [{}, {}]);
