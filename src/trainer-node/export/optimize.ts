@@ -143,6 +143,7 @@ export async function optimizeForEdge(
   graph: Graph,
   batches: TokenBatch[],
   requested: GraphOptimization = DEFAULT_GRAPH_OPTIMIZATION,
+  tolerance = EDGE_TOLERANCE,
 ): Promise<{ graph: Graph; report: OptimizeReport }> {
   const report: OptimizeReport = {
     requested,
@@ -194,10 +195,10 @@ export async function optimizeForEdge(
   report.maxAbsDiff = maxAbsDiff(ref.output, out.output);
   if (literal?.ok) report.maxAbsDiffVsLiteral = maxAbsDiff(literal.output, out.output);
   report.predictionsChanged = a.filter((p, i) => p !== b[i]).length;
-  if (report.maxAbsDiff > EDGE_TOLERANCE || report.predictionsChanged > 0)
+  if (report.maxAbsDiff > tolerance || report.predictionsChanged > 0)
     return keep(
       `the fused graph differs from the unfused one in onnxruntime-web: max |Δlogit| ${report.maxAbsDiff.toExponential(2)} ` +
-        `(tolerance ${EDGE_TOLERANCE}), ${report.predictionsChanged} of ${a.length} predictions changed`,
+        `(tolerance ${tolerance}), ${report.predictionsChanged} of ${a.length} predictions changed`,
     );
   return { graph: fused, report: { ...report, applied: true } };
 }
