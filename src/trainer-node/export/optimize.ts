@@ -57,6 +57,8 @@ export interface OptimizeReport {
   /** Eval rows whose predicted label differs between the two (must be 0). */
   predictionsChanged?: number;
   rows?: number;
+  /** Time the step took (optimisation, checks in the wasm child), ms. */
+  ms?: number;
 }
 
 const opKey = (n: Graph["nodes"][number]) => `${n.domain || "ai.onnx"}:${n.op}`;
@@ -145,13 +147,17 @@ export async function optimizeForEdge(
   requested: GraphOptimization = DEFAULT_GRAPH_OPTIMIZATION,
   tolerance = EDGE_TOLERANCE,
 ): Promise<{ graph: Graph; report: OptimizeReport }> {
+  const t0 = performance.now();
   const report: OptimizeReport = {
     requested,
     applied: false,
     nodes: { before: graph.nodes.length, after: graph.nodes.length },
     fusedOps: {},
   };
-  const keep = (reason?: string) => ({ graph, report: { ...report, reason } });
+  const keep = (reason?: string) => ({
+    graph,
+    report: { ...report, reason, ...(requested === "edge" ? { ms: performance.now() - t0 } : {}) },
+  });
   if (requested === "none") return keep();
   if (batches.length === 0) return keep("no eval batches to check the fused graph on");
   let fused: Graph;
@@ -200,5 +206,5 @@ export async function optimizeForEdge(
       `the fused graph differs from the unfused one in onnxruntime-web: max |Δlogit| ${report.maxAbsDiff.toExponential(2)} ` +
         `(tolerance ${tolerance}), ${report.predictionsChanged} of ${a.length} predictions changed`,
     );
-  return { graph: fused, report: { ...report, applied: true } };
+  return { graph: fused, report: { ...report, applied: true, ms: performance.now() - t0 } };
 }

@@ -150,7 +150,7 @@ export function logOptimization(r: OptimizeReport, log: (line: string) => void):
       `optimized for the edge: ${r.nodes.before} -> ${r.nodes.after} nodes (${Object.entries(r.fusedOps)
         .map(([op, n]) => `${n} ${op.replace(/^.*:/, "")}`)
         .join(", ")}); onnxruntime-web runs it, max |diff| ${r.maxAbsDiff?.toExponential(1)} vs unfused, ` +
-        `${r.predictionsChanged} of ${r.rows} predictions changed`,
+        `${r.predictionsChanged} of ${r.rows} predictions changed (${((r.ms ?? 0) / 1000).toFixed(1)} s)`,
     );
   else if (r.reason) log(`graph optimisation skipped, the unfused graph is written: ${r.reason}`);
 }
