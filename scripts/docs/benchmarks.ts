@@ -265,7 +265,7 @@ const fusion: Formatter = (d) => {
           `${ms(u.p50Ms)} / ${ms(fd.p50Ms)} ms`,
         ];
       }),
-    )}\n\n${d.statistic ?? ""}; ${d.runtime ?? ""}.`.trim(),
+    )}\n\n${d.statistic ?? ""}; ${d.runtime ?? ""}${d.loadAverage1m ? `; 1-minute load average ${d.loadAverage1m.before.toFixed(1)} before / ${d.loadAverage1m.after.toFixed(1)} after` : ""}.`.trim(),
   };
 };
 
