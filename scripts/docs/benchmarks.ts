@@ -236,6 +236,39 @@ const quantize: Formatter = (d) => ({
   )}\n\n${d.statistic ?? ""}`.trim(),
 });
 
+const fusion: Formatter = (d) => {
+  const at = (r: Json, graph: string, level: string) =>
+    r.configs.find((c: Json) => c.graph === graph && c.level === level);
+  return {
+    title: "Export-time graph optimisation (cold start)",
+    command: d.command ?? "npm run bench:fusion",
+    date: d.generatedAt,
+    machine: d.machine,
+    detail: "fusion.md",
+    body: `${table(
+      [
+        "model",
+        "precision",
+        "nodes",
+        "max |Δlogit| (changed)",
+        "session create: unfused (all) / fused (disabled) / fused (all)",
+        "p50 b1×128: unfused / fused",
+      ],
+      d.rows.map((r: Json) => {
+        const [u, fd, fa] = [at(r, "unfused", "all"), at(r, "fused", "disabled"), at(r, "fused", "all")];
+        return [
+          r.model,
+          r.precision,
+          `${r.nodes.before} → ${r.nodes.after}`,
+          `${r.maxAbsDiff.toExponential(1)} (${r.predictionsChanged} / ${r.evalExamples})`,
+          `${ms(u.createMs)} / ${ms(fd.createMs)} / ${ms(fa.createMs)} ms`,
+          `${ms(u.p50Ms)} / ${ms(fd.p50Ms)} ms`,
+        ];
+      }),
+    )}\n\n${d.statistic ?? ""}; ${d.runtime ?? ""}${d.loadAverage1m ? `; 1-minute load average ${d.loadAverage1m.before.toFixed(1)} before / ${d.loadAverage1m.after.toFixed(1)} after` : ""}.`.trim(),
+  };
+};
+
 const sparsity: Formatter = (d, name) => {
   const suffix = name.slice("sparsity".length);
   const cells = d.results as Json[];
@@ -272,6 +305,7 @@ const sparsity: Formatter = (d, name) => {
 /** Formatters by bench name; `quality-steps1200` uses `quality`'s (the longest name it starts with, then `-`). */
 export const FORMATTERS: Record<string, Formatter> = {
   "ab-validity": abValidity,
+  fusion,
   "import-corpus": importCorpus,
   import: importBench,
   quality,

@@ -68,6 +68,14 @@ export const ManifestV1 = z.object({
    * as what they are).
    */
   precision: z.enum(["fp32", "int8"]).optional(),
+  /**
+   * Export-time graph optimisation. "edge": onnxruntime's session-creation fusions (GELU, FusedMatMul, the
+   * quantized matmuls, ...) were applied once at export and the result checked in onnxruntime-web's wasm build
+   * against the unfused graph (trainer-node/export/optimize.ts), so the gateway need not optimise it again.
+   * Absent in manifests written before the option existed, which were all "none": read it with
+   * `manifestGraphOptimization`.
+   */
+  graphOptimization: z.enum(["edge", "none"]).optional(),
   sparsity: z.object({
     /** What the user asked for. */
     target: fraction,
@@ -112,6 +120,12 @@ export type Precision = NonNullable<Manifest["precision"]>;
 
 /** A manifest's precision; absent means fp32 (every variant before int8 existed). */
 export const manifestPrecision = (m: Pick<Manifest, "precision">): Precision => m.precision ?? "fp32";
+
+export type GraphOptimization = NonNullable<Manifest["graphOptimization"]>;
+
+/** A manifest's export-time graph optimisation; absent means none (every variant before it existed). */
+export const manifestGraphOptimization = (m: Pick<Manifest, "graphOptimization">): GraphOptimization =>
+  m.graphOptimization ?? "none";
 
 export class ManifestError extends Error {
   constructor(

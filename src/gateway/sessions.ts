@@ -21,6 +21,7 @@
  * held across awaits inside a run, and its one-time backend start-up is a promise shared by whoever calls first.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { type Manifest, manifestGraphOptimization } from "../core/manifest";
 import { sha256Hex } from "../registry/artifacts";
 import { IsolateLock, WaitTimeout, waitFor } from "./isolate-wait";
 import { type ModelLimits, readModelLimits } from "./model-limits";
@@ -32,6 +33,8 @@ export interface ArtifactRef {
   bytes: number;
   tokenizerKey: string | null;
   tokenizerSha256: string | null;
+  /** The variant's manifest: whether its graph was optimised at export decides the session's level. */
+  manifest?: Pick<Manifest, "graphOptimization">;
 }
 
 export interface LoadedVariant {
@@ -55,8 +58,21 @@ export class ArtifactError extends Error {
   }
 }
 
-export type CreateSession = (model: Uint8Array) => Promise<InferenceSession>;
 export type ReadLimits = (model: Uint8Array) => Promise<ModelLimits>;
+export type GraphOptimizationLevel = NonNullable<InferenceSession.SessionOptions["graphOptimizationLevel"]>;
+export type CreateSession = (
+  model: Uint8Array,
+  graphOptimizationLevel: GraphOptimizationLevel,
+) => Promise<InferenceSession>;
+
+/**
+ * The session's optimisation level: a graph fused at export (manifest graphOptimization "edge", checked in
+ * this wasm build) is not optimised again ("disabled": bench:fusion measured creating it at "all" slower, with
+ * no faster runs); any other graph gets onnxruntime's full optimisation, as it always has.
+ */
+export function sessionLevelFor(ref: Pick<ArtifactRef, "manifest">): GraphOptimizationLevel {
+  return ref.manifest && manifestGraphOptimization(ref.manifest) === "edge" ? "disabled" : "all";
+}
 
 /**
  * Where a cold load's time went, in ms: R2 reads, sha256 checks, session creation (incl. ORT's start-up and
@@ -112,9 +128,11 @@ export interface SessionCacheStats {
 export const ortLock = new IsolateLock("onnxruntime-web");
 
 /** Creates sessions with onnxruntime-web, loaded on first use (importing it compiles a 14 MB wasm module). */
-const createWithOrtWeb: CreateSession = async (model) => {
+const createWithOrtWeb: CreateSession = async (model, graphOptimizationLevel) => {
   const { loadOrt } = await import("./ort-wasm");
-  return ortLock.run(() => loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"] }));
+  return ortLock.run(() =>
+    loadOrt().InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel }),
+  );
 };
 
 /** How often a request waiting for another's load looks at it, and how long before it loads itself. */
@@ -230,7 +248,7 @@ export class SessionCache {
       let session: InferenceSession;
       const t0 = performance.now();
       try {
-        session = await this.createSession(model);
+        session = await this.createSession(model, sessionLevelFor(ref));
       } catch (err) {
         // The runtime's own message (with its build machine's paths) is logged, never answered.
         console.warn(`gateway: onnxruntime cannot load ${ref.artifactKey}: ${message(err)}`);

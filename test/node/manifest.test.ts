@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { ManifestError, manifestPrecision, parseManifest } from "../../src/core/manifest";
+import {
+  ManifestError,
+  manifestGraphOptimization,
+  manifestPrecision,
+  parseManifest,
+} from "../../src/core/manifest";
 import { exampleManifest } from "./fixtures";
 
 describe("parseManifest", () => {
@@ -28,5 +33,12 @@ describe("parseManifest", () => {
     expect(manifestPrecision(parseManifest(old))).toBe("fp32");
     expect(manifestPrecision(parseManifest({ ...old, precision: "int8" }))).toBe("int8");
     expect(() => parseManifest({ ...old, precision: "int4" })).toThrow(/manifest\.precision/);
+  });
+  it("reads a manifest without graphOptimization (written before it) as none, and checks the field", () => {
+    const old = exampleManifest();
+    expect("graphOptimization" in old).toBe(false);
+    expect(manifestGraphOptimization(parseManifest(old))).toBe("none");
+    expect(manifestGraphOptimization(parseManifest({ ...old, graphOptimization: "edge" }))).toBe("edge");
+    expect(() => parseManifest({ ...old, graphOptimization: "all" })).toThrow(/manifest\.graphOptimization/);
   });
 });

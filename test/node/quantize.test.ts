@@ -52,6 +52,9 @@ beforeAll(async () => {
     fp32Dir,
     "--runs",
     "3",
+    // The unfused graph, whose ops these tests count (optimize.test.ts covers --optimize edge).
+    "--optimize",
+    "none",
   ]);
   expect(exported).toBe(0);
   expect(await main(["quantize", fp32Dir, "--out", int8Dir, "--runs", "3"])).toBe(0);

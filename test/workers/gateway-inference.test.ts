@@ -10,7 +10,7 @@ import { encodeModel, f32, Graph } from "../../src/core/onnx";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
 import { createGatewayState } from "../../src/gateway/inference-routes";
 import { loadOrt } from "../../src/gateway/ort-wasm";
-import { ArtifactError, SessionCache } from "../../src/gateway/sessions";
+import { ArtifactError, type GraphOptimizationLevel, SessionCache } from "../../src/gateway/sessions";
 import { artifactKey } from "../../src/registry/artifacts";
 import expected from "../fixtures/gateway-expected.json";
 import {
@@ -461,6 +461,36 @@ describe("session cache", () => {
     expect(waiters[0].variant.session).toBe(waiters[1].variant.session);
     expect(cache.stats()).toMatchObject({ loads: 1, keys: [refs[2].sha256] });
     for (const l of waiters) l.release();
+  });
+
+  it("creates an edge-optimized graph's session without re-optimising it, any other at level all", async () => {
+    const levels: GraphOptimizationLevel[] = [];
+    const create = (model: Uint8Array, level: GraphOptimizationLevel) => {
+      levels.push(level);
+      return loadOrt().InferenceSession.create(model, {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: level,
+      });
+    };
+    const cache = new SessionCache(64 * 1024 * 1024, create);
+    (await cache.acquire(env.ARTIFACTS, { ...refs[0], manifest: { graphOptimization: "edge" } })).release();
+    (await cache.acquire(env.ARTIFACTS, { ...refs[1], manifest: { graphOptimization: "none" } })).release();
+    (await cache.acquire(env.ARTIFACTS, { ...refs[2], manifest: {} })).release(); // a manifest from before
+    expect(levels).toEqual(["disabled", "all", "all"]);
+    // The gateway's own creation at level disabled loads and runs the model.
+    const lease = await new SessionCache(64 * 1024 * 1024).acquire(env.ARTIFACTS, {
+      ...refs[0],
+      manifest: { graphOptimization: "edge" },
+    });
+    const ort = loadOrt();
+    const [ids, mask] = [INFER_INPUTS.inputIds, INFER_INPUTS.attentionMask];
+    const dims = [ids.length, ids[0].length];
+    const out = await lease.variant.session.run({
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids.flat(), BigInt), dims),
+      attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask.flat(), BigInt), dims),
+    });
+    expect(out.logits.dims[0]).toBe(ids.length);
+    lease.release();
   });
 
   it("evicts least recently used sessions to stay within the byte budget", async () => {

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
+import { DEFAULT_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS, type GraphOptimization } from "../export/optimize";
 import { exportVariant, loadEvalSet } from "../export/pipeline";
 import type { ResidualPolicy } from "../export/plan";
 import {
@@ -24,6 +25,11 @@ import { type Command, UsageError } from "./command";
 import { parseFlags, positiveIntFlag } from "./options";
 import { withCleanOutput } from "./output-dir";
 
+/** The --optimize line of export's and quantize's usage. */
+export const OPTIMIZE_USAGE = `  --optimize <o>            edge: apply onnxruntime's session-time fusions now, kept only if onnxruntime-web's
+                            wasm build runs them with the same predictions; none: write the unfused graph
+                            (default: ${DEFAULT_GRAPH_OPTIMIZATION})`;
+
 const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json> --out <dir> [options]
   --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment, genre) or a JSONL file
                             (default: the checkpoint's task, when it is a built-in one)
@@ -40,6 +46,7 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --op-form <f>             int8 op form: standard (MatMulInteger, default; fastest in onnxruntime-web) or
                             contrib (com.microsoft.DynamicQuantizeMatMul)
   --int8-embeddings         int8 also stores the embedding tables in int8 (Gather + DequantizeLinear)
+${OPTIMIZE_USAGE}
   --logits-output NAME  --hidden-output NAME   as given to sluice train`;
 
 function parse(argv: string[]) {
@@ -61,6 +68,7 @@ function parse(argv: string[]) {
         precision: { type: "string", default: "fp32" },
         "op-form": { type: "string" },
         "int8-embeddings": { type: "boolean", default: false },
+        optimize: { type: "string" },
         "logits-output": { type: "string" },
         "hidden-output": { type: "string" },
       },
@@ -85,6 +93,14 @@ export function precisionFlags(o: { precision?: string; "op-form"?: string; "int
       `--${o["op-form"] !== undefined ? "op-form" : "int8-embeddings"} needs --precision int8`,
     );
   return { precision, quantize: { form, embeddings: o["int8-embeddings"] ?? false } };
+}
+
+/** --optimize, checked; undefined when not given (the export pipeline applies its default). */
+export function optimizeFlag(o: { optimize?: string }): GraphOptimization | undefined {
+  if (o.optimize === undefined) return undefined;
+  if (!GRAPH_OPTIMIZATIONS.includes(o.optimize as GraphOptimization))
+    throw new UsageError(`--optimize must be ${GRAPH_OPTIMIZATIONS.join(" or ")}, got '${o.optimize}'`);
+  return o.optimize as GraphOptimization;
 }
 
 export const command: Command = {
@@ -121,6 +137,7 @@ export const command: Command = {
     if (!["auto", "gather", "zeros"].includes(residual))
       throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
     const { precision, quantize } = precisionFlags(o);
+    const optimize = optimizeFlag(o);
     const { seqLen, note } = await resolveSequenceLength(
       model,
       positiveIntFlag(o, "max-len")!,
@@ -154,12 +171,13 @@ export const command: Command = {
         residual,
         precision,
         quantize,
+        optimize,
       }),
     );
     console.log(
       `${o.out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
         `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}, ` +
-        `${manifest.precision}, p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
+        `${manifest.precision}, graph optimisation ${manifest.graphOptimization}, p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
     );
     return 0;
   },

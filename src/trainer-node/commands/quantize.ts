@@ -12,12 +12,13 @@ import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../cor
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { compareLatency } from "../export/latency";
-import { loadEvalSet } from "../export/pipeline";
+import { DEFAULT_GRAPH_OPTIMIZATION, type GraphOptimization, optimizeForEdge } from "../export/optimize";
+import { loadEvalSet, logOptimization } from "../export/pipeline";
 import { precisionOf, quantizeGraph } from "../export/quantize";
 import { fixedSequenceOf } from "../export/run";
 import { type EvalSet, evaluateVariant, quantizationRecord, sha256Hex } from "../export/variant";
 import { type Command, UsageError } from "./command";
-import { precisionFlags } from "./export";
+import { OPTIMIZE_USAGE, optimizeFlag, precisionFlags } from "./export";
 import { parseFlags, positiveIntFlag } from "./options";
 import { withCleanOutput } from "./output-dir";
 
@@ -30,7 +31,8 @@ const USAGE = `usage: sluice quantize <variant dir> --out <dir> [options]
   --eval <task|file.jsonl>  evaluation data (default: the task of the variant's manifest evalSet)
   --split <name>            its split (default: the manifest evalSet's split)
   --max-len <n>             tokens per text (default: 128, or the model's position limit if shorter)
-  --runs <n>                timed latency runs (default: 20)`;
+  --runs <n>                timed latency runs (default: 20)
+${OPTIMIZE_USAGE}`;
 
 interface Source {
   dir: string;
@@ -81,6 +83,7 @@ export const command: Command = {
           split: { type: "string" },
           "max-len": { type: "string", default: "128" },
           runs: { type: "string", default: "20" },
+          optimize: { type: "string" },
         },
       },
       USAGE,
@@ -91,6 +94,7 @@ export const command: Command = {
       throw new UsageError("--out must not be the input variant directory (the fp32 variant is kept)");
     const { quantize } = precisionFlags({ ...o, precision: "int8" });
     const runs = positiveIntFlag(o, "runs");
+    const optimize = optimizeFlag(o) ?? DEFAULT_GRAPH_OPTIMIZATION;
     const src = await loadSource(positionals[0]);
     const [task, split] = src.manifest.metrics.evalSet.name.split("/");
     const fixed = fixedSequenceOf(src.graph);
@@ -116,7 +120,7 @@ export const command: Command = {
         `note: ${evalSet.name} is not the split the fp32 variant was evaluated on; their evidence will not pair`,
       );
     const manifest = await withCleanOutput(o.out, () =>
-      writeInt8Variant(src, o.out!, evalSet, quantize, runs),
+      writeInt8Variant(src, o.out!, evalSet, quantize, runs, optimize),
     );
     console.log(
       `${o.out}: ${manifest.model.name} int8 (${quantize.form}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
@@ -134,8 +138,15 @@ async function writeInt8Variant(
   evalSet: EvalSet,
   quantize: ReturnType<typeof precisionFlags>["quantize"],
   runs: number,
+  optimize: GraphOptimization,
 ): Promise<Manifest> {
-  const { graph, report } = quantizeGraph(src.graph, quantize);
+  // An edge-optimized source quantizes as it is (quantizeGraph reads its MatMul/Gemm, contrib ops pass through);
+  // the int8 graph is then fused again.
+  const quantized = quantizeGraph(src.graph, quantize);
+  const { report } = quantized;
+  const optimized = await optimizeForEdge(quantized.graph, evalSet.batches, optimize);
+  logOptimization(optimized.report, (line) => console.error(line));
+  const graph = optimized.graph;
   const model = encodeModel(graph);
   const { metrics } = await evaluateVariant(graph, evalSet, { fp32Graph: src.graph });
   // Timed beside its fp32 source (interleaved) at the fp32 manifest's serving shape, one thread.
@@ -148,6 +159,7 @@ async function writeInt8Variant(
     ...src.manifest,
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     precision: "int8",
+    graphOptimization: optimized.report.applied ? "edge" : "none",
     artifact: { file: "model.onnx", sha256: sha256Hex(model), bytes: model.byteLength },
     tokenizer: { file: "tokenizer.json", sha256: sha256Hex(tokenizerBytes) },
     metrics: {
@@ -176,7 +188,7 @@ async function writeInt8Variant(
   await writeFile(path.join(out, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(
     path.join(out, "export-report.json"),
-    `${JSON.stringify({ quantization: report, accuracy: metrics.accuracy, latency }, null, 2)}\n`,
+    `${JSON.stringify({ quantization: report, optimization: optimized.report, accuracy: metrics.accuracy, latency }, null, 2)}\n`,
   );
   return manifest;
 }

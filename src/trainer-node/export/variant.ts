@@ -15,6 +15,7 @@ import { ioSignatureOf } from "../../core/onnx/signature";
 import type { GateCheckpoint } from "../gates/checkpoint";
 import type { ExportReport } from "./export";
 import type { LatencyComparison, LatencyStats } from "./latency";
+import type { OptimizeReport } from "./optimize";
 import type { Precision, QuantizeReport } from "./quantize";
 import { argmaxRows, feedsFor, sessionOptions, type TokenBatch } from "./run";
 
@@ -92,6 +93,8 @@ export interface VariantInput {
   quantization?: QuantizeReport;
   /** The same variant in fp32: predictions that changed are counted (metrics.others.predictionsChangedVsFp32). */
   fp32Graph?: Graph;
+  /** What export-time graph optimisation did (absent: none was asked for). */
+  optimization?: OptimizeReport;
 }
 
 /** Accuracy and per-example evidence of a graph on an eval set (what every variant's manifest records). */
@@ -168,6 +171,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
     maxSequenceLength: v.maxSequenceLength,
     labels: v.ckpt.task.labels,
     precision: v.precision ?? "fp32",
+    graphOptimization: v.optimization?.applied ? "edge" : "none",
     sparsity: {
       target: v.target ?? targetOf(v.ckpt),
       removed: v.report.removedFraction,
@@ -206,7 +210,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
   await writeFile(path.join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(
     path.join(dir, "export-report.json"),
-    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [], ...(v.quantization ? { quantization: v.quantization } : {}) }, null, 2)}\n`,
+    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [], ...(v.quantization ? { quantization: v.quantization } : {}), ...(v.optimization ? { optimization: v.optimization } : {}) }, null, 2)}\n`,
   );
   return manifest;
 }

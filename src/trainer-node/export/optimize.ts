@@ -1,0 +1,210 @@
+/**
+ * Export-time graph optimisation for the edge (`sluice export --optimize edge`): the fusions onnxruntime applies
+ * at session creation (BiasGelu / Gelu, FusedMatMul, LayerNormalization, MatMulIntegerToFloat /
+ * DynamicQuantizeMatMul for the int8 form, ...) are applied once, at export, so the gateway's cold start does not
+ * redo them in wasm for every isolate.
+ *
+ * Not hand-written: onnxruntime-node itself writes the graph after its own fusions (SessionOptions
+ * `optimizedModelFilePath`) at level "extended" — not "all", which adds CPU-EP-specific layout transforms
+ * (NCHWc) that only that build may run. The result is accepted only if
+ *  1. every node is in the ONNX or com.microsoft domain and none is a layout op (NCHWc / Nhwc*);
+ *  2. onnxruntime-web's wasm build loads it with graph optimisations disabled and runs it (a separate process:
+ *     wasm-check.ts says why) — so only fusions whose ops exist in the wasm build are kept;
+ *  3. its logits on the eval batches, in that wasm build, are within EDGE_TOLERANCE of the unfused graph's as
+ *     the gateway has always run it (default optimisation level), with every predicted label identical;
+ *  4. its inputs and outputs are the unfused graph's.
+ * Otherwise export keeps the unfused graph and says why (`report.reason`); it never fails because of this step.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import * as ort from "onnxruntime-node";
+import type { GraphOptimization } from "../../core/manifest";
+import { decodeModel, encodeModel } from "../../core/onnx/codec";
+import type { Graph } from "../../core/onnx/graph";
+import { ioSignatureOf } from "../../core/onnx/signature";
+import { argmaxRows, type TokenBatch } from "./run";
+import type { WasmJob, WasmResult } from "./wasm-check";
+
+export type { GraphOptimization };
+export const GRAPH_OPTIMIZATIONS: readonly GraphOptimization[] = ["edge", "none"];
+/** What `sluice export` / `sluice quantize` / `sluice train` write unless told otherwise (bench:fusion). */
+export const DEFAULT_GRAPH_OPTIMIZATION: GraphOptimization = "edge";
+/** Largest |Δlogit| accepted between the fused graph and the unfused one, both in onnxruntime-web wasm. */
+export const EDGE_TOLERANCE = 1e-4;
+
+/** The onnxruntime level that writes the fused graph: "all" would add CPU-EP layout ops (NCHWc). */
+const EXPORT_LEVEL = "extended";
+const ALLOWED_DOMAINS = new Set(["", "ai.onnx", "com.microsoft"]);
+/** Ops only the native CPU EP's layout transformers emit (and the wasm build need not have). */
+const LAYOUT_OP = /^(Nchwc|Nhwc|Reorder)/;
+
+export interface OptimizeReport {
+  requested: GraphOptimization;
+  /** Whether the written graph is the fused one. */
+  applied: boolean;
+  /** Why the unfused graph was kept (when `applied` is false and edge was requested). */
+  reason?: string;
+  nodes: { before: number; after: number };
+  /** Op counts (domain:op) of the fused graph that the unfused one does not have, e.g. com.microsoft:BiasGelu. */
+  fusedOps: Record<string, number>;
+  /** Max |Δlogit|, fused (wasm, optimisations disabled) vs unfused (wasm, default level), on the eval batches. */
+  maxAbsDiff?: number;
+  /** The same against the unfused graph run literally (wasm, optimisations disabled), for the record. */
+  maxAbsDiffVsLiteral?: number;
+  /** Eval rows whose predicted label differs between the two (must be 0). */
+  predictionsChanged?: number;
+  rows?: number;
+  /** Time the step took (optimisation, checks in the wasm child), ms. */
+  ms?: number;
+}
+
+const opKey = (n: Graph["nodes"][number]) => `${n.domain || "ai.onnx"}:${n.op}`;
+
+function opCounts(g: Graph): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const n of g.nodes) m.set(opKey(n), (m.get(opKey(n)) ?? 0) + 1);
+  return m;
+}
+
+/** The graph as onnxruntime-node writes it after its session-creation fusions at level "extended". */
+export async function ortFusedGraph(graph: Graph): Promise<Graph> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "sluice-optimize-"));
+  try {
+    const file = path.join(dir, "fused.onnx");
+    const session = await ort.InferenceSession.create(encodeModel(graph), {
+      graphOptimizationLevel: EXPORT_LEVEL,
+      optimizedModelFilePath: file,
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+    });
+    await session.release();
+    return decodeModel(await readFile(file));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Nodes the wasm build may lack: other domains than ONNX / com.microsoft, or CPU-EP layout ops. */
+export function nonPortableOps(g: Graph): string[] {
+  return [
+    ...new Set(g.nodes.filter((n) => !ALLOWED_DOMAINS.has(n.domain) || LAYOUT_OP.test(n.op)).map(opKey)),
+  ];
+}
+
+const ROOT = path.resolve(import.meta.dirname, "../../..");
+const WASM_CHECK = path.join(import.meta.dirname, "wasm-check.ts");
+
+/** Runs models in onnxruntime-web's wasm build, in a child process, on the batches. */
+export async function runInWasm(
+  models: { bytes: Uint8Array; level: WasmJob["models"][number]["level"] }[],
+  batches: TokenBatch[],
+): Promise<WasmResult[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "sluice-wasm-"));
+  try {
+    const job: WasmJob = { models: [], batches: [] };
+    for (const [i, m] of models.entries()) {
+      const file = path.join(dir, `model-${i}.onnx`);
+      await writeFile(file, m.bytes);
+      job.models.push({ file, level: m.level });
+    }
+    job.batches = batches.map((b) => ({
+      batch: b.batch,
+      seqLen: b.seqLen,
+      ids: Array.from(b.inputIds, Number),
+      mask: Array.from(b.attentionMask, Number),
+    }));
+    const jobFile = path.join(dir, "job.json");
+    await writeFile(jobFile, JSON.stringify(job));
+    // cwd: the repository, where `--import tsx` resolves (the CLI itself runs through tsx).
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", WASM_CHECK, jobFile], {
+      cwd: ROOT,
+      maxBuffer: 1 << 28,
+      env: { ...process.env, NODE_OPTIONS: "" },
+    });
+    return JSON.parse(stdout.trim().split("\n").at(-1) ?? "[]");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function maxAbsDiff(a: number[], b: number[]): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/**
+ * The graph to write for `requested`: the fused one when every check passes, else `graph` itself, with the
+ * reason. `batches` are the eval batches (the equivalence check runs on them).
+ */
+export async function optimizeForEdge(
+  graph: Graph,
+  batches: TokenBatch[],
+  requested: GraphOptimization = DEFAULT_GRAPH_OPTIMIZATION,
+  tolerance = EDGE_TOLERANCE,
+): Promise<{ graph: Graph; report: OptimizeReport }> {
+  const t0 = performance.now();
+  const report: OptimizeReport = {
+    requested,
+    applied: false,
+    nodes: { before: graph.nodes.length, after: graph.nodes.length },
+    fusedOps: {},
+  };
+  const keep = (reason?: string) => ({
+    graph,
+    report: { ...report, reason, ...(requested === "edge" ? { ms: performance.now() - t0 } : {}) },
+  });
+  if (requested === "none") return keep();
+  if (batches.length === 0) return keep("no eval batches to check the fused graph on");
+  let fused: Graph;
+  try {
+    fused = await ortFusedGraph(graph);
+  } catch (err) {
+    return keep(`onnxruntime could not optimise the graph: ${(err as Error).message}`);
+  }
+  const before = opCounts(graph);
+  for (const [op, n] of opCounts(fused)) if (!before.has(op)) report.fusedOps[op] = n;
+  report.nodes.after = fused.nodes.length;
+  const foreign = nonPortableOps(fused);
+  if (foreign.length) return keep(`the fused graph has ops the wasm build may lack: ${foreign.join(", ")}`);
+  if (JSON.stringify(ioSignatureOf(fused)) !== JSON.stringify(ioSignatureOf(graph)))
+    return keep("onnxruntime changed the graph's inputs or outputs");
+  // What is checked is what will be written: the fused graph as this codebase encodes it.
+  const fusedBytes = encodeModel(fused);
+  const unfusedBytes = encodeModel(graph);
+  let results: WasmResult[];
+  try {
+    results = await runInWasm(
+      [
+        { bytes: unfusedBytes, level: "all" }, // how the gateway has always run the unfused graph
+        { bytes: unfusedBytes, level: "disabled" },
+        { bytes: fusedBytes, level: "disabled" }, // how it runs a fused one
+      ],
+      batches,
+    );
+  } catch (err) {
+    return keep(`the onnxruntime-web check could not run: ${(err as Error).message}`);
+  }
+  const [ref, literal, out] = results;
+  if (!ref?.ok) return keep(`onnxruntime-web cannot run the unfused graph: ${ref ? ref.error : "no result"}`);
+  if (!out?.ok)
+    return keep(`onnxruntime-web's wasm build cannot run the fused graph: ${out ? out.error : "no result"}`);
+  if (out.output.length !== ref.output.length) return keep("the fused graph's output has another shape");
+  const cols = ref.output.length / batches.reduce((n, b) => n + b.batch, 0);
+  const a = argmaxRows(Float32Array.from(ref.output), cols);
+  const b = argmaxRows(Float32Array.from(out.output), cols);
+  report.rows = a.length;
+  report.maxAbsDiff = maxAbsDiff(ref.output, out.output);
+  if (literal?.ok) report.maxAbsDiffVsLiteral = maxAbsDiff(literal.output, out.output);
+  report.predictionsChanged = a.filter((p, i) => p !== b[i]).length;
+  if (report.maxAbsDiff > tolerance || report.predictionsChanged > 0)
+    return keep(
+      `the fused graph differs from the unfused one in onnxruntime-web: max |Δlogit| ${report.maxAbsDiff.toExponential(2)} ` +
+        `(tolerance ${tolerance}), ${report.predictionsChanged} of ${a.length} predictions changed`,
+    );
+  return { graph: fused, report: { ...report, applied: true, ms: performance.now() - t0 } };
+}
