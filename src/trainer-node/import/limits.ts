@@ -8,6 +8,7 @@
 import * as ort from "onnxruntime-node";
 import { encodeModel } from "../../core/onnx/codec";
 import { Graph } from "../../core/onnx/graph";
+import { inferShapes } from "../../core/onnx/shape-inference";
 import { ImportError } from "./errors";
 import { findEmbeddings } from "./recognize";
 
@@ -44,7 +45,9 @@ export async function maxSequenceLength(g: Graph): Promise<number | undefined> {
       const t = g.initializers.get(name);
       if (t) sub.initializers.set(name, t);
     }
-    sub.outputs = [{ name: gather.inputs[1], dtype: "int64" }];
+    // tf2onnx's position ids are tf.range's int32; declare what the graph computes, or the probe cannot run.
+    const dtype = inferShapes(g).get(gather.inputs[1])?.dtype ?? "int64";
+    sub.outputs = [{ name: gather.inputs[1], dtype }];
     // Ids that are no special token's: the last row of the word table.
     const id = BigInt((word?.rows ?? 2) - 1);
     const feeds = Object.fromEntries(
