@@ -6,6 +6,7 @@
  */
 import { encodeModel } from "./codec";
 import { Graph } from "./graph";
+import { inferShapes } from "./shape-inference";
 
 export interface EmbeddingLookup {
   /** Gather node and its table (initializer) [rows, width]. */
@@ -103,7 +104,9 @@ export async function positionLimit(g: Graph, run: RunProbe): Promise<number | u
       const t = g.initializers.get(name);
       if (t) sub.initializers.set(name, t);
     }
-    sub.outputs = [{ name: gather.inputs[1], dtype: "int64" }];
+    // tf2onnx's position ids are tf.range's int32: declare what the graph computes, or the probe cannot run.
+    const dtype = inferShapes(g).get(gather.inputs[1])?.dtype ?? "int64";
+    sub.outputs = [{ name: gather.inputs[1], dtype }];
     // Ids that are no special token's: the last row of the word table.
     const id = BigInt((word?.rows ?? 2) - 1);
     const feeds = Object.fromEntries(

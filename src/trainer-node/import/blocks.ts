@@ -135,6 +135,9 @@ export function reshapeTarget(
 ): (number | null)[] | null {
   const init = g.initializers.get(target);
   if (init) return toNumbers(init);
+  // tf2onnx computes targets in int32 (TF's shape type) and casts them to int64 for ONNX's Reshape.
+  const cast = producers.get(target);
+  if (cast?.op === "Cast") return reshapeTarget(g, cast.inputs[0], producers);
   const concat = producers.get(target);
   if (concat?.op !== "Concat") return null;
   const out: (number | null)[] = [];

@@ -24,6 +24,7 @@ import { ImportError } from "./errors";
 import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
 import { freezeAttentionScales } from "./scale";
+import { collapseTensordotMatMuls } from "./tensordot";
 import { unfuseContribOps } from "./unfuse";
 
 export interface ImportOptions {
@@ -405,6 +406,12 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
   }
   assignInputs(g, report);
   foldConstants(g);
+  // Keras Dense via tf.tensordot (tf2onnx): Reshape → MatMul → Reshape becomes the MatMul it computes.
+  const tensordots = collapseTensordotMatMuls(g);
+  if (tensordots > 0)
+    report.notes.push(
+      `${tensordots} Reshape → MatMul → Reshape (Keras Dense via tf.tensordot) read as MatMuls on the 3-D input`,
+    );
   // Before recognition: a shared layer is named as such even where its blocks are not recognised. Sharing
   // is one tensor under several names (torch writes Identity nodes for later uses; folding keeps the object).
   const shared = new Map<unknown, { weight: string; nodes: string[] }>();

@@ -37,6 +37,8 @@ const NORM_OPS = new Set([
   "Div",
   "Pow",
   "Sqrt",
+  // tf.nn.batch_normalization's rsqrt, which tf2onnx writes as Sqrt + Reciprocal.
+  "Reciprocal",
   "LayerNormalization",
   "Identity",
   "Cast",
