@@ -159,7 +159,17 @@ const importBench: Formatter = (d) => {
     machine: d.machine ? `${d.machine.cpu}, ${d.machine.cpus} cores, ${d.machine.memGB} GB` : undefined,
     detail: "import.md",
     body: `${table(
-      ["tree", "commit", "inspect", "first step", "step median", "export", "peak RSS"],
+      [
+        "tree",
+        "commit",
+        "inspect",
+        "first step",
+        "step median",
+        "export",
+        "train peak",
+        "export peak",
+        "peak RSS",
+      ],
       d.results.map((r: Json) => [
         r.tree,
         String(r.commit).slice(0, 7),
@@ -167,6 +177,8 @@ const importBench: Formatter = (d) => {
         s1(r.firstStepS),
         s1(r.stepMedianS),
         s1(r.exportS),
+        r.trainPeakGB === undefined ? "" : `${r.trainPeakGB.toFixed(2)} GB`,
+        r.exportPeakGB === undefined ? "" : `${r.exportPeakGB.toFixed(2)} GB`,
         `${r.peakGB.toFixed(2)} GB`,
       ]),
     )}\n\n${l.layers} layers, hidden ${l.hidden}, ${l.heads} heads, FFN ${l.ffn}, vocabulary ${l.vocab}; batch ${st.batch} × ${st.seq}, ${st.threads} threads, ${st.steps} steps. ${d.notes ?? ""}`.trim(),

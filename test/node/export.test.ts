@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { buildEncoder, type EncoderLayout } from "../../src/core/models/encoder";
@@ -44,6 +45,7 @@ const ROLES: Role[] = ["q", "k", "v", "o", "up", "down"];
 /** A gate pattern: for (encoder layer, role, rng) returns row/col gates; open gates get values in [0.5, 1]. */
 type Pattern = (layer: number, role: Role, l: LinearLayer, rng: Rng) => Gates;
 
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const open = (n: number, rng: Rng) => Array.from({ length: n }, () => 0.5 + rng.next() / 2);
 const random = (n: number, rng: Rng, p: number) =>
   Array.from({ length: n }, () => (rng.next() < p ? 0 : 0.5 + rng.next() / 2));
@@ -281,6 +283,30 @@ describe("exportPrunedModel", () => {
     expect(report.unrecognised).toEqual(["/sluice_head/classifier/Gemm"]);
     expect(report.equivalence.maxAbsDiff).toBeLessThanOrEqual(1e-4);
     expect(graph.outputs.map((o) => o.name)).toEqual(["logits"]);
+  });
+
+  it("returns the encoding onnxruntime verified, byte for byte the graph's; open layers hold the folded weight", async () => {
+    const base = buildEncoder({ ...small, seed: 8 });
+    const { ckpt } = checkpoint(base, PATTERNS["rows and columns"], 9);
+    const { graph, bytes } = await exportPrunedModel(base, ckpt);
+    expect(sha256(bytes)).toBe(sha256(encodeModel(graph)));
+    // Nothing closed: each layer's weight (the folded one, not copied) is W[i, o] · col[i] · row[o].
+    const openCkpt = checkpoint(base, PATTERNS["nothing closed"], 9).ckpt;
+    const same = await exportPrunedModel(base, openCkpt);
+    expect(same.report.removedFraction).toBe(0);
+    expect(sha256(same.bytes)).toBe(sha256(encodeModel(same.graph)));
+    const byNode = new Map(findLinearLayers(base).map((l) => [l.node, l]));
+    for (const gates of openCkpt.layers) {
+      const l = byNode.get(gates.node)!;
+      const w = base.initializers.get(l.weight)!.data as Float32Array;
+      const got = same.graph.initializers.get(`${l.node}.weight_pruned`)!.data as Float32Array;
+      expect(got.length).toBe(l.inFeatures * l.outFeatures);
+      for (let i = 0; i < l.inFeatures; i += 3)
+        for (let o = 0; o < l.outFeatures; o += 5) {
+          const v = l.weightTransposed ? w[o * l.inFeatures + i] : w[i * l.outFeatures + o];
+          expect(got[i * l.outFeatures + o]).toBeCloseTo(v * gates.colGate[i] * gates.rowGate[o], 6);
+        }
+    }
   });
 
   it("fails loudly when the exported graph does not compute the gated model", async () => {

@@ -6,6 +6,7 @@
 import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { decodeModel } from "../../core/onnx/codec";
+import type { Graph } from "../../core/onnx/graph";
 import { maxSequenceLength } from "../import/limits";
 import { feedsFor, fixedSequenceOf, sessionOptions, syntheticBatch, vocabSizeOf } from "./run";
 
@@ -44,17 +45,27 @@ function quantile(sorted: number[], q: number): number {
   return sorted[i];
 }
 
+/**
+ * A model to time: its ONNX bytes, or the bytes with the Graph they encode. With the graph, the feeds and
+ * sequence length are read from it instead of from a decoded copy (a second copy of the weights while the
+ * sessions hold their own: 0.9 GB for a BERT-base pair).
+ */
+export type LatencyModel = Uint8Array | { bytes: Uint8Array; graph: Graph };
+
+const bytesOf = (m: LatencyModel) => (m instanceof Uint8Array ? m : m.bytes);
+
 /** Interleaved latency of several models on the same inputs. Keys of `models` name the results. */
 export async function compareLatency(
-  models: Record<string, Uint8Array>,
+  models: Record<string, LatencyModel>,
   opts: LatencyOptions,
 ): Promise<Record<string, LatencyStats>> {
   const threads = opts.threads === 0 ? allThreads() : opts.threads;
   const runs = opts.runs ?? 30;
   const warmup = opts.warmup ?? 5;
   const entries = await Promise.all(
-    Object.entries(models).map(async ([name, bytes]) => {
-      const graph = decodeModel(bytes);
+    Object.entries(models).map(async ([name, model]) => {
+      const bytes = bytesOf(model);
+      const graph = model instanceof Uint8Array ? decodeModel(bytes) : model.graph;
       // A model with fewer positions than asked for is timed at its longest sequence (recorded in seqLen).
       // A fixed-length export is timed at its length.
       const seq = fixedSequenceOf(graph) ?? Math.min(opts.seq, (await maxSequenceLength(graph)) ?? opts.seq);
@@ -110,8 +121,8 @@ export async function compareLatency(
 }
 
 /** Latency of one model (median and p95 of `runs` timed runs). */
-export async function measureLatency(modelBytes: Uint8Array, opts: LatencyOptions): Promise<LatencyStats> {
-  return (await compareLatency({ model: modelBytes }, opts)).model;
+export async function measureLatency(model: LatencyModel, opts: LatencyOptions): Promise<LatencyStats> {
+  return (await compareLatency({ model }, opts)).model;
 }
 
 /** The issue's grid: batch 1 × seq 128 and batch 16 × seq 64, 1 thread and all threads, dense vs pruned. */
@@ -136,8 +147,8 @@ export interface LatencyComparison {
 
 /** Dense vs pruned over the grid, interleaved per configuration. */
 export async function compareOnGrid(
-  dense: Uint8Array,
-  pruned: Uint8Array,
+  dense: LatencyModel,
+  pruned: LatencyModel,
   opts: { runs?: number; warmup?: number; grid?: typeof LATENCY_GRID } = {},
 ): Promise<LatencyComparison[]> {
   const out: LatencyComparison[] = [];

@@ -83,7 +83,10 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
       `${o.model.file} (sha256 ${o.model.sha256.slice(0, 12)}…) is not the model this checkpoint was trained on (${o.ckpt.base.name}, sha256 ${o.ckpt.base.sha256.slice(0, 12)}…)`,
     );
   log(`exporting ${o.ckpt.layers.length} gated layers of ${o.ckpt.base.name} ...`);
-  let { graph, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
+  // `bytes`: the pruned model encoded once (by the equivalence check), then reused by the latency grid, the
+  // evaluation and model.onnx: each encoding of a BERT-base is another 0.44 GB, and several alive at once set
+  // `sluice export`'s peak memory.
+  let { graph, bytes, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
     batches: o.evalSet.batches,
     residual: o.residual,
   });
@@ -97,6 +100,9 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
   if (o.precision === "int8") {
     const q = quantizeGraph(graph, o.quantize);
     graph = q.graph;
+    // The fp32 encoding is neither measured nor written: let it go before the int8 one is made.
+    bytes = new Uint8Array();
+    bytes = encodeModel(graph);
     quantization = q.report;
     log(
       `int8 (${q.report.form} op form): ${q.report.quantized.length} linear layers quantized per output channel, ` +
@@ -109,15 +115,23 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
   const maxLen = fixed ?? (await maxSequenceLength(graph));
   const optimized = await optimizeForEdge(graph, o.evalSet.batches, o.optimize ?? DEFAULT_GRAPH_OPTIMIZATION);
   logOptimization(optimized.report, log);
-  graph = optimized.graph;
+  if (optimized.report.applied) {
+    graph = optimized.graph;
+    bytes = new Uint8Array(); // let the unfused encoding go before the fused one is made
+    bytes = optimized.bytes ?? encodeModel(graph);
+  }
   log(`measuring latency (dense fp32 vs pruned${quantization ? " int8" : ""}, interleaved) ...`);
   // Dense = the same task model (head, trained tensors) without pruning.
   const denseGraph = applyCheckpointParams(o.model.graph, o.ckpt);
-  const dense = encodeModel(denseGraph);
-  const grid = await compareOnGrid(dense, encodeModel(graph), {
-    runs: o.runs,
-    grid: fixed ? LATENCY_GRID.map((c) => ({ ...c, seq: fixed })) : undefined,
-  });
+  const denseBytes = encodeModel(denseGraph);
+  const grid = await compareOnGrid(
+    { bytes: denseBytes, graph: denseGraph },
+    { bytes, graph },
+    {
+      runs: o.runs,
+      grid: fixed ? LATENCY_GRID.map((c) => ({ ...c, seq: fixed })) : undefined,
+    },
+  );
   for (const l of grid)
     log(
       `  batch ${l.batch} x ${l.seqLen}, ${l.threads} thread(s): ${l.dense.p50Ms.toFixed(2)} -> ${l.pruned.p50Ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x)`,
@@ -140,6 +154,8 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     quantization,
     fp32Graph: quantization ? fp32Graph : undefined,
     optimization: optimized.report,
+    modelBytes: bytes,
+    denseBytes,
   });
 }
 

@@ -48,13 +48,16 @@ export async function evaluateAccuracy(graph: Graph, set: EvalSet): Promise<numb
   return predictions.filter((p, i) => p === set.labels[i]).length / predictions.length;
 }
 
-/** The predicted label (argmax of `logits`) of every example of an eval set, in order. */
-export async function predict(graph: Graph, set: EvalSet): Promise<number[]> {
+/**
+ * The predicted label (argmax of `logits`) of every example of an eval set, in order. `bytes`, when the caller
+ * already holds `encodeModel(graph)`, saves encoding (and holding) another copy of the weights.
+ */
+export async function predict(graph: Graph, set: EvalSet, bytes?: Uint8Array): Promise<number[]> {
   const rows = set.batches.reduce((n, b) => n + b.batch, 0);
   if (rows !== set.labels.length)
     throw new Error(`eval set '${set.name}' has ${rows} rows but ${set.labels.length} labels`);
   if (rows === 0) throw new Error(`eval set '${set.name}' is empty`);
-  const session = await ort.InferenceSession.create(encodeModel(graph), sessionOptions(1));
+  const session = await ort.InferenceSession.create(bytes ?? encodeModel(graph), sessionOptions(1));
   const output = graph.outputs.find((o) => o.name === "logits")?.name ?? graph.outputs[0].name;
   const predictions: number[] = [];
   try {
@@ -95,18 +98,21 @@ export interface VariantInput {
   fp32Graph?: Graph;
   /** What export-time graph optimisation did (absent: none was asked for). */
   optimization?: OptimizeReport;
+  /** `encodeModel(graph)` and `encodeModel(denseGraph)`, when the caller already made them (not encoded again). */
+  modelBytes?: Uint8Array;
+  denseBytes?: Uint8Array;
 }
 
 /** Accuracy and per-example evidence of a graph on an eval set (what every variant's manifest records). */
 export async function evaluateVariant(
   graph: Graph,
   evalSet: EvalSet,
-  refs: { denseGraph?: Graph; fp32Graph?: Graph } = {},
+  refs: { denseGraph?: Graph; fp32Graph?: Graph; modelBytes?: Uint8Array; denseBytes?: Uint8Array } = {},
 ): Promise<{ accuracy: number; metrics: Manifest["metrics"] }> {
-  const predictions = await predict(graph, evalSet);
+  const predictions = await predict(graph, evalSet, refs.modelBytes);
   const correct = predictions.map((p, i) => p === evalSet.labels[i]);
   const accuracy = correct.filter(Boolean).length / correct.length;
-  const dense = refs.denseGraph ? await predict(refs.denseGraph, evalSet) : undefined;
+  const dense = refs.denseGraph ? await predict(refs.denseGraph, evalSet, refs.denseBytes) : undefined;
   const others: Record<string, number> = {};
   if (refs.fp32Graph) {
     const fp32 = await predict(refs.fp32Graph, evalSet);
@@ -150,8 +156,8 @@ function targetOf(ckpt: GateCheckpoint): number {
 /** Writes model.onnx, tokenizer.json (if given), manifest.json and export-report.json into `dir`. */
 export async function writeVariant(dir: string, v: VariantInput): Promise<Manifest> {
   await mkdir(dir, { recursive: true });
-  const model = encodeModel(v.graph);
-  const { accuracy, metrics } = await evaluateVariant(v.graph, v.evalSet, v);
+  const model = v.modelBytes ?? encodeModel(v.graph);
+  const { accuracy, metrics } = await evaluateVariant(v.graph, v.evalSet, { ...v, modelBytes: model });
   let tokenizer: Manifest["tokenizer"];
   if (v.tokenizerFile) {
     const bytes = await readFile(v.tokenizerFile);
