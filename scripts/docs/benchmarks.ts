@@ -343,12 +343,21 @@ const edge: Formatter = (d) => {
         .join(", ")}.`
     : "";
   const p = d.pricing;
+  const ref = (d.models as Json[]).find((m) => m.model === "reference");
+  const pick = (t: string, pr: string) =>
+    ref?.variants.find((v: Json) => v.target === t && v.precision === pr);
+  const [dense, fp04, int04] = [pick("dense", "fp32"), pick("0.4", "fp32"), pick("0.4", "int8")];
+  const [wa, wb] = [dense?.timings.workerd?.b1x128, int04?.timings.workerd?.b1x128];
+  const target =
+    wa && wb && fp04
+      ? `\n\nTarget (reference encoder, ORT-web inside workerd, b1×128: 0.4 int8 at least 2.5× faster than dense fp32, test accuracy within 0.5 points of 0.4 fp32): p50 ${(wa.p50Ms / wb.p50Ms).toFixed(2)}×, CPU ms ${(wa.cpuMs / wb.cpuMs).toFixed(2)}×, accuracy ${pct(int04.accuracy, 2)} vs ${pct(fp04.accuracy, 2)} (${(100 * Math.abs(int04.accuracy - fp04.accuracy)).toFixed(2)} points): ${wa.p50Ms / wb.p50Ms >= 2.5 && Math.abs(int04.accuracy - fp04.accuracy) <= 0.005 ? "met" : "not met"}.`
+      : "";
   return {
     title: "Cost per request at the edge",
     command: d.command ?? "npm run bench:edge",
     date: d.generatedAt,
     machine: d.machine,
-    body: `Price: ${p.usageModel}, $${p.usdPerMillionCpuMs} per million CPU ms and $${p.usdPerMillionRequests} per million requests beyond ${p.included} (${p.source}, read ${p.read}). ${d.costFormula}. ${d.statistic} 1-minute load average ${d.loadAverage.before[0].toFixed(1)} before / ${d.loadAverage.after[0].toFixed(1)} after: the machine was shared with other jobs, so absolute times are inflated; ratios within one run compare.\n\n${sections.join("\n\n")}${bundle ? `\n\n${bundle}` : ""}`,
+    body: `Price: ${p.usageModel}, $${p.usdPerMillionCpuMs} per million CPU ms and $${p.usdPerMillionRequests} per million requests beyond ${p.included} (${p.source}, read ${p.read}). ${d.costFormula}. ${d.statistic} 1-minute load average ${d.loadAverage.before[0].toFixed(1)} before / ${d.loadAverage.after[0].toFixed(1)} after: the machine was shared with other jobs, so absolute times are inflated; ratios within one run compare.${target}\n\n${sections.join("\n\n")}${bundle ? `\n\n${bundle}` : ""}`,
   };
 };
 
