@@ -1,12 +1,16 @@
 /**
- * Child process of bench:quantize: times ONNX models in ONE onnxruntime (onnxruntime-web's wasm build, or
- * onnxruntime-node's CPU provider), one thread, interleaved (A, B, A, B, ...) so drift on a shared machine hits
- * every model alike. A separate process per runtime is required: when onnxruntime-node and onnxruntime-web are
- * loaded in one process they share onnxruntime-common's backend registry and a "web" session silently runs on
- * the native backend.
+ * Child process of bench:quantize and bench:edge: times ONNX models in ONE onnxruntime (onnxruntime-web's wasm
+ * build, or onnxruntime-node's CPU provider), one thread, interleaved (A, B, A, B, ...) so drift on a shared
+ * machine hits every model alike. A separate process per runtime is required: when onnxruntime-node and
+ * onnxruntime-web are loaded in one process they share onnxruntime-common's backend registry and a "web" session
+ * silently runs on the native backend.
  *
- *   tsx bench/lib/ort-time.ts <web|node> <runs> <batch>x<seq>[,<batch>x<seq>...] <model.onnx>...
- * prints JSON: [{ model, batch, seqLen, p50Ms, runs }]
+ *   tsx bench/lib/ort-time.ts <web|node> <runs> <cell>[,<cell>...] <model.onnx>...
+ * A cell is `<batch>x<seq>`, optionally `:<runs>` and `:<warm-up runs>` (defaults: <runs> and 5).
+ * ORT_TIME_SEQUENTIAL=1 holds one session at a time (create, time every cell, release) instead of interleaving:
+ * for models too large to hold side by side.
+ * prints JSON: [{ model, batch, seqLen, p50Ms, cpuMs, runs }] — cpuMs is the mean process CPU time (user +
+ * system, every thread) per run: what a CPU-time-billed host charges per request on average.
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -25,7 +29,19 @@ if (runtime === "web") {
   env.wasm.numThreads = 1; // what a Worker isolate gets
 }
 const runs = Number(runsArg);
-const grid = gridArg.split(",").map((c) => c.split("x").map(Number) as [number, number]);
+const grid = gridArg.split(",").map((c) => {
+  const [shape, cellRuns, warm] = c.split(":");
+  const [batch, seq] = shape.split("x").map(Number);
+  const cell = { batch, seq, runs: Number(cellRuns ?? runs), warmup: Number(warm ?? 5) };
+  if (
+    ![cell.batch, cell.seq, cell.runs, cell.warmup].every((x) => Number.isInteger(x) && x >= 0) ||
+    !batch ||
+    !seq
+  )
+    throw new Error(`grid cell '${c}' must be <batch>x<seq>[:<runs>[:<warm-up>]]`);
+  return cell;
+});
+const sequential = process.env.ORT_TIME_SEQUENTIAL === "1";
 
 function feeds(inputNames: readonly string[], batch: number, seq: number) {
   // Real-looking rows: ids in [5, 4000), the last quarter of each row padding (mask 0).
@@ -52,33 +68,60 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-async function main() {
-  const sessions = [];
-  for (const f of files)
-    sessions.push(
-      await ort.InferenceSession.create(new Uint8Array(readFileSync(f)), {
-        intraOpNumThreads: 1,
-        interOpNumThreads: 1,
-        executionMode: "sequential",
-        graphOptimizationLevel: "all",
-        ...(runtime === "web" ? { executionProviders: ["wasm"] } : {}),
-      }),
-    );
+const create = (f: string) =>
+  ort.InferenceSession.create(new Uint8Array(readFileSync(f)), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+    ...(runtime === "web" ? { executionProviders: ["wasm"] } : {}),
+  });
+type Session = Awaited<ReturnType<typeof create>>;
+
+/** Times `models` (interleaved) on every grid cell. */
+async function timeAll(models: string[], sessions: Session[]) {
   const results = [];
-  for (const [batch, seq] of grid) {
-    const times: number[][] = files.map(() => []);
+  for (const { batch, seq, runs: cellRuns, warmup } of grid) {
+    const times: number[][] = models.map(() => []);
+    const cpu: number[][] = models.map(() => []);
     const inputs = sessions.map((s) => feeds(s.inputNames, batch, seq));
-    for (let i = 0; i < 5; i++) for (let m = 0; m < files.length; m++) await sessions[m].run(inputs[m]);
-    for (let r = 0; r < runs; r++)
-      for (let m = 0; m < files.length; m++) {
+    for (let i = 0; i < warmup; i++) for (let m = 0; m < models.length; m++) await sessions[m].run(inputs[m]);
+    for (let r = 0; r < cellRuns; r++)
+      for (let m = 0; m < models.length; m++) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await sessions[m].run(inputs[m]);
         times[m].push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu[m].push((c.user + c.system) / 1000);
       }
-    for (let m = 0; m < files.length; m++)
-      results.push({ model: files[m], batch, seqLen: seq, p50Ms: median(times[m]), runs });
+    for (let m = 0; m < models.length; m++)
+      results.push({
+        model: models[m],
+        batch,
+        seqLen: seq,
+        p50Ms: median(times[m]),
+        cpuMs: cpu[m].reduce((a, b) => a + b, 0) / cpu[m].length,
+        runs: cellRuns,
+      });
   }
-  for (const s of sessions) await s.release();
+  return results;
+}
+
+async function main() {
+  const results = [];
+  if (sequential) {
+    for (const f of files) {
+      const s = await create(f);
+      results.push(...(await timeAll([f], [s])));
+      await s.release();
+    }
+  } else {
+    const sessions: Session[] = [];
+    for (const f of files) sessions.push(await create(f));
+    results.push(...(await timeAll(files, sessions)));
+    for (const s of sessions) await s.release();
+  }
   console.log(JSON.stringify(results));
 }
 main().catch((err) => {

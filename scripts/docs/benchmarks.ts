@@ -314,10 +314,103 @@ const sparsity: Formatter = (d, name) => {
   };
 };
 
+const edge: Formatter = (d) => {
+  const usd = (x: number) => `$${x < 0.1 ? x.toFixed(3) : x.toFixed(2)}`;
+  const kb = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
+  const rtName: Record<string, string> = {
+    workerd: "ORT-web in workerd",
+    web: "ORT-web wasm in Node",
+    node: "ORT-node",
+  };
+  const sections = (d.models as Json[]).map((m) => {
+    const rts = Object.keys(m.variants[0].timings).sort(
+      (a, b) => ["workerd", "web", "node"].indexOf(a) - ["workerd", "web", "node"].indexOf(b),
+    );
+    const cells = [...new Set(rts.flatMap((rt) => Object.keys(m.variants[0].timings[rt])))];
+    const rows: string[][] = [];
+    for (const rt of rts)
+      for (const v of m.variants) {
+        rows.push([
+          rtName[rt] ?? rt,
+          `${v.target} ${v.precision}`,
+          mb(v.bytes),
+          v.accuracy === null
+            ? "n/a (random weights)"
+            : `${pct(v.accuracy, 2)}${v.precision === "int8" ? ` (${v.predictionsChangedVsFp32} changed)` : ""}`,
+          ...cells.flatMap((c) => {
+            const t = v.timings[rt][c];
+            return t
+              ? [`${ms(t.p50Ms)} ms`, `${ms(t.cpuMs)} ms`, usd(t.usdPerMillionRequests)]
+              : ["not run", "", ""];
+          }),
+        ]);
+      }
+    const head = [
+      "runtime",
+      "variant",
+      "bytes",
+      "test accuracy",
+      ...cells.flatMap((c) => [`p50 ${c}`, `CPU/req ${c}`, `$/M req ${c}`]),
+    ];
+    const reps = rts
+      .map(
+        (rt) =>
+          `${rtName[rt] ?? rt}: ${Object.entries(m.cells[rt])
+            .map(([c, p]: [string, Json]) => `${c} ${p.runs} runs after ${p.warmup} warm-up`)
+            .join(", ")}`,
+      )
+      .join("; ");
+    const ratio = (rt: string, c: string) => {
+      const dense = m.variants.find((v: Json) => v.target === "dense" && v.precision === "fp32");
+      const best = m.variants.find((v: Json) => v.target === "0.4" && v.precision === "int8");
+      const [a, b] = [dense?.timings[rt]?.[c], best?.timings[rt]?.[c]];
+      return a && b ? { p50: a.p50Ms / b.p50Ms, cpu: a.cpuMs / b.cpuMs } : null;
+    };
+    const speed = rts
+      .map((rt) => {
+        const r = cells.map((c) => ratio(rt, c));
+        return `${rtName[rt] ?? rt} ${r.map((x) => (x === null ? "–" : `${x.p50.toFixed(2)}× (CPU ${x.cpu.toFixed(2)}×)`)).join(" / ")}`;
+      })
+      .join(", ");
+    return `### ${m.model}\n\n${m.description}. Repetitions: ${reps}.\n\n${table(head, rows)}\n\n0.4 int8 vs dense fp32, speed-up in p50 (and in CPU ms) at ${cells.join(" / ")}: ${speed}.`;
+  });
+  const b = d.bundle;
+  const bundle = b
+    ? `### Worker bundle\n\n\`${b.command}\` on the gateway's wrangler.toml${b.wranglerTotal ? ` (wrangler: ${b.wranglerTotal})` : ""}.\n\n${table(
+        ["file", "kind", "raw", "gzip"],
+        [
+          ...b.files.map((f: Json) => [f.file, f.kind, kb(f.rawBytes), kb(f.gzipBytes)]),
+          ["total", "", kb(b.total.rawBytes), kb(b.total.gzipBytes)],
+        ],
+      )}\n\nPlan limits (compressed, ${b.limits.source}): Free ${kb(b.limits.freeGzipBytes)} — ${b.fitsFree ? "fits" : "does not fit"}; Paid ${kb(b.limits.paidGzipBytes)} — ${b.fitsPaid ? "fits" : "does not fit"}. Largest packages in the JavaScript (bytes in the bundle, before gzip): ${b.jsPackages
+        .slice(0, 8)
+        .map((p: Json) => `${p.name} ${kb(p.rawBytes)}`)
+        .join(", ")}.`
+    : "";
+  const p = d.pricing;
+  const ref = (d.models as Json[]).find((m) => m.model === "reference");
+  const pick = (t: string, pr: string) =>
+    ref?.variants.find((v: Json) => v.target === t && v.precision === pr);
+  const [dense, fp04, int04] = [pick("dense", "fp32"), pick("0.4", "fp32"), pick("0.4", "int8")];
+  const [wa, wb] = [dense?.timings.workerd?.b1x128, int04?.timings.workerd?.b1x128];
+  const target =
+    wa && wb && fp04
+      ? `\n\nTarget (reference encoder, ORT-web inside workerd, b1×128: 0.4 int8 at least 2.5× faster than dense fp32, test accuracy within 0.5 points of 0.4 fp32): p50 ${(wa.p50Ms / wb.p50Ms).toFixed(2)}×, CPU ms ${(wa.cpuMs / wb.cpuMs).toFixed(2)}×, accuracy ${pct(int04.accuracy, 2)} vs ${pct(fp04.accuracy, 2)} (${(100 * Math.abs(int04.accuracy - fp04.accuracy)).toFixed(2)} points): ${wa.p50Ms / wb.p50Ms >= 2.5 && Math.abs(int04.accuracy - fp04.accuracy) <= 0.005 ? "met" : "not met"}.`
+      : "";
+  return {
+    title: "Cost per request at the edge",
+    command: d.command ?? "npm run bench:edge",
+    date: d.generatedAt,
+    machine: d.machine,
+    body: `Price: ${p.usageModel}, $${p.usdPerMillionCpuMs} per million CPU ms and $${p.usdPerMillionRequests} per million requests beyond ${p.included} (${p.source}, read ${p.read}). ${d.costFormula}. ${d.statistic} 1-minute load average ${d.loadAverage.before[0].toFixed(1)} before / ${d.loadAverage.after[0].toFixed(1)} after: the machine was shared with other jobs, so absolute times are inflated; ratios within one run compare.${target}\n\n${sections.join("\n\n")}${bundle ? `\n\n${bundle}` : ""}`,
+  };
+};
+
 /** Formatters by bench name; `quality-steps1200` uses `quality`'s (the longest name it starts with, then `-`). */
 export const FORMATTERS: Record<string, Formatter> = {
   "ab-validity": abValidity,
   fusion,
+  edge,
   "import-corpus": importCorpus,
   import: importBench,
   quality,

@@ -31,15 +31,15 @@ describe("docs/benchmarks.md", () => {
   it("gives an unknown or unreadable bench result a generic section instead of failing", () => {
     const md = renderBenchmarks([
       {
-        name: "edge",
+        name: "newbench",
         data: { date: "2026-12-07T08:00:00.000Z", machine: "test box", p50Ms: 12.345678, ok: true },
       },
       { name: "quantize", data: { rows: "not an array" } },
     ]);
-    expect(md).toContain("## edge");
+    expect(md).toContain("## newbench");
     expect(md).toContain("| p50Ms | 12.35 |");
     expect(md).toContain("Measured: 2026-12-07 08:00 UTC, test box.");
-    expect(md).toContain("`npm run bench:edge`");
+    expect(md).toContain("`npm run bench:newbench`");
     expect(md).toContain("the quantize formatter could not read this file");
   });
 
