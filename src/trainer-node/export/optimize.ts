@@ -87,11 +87,11 @@ function opCounts(g: Graph): Map<string, number> {
 }
 
 /** The graph as onnxruntime-node writes it after its session-creation fusions at level "extended". */
-export async function ortFusedGraph(graph: Graph): Promise<Graph> {
+export async function ortFusedGraph(graph: Graph, bytes?: Uint8Array): Promise<Graph> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "sluice-optimize-"));
   try {
     const file = path.join(dir, "fused.onnx");
-    const session = await ort.InferenceSession.create(encodeModel(graph), {
+    const session = await ort.InferenceSession.create(bytes ?? encodeModel(graph), {
       graphOptimizationLevel: EXPORT_LEVEL,
       optimizedModelFilePath: file,
       intraOpNumThreads: 1,
@@ -163,6 +163,8 @@ export async function optimizeForEdge(
   batches: TokenBatch[],
   requested: GraphOptimization = DEFAULT_GRAPH_OPTIMIZATION,
   tolerance = EDGE_TOLERANCE,
+  /** `encodeModel(graph)` when the caller has it already (a BERT-base encoding is 0.44 GB). */
+  graphBytes?: Uint8Array,
 ): Promise<{ graph: Graph; report: OptimizeReport; bytes?: Uint8Array }> {
   const t0 = performance.now();
   const report: OptimizeReport = {
@@ -180,7 +182,7 @@ export async function optimizeForEdge(
   batches = leadingBatches(batches, EDGE_CHECK_ROWS);
   let fused: Graph;
   try {
-    fused = await ortFusedGraph(graph);
+    fused = await ortFusedGraph(graph, graphBytes);
   } catch (err) {
     return keep(`onnxruntime could not optimise the graph: ${(err as Error).message}`);
   }
@@ -193,7 +195,7 @@ export async function optimizeForEdge(
     return keep("onnxruntime changed the graph's inputs or outputs");
   // What is checked is what will be written: the fused graph as this codebase encodes it.
   const fusedBytes = encodeModel(fused);
-  const unfusedBytes = encodeModel(graph);
+  const unfusedBytes = graphBytes ?? encodeModel(graph);
   let results: WasmResult[];
   try {
     results = await runInWasm(

@@ -113,7 +113,13 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
   // Read from the graph before fusion: the position-table analysis knows the ONNX ops, not the fused ones.
   const fixed = fixedSequenceOf(o.model.graph);
   const maxLen = fixed ?? (await maxSequenceLength(graph));
-  const optimized = await optimizeForEdge(graph, o.evalSet.batches, o.optimize ?? DEFAULT_GRAPH_OPTIMIZATION);
+  const optimized = await optimizeForEdge(
+    graph,
+    o.evalSet.batches,
+    o.optimize ?? DEFAULT_GRAPH_OPTIMIZATION,
+    undefined,
+    bytes,
+  );
   logOptimization(optimized.report, log);
   if (optimized.report.applied) {
     graph = optimized.graph;
