@@ -17,8 +17,10 @@
  */
 import {
   clusteredWilsonInterval,
+  EMPTY_RATIO,
   type Interval,
   type RatioSummary,
+  ratioFromSums,
   wilsonInterval,
 } from "./experiments/stats";
 
@@ -52,25 +54,11 @@ export function liveSummary(f: LiveFeedback): RatioSummary {
     if (!(Number.isFinite(value) && value >= 0)) throw new RangeError(`live feedback: ${name} is ${value}`);
   }
   if (f.correct > f.labelled) throw new RangeError("live feedback: correct exceeds labelled");
-  if (f.units === 0 || f.labelled === 0) {
-    return {
-      units: 0,
-      numerator: 0,
-      denominator: 0,
-      estimate: Number.NaN,
-      variance: Number.NaN,
-      designEffect: 1,
-    };
-  }
-  const n = f.units;
+  if (f.units === 0 || f.labelled === 0) return EMPTY_RATIO;
   const r = f.correct / f.labelled;
   // Integer sums: exact in a double up to 2^53; the difference is clamped only against rounding.
   const ss = Math.max(0, f.correctSq - 2 * r * f.correctLabelled + r * r * f.labelledSq);
-  const ybar = f.labelled / n;
-  const variance = n >= 2 ? ss / (n * (n - 1) * ybar * ybar) : Number.NaN;
-  const requestSs = f.labelled * r * (1 - r);
-  const designEffect = requestSs > 0 ? Math.max(1, ss / requestSs) : 1;
-  return { units: n, numerator: f.correct, denominator: f.labelled, estimate: r, variance, designEffect };
+  return ratioFromSums(f.units, f.correct, f.labelled, ss, f.labelled * r * (1 - r));
 }
 
 export interface LiveMinimum {

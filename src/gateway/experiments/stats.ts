@@ -327,16 +327,7 @@ export function ratioSummary(
     sx += numerators[i];
     sy += y;
   }
-  if (n === 0) {
-    return {
-      units: 0,
-      numerator: 0,
-      denominator: 0,
-      estimate: Number.NaN,
-      variance: Number.NaN,
-      designEffect: 1,
-    };
-  }
+  if (n === 0) return EMPTY_RATIO;
   const r = sx / sy;
   let ss = 0;
   for (let i = 0; i < numerators.length; i++) {
@@ -344,10 +335,36 @@ export function ratioSummary(
     const d = numerators[i] - r * denominators[i];
     ss += d * d;
   }
-  const ybar = sy / n;
-  const variance = n >= 2 ? ss / (n * (n - 1) * ybar * ybar) : Number.NaN;
   // request-level residual sum of squares: Σ (x_i − R̂)² over requests
   const requestSs = requestSumSquares !== undefined ? requestSumSquares - sy * r * r : sy * r * (1 - r);
+  return ratioFromSums(n, sx, sy, ss, requestSs);
+}
+
+/** The summary of no units (no information about the ratio). */
+export const EMPTY_RATIO: RatioSummary = {
+  units: 0,
+  numerator: 0,
+  denominator: 0,
+  estimate: Number.NaN,
+  variance: Number.NaN,
+  designEffect: 1,
+};
+
+/**
+ * The delta-method summary from its sums: `n` units with y > 0, Σx, Σy, the unit-level residual sum of squares
+ * Σ_u (x_u − R̂ y_u)² and the request-level one (for the design effect). Shared by `ratioSummary` (per-unit arrays)
+ * and the live-feedback summary (per-unit moments from one D1 aggregate).
+ */
+export function ratioFromSums(
+  n: number,
+  sx: number,
+  sy: number,
+  ss: number,
+  requestSs: number,
+): RatioSummary {
+  const r = sx / sy;
+  const ybar = sy / n;
+  const variance = n >= 2 ? ss / (n * (n - 1) * ybar * ybar) : Number.NaN;
   const designEffect = requestSs > 0 ? Math.max(1, ss / requestSs) : 1;
   return { units: n, numerator: sx, denominator: sy, estimate: r, variance, designEffect };
 }
