@@ -16,6 +16,15 @@ describe("static shape inference", () => {
     expect(sliceIndices(5, 7, 9, 1)).toEqual([]);
   });
 
+  it("tiles: repeats of 1 keep the dim, a dim of 1 takes the repeat (a symbol too), numbers multiply", () => {
+    const g = new Graph();
+    const x = g.addInput("x", "float32", [1, "seq", 3]);
+    const batch = g.op("Shape", [g.addInput("ids", "int64", ["batch", "seq"])], { start: 0, end: 1 });
+    const repeats = g.op("Concat", [batch, g.constInts([1, 2])], { axis: 0 });
+    const y = g.op("Tile", [x, repeats]);
+    expect(inferShapes(g).get(y)?.shape).toEqual(["batch", "seq", 6]);
+  });
+
   it("resolves exporter reshape targets (0, -1, Shape/Gather/Concat chains) to symbolic dims", () => {
     const g = new Graph();
     const x = g.addInput("x", "float32", ["batch", "seq", 8]);

@@ -322,6 +322,17 @@ function inferNode(node: Node, get: Get, opset: number): ValueShape[] {
       // Expand's 1s keep the input dim, like broadcasting.
       return [{ dtype: x.dtype, shape: t ? broadcastShapes([x.shape, t]) : undefined }];
     }
+    case "Tile": {
+      const repeats = get(node.inputs[1]).value;
+      if (!x.shape || !repeats || repeats.length !== x.shape.length) return [{ dtype: x.dtype }];
+      const shape = x.shape.map((d, i) => {
+        const r = repeats[i];
+        if (r === 1) return d;
+        if (d === 1) return r;
+        return typeof d === "number" && typeof r === "number" ? d * r : fresh();
+      });
+      return [{ dtype: x.dtype, shape }];
+    }
     case "ConstantOfShape": {
       const vt = node.attrs.value?.type === "tensor" ? node.attrs.value.value : undefined;
       const dtype = vt?.dtype ?? "float32";

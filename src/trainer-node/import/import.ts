@@ -20,6 +20,7 @@ import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from
 import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes } from "../../core/onnx/shape-inference";
+import { makeBatchDynamic } from "./batch-axis";
 import { ImportError } from "./errors";
 import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
@@ -59,6 +60,8 @@ export interface ImportReport {
   derivedInputs: string[];
   /** Fixed sequence length of the inputs, when the export fixed it (e.g. tf2onnx at a given length). */
   fixedSequenceLength?: number;
+  /** Batch size the file's inputs fixed; import made the axis dynamic (batch-axis.ts). */
+  fixedBatchSize?: number;
   outputs: { original: string[]; logits?: string; hidden: string };
   head: { kind: HeadKind; outputs: string[]; linears: string[]; numLabels?: number };
   vocabSize: number;
@@ -246,10 +249,14 @@ function assignInputs(g: Graph, report: ImportReport): void {
     const dims = input.shape ?? [];
     if (dims.length !== 2)
       throw new ImportError(`input ${input.name}: expected [batch, sequence], got [${dims.join(", ")}]`);
-    if (!isSymbolic(dims[0]))
-      throw new ImportError(
-        `input ${input.name} has a fixed batch size ${dims[0]}: re-export with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={"${input.name}": {0: "batch"}}))`,
-      );
+    if (!isSymbolic(dims[0])) {
+      // Made dynamic after the inputs are renamed (batch-axis.ts); the inputs must agree on it.
+      if (report.fixedBatchSize !== undefined && report.fixedBatchSize !== dims[0])
+        throw new ImportError(
+          `inputs fix different batch sizes (${report.fixedBatchSize} and ${dims[0]} on ${input.name})`,
+        );
+      report.fixedBatchSize = dims[0] as number;
+    }
     if (!isSymbolic(dims[1])) {
       if (report.fixedSequenceLength !== undefined && report.fixedSequenceLength !== dims[1])
         throw new ImportError(
@@ -405,6 +412,17 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     );
   }
   assignInputs(g, report);
+  if (report.fixedBatchSize !== undefined) {
+    const name = report.inputs[0]?.original ?? "input_ids";
+    const { rewritten } = makeBatchDynamic(
+      g,
+      report.fixedBatchSize,
+      `re-export with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={"${name}": {0: "batch"}}))`,
+    );
+    report.notes.push(
+      `fixed batch size ${report.fixedBatchSize} made dynamic (${rewritten.length} shape constants rewritten)`,
+    );
+  }
   foldConstants(g);
   // Keras Dense via tf.tensordot (tf2onnx): Reshape → MatMul → Reshape becomes the MatMul it computes.
   const tensordots = collapseTensordotMatMuls(g);

@@ -1,0 +1,195 @@
+/**
+ * A fixed batch size made dynamic at import (import/batch-axis.ts). The original file, run by onnxruntime at the
+ * batch it was exported with, is the reference: the rewritten graph at batch 1 must equal it, and at batch 3 it
+ * must equal three batch-1 runs of the original, row by row. A graph whose batch cannot be proven dynamic is
+ * refused naming the node.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import { decodeModel, encodeModel, Graph, tensor } from "../../src/core/onnx";
+import { BATCH, makeBatchDynamic } from "../../src/trainer-node/import/batch-axis";
+import { ImportError } from "../../src/trainer-node/import/errors";
+import { importEncoder } from "../../src/trainer-node/import/import";
+import { loadUserModel } from "../../src/trainer-node/import/load";
+
+const FIXTURES = path.resolve(import.meta.dirname, "../fixtures/hf");
+const TOLERANCE = 1e-5;
+
+async function run(bytes: Uint8Array, feeds: Record<string, ort.Tensor>, output: string) {
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+  try {
+    const out = (await session.run(feeds))[output];
+    return { dims: [...out.dims], data: Array.from(out.data as Float32Array) };
+  } finally {
+    await session.release();
+  }
+}
+
+const maxDiff = (a: number[], b: number[]) => {
+  expect(a.length).toBe(b.length);
+  return Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+};
+
+const int64 = (rows: number[][]) =>
+  new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+
+describe("fixed-batch exports in the corpus", () => {
+  // Three rows of the fixture's sequence length: the reference row, a permuted one, and a short padded one.
+  const rowsOf = (ids: number[], vocab: number) => {
+    const n = ids.length;
+    const other = ids.map((v, i) => (i === 0 || i === n - 1 ? v : 25 + ((v * 7 + i) % (vocab - 25))));
+    const short = ids.map((v, i) => (i < Math.max(2, n - 5) ? v : 0));
+    const mask = (row: number[], len: number) => row.map((_, i) => (i < len ? 1 : 0));
+    const refLen = ids.filter((v) => v !== 0).length;
+    return {
+      ids: [ids, other, short],
+      mask: [mask(ids, refLen), mask(other, n), mask(short, Math.max(2, n - 5))],
+    };
+  };
+
+  it.each([
+    ["bert-seqcls-o14-fixed1x16", 8],
+    ["bert-seqcls-o14-batch1", 0],
+    ["distilbert-seqcls-o11-nofold-batch1", 0],
+  ])("%s: batch 1 equals the original, batch 3 equals three batch-1 runs", async (id, rewrites) => {
+    const dir = path.join(FIXTURES, id);
+    const fx = JSON.parse(readFileSync(path.join(dir, "fixture.json"), "utf8"));
+    const model = loadUserModel(path.join(dir, "model.onnx"));
+    expect(model.report.fixedBatchSize).toBe(1);
+    expect(model.report.notes.join("\n")).toContain(`(${rewrites} shape constants rewritten)`);
+    for (const input of model.graph.inputs) expect(input.shape?.[0]).toBe(BATCH);
+    expect(model.graph.outputs.find((o) => o.name === "logits")?.shape?.[0]).toBe(BATCH);
+
+    const original = model.bytes;
+    const imported = encodeModel(model.graph);
+    const { ids, mask } = rowsOf(fx.reference.inputs.input_ids.data, fx.config.vocab);
+    const names = Object.keys(fx.reference.inputs);
+    const feeds = (rows: number[]) => {
+      const f: Record<string, ort.Tensor> = {};
+      for (const name of names)
+        f[name] = int64(
+          rows.map((r) =>
+            name === "input_ids" ? ids[r] : name === "attention_mask" ? mask[r] : ids[r].map(() => 0),
+          ),
+        );
+      return f;
+    };
+    const single = [];
+    for (const r of [0, 1, 2]) {
+      const want = await run(original, feeds([r]), "logits");
+      const got = await run(imported, feeds([r]), "logits");
+      expect(maxDiff(got.data, want.data)).toBeLessThanOrEqual(TOLERANCE);
+      single.push(...want.data);
+    }
+    // The reference row is the fixture's own: the original's logits are PyTorch's.
+    expect(maxDiff(single.slice(0, 2), fx.reference.outputs.logits.data)).toBeLessThanOrEqual(1e-4);
+    const batched = await run(imported, feeds([0, 1, 2]), "logits");
+    expect(batched.dims).toEqual([3, 2]);
+    expect(maxDiff(batched.data, single)).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it("refuses an export whose batch is folded into a flatten it cannot prove, naming the node", () => {
+    const g = decodeModel(
+      new Uint8Array(readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/model.onnx"))),
+    );
+    // [1, 16, 32] → [16, 32] → [1, 16, 32] around the embeddings' LayerNorm output: batch·seq folded to 16.
+    const ln = g.nodes.find((n) => n.name === "/bert/embeddings/LayerNorm/Add_1")!;
+    const hidden = ln.outputs[0];
+    const flat = g.op("Reshape", [hidden, g.constInts([16, 32])], {}, { name: "/test/Flatten" });
+    const back = g.op("Reshape", [flat, g.constInts([1, 16, 32])], {}, { name: "/test/Unflatten" });
+    for (const n of g.nodes)
+      if (n.name !== "/test/Flatten") n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
+    g.toposort();
+    const bytes = encodeModel(g);
+    expect(() => importEncoder(decodeModel(bytes))).toThrow(ImportError);
+    expect(() => importEncoder(decodeModel(bytes))).toThrow(
+      /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Flatten \(Reshape\) drops the batch axis.*dynamic_axes/,
+    );
+  });
+});
+
+/**
+ * One graph with each kind of baked-in batch `b`: a Reshape target (copy), an Expand shape (keep; at b = 1 it
+ * broadcasts as it is), a ConstantOfShape and a Tile concatenated with the data (run-time batch), a Slice [0:b]
+ * along the batch axis, and a Concat-built Reshape target whose folded batch piece is a constant.
+ */
+function bakedBatchGraph(b: number): Graph {
+  const g = new Graph();
+  g.addInput("input_ids", "int64", [b, 4]);
+  const e = g.op("Cast", ["input_ids"], { to: 1 }, { name: "Cast" });
+  const r = g.op("Reshape", [e, g.constInts([b, 4, 1])], {}, { name: "Reshape" });
+  const ex = g.op("Expand", [r, g.constInts([b, 4, 3])], {}, { name: "Expand" });
+  const cos = g.op(
+    "ConstantOfShape",
+    [g.constInts([b, 4, 2])],
+    { value: tensor("float32", [1], [0.5]) },
+    { name: "ConstantOfShape" },
+  );
+  const tile = g.op(
+    "Tile",
+    [g.constant(tensor("float32", [1, 4, 1], [1, 2, 3, 4]), "pattern"), g.constInts([b, 1, 1])],
+    {},
+    { name: "Tile" },
+  );
+  const cat = g.op("Concat", [cos, ex, tile], { axis: 2 }, { name: "Concat" });
+  const sl = g.op(
+    "Slice",
+    [cat, g.constInts([0]), g.constInts([b]), g.constInts([0])],
+    {},
+    { name: "Slice" },
+  );
+  const seq = g.op("Unsqueeze", [
+    g.op("Gather", [g.op("Shape", [sl]), g.constant(tensor("int64", [], [1]))], { axis: 0 }),
+    g.constInts([0]),
+  ]);
+  const target = g.op("Concat", [g.constInts([b]), seq, g.constInts([-1])], { axis: 0 }, { name: "Target" });
+  g.op("Reshape", [sl, target], {}, { name: "Reshape_2", output: "y" });
+  g.addOutput("y", "float32", [b, 4, 6]);
+  return g;
+}
+
+describe("makeBatchDynamic", () => {
+  const REWRITTEN = ["ConstantOfShape", "Reshape", "Reshape_2", "Slice", "Tile"];
+  it.each([
+    [1, REWRITTEN],
+    [2, [...REWRITTEN, "Expand"].sort()],
+  ])("exported at batch %i: rewrites %j; batch 1 and 3 equal the original's rows", async (b, expected) => {
+    const original = encodeModel(bakedBatchGraph(b));
+    const g = bakedBatchGraph(b);
+    g.inputs[0].shape = [BATCH, 4];
+    g.outputs[0].shape = [BATCH, 4, 6];
+    const { rewritten } = makeBatchDynamic(g, b, "re-export it");
+    expect(rewritten.sort()).toEqual(expected);
+    const rows = [
+      [3, 1, 4, 1],
+      [5, 9, 2, 6],
+      [5, 3, 5, 8],
+    ];
+    const rewrittenBytes = encodeModel(g);
+    // Each row through the original at its own batch size (the row repeated), first copy kept.
+    const single: number[] = [];
+    for (const row of rows) {
+      const want = await run(original, { input_ids: int64(Array(b).fill(row)) }, "y");
+      const got = await run(rewrittenBytes, { input_ids: int64([row]) }, "y");
+      const rowValues = want.data.slice(0, want.data.length / b);
+      expect(got.data).toEqual(rowValues);
+      single.push(...rowValues);
+    }
+    const batched = await run(rewrittenBytes, { input_ids: int64(rows) }, "y");
+    expect(batched.dims).toEqual([3, 4, 6]);
+    expect(batched.data).toEqual(single);
+  });
+
+  it("refuses a graph that reduces over the batch, naming the node and ending with the advice", () => {
+    const g = new Graph();
+    g.addInput("input_ids", "int64", [BATCH, 4]);
+    const e = g.op("Cast", ["input_ids"], { to: 1 });
+    g.op("ReduceSum", [e, g.constInts([0])], { keepdims: 0 }, { name: "SumOverBatch", output: "y" });
+    g.addOutput("y", "float32", [4]);
+    expect(() => makeBatchDynamic(g, 1, "re-export it")).toThrow(
+      /fixed batch size 1 that cannot be made dynamic: SumOverBatch \(ReduceSum\) drops the batch axis.*; re-export it$/,
+    );
+  });
+});
