@@ -71,6 +71,41 @@ export function classifyFeeds(
   return io.inputs.map((s) => ({ name: s.name, type: "int64", data: tensors[s.name], dims }));
 }
 
+/**
+ * The batch size the model's signature fixes on `input_ids` axis 0 (a model exported at a fixed batch and not
+ * made dynamic by import), or undefined for a dynamic batch axis, which takes any number of rows in one run.
+ */
+export function fixedBatchOf(io: IoSignature): number | undefined {
+  const d = io.inputs.find((s) => s.name === "input_ids")?.shape[0];
+  return d !== undefined && d > 0 ? d : undefined;
+}
+
+/**
+ * classifyFeeds' feeds split along axis 0 into runs of exactly `size` rows, for a model whose batch axis is fixed: the last run
+ * is filled up by repeating its last row, and `rows` says how many of each run's results are real.
+ */
+export function fixedBatchRuns(feeds: Feed[], size: number): { feeds: Feed[]; rows: number }[] {
+  const total = feeds[0]?.dims[0] ?? 0;
+  const runs: { feeds: Feed[]; rows: number }[] = [];
+  for (let start = 0; start < total; start += size) {
+    const rows = Math.min(size, total - start);
+    runs.push({
+      rows,
+      feeds: feeds.map((f) => {
+        const src = f.data as BigInt64Array; // classifyFeeds' feeds are int64
+        const width = src.length / f.dims[0];
+        const data = new BigInt64Array(size * width);
+        for (let r = 0; r < size; r++) {
+          const from = (start + Math.min(r, rows - 1)) * width;
+          data.set(src.subarray(from, from + width), r * width);
+        }
+        return { ...f, data, dims: [size, ...f.dims.slice(1)] };
+      }),
+    });
+  }
+  return runs;
+}
+
 export interface Classification {
   label: string;
   score: number;

@@ -15,7 +15,7 @@ import { requestIdOf } from "../http/request-id";
 import { onRegistryChange } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
-import { classifyFeeds, classifyLogits, parseClassifyBody } from "./classify";
+import { classifyFeeds, classifyLogits, fixedBatchOf, fixedBatchRuns, parseClassifyBody } from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
 import { GatewayError, invalid } from "./errors";
@@ -304,14 +304,25 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
           // The texts are not at fault when the variant's own tokenizer makes ids its table lacks.
           throw new RunError(`the tokenizer's output does not fit the model: ${messageOf(err)}`);
         }
-        const results = await timings.time("infer", () => runSession(loaded.session, feeds, [logitsName]));
-        const logits = results[logitsName];
-        if (logits.dims.length !== 2 || logits.dims[1] !== entry.model.labels.length) {
-          throw new RunError(
-            `output '${logitsName}' has shape [${logits.dims.join(", ")}]; classify needs [batch, ${entry.model.labels.length}]`,
-          );
-        }
-        return classifyLogits(logits.data as Float32Array, texts.length, entry.model.labels);
+        // A fixed batch axis is never fed more (or fewer) rows than it declares: one run per `fixed` texts.
+        const fixed = fixedBatchOf(entry.model.io);
+        const runs = fixed ? fixedBatchRuns(feeds, fixed) : [{ feeds, rows: texts.length }];
+        const k = entry.model.labels.length;
+        const all = new Float32Array(texts.length * k);
+        let at = 0;
+        await timings.time("infer", async () => {
+          for (const run of runs) {
+            const logits = (await runSession(loaded.session, run.feeds, [logitsName]))[logitsName];
+            if (logits.dims.length !== 2 || logits.dims[1] !== k) {
+              throw new RunError(
+                `output '${logitsName}' has shape [${logits.dims.join(", ")}]; classify needs [batch, ${k}]`,
+              );
+            }
+            all.set((logits.data as Float32Array).subarray(0, run.rows * k), at);
+            at += run.rows * k;
+          }
+        });
+        return classifyLogits(all, texts.length, entry.model.labels);
       },
     );
     const body = { model: entry.model.name, version: served.variant.version, results: served.result };

@@ -323,6 +323,28 @@ describe("classify", () => {
     expect(serverTiming(res)).toHaveProperty("tokenize");
   });
 
+  it("never feeds a fixed batch axis more rows than it declares: 4 texts at batch 3 run as 3 + 1 (filled up)", async () => {
+    // The same encoder declaring batch 3 (an export that was not made dynamic): onnxruntime refuses other sizes.
+    const fixed = graph.clone();
+    for (const input of fixed.inputs) input.shape = [3, ...(input.shape ?? []).slice(1)];
+    await ensureModel("clf-b3", "clf-b3-task", CLASSIFY_LABELS, fixed);
+    await registerGraph("clf-b3", "clf-b3-task", CLASSIFY_LABELS, fixed, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      sparsity: 0.3,
+      tokenizer: TOKENIZER,
+    });
+    for (const texts of [CLASSIFY_TEXTS, CLASSIFY_TEXTS.slice(0, 1)]) {
+      const res = await gw.infer("/v1/models/clf-b3/classify", { texts });
+      expect(res.status, await res.clone().text()).toBe(200);
+      const body = (await res.json()) as { results: { scores: Record<string, number> }[] };
+      expect(body.results).toHaveLength(texts.length);
+      body.results.forEach((r, b) => {
+        expect(maxAbsDiff([r.scores.ham, r.scores.spam], expectedProbs()[b])).toBeLessThanOrEqual(1e-5);
+      });
+    }
+  });
+
   it("accepts a single text", async () => {
     const res = await gw.infer("/v1/models/clf/classify", { text: CLASSIFY_TEXTS[0] });
     const body = (await res.json()) as { results: { scores: Record<string, number> }[] };
