@@ -3,7 +3,7 @@
  * wrote it, turned into the one canonical form the trainer and export work on:
  *
  * - fused com.microsoft ops rewritten into standard ops (unfuse.ts);
- * - Constant nodes and weight Transposes folded into initializers, opset raised to 17, shape arithmetic folded;
+ * - Constant nodes and weight Transposes folded into initializers, opset raised to 17 (18-20 kept), shape arithmetic folded;
  *   attention scales computed from shapes (torch ≥ 2.1 SDPA) frozen at the trained head size (scale.ts);
  * - inputs found by role (the ids the word-embedding Gather reads, the token-type Gather's ids, the mask) and
  *   renamed `input_ids`, `attention_mask`, `token_type_ids`, always int64 (a Cast inside feeds an int32
@@ -372,7 +372,7 @@ function activationOf(chain: { node: { op: string } }[]): string[] {
 export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedModel {
   const g = graph;
   const report: ImportReport = {
-    opset: { original: g.opset, canonical: 17 },
+    opset: { original: g.opset, canonical: Math.max(17, g.opset) },
     unfused: {},
     folded: { constants: 0, weightTransforms: 0 },
     inputs: [],
