@@ -20,6 +20,7 @@ import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from
 import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes } from "../../core/onnx/shape-inference";
+import { rewriteEinsums } from "./einsum";
 import { ImportError } from "./errors";
 import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
@@ -406,6 +407,13 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
   }
   assignInputs(g, report);
   foldConstants(g);
+  // Keras EinsumDense and MultiHeadAttention's products (tf2onnx): Einsum becomes MatMul/Reshape/Transpose.
+  const einsums = rewriteEinsums(g);
+  if (einsums.rewritten > 0)
+    report.notes.push(`${einsums.rewritten} Einsum nodes (Keras EinsumDense / attention) read as MatMuls`);
+  const leftEinsums = einsums.left.map((e) => `${e.node} ("${e.equation}")`).join(", ");
+  if (leftEinsums)
+    report.notes.push(`Einsum nodes left as they are (equation not rewritten): ${leftEinsums}`);
   // Keras Dense via tf.tensordot (tf2onnx): Reshape → MatMul → Reshape becomes the MatMul it computes.
   const tensordots = collapseTensordotMatMuls(g);
   if (tensordots > 0)
@@ -426,7 +434,15 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
       throw new ImportError(
         `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
       );
-  let rec = recognizeEncoder(g);
+  let rec: Recognition;
+  try {
+    rec = recognizeEncoder(g);
+  } catch (err) {
+    // Name the Einsums that stayed: their blocks are what recognition could not read.
+    if (err instanceof ImportError && leftEinsums)
+      throw new ImportError(`${err.message}; Einsum nodes whose equation is not supported: ${leftEinsums}`);
+    throw err;
+  }
   // A scale computed from the query's shape (torch ≥ 2.1 SDPA) is frozen at the trained head size, so the
   // gated model and every export scale by the original 1/√d_head whatever export does to the Q/K columns.
   if (freezeAttentionScales(g, rec.attention) > 0) rec = recognizeEncoder(g);
