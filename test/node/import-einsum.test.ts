@@ -3,12 +3,16 @@
  * is rewritten into MatMul/Reshape/Transpose and computes what onnxruntime's own Einsum kernel computes on
  * the original node (the independent reference), on random tensors; equations it does not handle stay Einsum.
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { encodeModel, Graph, tensor } from "../../src/core/onnx";
+import { decodeModel, encodeModel, Graph, tensor } from "../../src/core/onnx";
 import { Rng } from "../../src/core/random";
 import { analyzeEncoder } from "../../src/trainer-node/import/blocks";
 import { parseEquation, rewriteEinsums } from "../../src/trainer-node/import/einsum";
+import { ImportError } from "../../src/trainer-node/import/errors";
+import { importEncoderBytes } from "../../src/trainer-node/import/import";
 
 const rng = new Rng(11);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
@@ -187,5 +191,38 @@ describe("import: Einsum rewritten into MatMul form", () => {
     expect(r.rewritten).toBe(0);
     expect(r.left).toEqual([{ node: "/layer/einsum/Einsum", equation: "abc,abd->abcd" }]);
     expect(g.nodes.map((n) => n.op)).toEqual(["Einsum"]);
+  });
+});
+
+describe("import: the tf2onnx Einsum encoder", () => {
+  const file = path.resolve(import.meta.dirname, "../fixtures/hf/tf2onnx-einsum-bert-seqcls-o13/model.onnx");
+
+  it("reads all 16 Einsums as MatMuls: 2 attention blocks and 2 FFNs", () => {
+    const { report } = importEncoderBytes(readFileSync(file));
+    expect(report.layers).toBe(2);
+    expect(report.attention.map((a) => [a.heads, a.headDim])).toEqual([
+      [4, 8],
+      [4, 8],
+    ]);
+    expect(report.ffn).toHaveLength(2);
+    expect(report.notes.join("\n")).toMatch(/16 Einsum nodes/);
+  });
+
+  it("an attention Einsum it cannot rewrite is named in the refusal", () => {
+    const g = decodeModel(readFileSync(file));
+    for (const n of g.nodes)
+      if (n.op === "Einsum" && n.attrs.equation.value === "aecd,abcd->acbe")
+        n.attrs.equation = { type: "string", value: "...ecd,...bcd->...cbe" };
+    let error: unknown;
+    try {
+      importEncoderBytes(encodeModel(g));
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ImportError);
+    expect(String(error)).toMatch(/no transformer encoder block recognised/);
+    expect(String(error)).toMatch(
+      /layer_0\/self_attention\/einsum\/Einsum \("\.\.\.ecd,\.\.\.bcd->\.\.\.cbe"\)/,
+    );
   });
 });
