@@ -3,6 +3,10 @@
  * ops transformer exports use (onnx's C++ version converter is not available from JS). Autodiff works in
  * opset >= 17 only: axes as inputs (ReduceSum/Squeeze/Unsqueeze/Split), opset-13 Softmax semantics, and
  * ScatterND with reduction (16) for embedding gradients. Every other op used here kept its semantics.
+ *
+ * A graph at 18..20 is left at its own opset: what changed there is read in its new form where it is used
+ * (ReduceMean/ReduceMax/... axes as an input at 18, Split's `num_outputs` at 18, `Gelu` at 20; autodiff's rules
+ * and emitters, shape inference and recognition take both forms), and 19/20 only widened types.
  */
 import { attrOf, type Graph, type Node } from "./graph";
 import { inferShapes, normAxis } from "./shape-inference";

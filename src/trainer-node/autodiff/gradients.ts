@@ -86,6 +86,36 @@ function axesArg(a: GradArgs): number[] | undefined {
   if (!v) throw new Error(`autodiff: ${a.node.op} '${a.node.name}' has run-time axes; fold constants first`);
   return v;
 }
+/** dGelu/dx = Φ(x) + x·φ(x) (exact, erf form): 0.5·(1 + erf(x/√2)) + x·exp(-x²/2)/√(2π). */
+function geluSlope(a: GradArgs): string {
+  const { e } = a;
+  const x = a.x[0];
+  const cdf = e.mul(
+    e.op("Add", [e.op("Erf", [e.mul(x, scalarLike(a, Math.SQRT1_2))]), scalarLike(a, 1)]),
+    scalarLike(a, 0.5),
+  );
+  const pdf = e.mul(
+    e.op("Exp", [e.mul(e.mul(x, x), scalarLike(a, -0.5))]),
+    scalarLike(a, 1 / Math.sqrt(2 * Math.PI)),
+  );
+  return e.op("Add", [cdf, e.mul(x, pdf)]);
+}
+/**
+ * Slope of the tanh approximation y = 0.5·x·(1 + t), t = tanh(c·(x + k·x³)), c = √(2/π), k = 0.044715:
+ * 0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3k·x²).
+ */
+function geluTanhSlope(a: GradArgs): string {
+  const { e } = a;
+  const x = a.x[0];
+  const [c, k] = [Math.sqrt(2 / Math.PI), 0.044715];
+  const x2 = e.mul(x, x);
+  const t = e.op("Tanh", [
+    e.mul(e.mul(x, e.op("Add", [e.mul(x2, scalarLike(a, k)), scalarLike(a, 1)])), scalarLike(a, c)),
+  ]);
+  const half = e.mul(e.op("Add", [t, scalarLike(a, 1)]), scalarLike(a, 0.5));
+  const du = e.mul(e.op("Add", [e.mul(x2, scalarLike(a, 3 * k)), scalarLike(a, 1)]), scalarLike(a, 0.5 * c));
+  return e.op("Add", [half, e.mul(e.mul(x, e.sub(scalarLike(a, 1), e.mul(t, t))), du)]);
+}
 /** MatMul-style transpose of the last two axes. */
 const swapLast = (rank: number) => {
   const p = Array.from({ length: rank }, (_, i) => i);
@@ -178,6 +208,11 @@ export const GRADIENTS: Record<string, GradRule> = {
     const bump = e.op("Exp", [e.neg(e.mul(x[0], x[0]))]);
     return [e.mul(a.dy[0]!, e.mul(bump, scalarLike(a, 2 / Math.sqrt(Math.PI))))];
   },
+
+  // Gelu (opset 20), approximate "none" (erf) or "tanh"
+  Gelu: (a) => [
+    a.e.mul(a.dy[0]!, attrOf<string>(a.node, "approximate") === "tanh" ? geluTanhSlope(a) : geluSlope(a)),
+  ],
 
   Tanh: (a) => [a.e.mul(a.dy[0]!, a.e.sub(scalarLike(a, 1), a.e.mul(a.y[0], a.y[0])))],
 

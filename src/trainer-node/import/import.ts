@@ -3,7 +3,7 @@
  * wrote it, turned into the one canonical form the trainer and export work on:
  *
  * - fused com.microsoft ops rewritten into standard ops (unfuse.ts);
- * - Constant nodes and weight Transposes folded into initializers, opset raised to 17, shape arithmetic folded;
+ * - Constant nodes and weight Transposes folded into initializers, opset raised to 17 (18-20 kept), shape arithmetic folded;
  *   attention scales computed from shapes (torch ≥ 2.1 SDPA) frozen at the trained head size (scale.ts);
  * - inputs found by role (the ids the word-embedding Gather reads, the token-type Gather's ids, the mask) and
  *   renamed `input_ids`, `attention_mask`, `token_type_ids`, always int64 (a Cast inside feeds an int32
@@ -21,6 +21,7 @@ import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
 import { inferShapes } from "../../core/onnx/shape-inference";
 import { makeBatchDynamic } from "./batch-axis";
+import { rewriteEinsums } from "./einsum";
 import { ImportError } from "./errors";
 import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
@@ -379,7 +380,7 @@ function activationOf(chain: { node: { op: string } }[]): string[] {
 export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedModel {
   const g = graph;
   const report: ImportReport = {
-    opset: { original: g.opset, canonical: 17 },
+    opset: { original: g.opset, canonical: Math.max(17, g.opset) },
     unfused: {},
     folded: { constants: 0, weightTransforms: 0 },
     inputs: [],
@@ -424,6 +425,13 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     );
   }
   foldConstants(g);
+  // Keras EinsumDense and MultiHeadAttention's products (tf2onnx): Einsum becomes MatMul/Reshape/Transpose.
+  const einsums = rewriteEinsums(g);
+  if (einsums.rewritten > 0)
+    report.notes.push(`${einsums.rewritten} Einsum nodes (Keras EinsumDense / attention) read as MatMuls`);
+  const leftEinsums = einsums.left.map((e) => `${e.node} ("${e.equation}")`).join(", ");
+  if (leftEinsums)
+    report.notes.push(`Einsum nodes left as they are (equation not rewritten): ${leftEinsums}`);
   // Keras Dense via tf.tensordot (tf2onnx): Reshape → MatMul → Reshape becomes the MatMul it computes.
   const tensordots = collapseTensordotMatMuls(g);
   if (tensordots > 0)
@@ -444,7 +452,15 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
       throw new ImportError(
         `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
       );
-  let rec = recognizeEncoder(g);
+  let rec: Recognition;
+  try {
+    rec = recognizeEncoder(g);
+  } catch (err) {
+    // Name the Einsums that stayed: their blocks are what recognition could not read.
+    if (err instanceof ImportError && leftEinsums)
+      throw new ImportError(`${err.message}; Einsum nodes whose equation is not supported: ${leftEinsums}`);
+    throw err;
+  }
   // A scale computed from the query's shape (torch ≥ 2.1 SDPA) is frozen at the trained head size, so the
   // gated model and every export scale by the original 1/√d_head whatever export does to the Q/K columns.
   if (freezeAttentionScales(g, rec.attention) > 0) rec = recognizeEncoder(g);

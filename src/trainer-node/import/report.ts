@@ -44,7 +44,7 @@ export function formatImportReport(
   const add = (s = "") => lines.push(s);
   const fused = Object.entries(r.unfused);
   add(
-    `opset ${r.opset.original}${r.opset.original !== 17 ? " (upgraded to 17)" : ""}${fused.length ? `; fused ops rewritten: ${fused.map(([op, n]) => `${op} x${n}`).join(", ")}` : ""}`,
+    `opset ${r.opset.original}${r.opset.original < r.opset.canonical ? ` (upgraded to ${r.opset.canonical})` : ""}${fused.length ? `; fused ops rewritten: ${fused.map(([op, n]) => `${op} x${n}`).join(", ")}` : ""}`,
   );
   if (r.folded.constants || r.folded.weightTransforms)
     add(
