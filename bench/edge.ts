@@ -34,7 +34,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { unstable_dev } from "wrangler";
-import { parseManifest } from "../src/core/manifest";
+import { manifestGraphOptimization, parseManifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig } from "../src/core/models/encoder";
 import { encodeModel } from "../src/core/onnx/codec";
 import { main as sluice } from "../src/trainer-node/cli";
@@ -46,8 +46,8 @@ import { structuredGates } from "./lib/gates";
 const ROOT = path.resolve(import.meta.dirname, "..");
 const WORK = path.join(ROOT, "runs/bench-edge");
 const JSON_OUT = path.join(ROOT, "bench-results/edge.json");
-/** Bump when a recipe changes what a cached variant holds. */
-const CACHE_VERSION = 1;
+/** Bump when a recipe changes what a cached variant holds (2: variants written edge-optimized, export's default). */
+const CACHE_VERSION = 2;
 
 /**
  * Workers Standard usage model, as published on the pricing page (read 2026-12-07): $0.02 per additional million
@@ -97,11 +97,17 @@ type Precision = (typeof PRECISIONS)[number];
 const SEQ = 128;
 const BATCHES = [1, 32] as const;
 
+type SessionLevel = "all" | "disabled";
 interface Variant {
   model: ModelName;
   target: Target;
   precision: Precision;
   file: string;
+  /**
+   * The session's graph optimisation level, as the gateway picks it (src/gateway/sessions.ts sessionLevelFor):
+   * "disabled" for a graph fused at export (manifest graphOptimization "edge"), "all" otherwise.
+   */
+  level: SessionLevel;
   bytes: number;
   params: number;
   removed: number;
@@ -158,6 +164,8 @@ function fromManifest(model: ModelName, target: Target, precision: Precision, di
     target,
     precision,
     file: path.join(dir, "model.onnx"),
+    // sessionLevelFor's rule (src/gateway/sessions.ts, not imported: it pulls in the gateway's wasm loader).
+    level: manifestGraphOptimization(m) === "edge" ? "disabled" : "all",
     bytes: m.artifact.bytes,
     params: m.sparsity.params,
     removed: m.sparsity.removed,
@@ -234,25 +242,30 @@ async function referenceVariants(): Promise<Variant[]> {
       readFileSync(path.join(ROOT, "models/tokenizer.json")),
     );
   });
-  const dense = path.join(WORK, "reference", "dense-fp32", "model.onnx");
+  // The pruned stages train on the adapted dense model as plain ONNX: `sluice train` writes its variant
+  // edge-optimized (fused contrib ops such as FusedMatMul, which the importer refuses), so the dense checkpoint is
+  // exported once more with --optimize none as their base.
+  const denseUnfusedDir = path.join(WORK, "reference", "dense-unfused");
+  const denseUnfused = path.join(denseUnfusedDir, "model.onnx");
+  const denseRecipe = { init: REFERENCE.init, common: REFERENCE.common, dense: REFERENCE.dense };
   return manifestFamily(
     "reference",
-    (target, out) =>
-      cli(
-        target === "dense"
-          ? ["train", "--base", base, "--out", out, ...REFERENCE.common, ...REFERENCE.dense]
-          : [
-              "train",
-              "--base",
-              dense,
-              "--out",
-              out,
-              "--target-sparsity",
-              target,
-              ...REFERENCE.common,
-              ...REFERENCE.pruned,
-            ],
-      ),
+    async (target, out) => {
+      if (target === "dense")
+        return cli(["train", "--base", base, "--out", out, ...REFERENCE.common, ...REFERENCE.dense]);
+      await cached(denseUnfusedDir, { unfused: denseRecipe }, () =>
+        cli([
+          "export",
+          ...["--base", base, "--gates", path.join(WORK, "reference", "dense-fp32", "gates.json")],
+          ...["--out", denseUnfusedDir, "--optimize", "none", "--runs", "3"],
+        ]),
+      );
+      return cli([
+        ...["train", "--base", denseUnfused, "--out", out, "--target-sparsity", target],
+        ...REFERENCE.common,
+        ...REFERENCE.pruned,
+      ]);
+    },
     (target) => ({
       init: REFERENCE.init,
       common: REFERENCE.common,
@@ -304,6 +317,7 @@ async function bertVariants(): Promise<Variant[]> {
         target,
         precision,
         file,
+        level: "all",
         bytes: statSync(file).size,
         params: meta.params,
         removed: meta.removed,
@@ -326,13 +340,16 @@ interface Cell {
 }
 type Timings = Map<string, Cell>; // key: `${file}|${batch}`
 
-function timeInNode(runtime: "node" | "web", model: ModelName, files: string[]): Timings {
+function timeInNode(runtime: "node" | "web", model: ModelName, variants: Variant[]): Timings {
   const grid = cellsOf(model, runtime)
     .map((c) => `${c.batch}x${SEQ}:${c.runs}:${c.warmup}`)
     .join(",");
   const out = execFileSync(
     process.execPath,
-    ["--import", "tsx", path.join(ROOT, "bench/lib/ort-time.ts"), runtime, String(RUNS), grid, ...files],
+    [
+      ...["--import", "tsx", path.join(ROOT, "bench/lib/ort-time.ts"), runtime, String(RUNS), grid],
+      ...variants.map((v) => `${v.file}@${v.level}`),
+    ],
     {
       cwd: ROOT,
       encoding: "utf8",
@@ -416,9 +433,9 @@ async function call(dev: Dev, url: string, init: RequestInit = {}): Promise<unkn
   return JSON.parse(text);
 }
 
-async function timeInWorkerd(dev: Dev, model: ModelName, files: string[]): Promise<Timings> {
+async function timeInWorkerd(dev: Dev, model: ModelName, variants: Variant[]): Promise<Timings> {
   const out: Timings = new Map();
-  const load = async (file: string, id: string) => {
+  const load = async ({ file, level }: Variant, id: string) => {
     const bytes = readFileSync(file);
     const chunk = 32 << 20;
     for (let o = 0; o < bytes.length; o += chunk)
@@ -426,10 +443,10 @@ async function timeInWorkerd(dev: Dev, model: ModelName, files: string[]): Promi
         method: "PUT",
         body: bytes.subarray(o, o + chunk),
       });
-    await call(dev, `/session/${id}`, { method: "POST" });
+    await call(dev, `/session/${id}?level=${level}`, { method: "POST" });
   };
   // Interleaved like ort-time.ts, except BERT-base, whose variants are held one at a time (see timeInNode).
-  const groups = model === "bert-base" ? files.map((f) => [f]) : [files];
+  const groups = model === "bert-base" ? variants.map((v) => [v]) : [variants];
   for (const group of groups) {
     const ids = group.map((_, i) => `m${i}`);
     for (let i = 0; i < group.length; i++) await load(group[i], ids[i]);
@@ -451,7 +468,7 @@ async function timeInWorkerd(dev: Dev, model: ModelName, files: string[]): Promi
           ms[i].push(res.ms[0]);
         }
       for (let i = 0; i < group.length; i++)
-        out.set(`${group[i]}|${batch}`, { p50Ms: median(ms[i]), cpuMs: mean(cpu[i]), runs, warmup });
+        out.set(`${group[i].file}|${batch}`, { p50Ms: median(ms[i]), cpuMs: mean(cpu[i]), runs, warmup });
     }
     for (const id of ids) await call(dev, `/session/${id}`, { method: "DELETE" });
   }
@@ -549,11 +566,7 @@ async function run() {
   for (const rt of runtimes.filter((r): r is "node" | "web" => r !== "workerd"))
     for (const m of models) {
       const t0 = Date.now();
-      timings[m][rt] = timeInNode(
-        rt,
-        m,
-        variants[m].map((v) => v.file),
-      );
+      timings[m][rt] = timeInNode(rt, m, variants[m]);
       console.error(`${m}: timed in ${rt} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     }
   if (runtimes.includes("workerd")) {
@@ -565,11 +578,7 @@ async function run() {
     try {
       for (const m of models) {
         const t0 = Date.now();
-        timings[m].workerd = await timeInWorkerd(
-          dev,
-          m,
-          variants[m].map((v) => v.file),
-        );
+        timings[m].workerd = await timeInWorkerd(dev, m, variants[m]);
         console.error(`${m}: timed in workerd in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       }
     } finally {
@@ -610,6 +619,7 @@ async function run() {
       variants: variants[m].map((v) => ({
         target: v.target,
         precision: v.precision,
+        sessionLevel: v.level,
         bytes: v.bytes,
         params: v.params,
         removed: v.removed,

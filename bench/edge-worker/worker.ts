@@ -6,7 +6,8 @@
  * releases it.
  *
  *   PUT    /model/:id?offset=N&total=N   a chunk of the model's bytes
- *   POST   /session/:id                  create the session from the uploaded bytes -> { createMs }
+ *   POST   /session/:id?level=L          create the session from the uploaded bytes at graph optimisation level L
+ *                                        (all | disabled, as the gateway picks it; default all) -> { createMs }
  *   POST   /run/:id?batch=B&seq=S&runs=N -> { ms: number[] } one entry per session.run, timed in the isolate
  *   DELETE /session/:id
  */
@@ -70,12 +71,15 @@ export default {
       if (kind === "session" && request.method === "POST") {
         const bytes = uploads.get(id);
         if (!bytes) return json({ error: `no model uploaded for ${id}` }, 404);
+        const level = url.searchParams.get("level") ?? "all";
+        if (level !== "all" && level !== "disabled")
+          return json({ error: `query parameter level must be all or disabled, got '${level}'` }, 400);
         const ort = loadOrt();
         await tick();
         const t0 = performance.now();
         const session = await ort.InferenceSession.create(bytes, {
           executionProviders: ["wasm"],
-          graphOptimizationLevel: "all",
+          graphOptimizationLevel: level,
         });
         await tick();
         uploads.delete(id);

@@ -5,7 +5,9 @@
  * onnxruntime-web are loaded in one process they share onnxruntime-common's backend registry and a "web" session
  * silently runs on the native backend.
  *
- *   tsx bench/lib/ort-time.ts <web|node> <runs> <cell>[,<cell>...] <model.onnx>...
+ *   tsx bench/lib/ort-time.ts <web|node> <runs> <cell>[,<cell>...] <model.onnx>[@<level>]...
+ * <level>: the session's graph optimisation level (all | disabled; default all): bench:edge passes "disabled" for
+ * a graph fused at export, as the gateway creates its session.
  * A cell is `<batch>x<seq>`, optionally `:<runs>` and `:<warm-up runs>` (defaults: <runs> and 5).
  * ORT_TIME_SEQUENTIAL=1 holds one session at a time (create, time every cell, release) instead of interleaving:
  * for models too large to hold side by side.
@@ -68,12 +70,18 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-const create = (f: string) =>
-  ort.InferenceSession.create(new Uint8Array(readFileSync(f)), {
+/** `<file>@<level>` split; the file alone means level "all". */
+function modelArg(arg: string): { file: string; level: "all" | "disabled" } {
+  const m = /^(.*)@(all|disabled)$/.exec(arg);
+  return m ? { file: m[1], level: m[2] as "all" | "disabled" } : { file: arg, level: "all" };
+}
+
+const create = (arg: string) =>
+  ort.InferenceSession.create(new Uint8Array(readFileSync(modelArg(arg).file)), {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
     executionMode: "sequential",
-    graphOptimizationLevel: "all",
+    graphOptimizationLevel: modelArg(arg).level,
     ...(runtime === "web" ? { executionProviders: ["wasm"] } : {}),
   });
 type Session = Awaited<ReturnType<typeof create>>;
@@ -97,7 +105,7 @@ async function timeAll(models: string[], sessions: Session[]) {
       }
     for (let m = 0; m < models.length; m++)
       results.push({
-        model: models[m],
+        model: modelArg(models[m]).file,
         batch,
         seqLen: seq,
         p50Ms: median(times[m]),
