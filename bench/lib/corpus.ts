@@ -230,8 +230,9 @@ export async function trainFixture(fx: Fixture, outDir: string): Promise<TrainCh
   const read = (f: string) => JSON.parse(readFileSync(path.join(outDir, f), "utf8"));
   const manifest = read("manifest.json");
   const report = read("export-report.json");
-  const gates = read("gates.json") as { layers: { node: string }[]; head: { kind: string } };
-  const gated = new Set(gates.layers.map((l) => l.node));
+  const gates = read("gates.json") as { layers: { node: string; uses?: string[] }[]; head: { kind: string } };
+  // A shared weight's tied gate gates every linear that reads it (ALBERT): count the linears.
+  const gated = new Set(gates.layers.flatMap((l) => l.uses ?? [l.node]));
   return {
     code: 0,
     ms: r.ms,

@@ -8,6 +8,7 @@ import { Rng } from "../../src/core/random";
 import { CHECKPOINT_FORMAT, type GateCheckpoint } from "../../src/trainer-node/gates/checkpoint";
 import { analyzeEncoder } from "../../src/trainer-node/import/blocks";
 import { selectGatedLayers } from "../../src/trainer-node/import/recognize";
+import { usesOf } from "../../src/trainer-node/import/shared-weights";
 
 /**
  * Closes `target` of every layer's FFN neurons and of every head's Q/K and V dimensions (seeded). `uneven`
@@ -18,17 +19,26 @@ export function structuredGates(base: Graph, target: number, seed: number, uneve
   const rng = new Rng(seed);
   const analysis = analyzeEncoder(base);
   const gated = selectGatedLayers(base);
+  // Keyed by every use: a shared weight's (ALBERT) one tied gate is found from any block that reads it.
   const gates = new Map(
-    gated.map((l) => [
-      l.node,
-      { node: l.node, rowGate: new Array(l.outFeatures).fill(1), colGate: new Array(l.inFeatures).fill(1) },
-    ]),
+    gated.flatMap((l) => {
+      const entry = {
+        node: l.node,
+        rowGate: new Array(l.outFeatures).fill(1),
+        colGate: new Array(l.inFeatures).fill(1),
+      };
+      return usesOf(l).map((u) => [u.node, entry] as const);
+    }),
   );
+  // A block of shared weights is patterned once, not once per use.
+  const patterned = new Set<string>();
+  const firstTime = (weights: string) => !patterned.has(weights) && !!patterned.add(weights);
   const pick = (n: number, k: number) =>
     uneven
       ? Array.from({ length: n }, (_, i) => i).filter(() => rng.next() < target)
       : rng.shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, k);
   for (const a of analysis.attention) {
+    if (!firstTime([a.q, a.k, a.v, a.o].map((l) => l.weight).join())) continue;
     for (let h = 0; h < a.heads; h++) {
       const k = Math.round(target * a.headDim);
       for (const j of pick(a.headDim, k)) {
@@ -43,7 +53,7 @@ export function structuredGates(base: Graph, target: number, seed: number, uneve
     }
   }
   for (const f of analysis.ffn) {
-    if (!gates.has(f.up.node)) continue;
+    if (!gates.has(f.up.node) || !firstTime(`${f.up.weight},${f.down.weight}`)) continue;
     for (const j of pick(f.up.outFeatures, Math.round(target * f.up.outFeatures))) {
       if (rng.next() < 0.5) gates.get(f.up.node)!.rowGate[j] = 0;
       else gates.get(f.down.node)!.colGate[j] = 0;
@@ -58,7 +68,7 @@ export function structuredGates(base: Graph, target: number, seed: number, uneve
     settings: { target },
     seed,
     step: 0,
-    layers: [...gates.values()],
+    layers: [...new Set(gates.values())],
     params: {},
   };
 }

@@ -18,6 +18,7 @@ import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
 import { analyzeEncoder, type EncoderAnalysis } from "../import/blocks";
 import { findLinearLayers, type LinearLayer } from "../import/linears";
 import { freezeAttentionScales } from "../import/scale";
+import { tiedLayersByName, usesOf } from "../import/shared-weights";
 import {
   type ExportPlan,
   keptWeights,
@@ -128,20 +129,31 @@ export function flopsPerToken(analysis: EncoderAnalysis, plan: ExportPlan | null
   return flops;
 }
 
+/**
+ * Gates per linear node: the checkpoint's, with a shared weight's tied gate extended to all of its uses (checked
+ * against the uses the checkpoint recorded, when it did).
+ */
 function gatesByLayer(ckpt: GateCheckpoint, linears: LinearLayer[]): Map<string, LayerGates> {
-  const byNode = new Map(linears.map((l) => [l.node, l]));
   const gates = new Map<string, LayerGates>();
+  const tied = new Map(
+    tiedLayersByName(
+      ckpt.layers.map((l) => l.node),
+      linears,
+    ).map((l) => [l.node, l]),
+  );
   for (const l of ckpt.layers) {
-    const layer = byNode.get(l.node);
-    if (!layer)
-      throw new Error(`checkpoint gates layer '${l.node}', which is not a linear layer of the base model`);
     for (const [kind, v] of [
       ["row", l.rowGate],
       ["col", l.colGate],
     ] as const)
       if (v.some((x) => !(x >= 0 && x <= 1)))
         throw new Error(`checkpoint ${kind} gate of '${l.node}' has values outside [0, 1]`);
-    gates.set(l.node, { row: l.rowGate, col: l.colGate });
+    const uses = usesOf(tied.get(l.node)!).map((u) => u.node);
+    if (l.uses && l.uses.join() !== uses.join())
+      throw new Error(
+        `checkpoint ties the gate of '${l.node}' to ${l.uses.join(", ")}, but its weight is read by ${uses.join(", ")}`,
+      );
+    for (const u of uses) gates.set(u, { row: l.rowGate, col: l.colGate });
   }
   return gates;
 }
@@ -151,8 +163,10 @@ export function gatedModel(
   task: Graph,
   ckpt: GateCheckpoint,
 ): { graph: Graph; gateFeeds: Record<string, ort.Tensor> } {
-  const names = new Set(ckpt.layers.map((l) => l.node));
-  const layers = findLinearLayers(task).filter((l) => names.has(l.node));
+  const layers = tiedLayersByName(
+    ckpt.layers.map((l) => l.node),
+    findLinearLayers(task),
+  );
   const graph = insertGates(task.clone(), layers);
   const gateFeeds: Record<string, ort.Tensor> = {};
   for (const l of ckpt.layers) {
@@ -251,8 +265,12 @@ function report(
   const byNode = new Map(planned.map((p) => [p.plan.folded.layer.node, p]));
   let before = 0;
   let after = 0;
+  // A shared weight is counted once: export writes one pruned copy that all of its uses read.
+  const counted = new Set<string>();
   for (const node of gates.keys()) {
     const p = byNode.get(node)!;
+    if (counted.has(p.plan.folded.layer.weight)) continue;
+    counted.add(p.plan.folded.layer.weight);
     before += p.plan.folded.layer.inFeatures * p.plan.folded.layer.outFeatures;
     after += keptWeights(p.plan);
   }

@@ -307,7 +307,29 @@ export function planExport(
     f.up = residualRead(f.up, o);
   }
   plan.generic = plan.generic.map((p) => residualRead(residualWrite(p, o), o));
+  checkSharedPlans(plan);
   return plan;
+}
+
+/**
+ * Every use of a shared weight (ALBERT) must keep the same rows and columns, so that export can write one
+ * pruned copy for all of them: true by construction when its tied gates sit in equally shared blocks (import
+ * checks that); a plan that breaks it is a bug, not a model to export.
+ */
+function checkSharedPlans(plan: ExportPlan): void {
+  const first = new Map<string, LinearPlan>();
+  for (const { plan: p } of plannedLinears(plan)) {
+    const w = p.folded.layer.weight;
+    const q = first.get(w);
+    if (!q) {
+      first.set(w, p);
+      continue;
+    }
+    if (q.read.join() !== p.read.join() || q.out.join() !== p.out.join())
+      throw new Error(
+        `shared weight ${w}: ${q.folded.layer.node} keeps ${q.read.length}x${q.out.length} and ${p.folded.layer.node} ${p.read.length}x${p.out.length}; a shared weight must be pruned alike at every use`,
+      );
+  }
 }
 
 function planStructure(g: Graph, analysis: EncoderAnalysis, gates: Map<string, LayerGates>): ExportPlan {

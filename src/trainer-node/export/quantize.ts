@@ -205,6 +205,8 @@ export function quantizeGraph(
   // One DynamicQuantizeLinear per activation (standard form): Q, K and V read the same input.
   const dynamicQuant = new Map<string, [string, string, string]>();
   const removed = new Set<Node>();
+  const int8Weights = new Map<string, [string, string]>();
+  const int8Biases = new Map<Float32Array, string>();
 
   for (const l of linearLayers(g, report.keptFp32)) {
     // Without any LayerNorm op (decomposed norms) the head is only what writes a graph output.
@@ -213,14 +215,34 @@ export function quantizeGraph(
       report.keptFp32.push({ node: l.node.name, reason: "classification head" });
       continue;
     }
-    const { q, scales } = quantizePerColumn(l.weight, l.k, l.n);
-    for (let i = 0; i < l.weight.length; i++)
-      report.maxWeightError = Math.max(report.maxWeightError, Math.abs(l.weight[i] - q[i] * scales[i % l.n]));
     const base = l.node.name;
-    const wq = g.addInitializer(`${base}.weight_int8`, tensor("int8", [l.k, l.n], q));
-    const ws = g.addInitializer(`${base}.weight_scale`, tensor("float32", [l.n], scales));
+    // A weight shared by several linears (ALBERT's layers) is quantized once and read by all of them.
+    const wKey = `${l.node.inputs[1]}|${l.node.op}|${attrOf<number>(l.node, "transB") ?? 0}`;
+    let int8 = int8Weights.get(wKey);
+    if (!int8) {
+      const { q, scales } = quantizePerColumn(l.weight, l.k, l.n);
+      for (let i = 0; i < l.weight.length; i++)
+        report.maxWeightError = Math.max(
+          report.maxWeightError,
+          Math.abs(l.weight[i] - q[i] * scales[i % l.n]),
+        );
+      int8 = [
+        g.addInitializer(`${base}.weight_int8`, tensor("int8", [l.k, l.n], q)),
+        g.addInitializer(`${base}.weight_scale`, tensor("float32", [l.n], scales)),
+      ];
+      int8Weights.set(wKey, int8);
+    }
+    const [wq, ws] = int8;
+    const biasOf = (b: Float32Array) => {
+      let name = int8Biases.get(b);
+      if (!name) {
+        name = g.addInitializer(`${base}.bias`, tensor("float32", [l.n], b));
+        int8Biases.set(b, name);
+      }
+      return name;
+    };
     if (form === "contrib") {
-      const bias = l.bias ? g.addInitializer(`${base}.bias`, tensor("float32", [l.n], l.bias)) : "";
+      const bias = l.bias ? biasOf(l.bias) : "";
       g.addNode(
         "DynamicQuantizeMatMul",
         [l.input, wq, ws, "", bias].filter((x, i) => i < 4 || x),
@@ -249,7 +271,7 @@ export function quantizeGraph(
       const scale = g.op("Mul", [xs, ws], {}, { name: `${base}/int8/Scale` });
       if (l.bias) {
         const y = g.op("Mul", [accF, scale], {}, { name: `${base}/int8/Mul` });
-        const bias = g.addInitializer(`${base}.bias`, tensor("float32", [l.n], l.bias));
+        const bias = biasOf(l.bias);
         g.addNode("Add", [y, bias], {}, { name: `${base}/int8/BiasAdd`, outputs: [l.output] });
       } else g.addNode("Mul", [accF, scale], {}, { name: `${base}/int8/Mul`, outputs: [l.output] });
     }

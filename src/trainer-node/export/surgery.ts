@@ -21,6 +21,8 @@ const UNARY_ELEMENTWISE = new Set(["Cast", "Not", "Identity", "Neg"]);
 class Surgeon {
   private gatherCache = new Map<string, string>();
   private shapeCache = new Map<string, string>();
+  /** Pruned weights and biases written so far, by source initializer: a shared weight's uses read one copy. */
+  private constCache = new Map<string, { data: Float32Array; name: string }[]>();
 
   constructor(readonly g: Graph) {}
 
@@ -61,6 +63,23 @@ class Surgeon {
   }
 
   /**
+   * An initializer holding `data`, reusing one written before for the same `source` with equal contents (every
+   * use of a shared weight folds the same tied gates into it), so export keeps ALBERT's sharing.
+   */
+  private sharedConstant(source: string, dims: number[], data: Float32Array, prefix: string): string {
+    const key = `${source}|${dims.join(",")}`;
+    const list = this.constCache.get(key) ?? [];
+    const same = list.find(
+      (c) => c.data.length === data.length && c.data.every((v, i) => Object.is(v, data[i])),
+    );
+    if (same) return same.name;
+    const name = this.g.constant(tensor("float32", dims, data), prefix);
+    list.push({ data, name });
+    this.constCache.set(key, list);
+    return name;
+  }
+
+  /**
    * Emits a planned linear. `input` holds the features `inputFeatures` (original indices) on its last axis;
    * the result holds `p.out` (compact) or, with `writeBack`, all outputs with zeros where removed.
    * Returns undefined only when a compact result would be empty.
@@ -87,12 +106,10 @@ class Surgeon {
         { name: g.uniqueName(`${scope}/zeros`) },
       );
     }
-    const keptBias = g.constant(
-      tensor(
-        "float32",
-        [p.out.length],
-        Float32Array.from(p.out, (o) => fullBias[o]),
-      ),
+    const keptBias = this.sharedConstant(
+      `bias:${layer.bias ?? layer.node}`,
+      [p.out.length],
+      Float32Array.from(p.out, (o) => fullBias[o]),
       `${layer.node}.bias_pruned`,
     );
     let y: string;
@@ -132,8 +149,10 @@ class Surgeon {
           });
         });
       }
-      const wName = g.constant(
-        tensor("float32", [p.read.length, p.out.length], w),
+      const wName = this.sharedConstant(
+        `weight:${layer.weight}`,
+        [p.read.length, p.out.length],
+        w,
         `${layer.node}.weight_pruned`,
       );
       const mm = g.op("MatMul", [x, wName], {}, { name: g.uniqueName(`${scope}/MatMul`) });

@@ -39,8 +39,18 @@ export const GateCheckpoint = z.object({
   adapters: z.object({ rank: z.number().int().positive(), alpha: z.number().positive() }).optional(),
   seed: z.number().int(),
   step: z.number().int().nonnegative(),
-  /** Evaluation gates in [0, 1]: exactly 0 means the row/column is removed by export. */
-  layers: z.array(z.object({ node: z.string(), rowGate: z.array(z.number()), colGate: z.array(z.number()) })),
+  /**
+   * Evaluation gates in [0, 1]: exactly 0 means the row/column is removed by export. A weight shared by several
+   * linears (ALBERT) has one entry, named by its first use, with `uses` listing every linear it gates (tied).
+   */
+  layers: z.array(
+    z.object({
+      node: z.string(),
+      rowGate: z.array(z.number()),
+      colGate: z.array(z.number()),
+      uses: z.array(z.string()).optional(),
+    }),
+  ),
   /** Trained tensors that replace (or add) initializers of the task graph. */
   params: z.record(z.string(), TensorJson).default({}),
 });
@@ -167,8 +177,14 @@ function mergeAdapters(graph: Graph, ckpt: GateCheckpoint): void {
         `adapter of ${node}: A [${a.dims}] and B [${b.dims}] do not fit a [${inF}, ${outF}] layer`,
       );
     const w = graph.initializers.get(layer.weight)!;
-    const users = graph.nodes.filter((n) => n.inputs.includes(layer.weight)).length;
-    if (users !== 1) throw new Error(`cannot merge an adapter into ${layer.weight}: ${users} nodes share it`);
+    // A weight shared by linears only (ALBERT) trained one tied adapter for all of them: merged once, exactly.
+    const others = graph.nodes.filter(
+      (n) => n.inputs.includes(layer.weight) && !(layers.has(n.name) && n.inputs[1] === layer.weight),
+    );
+    if (others.length > 0)
+      throw new Error(
+        `cannot merge an adapter into ${layer.weight}: ${others[0].name} (${others[0].op}) reads it too`,
+      );
     const A = a.data as Float32Array;
     const B = b.data as Float32Array;
     const W = Float32Array.from(w.data as Float32Array);

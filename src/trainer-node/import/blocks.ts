@@ -140,6 +140,12 @@ export function reshapeTarget(
   if (cast?.op === "Cast") return reshapeTarget(g, cast.inputs[0], producers);
   const concat = producers.get(target);
   if (concat?.op !== "Concat") return null;
+  // A Slice's optional operand: its first value, `absent` when omitted, NaN when not a constant.
+  const firstConst = (name: string | undefined, absent: number) => {
+    if (!name) return absent;
+    const t = g.initializers.get(name);
+    return t ? toNumbers(t)[0] : Number.NaN;
+  };
   const out: (number | null)[] = [];
   for (const piece of concat.inputs) {
     const t = g.initializers.get(piece);
@@ -159,7 +165,16 @@ export function reshapeTarget(
       toNumbers(start)[0] === 0 &&
       [-1, -2].includes(toNumbers(end)[0]) &&
       p?.inputs.length === 3;
-    if (leading) out.push(null, null);
+    // `x.flatten(2)` (ALBERT's head merge): Slice(Shape(x), [0], [2], axes [0]) then -1, i.e. dims 0 and 1.
+    const firstTwo =
+      producers.get(p?.inputs[0] ?? "")?.op === "Shape" &&
+      start &&
+      end &&
+      toNumbers(start)[0] === 0 &&
+      toNumbers(end)[0] === 2 &&
+      firstConst(p?.inputs[3], 0) === 0 &&
+      firstConst(p?.inputs[4], 1) === 1;
+    if (leading || firstTwo) out.push(null, null);
     // A dynamic piece (Unsqueeze of a Gather of Shape) is one element wide in these exports.
     else if (p && ["Unsqueeze", "Gather", "Cast"].includes(p.op)) out.push(null);
     else return null;

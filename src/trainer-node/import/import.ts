@@ -23,9 +23,9 @@ import { inferShapes } from "../../core/onnx/shape-inference";
 import { makeBatchDynamic } from "./batch-axis";
 import { rewriteEinsums } from "./einsum";
 import { ImportError } from "./errors";
-import { findLinearLayers } from "./linears";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
 import { freezeAttentionScales } from "./scale";
+import { checkSharedWeights, type SharedWeight, unifySharedWeights } from "./shared-weights";
 import { collapseTensordotMatMuls } from "./tensordot";
 import { unfuseContribOps } from "./unfuse";
 
@@ -71,6 +71,8 @@ export interface ImportReport {
   attention: { node: string; heads: number; headDim: number }[];
   ffn: { up: string; down: string; width: number; activation: string[] }[];
   otherEncoderLinears: string[];
+  /** Weights read by several linears (ALBERT), each gated with one tied gate. */
+  shared: SharedWeight[];
   notes: string[];
 }
 
@@ -393,6 +395,7 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     attention: [],
     ffn: [],
     otherEncoderLinears: [],
+    shared: [],
     notes: [],
   };
   g.toposort();
@@ -438,20 +441,9 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     report.notes.push(
       `${tensordots} Reshape → MatMul → Reshape (Keras Dense via tf.tensordot) read as MatMuls on the 3-D input`,
     );
-  // Before recognition: a shared layer is named as such even where its blocks are not recognised. Sharing
-  // is one tensor under several names (torch writes Identity nodes for later uses; folding keeps the object).
-  const shared = new Map<unknown, { weight: string; nodes: string[] }>();
-  for (const l of findLinearLayers(g)) {
-    const t = g.initializers.get(l.weight) ?? l.weight;
-    const s = shared.get(t) ?? { weight: l.weight, nodes: [] };
-    s.nodes.push(l.node);
-    shared.set(t, s);
-  }
-  for (const { weight, nodes } of shared.values())
-    if (nodes.length > 1)
-      throw new ImportError(
-        `weight ${weight} is shared by ${nodes.length} linear layers (${nodes.slice(0, 3).join(", ")}${nodes.length > 3 ? ", ..." : ""}): cross-layer parameter sharing (ALBERT-style) is not supported, since gates on one use would prune every use`,
-      );
+  // ALBERT-style sharing: every name of one shared tensor becomes one initializer, so its linears are found
+  // as the linears reading one weight, and get one tied gate (shared-weights.ts).
+  unifySharedWeights(g);
   let rec: Recognition;
   try {
     rec = recognizeEncoder(g);
@@ -483,6 +475,7 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     activation: activationOf(f.chain),
   }));
   report.otherEncoderLinears = rec.otherEncoderLinears.map((l) => l.node);
+  report.shared = checkSharedWeights(g, rec);
   chooseOutputs(g, rec, opts, report);
   if (!report.inputs.some((i) => i.name === "attention_mask"))
     report.notes.push(

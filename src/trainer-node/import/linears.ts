@@ -22,6 +22,11 @@ export interface LinearLayer {
   /** Value entering the layer (x) and value leaving it after the bias. */
   input: string;
   output: string;
+  /**
+   * Set on a gated layer whose weight other linears read too (ALBERT's shared layers, shared-weights.ts): every
+   * linear reading it, this one first. They carry one tied gate, named by this layer's node.
+   */
+  uses?: LinearLayer[];
 }
 
 export interface LayerSelector {

@@ -9,6 +9,7 @@ import type { Graph, Node } from "../../core/onnx/graph";
 import { type AttentionBlock, analyzeEncoder, type FfnBlock } from "./blocks";
 import { ImportError } from "./errors";
 import { type LayerSelector, type LinearLayer, matches } from "./linears";
+import { tieSharedLayers } from "./shared-weights";
 
 // The embedding lookups live in core (the gateway bounds its inputs with them); re-exported for the trainer.
 export { type EmbeddingLookup, findEmbeddings, sourceInput } from "../../core/onnx/embeddings";
@@ -148,12 +149,14 @@ export function recognizeEncoder(g: Graph): Recognition {
 /**
  * The default gate set: every encoder linear (attention Q, K, V, output; FFN in, out; others before the encoder
  * output), never the head. `include` patterns choose among all linears instead (so a head can be gated on
- * request); `exclude` removes layers from either set.
+ * request); `exclude` removes layers from either set. A shared weight is one gated layer (its first use, with
+ * `uses`), selected at all of its uses or at none.
  */
 export function selectGatedLayers(graph: Graph, selector: LayerSelector = {}): LinearLayer[] {
   const rec = recognizeEncoder(graph);
   const exclude = selector.exclude ?? [];
-  if (selector.include?.length)
-    return rec.linears.filter((l) => matches(l.node, selector.include!) && !matches(l.node, exclude));
-  return rec.encoderLinears.filter((l) => !matches(l.node, exclude));
+  const selected = selector.include?.length
+    ? rec.linears.filter((l) => matches(l.node, selector.include!) && !matches(l.node, exclude))
+    : rec.encoderLinears.filter((l) => !matches(l.node, exclude));
+  return tieSharedLayers(selected, rec.linears);
 }

@@ -1,5 +1,6 @@
 /** The import report as `sluice inspect` prints it: what was recognised, and what will and will not be gated. */
 import type { ImportedModel } from "./import";
+import { describeSharing, usesByWeight } from "./shared-weights";
 
 export interface HeadPlan {
   /** What training does with the model's head for a task with `numLabels` labels. */
@@ -81,10 +82,14 @@ export function formatImportReport(
     `head: ${r.head.kind}${r.head.numLabels ? ` (${r.head.numLabels} labels)` : ""}${r.head.linears.length ? `: ${r.head.linears.join(", ")}` : ""}`,
   );
   add(`  ${headPlan(m, opts.numLabels).reason}`);
+  const sharing = describeSharing(r.shared, rec);
+  if (sharing) add(`shared layers: ${sharing}`);
   const gated = rec.encoderLinears;
-  const weights = gated.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
+  // Each weight once: a shared weight is one gated matrix however many linears read it.
+  const unique = [...usesByWeight(gated).values()].map((uses) => uses[0]);
+  const weights = unique.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
   add(
-    `gated: ${gated.length} linear layers (${weights.toLocaleString("en-US")} weights); not gated: ${rec.headLinears.length} head linears${rec.headLinears.length ? ` (${rec.headLinears.map((l) => l.node).join(", ")}; gate them with --include)` : ""}`,
+    `gated: ${gated.length} linear layers${unique.length !== gated.length ? ` (${unique.length} distinct weights)` : ""} (${weights.toLocaleString("en-US")} weights); not gated: ${rec.headLinears.length} head linears${rec.headLinears.length ? ` (${rec.headLinears.map((l) => l.node).join(", ")}; gate them with --include)` : ""}`,
   );
   for (const note of r.notes) add(`note: ${note}`);
   return lines.join("\n");

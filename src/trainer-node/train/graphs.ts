@@ -18,6 +18,7 @@ import {
 import { colGateInput, insertGates, rowGateInput } from "../gates/insert";
 import type { LayerSelector, LinearLayer } from "../import/linears";
 import { selectGatedLayers } from "../import/recognize";
+import { usesOf } from "../import/shared-weights";
 
 export type TrainMethod = "gates" | "lora" | "head";
 
@@ -89,18 +90,21 @@ export function insertLora(
   };
   const scale = g.constFloat(alpha / rank, "/sluice_lora/scale");
   for (const l of layers) {
-    const x = opts.insideGates ? node(l.node).inputs[0] : l.input;
-    const y = opts.insideGates ? node(`${l.node}/row_gate`).inputs[0] : l.output;
+    // A shared weight's adapter is tied like its gates: one A, B read at every use, merged once by export.
     const a = g.addInput(loraA(l.node), "float32", [l.inFeatures, rank]);
     const b = g.addInput(loraB(l.node), "float32", [rank, l.outFeatures]);
-    const xa = g.op("MatMul", [x, a], {}, { name: `${l.node}/lora_A` });
-    const xab = g.op("MatMul", [xa, b], {}, { name: `${l.node}/lora_B` });
-    const delta = g.op("Mul", [xab, scale], {}, { name: `${l.node}/lora_scale` });
-    const base = g.uniqueName(`${y}_base`);
-    const producer = producers.get(y);
-    if (!producer) throw new Error(`no producer for ${y}`);
-    producer.outputs = producer.outputs.map((o) => (o === y ? base : o));
-    g.op("Add", [base, delta], {}, { name: `${l.node}/lora_add`, output: y });
+    for (const use of usesOf(l)) {
+      const x = opts.insideGates ? node(use.node).inputs[0] : use.input;
+      const y = opts.insideGates ? node(`${use.node}/row_gate`).inputs[0] : use.output;
+      const xa = g.op("MatMul", [x, a], {}, { name: `${use.node}/lora_A` });
+      const xab = g.op("MatMul", [xa, b], {}, { name: `${use.node}/lora_B` });
+      const delta = g.op("Mul", [xab, scale], {}, { name: `${use.node}/lora_scale` });
+      const base = g.uniqueName(`${y}_base`);
+      const producer = producers.get(y);
+      if (!producer) throw new Error(`no producer for ${y}`);
+      producer.outputs = producer.outputs.map((o) => (o === y ? base : o));
+      g.op("Add", [base, delta], {}, { name: `${use.node}/lora_add`, output: y });
+    }
   }
   g.toposort();
 }

@@ -356,11 +356,16 @@ function gateCheckpoint(
     ...((cfg.adapters ?? cfg.lora) ? { adapters: cfg.adapters ?? cfg.lora } : {}),
     seed: cfg.seed,
     step,
-    layers: (evalGates ?? []).map((g) => ({
-      node: g.node,
-      rowGate: Array.from(g.row),
-      colGate: Array.from(g.col),
-    })),
+    layers: (evalGates ?? []).map((g) => {
+      const uses = graphs.layers.find((l) => l.node === g.node)?.uses;
+      return {
+        node: g.node,
+        rowGate: Array.from(g.row),
+        colGate: Array.from(g.col),
+        // A shared weight's tied gate: which linears it gates (export re-derives and checks them).
+        ...(uses ? { uses: uses.map((u) => u.node) } : {}),
+      };
+    }),
     params: Object.fromEntries(
       [...params].map(([name, data]) => [
         name,

@@ -7,13 +7,18 @@ import type { Graph } from "../../core/onnx/graph";
 import { keptWeights, type LayerGates, planExport, plannedLinears } from "../export/plan";
 import type { LayerGateValues, RemovalModel } from "../gates/finegates";
 import { analyzeEncoder } from "../import/blocks";
+import { expandToUses } from "../import/shared-weights";
 
 export function exportRemovalModel(task: Graph): RemovalModel & { kind: string } {
   const analysis = analyzeEncoder(task);
   return {
     kind: "export-planner",
     removedFraction(gates: readonly LayerGateValues[]): number {
-      const map = new Map<string, LayerGates>(gates.map((g) => [g.node, { row: g.row, col: g.col }]));
+      // A shared weight's tied gate applies at each use; its weights are counted once (one exported copy).
+      const map = expandToUses(
+        new Map<string, LayerGates>(gates.map((g) => [g.node, { row: g.row, col: g.col }])),
+        analysis.linears,
+      );
       const planned = new Map(
         plannedLinears(planExport(task, analysis, map)).map((p) => [p.plan.folded.layer.node, p.plan]),
       );
