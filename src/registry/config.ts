@@ -21,12 +21,19 @@ export const RegistryVars = z.object({
     ),
   /** Largest accepted variant upload in MB. */
   MAX_UPLOAD_MB: numberVar(100, { positive: true }),
+  /**
+   * How often (ms) an isolate reads the registry's generation counter, i.e. how long another isolate's write
+   * (or key revocation) may go unseen here; 0 reads it on every request (src/registry/generation.ts).
+   */
+  REGISTRY_POLL_MS: numberVar(1000, { integer: true }),
 });
 
 export interface RegistryConfig {
   adminToken: string | undefined;
   auth: "on" | "off";
   maxUploadBytes: number;
+  /** REGISTRY_POLL_MS: the generation counter's poll interval. */
+  registryPollMs: number;
 }
 
 const MB = 1024 * 1024;
@@ -34,5 +41,10 @@ const MB = 1024 * 1024;
 /** The registry's configuration from the Worker's env (parsed once per env object; ConfigError on a bad var). */
 export function registryConfig(env: object): RegistryConfig {
   const v = parseVars(RegistryVars, env);
-  return { adminToken: v.ADMIN_TOKEN, auth: v.AUTH, maxUploadBytes: Math.floor(v.MAX_UPLOAD_MB * MB) };
+  return {
+    adminToken: v.ADMIN_TOKEN,
+    auth: v.AUTH,
+    maxUploadBytes: Math.floor(v.MAX_UPLOAD_MB * MB),
+    registryPollMs: v.REGISTRY_POLL_MS,
+  };
 }
