@@ -22,8 +22,9 @@ export const RegistryVars = z.object({
   /** Largest accepted variant upload in MB. */
   MAX_UPLOAD_MB: numberVar(100, { positive: true }),
   /**
-   * How often (ms) an isolate reads the registry's generation counter, i.e. how long another isolate's write
-   * (or key revocation) may go unseen here; 0 reads it on every request (src/registry/generation.ts).
+   * How often (ms) an isolate reads the registry's generation counter; another isolate's write (or key
+   * revocation) is seen here by requests that start twice this long after it (src/registry/generation.ts).
+   * 0: every request waits for a read.
    */
   REGISTRY_POLL_MS: numberVar(1000, { integer: true }),
 });
