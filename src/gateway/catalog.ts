@@ -8,8 +8,9 @@
  * concurrent misses (at most one per request in flight, once per TTL) each run their own cheap, indexed query;
  * the first to land fills the cache.
  *
- * Staleness is bounded by the TTL: a variant activated or retired through another isolate is seen here at most
- * `ttlMs` later. `invalidate` lets same-isolate writers (and tests) drop an entry at once.
+ * Staleness: a variant activated or retired through another isolate is seen here at this isolate's next
+ * generation poll (src/registry/generation.ts), at most `ttlMs` later in any case. `invalidate` is how the
+ * registry signal (and tests) drop an entry at once.
  */
 
 import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";

@@ -12,7 +12,7 @@ import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
 import { requestIdOf } from "../http/request-id";
-import { onRegistryChange } from "../registry/invalidation";
+import { type RegistrySignal, registrySignal } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
 import { classifyFeeds, classifyLogits, fixedBatchOf, fixedBatchRuns, parseClassifyBody } from "./classify";
@@ -48,12 +48,16 @@ export interface GatewayState {
   artifactChecks: ArtifactChecks;
 }
 
-export function createGatewayState(config: GatewayConfig): GatewayState {
+export function createGatewayState(
+  config: GatewayConfig,
+  signal: RegistrySignal = registrySignal,
+): GatewayState {
   const catalog = new Catalog(config.catalogTtlMs);
-  // Registry writes made in this isolate are seen here at once, not after the TTL (src/registry/invalidation.ts).
-  onRegistryChange(({ model }) => catalog.invalidate(model));
+  // Registry writes made in this isolate are seen here at once, those of other isolates at the next generation
+  // poll (src/registry/invalidation.ts, generation.ts), not after the TTL.
+  signal.on(({ model }) => catalog.invalidate(model));
   const liveFeedback = new LiveFeedbackCache(config.liveFeedbackTtlMs);
-  liveFeedback.subscribe();
+  liveFeedback.subscribe(signal);
   return {
     config,
     catalog,
@@ -70,6 +74,8 @@ export interface InferenceRoutesOptions {
   config?: Partial<GatewayConfig>;
   /** Use this state instead of creating one (lets a test look inside the caches). */
   state?: GatewayState;
+  /** The signal the created state's caches subscribe to (a test simulating two isolates); default: the isolate's. */
+  signal?: RegistrySignal;
 }
 
 type GatewayEnv = { Bindings: Env & GatewayVars; Variables: ServingVariables };
@@ -79,7 +85,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   const r = new Hono<GatewayEnv>();
   let state = options.state;
   const stateOf = (c: Ctx) => {
-    state ??= createGatewayState({ ...configFromEnv(c.env), ...options.config });
+    state ??= createGatewayState({ ...configFromEnv(c.env), ...options.config }, options.signal);
     return state;
   };
   r.onError(httpErrorHandler);

@@ -15,7 +15,7 @@ import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { IsolateCache } from "../core/isolate-cache";
 import { experiments, exposures, feedback } from "../registry/experiments-schema";
-import { onRegistryChange } from "../registry/invalidation";
+import { onRegistryChange, type RegistrySignal } from "../registry/invalidation";
 import type { LiveFeedback } from "./live-evidence";
 
 /** How long an isolate reuses a model's feedback aggregate by default (GatewayConfig.liveFeedbackTtlMs). */
@@ -98,7 +98,8 @@ export class LiveFeedbackCache {
   }
 
   /** Drops everything on any registry change (keys are ids, changes name models; writes are rare). */
-  subscribe(): () => void {
-    return onRegistryChange(() => this.invalidate());
+  subscribe(signal?: RegistrySignal): () => void {
+    const drop = () => this.invalidate();
+    return signal ? signal.on(drop) : onRegistryChange(drop);
   }
 }

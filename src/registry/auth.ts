@@ -10,7 +10,9 @@
  *   is compared with the presented one in constant time.
  * - Each isolate caches verified keys for at most `API_KEY_CACHE_TTL_MS` (and at most `API_KEY_CACHE_MAX`
  *   of them), keyed only by the hash of a key that passed the format check: a revoked key stops working at once
- *   in the isolate that revoked it, and within that TTL everywhere else. Unknown keys are never cached.
+ *   in the isolate that revoked it, and everywhere else once that isolate polls the registry's generation
+ *   counter (`REGISTRY_POLL_MS`, src/registry/generation.ts; the TTL is the backstop). Unknown keys are never
+ *   cached.
  * - A per-key rate limit applies when the Worker has the `KEY_RATE_LIMIT` rate-limiting binding.
  * - `AUTH=off` (a Worker var, for local development only) turns API-key checks off; unset or `on` enforces them,
  *   any other value is a configuration error (503 naming `AUTH`), never a silent "off".
@@ -27,6 +29,7 @@ import { type ErrorDetail, errorBody } from "../http/errors";
 import { sha256Hex } from "./artifacts";
 import { registryConfig } from "./config";
 import { ApiError } from "./errors";
+import { onRegistryChange } from "./invalidation";
 import { API_KEY_SCOPES, type ApiKeyRow, type ApiKeyScope } from "./schema";
 import { findActiveApiKeyByHash, registryDb } from "./store";
 
@@ -176,8 +179,11 @@ export class ApiKeyCache {
     });
   }
 
-  /** Forgets a key (its revocation, made in this isolate, takes effect here at once). */
-  forget(keyHash: string): void {
+  /**
+   * Forgets a key (its revocation, made in this isolate, takes effect here at once), or with no hash every key
+   * (a registry change seen through the generation counter: a revocation made in another isolate).
+   */
+  forget(keyHash?: string): void {
     this.cache.invalidate(keyHash);
   }
 }
@@ -189,8 +195,12 @@ async function hashesEqual(row: ApiKeyRow, keyHash: string): Promise<boolean> {
   return a.byteLength === b.byteLength && crypto.subtle.timingSafeEqual(a, b);
 }
 
-/** This isolate's cache (the key routes make revocations take effect in it at once). */
+/**
+ * This isolate's cache (the key routes make revocations take effect in it at once). Any registry change drops
+ * it: revocations elsewhere arrive through the generation counter (src/registry/generation.ts).
+ */
 export const apiKeyCache = new ApiKeyCache();
+onRegistryChange(() => apiKeyCache.forget());
 
 /** sha256 (hex) of a key string, as the registry stores it. */
 export function apiKeyHash(key: string): Promise<string> {

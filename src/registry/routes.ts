@@ -314,7 +314,7 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
     const id = parseParam(KeyId, c.req.param("id"), "id");
     const row = await revokeApiKey(db(c), id);
     if (!row) throw notFound(`API key ${id}`, "id");
-    apiKeyCache.forget(row.keyHash); // at once in this isolate; within API_KEY_CACHE_TTL_MS in the others
+    apiKeyCache.forget(row.keyHash); // at once here; elsewhere at their next generation poll (revokeApiKey bumps it)
     return c.json({ key: apiKeyView(row) });
   });
 

@@ -106,3 +106,13 @@ export type VariantRow = typeof variants.$inferSelect;
 export type AliasRow = typeof aliases.$inferSelect;
 export type TaskSlaRow = typeof taskSlas.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+/**
+ * One row (id 1): a counter every registry write bumps in the same D1 batch as the write, so no write can
+ * commit without it. Each isolate polls it (src/registry/generation.ts) and drops its registry-derived caches
+ * when it moved: how a write made through one isolate reaches the caches of all the others.
+ */
+export const registryGeneration = sqliteTable("registry_generation", {
+  id: integer("id").primaryKey(),
+  generation: integer("generation").notNull().default(0),
+});

@@ -13,6 +13,7 @@ import {
   apiKeys,
   type ModelRow,
   models,
+  registryGeneration,
   type TaskSlaRow,
   taskSlas,
   type VariantRow,
@@ -34,6 +35,33 @@ export function isUniqueViolation(err: unknown): boolean {
   return false;
 }
 
+// --- the generation counter (src/registry/generation.ts) --------------------------------------------------
+
+/**
+ * The statement that bumps the registry's generation. Every write below runs it in the same D1 batch (one
+ * transaction) as the write itself, so a write cannot commit without other isolates learning of it. An upsert,
+ * so the row needs no seeding by a migration.
+ */
+export function bumpGeneration<S extends Record<string, unknown>>(db: DrizzleD1Database<S>) {
+  return db
+    .insert(registryGeneration)
+    .values({ id: 1, generation: 1 })
+    .onConflictDoUpdate({
+      target: registryGeneration.id,
+      set: { generation: sql`${registryGeneration.generation} + 1` },
+    });
+}
+
+/** The current generation (0 before the first write). */
+export async function readGeneration(db: RegistryDb): Promise<number> {
+  const row = await db
+    .select({ generation: registryGeneration.generation })
+    .from(registryGeneration)
+    .where(eq(registryGeneration.id, 1))
+    .get();
+  return row?.generation ?? 0;
+}
+
 // --- models -----------------------------------------------------------------------------------------------
 
 export async function findModel(db: RegistryDb, name: string): Promise<ModelRow | undefined> {
@@ -52,7 +80,8 @@ export interface NewModel {
 }
 
 export async function insertModel(db: RegistryDb, model: NewModel): Promise<ModelRow> {
-  return db.insert(models).values(model).returning().get();
+  const [rows] = await db.batch([db.insert(models).values(model).returning(), bumpGeneration(db)]);
+  return rows[0];
 }
 
 // --- variants ---------------------------------------------------------------------------------------------
@@ -147,6 +176,7 @@ export async function insertVariant(db: RegistryDb, modelId: number, v: NewVaria
         tokenizerSha256: v.tokenizerSha256,
       })
       .returning(),
+    bumpGeneration(db),
   ]);
   return inserted[0];
 }
@@ -156,11 +186,15 @@ export async function setVariantStatus(
   variantId: number,
   status: VariantStatus,
 ): Promise<VariantRow> {
-  return db.update(variants).set({ status }).where(eq(variants.id, variantId)).returning().get();
+  const [rows] = await db.batch([
+    db.update(variants).set({ status }).where(eq(variants.id, variantId)).returning(),
+    bumpGeneration(db),
+  ]);
+  return rows[0];
 }
 
 export async function deleteVariantRow(db: RegistryDb, variantId: number): Promise<void> {
-  await db.delete(variants).where(eq(variants.id, variantId)).run();
+  await db.batch([db.delete(variants).where(eq(variants.id, variantId)), bumpGeneration(db)]);
 }
 
 /** How many variant rows (of any model) point at an R2 key, as model or tokenizer. */
@@ -201,23 +235,27 @@ export async function upsertAlias(
   alias: string,
   variantId: number,
 ): Promise<void> {
-  await db
-    .insert(aliases)
-    .values({ modelId, alias, variantId })
-    .onConflictDoUpdate({
-      target: [aliases.modelId, aliases.alias],
-      set: { variantId, updatedAt: sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))` },
-    })
-    .run();
+  await db.batch([
+    db
+      .insert(aliases)
+      .values({ modelId, alias, variantId })
+      .onConflictDoUpdate({
+        target: [aliases.modelId, aliases.alias],
+        set: { variantId, updatedAt: sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))` },
+      }),
+    bumpGeneration(db),
+  ]);
 }
 
 /** Returns whether an alias was there to delete. */
 export async function deleteAlias(db: RegistryDb, modelId: number, alias: string): Promise<boolean> {
-  const gone = await db
-    .delete(aliases)
-    .where(and(eq(aliases.modelId, modelId), eq(aliases.alias, alias)))
-    .returning()
-    .all();
+  const [gone] = await db.batch([
+    db
+      .delete(aliases)
+      .where(and(eq(aliases.modelId, modelId), eq(aliases.alias, alias)))
+      .returning(),
+    bumpGeneration(db),
+  ]);
   return gone.length > 0;
 }
 
@@ -226,23 +264,26 @@ export async function deleteAlias(db: RegistryDb, modelId: number, alias: string
 export type NewTaskSla = Omit<TaskSlaRow, "updatedAt">;
 
 export async function upsertTaskSla(db: RegistryDb, sla: NewTaskSla): Promise<TaskSlaRow> {
-  return db
-    .insert(taskSlas)
-    .values(sla)
-    .onConflictDoUpdate({
-      target: taskSlas.task,
-      set: {
-        metric: sla.metric,
-        min: sla.min,
-        margin: sla.margin,
-        confidence: sla.confidence,
-        maxLatencyMs: sla.maxLatencyMs,
-        strict: sla.strict,
-        updatedAt: sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`,
-      },
-    })
-    .returning()
-    .get();
+  const [rows] = await db.batch([
+    db
+      .insert(taskSlas)
+      .values(sla)
+      .onConflictDoUpdate({
+        target: taskSlas.task,
+        set: {
+          metric: sla.metric,
+          min: sla.min,
+          margin: sla.margin,
+          confidence: sla.confidence,
+          maxLatencyMs: sla.maxLatencyMs,
+          strict: sla.strict,
+          updatedAt: sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`,
+        },
+      })
+      .returning(),
+    bumpGeneration(db),
+  ]);
+  return rows[0];
 }
 
 export async function findTaskSla(db: RegistryDb, task: string): Promise<TaskSlaRow | undefined> {
@@ -273,12 +314,19 @@ export async function listApiKeys(db: RegistryDb): Promise<ApiKeyRow[]> {
   return db.select().from(apiKeys).orderBy(asc(apiKeys.id)).all();
 }
 
-/** Marks a key revoked (kept for audit); returns the row, or undefined when there is no such key. */
+/**
+ * Marks a key revoked (kept for audit); returns the row, or undefined when there is no such key. Bumps the
+ * generation, so every isolate drops its verified keys within the poll interval. (Minting a key does not: an
+ * unknown key is never cached, so a new one works everywhere at once.)
+ */
 export async function revokeApiKey(db: RegistryDb, id: number): Promise<ApiKeyRow | undefined> {
-  return db
-    .update(apiKeys)
-    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))` })
-    .where(eq(apiKeys.id, id))
-    .returning()
-    .get();
+  const [rows] = await db.batch([
+    db
+      .update(apiKeys)
+      .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))` })
+      .where(eq(apiKeys.id, id))
+      .returning(),
+    bumpGeneration(db),
+  ]);
+  return rows[0];
 }

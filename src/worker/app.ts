@@ -6,6 +6,8 @@ import { httpErrorHandler } from "../http/errors";
 import { notFoundOrMethodNotAllowed } from "../http/methods";
 import { type RequestIdVariables, requestId } from "../http/request-id";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
+import { checkRegistryGeneration, type RegistryGeneration } from "../registry/generation";
+import { registrySignal } from "../registry/invalidation";
 import { createRegistryRoutes } from "../registry/routes";
 import { type Env, type WorkerConfig, workerConfig } from "./env";
 import { useOpenApi } from "./openapi";
@@ -13,6 +15,11 @@ import { useOpenApi } from "./openapi";
 export interface AppOptions {
   /** API-key cache for this app (tests pass one with their own clock); default: the isolate's. */
   apiKeys?: ApiKeyCache;
+  /**
+   * The generation watcher, with the signal this app's caches subscribe to; default: the isolate's. A test
+   * gives two apps one each to play two isolates sharing one D1.
+   */
+  generation?: RegistryGeneration;
 }
 
 /** The routes that need an API key, and the scope each needs (src/registry/auth.ts; docs/access-control.md). */
@@ -48,11 +55,17 @@ export function createApp(options: AppOptions = {}) {
     c.set("config", workerConfig(c.env));
     await next();
   });
+  // Before any cache is read: another isolate's registry write (or key revocation) drops this one's caches.
+  app.use("*", checkRegistryGeneration({ generation: options.generation }) as never);
+  if (options.apiKeys) {
+    const keys = options.apiKeys;
+    (options.generation?.signal ?? registrySignal).on(() => keys.forget());
+  }
   useApiKeys(app as never, options);
   app.route("/", createRegistryRoutes());
   // Before the inference routes: a running experiment takes over the routed infer/classify of its model.
   app.route("/", createExperimentRoutes());
-  app.route("/", createInferenceRoutes());
+  app.route("/", createInferenceRoutes({ signal: options.generation?.signal }));
   app.route("/", createDashboardRoutes());
   useOpenApi(app as never);
   app.notFound(notFoundOrMethodNotAllowed(app as never));

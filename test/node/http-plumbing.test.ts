@@ -183,18 +183,22 @@ describe("the Worker's vars: one zod schema", () => {
         "MAX_INFER_BODY_MB",
         "MAX_SEQUENCE",
         "MAX_UPLOAD_MB",
+        "REGISTRY_POLL_MS",
         "SESSION_BUDGET_MB",
         "VARIANT_COOLDOWN_S",
       ].sort(),
     );
     const c = workerConfig({});
-    expect(c.registry).toEqual({ adminToken: undefined, auth: "on", maxUploadBytes: 100 * 1024 * 1024 });
-    expect(c.gateway.maxBatch).toBe(64);
-    expect(registryConfig({ AUTH: "off", ADMIN_TOKEN: "t", MAX_UPLOAD_MB: "0.5" })).toEqual({
-      adminToken: "t",
-      auth: "off",
-      maxUploadBytes: 512 * 1024,
+    expect(c.registry).toEqual({
+      adminToken: undefined,
+      auth: "on",
+      maxUploadBytes: 100 * 1024 * 1024,
+      registryPollMs: 1000,
     });
+    expect(c.gateway.maxBatch).toBe(64);
+    expect(
+      registryConfig({ AUTH: "off", ADMIN_TOKEN: "t", MAX_UPLOAD_MB: "0.5", REGISTRY_POLL_MS: "0" }),
+    ).toEqual({ adminToken: "t", auth: "off", maxUploadBytes: 512 * 1024, registryPollMs: 0 });
   });
 
   it("parses once per env object", () => {
@@ -207,6 +211,7 @@ describe("the Worker's vars: one zod schema", () => {
       ["AUTH", "yes"],
       ["MAX_UPLOAD_MB", "0"],
       ["MAX_UPLOAD_MB", "lots"],
+      ["REGISTRY_POLL_MS", "0.5"],
       ["VARIANT_COOLDOWN_S", "-1"],
     ]) {
       expect(() => workerConfig({ [name]: value }), `${name}=${value}`).toThrow(ConfigError);

@@ -17,6 +17,7 @@ import {
 } from "../../registry/experiments-schema";
 import * as registrySchema from "../../registry/schema";
 import { aliases, type ModelRow, models, type VariantRow, variants } from "../../registry/schema";
+import { bumpGeneration } from "../../registry/store";
 
 const schema = { ...registrySchema, ...experimentSchema };
 export type ExperimentDb = DrizzleD1Database<typeof schema>;
@@ -56,6 +57,7 @@ export async function insertExperiment(db: ExperimentDb, e: NewExperiment): Prom
   const [created] = await db.batch([
     db.insert(experiments).values(row).returning({ id: experiments.id }),
     db.insert(experimentArms).values(arms.map((a, arm) => ({ experimentId: newId, arm, ...a }))),
+    bumpGeneration(db), // every experiment write: other isolates' running-experiment caches must see it
   ]);
   return created[0].id;
 }
@@ -68,6 +70,7 @@ export async function replaceArms(
   await db.batch([
     db.delete(experimentArms).where(eq(experimentArms.experimentId, experimentId)),
     db.insert(experimentArms).values(arms.map((a, arm) => ({ experimentId, arm, ...a }))),
+    bumpGeneration(db),
   ]);
 }
 
@@ -76,7 +79,7 @@ export async function updateExperiment(
   id: number,
   values: Partial<Omit<ExperimentRow, "id" | "modelId" | "createdAt">>,
 ): Promise<void> {
-  await db.update(experiments).set(values).where(eq(experiments.id, id));
+  await db.batch([db.update(experiments).set(values).where(eq(experiments.id, id)), bumpGeneration(db)]);
 }
 
 async function withArms(db: ExperimentDb, rows: ExperimentRow[]): Promise<ExperimentWithArms[]> {
@@ -304,6 +307,7 @@ export async function applyPromotion(db: ExperimentDb, p: Promotion): Promise<vo
         stoppedAt: sql`coalesce(${experiments.stoppedAt}, ${now})`,
       })
       .where(eq(experiments.id, p.experimentId)),
+    bumpGeneration(db),
   ]);
 }
 
