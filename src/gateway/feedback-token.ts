@@ -62,9 +62,11 @@ function base64url(bytes: Uint8Array): string {
 }
 
 // One derived key per secret: an isolate sees one ADMIN_TOKEN, so this holds one entry (two across a rotation).
-const keys = new Map<string, Promise<CryptoKey>>();
+// (The key's type is spelled from the API: Node's types, which the node test project uses, lack a global CryptoKey.)
+type HmacKey = Awaited<ReturnType<typeof crypto.subtle.deriveKey>>;
+const keys = new Map<string, Promise<HmacKey>>();
 
-function signingKey(secret: string): Promise<CryptoKey> {
+function signingKey(secret: string): Promise<HmacKey> {
   let key = keys.get(secret);
   if (!key) {
     key = (async () => {
