@@ -17,6 +17,7 @@ export const GatewayVarsSchema = z.object({
   CLASSIFY_MAX_TOKENS: numberVar(128, { integer: true, positive: true }),
   MAX_INFER_BODY_MB: numberVar(4, { positive: true }),
   LIVE_FEEDBACK_TTL_S: numberVar(30),
+  LIVE_FEEDBACK_WINDOW_DAYS: numberVar(14, { positive: true }),
 });
 
 /** The Worker vars this module reads (all optional strings, like every var); kept here, not in env.ts. */
@@ -39,6 +40,8 @@ export interface GatewayConfig {
   maxBodyBytes: number;
   /** How long a model's live-feedback aggregate is reused before D1 is asked again (new feedback shows within it). */
   liveFeedbackTtlMs: number;
+  /** Live feedback counts only for requests served within this long before now (docs/routing-evidence.md). */
+  liveFeedbackWindowMs: number;
 }
 
 const MB = 1024 * 1024;
@@ -55,6 +58,7 @@ export function configFromEnv(env: object): GatewayConfig {
     classifyMaxTokens: v.CLASSIFY_MAX_TOKENS,
     maxBodyBytes: Math.floor(v.MAX_INFER_BODY_MB * MB),
     liveFeedbackTtlMs: v.LIVE_FEEDBACK_TTL_S * 1000,
+    liveFeedbackWindowMs: v.LIVE_FEEDBACK_WINDOW_DAYS * 86_400_000,
   };
 }
 

@@ -19,6 +19,9 @@ import { classifyFeeds, classifyLogits, fixedBatchOf, fixedBatchRuns, parseClass
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
 import { GatewayError, invalid } from "./errors";
+import { predictedLabel } from "./experiments/serving";
+import { FEEDBACK_TOKEN_HEADER, mintFeedbackToken, ROUTED_UNIT_HEADER, unitDigest } from "./feedback-token";
+import { LIVE_MIN_LABELLED, LIVE_MIN_UNITS } from "./live-evidence";
 import { LiveFeedbackCache } from "./live-feedback";
 import { checkModelLimits, type Feed, prepareInfer, toOipTensor } from "./oip";
 import { ArtifactChecks } from "./readiness";
@@ -56,7 +59,12 @@ export function createGatewayState(
   // Registry writes made in this isolate are seen here at once, those of other isolates at the next generation
   // poll (src/registry/invalidation.ts, generation.ts), not after the TTL.
   signal.on(({ model }) => catalog.invalidate(model));
-  const liveFeedback = new LiveFeedbackCache(config.liveFeedbackTtlMs);
+  const liveFeedback = new LiveFeedbackCache(
+    config.liveFeedbackTtlMs,
+    Date.now,
+    undefined,
+    config.liveFeedbackWindowMs,
+  );
   liveFeedback.subscribe(signal);
   return {
     config,
@@ -133,7 +141,11 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       const f = live?.get(v.version);
       return f ? { ...r, live: f } : r;
     });
-    return selectVariant(variants, { ...request, ...(liveUnavailable ? { liveUnavailable } : {}) });
+    return selectVariant(variants, {
+      ...request,
+      liveWindowDays: stateOf(c).config.liveFeedbackWindowMs / 86_400_000,
+      ...(liveUnavailable ? { liveUnavailable } : {}),
+    });
   }
 
   /** Routes a request: the policy's decision, or a 503 when the SLA is strict and unmet or nothing is active. */
@@ -352,8 +364,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return c.json({
       model: entry.model.name,
       task: entry.model.task,
-      policy:
-        "active variants meeting the SLA (accuracy >= max(task minimum, request minimum); with a margin, the lower confidence bound of accuracy minus the most accurate variant's above -margin, paired on the shared eval split's examples, Bonferroni over the variants compared; p50 <= SLA maximum latency; not demoted by live feedback: with at least 200 labelled requests from 20 units, a cluster-robust upper bound below the SLA floor or below the best variant's lower bound minus the margin, Bonferroni over the bounds); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)",
+      policy: `active variants meeting the SLA (accuracy >= max(task minimum, request minimum); with a margin, the lower confidence bound of accuracy minus the most accurate variant's above -margin, paired on the shared eval split's examples, Bonferroni over the variants compared; p50 <= SLA maximum latency; not demoted by live feedback: with at least ${LIVE_MIN_LABELLED} labelled requests from ${LIVE_MIN_UNITS} units served in the last ${stateOf(c).config.liveFeedbackWindowMs / 86_400_000} days (in experiments or routed), a cluster-robust upper bound below the SLA floor or below the best variant's lower bound minus the margin, Bonferroni over the bounds); lowest p50 latency, then fewest parameters; if none qualifies, the most accurate active variant (x-sluice-sla: unmet) unless the SLA is strict (503)`,
       ...decision,
       coolingDown: [...cooling],
     });
@@ -411,15 +422,42 @@ async function runSession(
   }
 }
 
-function respond<T>(
+/**
+ * `x-sluice-request-id` of a request served outside an experiment: a feedback token (feedback-token.ts) naming the
+ * variant that answered and its prediction, so a label posted for it counts as that variant's live evidence.
+ * Only for a response with exactly one prediction (nothing else can be scored), and not for an experiment's
+ * request (its middleware sets its own id, recorded with the exposure). Null when ADMIN_TOKEN is not set.
+ */
+async function feedbackToken(c: Ctx, body: unknown, entry: CatalogEntry, v: VariantRow) {
+  const secret = c.env.ADMIN_TOKEN;
+  if (!secret || c.get(PINNED_VERSION) !== undefined) return null;
+  const label = predictedLabel(body, entry.model.labels);
+  const predicted = label === null ? -1 : entry.model.labels.indexOf(label);
+  if (predicted < 0) return null;
+  return mintFeedbackToken(
+    secret,
+    {
+      model: entry.model.name,
+      version: v.version,
+      predicted,
+      servedAt: Math.floor(Date.now() / 1000),
+      unit: await unitDigest(c.req.header(ROUTED_UNIT_HEADER)),
+    },
+    { modelId: entry.model.id, variantId: v.id },
+  );
+}
+
+async function respond<T>(
   c: Ctx,
   body: unknown,
   entry: CatalogEntry,
   served: Served<T>,
   decision: RouteDecision | null,
   timings: Timings,
-): Response {
+): Promise<Response> {
   const v = served.variant;
+  const token = await feedbackToken(c, body, entry, v);
+  if (token) c.header(FEEDBACK_TOKEN_HEADER, token);
   c.header("x-sluice-variant", `${entry.model.name}@${v.version}`);
   c.header("x-sluice-sparsity", String(v.sparsity));
   c.header("x-sluice-precision", v.precision ?? "fp32");

@@ -43,6 +43,11 @@ export interface LiveFeedback {
   correctSq: number;
   correctLabelled: number;
   labelledSq: number;
+  /** Labelled requests that had no unit id (each is its own unit above); reported apart. */
+  withoutUnit?: number;
+  /** Labelled requests by source: served in an experiment, or outside one (SLA-routed or pinned). */
+  fromExperiments?: number;
+  fromRouted?: number;
 }
 
 /**
@@ -79,6 +84,12 @@ export interface LiveEvidence {
   correct: number;
   /** correct / labelled */
   accuracy: number;
+  /** Labelled requests without a unit id (each counted as its own unit), reported apart. */
+  withoutUnit: number;
+  /** Labelled requests served in an experiment, and outside one (SLA-routed or pinned, by feedback token). */
+  sources: { experiments: number; routed: number };
+  /** Only requests served within this many days count (absent: no window given). */
+  windowDays?: number;
   /** Whether it reached the minimum (else it is shown, and nothing else). */
   counts: boolean;
   minimum: LiveMinimum;
@@ -113,6 +124,8 @@ export interface LiveRuleInput {
   /** The most accurate active variant (by eval) and its eval-split counts, when a margin applies. */
   best?: { version: number; evalCorrect: number; evalSize: number };
   minimum?: LiveMinimum;
+  /** The window the feedback was read over, in days (shown, not applied: the query applies it). */
+  windowDays?: number;
 }
 
 /** The live verdict of every active version that has feedback (counting or not). */
@@ -145,6 +158,9 @@ export function liveRule(input: LiveRuleInput): Map<number, LiveEvidence> {
       units: f.units,
       correct: f.correct,
       accuracy: f.correct / f.labelled,
+      withoutUnit: f.withoutUnit ?? 0,
+      sources: { experiments: f.fromExperiments ?? 0, routed: f.fromRouted ?? 0 },
+      ...(input.windowDays !== undefined ? { windowDays: input.windowDays } : {}),
       minimum,
     };
     if (!counting.includes(version)) {

@@ -92,6 +92,8 @@ export interface RouteRequest {
   liveUnavailable?: string;
   /** Overrides the live-feedback minimum (tests). */
   liveMinimum?: LiveMinimum;
+  /** The window live feedback was read over, in days (shown in each candidate's `live`). */
+  liveWindowDays?: number;
 }
 
 export type CandidateVerdict =
@@ -204,7 +206,8 @@ function describeMargin(m: MarginEvidence, margin: number, confidence: number, k
 }
 
 function describeLive(l: LiveEvidence, margin: number | null, confidence: number): string {
-  const seen = `live feedback: ${l.labelled} labelled from ${l.units} unit${l.units === 1 ? "" : "s"}`;
+  const apart = l.withoutUnit > 0 ? ` (${l.withoutUnit} without a unit, each its own)` : "";
+  const seen = `live feedback: ${l.labelled} labelled from ${l.units} unit${l.units === 1 ? "" : "s"}${apart}`;
   if (!l.counts) {
     return `${seen}, below the minimum (${l.minimum.labelled} labelled from ${l.minimum.units} units): eval evidence only`;
   }
@@ -270,6 +273,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
           }
         : undefined,
     minimum: request.liveMinimum,
+    windowDays: request.liveWindowDays,
   });
   const liveWhy = (v: RoutableVariant) => {
     const l = live.get(v.version);

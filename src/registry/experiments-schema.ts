@@ -128,8 +128,42 @@ export const feedback = sqliteTable(
   (t) => [index("feedback_experiment").on(t.experimentId)],
 );
 
+/**
+ * True labels of requests served outside an experiment (SLA-routed or pinned), from a signed feedback token
+ * (src/gateway/feedback-token.ts). The token carries what an exposure row would hold (the version that answered,
+ * its prediction, the unit, when it was served), so routed traffic writes nothing per request and only labelled
+ * requests cost a row. Keyed by the token's nonce: one label per served request. Deleting a variant or a model
+ * deletes its feedback.
+ */
+export const routedFeedback = sqliteTable(
+  "routed_feedback",
+  {
+    nonce: text("nonce").primaryKey(),
+    modelId: integer("model_id")
+      .notNull()
+      .references(() => models.id, { onDelete: "cascade" }),
+    variantId: integer("variant_id")
+      .notNull()
+      .references(() => variants.id, { onDelete: "cascade" }),
+    /** the variant's version (denormalised: the aggregate groups by it without a join) */
+    version: integer("version").notNull(),
+    /** digest of the request's unit (`u` + 16 hex), null when it had none */
+    unitId: text("unit_id"),
+    predicted: text("predicted").notNull(),
+    label: text("label").notNull(),
+    /** when the gateway served the request (from the token), ISO; the live-evidence window is on this */
+    servedAt: text("served_at").notNull(),
+    createdAt: timestamp("created_at"),
+  },
+  (t) => [
+    index("routed_feedback_model_served").on(t.modelId, t.servedAt),
+    index("routed_feedback_variant").on(t.variantId),
+  ],
+);
+
 export type ExperimentRow = typeof experiments.$inferSelect;
 export type ExperimentArmRow = typeof experimentArms.$inferSelect;
 export type ExposureRow = typeof exposures.$inferSelect;
 export type NewExposure = typeof exposures.$inferInsert;
 export type FeedbackRow = typeof feedback.$inferSelect;
+export type RoutedFeedbackRow = typeof routedFeedback.$inferSelect;

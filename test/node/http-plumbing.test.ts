@@ -180,6 +180,7 @@ describe("the Worker's vars: one zod schema", () => {
         "CLASSIFY_MAX_TOKENS",
         "MAX_BATCH",
         "LIVE_FEEDBACK_TTL_S",
+        "LIVE_FEEDBACK_WINDOW_DAYS",
         "MAX_INFER_BODY_MB",
         "MAX_SEQUENCE",
         "MAX_UPLOAD_MB",

@@ -131,13 +131,27 @@ describe("liveRule", () => {
   it("below the minimum only reports the counts", () => {
     const out = liveRule({
       ...base,
-      feedback: new Map([[2, feedbackOf([...repeat(19, [0, 10]), [0, 9]])]]),
+      feedback: new Map([
+        [
+          2,
+          {
+            ...feedbackOf([...repeat(19, [0, 10]), [0, 9]]),
+            withoutUnit: 0,
+            fromExperiments: 150,
+            fromRouted: 49,
+          },
+        ],
+      ]),
+      windowDays: 14,
     });
     expect(out.get(2)).toEqual({
       labelled: 199,
       units: 20,
       correct: 0,
       accuracy: 0,
+      withoutUnit: 0,
+      sources: { experiments: 150, routed: 49 },
+      windowDays: 14,
       minimum: { labelled: 200, units: 20 },
       counts: false,
       demoted: false,

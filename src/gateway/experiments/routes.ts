@@ -16,7 +16,9 @@ import { ApiError, conflict, notFound } from "../../registry/errors";
 import { publishesRegistryChange } from "../../registry/invalidation";
 import { findModel, findVariant, isUniqueViolation, registryDb } from "../../registry/store";
 import { parseParam, parseQuery, readJsonBody } from "../../registry/validation";
+import { configFromEnv } from "../config";
 import type { Env } from "../env";
+import { isFeedbackToken, parseFeedbackToken, verifyFeedbackToken } from "../feedback-token";
 import { PINNED_VERSION, type ServingVariables } from "../serving-variables";
 import { assignRequest } from "./assign";
 import { armLabel, computeResults } from "./results";
@@ -30,6 +32,7 @@ import {
   findExposure,
   insertExperiment,
   insertFeedback,
+  insertRoutedFeedback,
   listExperiments,
   replaceArms,
   updateExperiment,
@@ -343,13 +346,80 @@ export function createExperimentRoutes() {
 
   // --- feedback -------------------------------------------------------------------------------------------
   /**
-   * Records the true label of a request served in an experiment. Feedback can overtake its exposure (which
-   * travels through the queue), so it is stored by request id and joined at analysis time: the experiment named
-   * in the request id must exist (404 otherwise) and the label must be one of the model's (422). The first label
-   * for a request id wins; repeating it is a no-op (200), contradicting it is a 409.
+   * Records the true label of a served request. Two kinds of request id:
+   * - an experiment's (`e<id>-…`): feedback can overtake its exposure (which travels through the queue), so it
+   *   is stored by request id and joined at analysis time; the experiment named in the id must exist (404);
+   * - a routed request's feedback token (`r1.…`, src/gateway/feedback-token.ts): its MAC must verify against the
+   *   model and variant it names (404 otherwise: a forged or altered token, or one whose variant was deleted),
+   *   and it must have been served within the live-evidence window (422 `request_expired`).
+   * The label must be one of the model's (422). The first label for a request wins; repeating it is a no-op
+   * (200), contradicting it is a 409.
    */
+  async function routedFeedbackOf(c: Ctx, requestId: string, label: string) {
+    const claim = parseFeedbackToken(requestId);
+    const secret = c.env.ADMIN_TOKEN;
+    const unknown = () => notFound(`request id '${requestId.slice(0, 160)}'`, "requestId");
+    if (!claim || !secret) throw unknown();
+    const rdb = registryDb(c.env.DB);
+    const model = await findModel(rdb, claim.model);
+    const variant = model ? await findVariant(rdb, model.id, claim.version) : undefined;
+    if (!model || !variant) throw unknown();
+    if (!(await verifyFeedbackToken(secret, claim, { modelId: model.id, variantId: variant.id }))) {
+      throw unknown();
+    }
+    const predicted = model.labels[claim.predicted];
+    if (predicted === undefined) throw unknown();
+    const key = verifiedKeyOf(c);
+    if (key && !keyAllowsModel(key, model.name)) {
+      throw new ApiError(403, "forbidden", `this API key may not use model '${model.name}'`, "model");
+    }
+    if (!model.labels.includes(label)) {
+      throw new ApiError(422, "unknown_label", `label must be one of ${model.labels.join(", ")}`, "label");
+    }
+    const windowMs = configFromEnv(c.env).liveFeedbackWindowMs;
+    if (claim.servedAt * 1000 < Date.now() - windowMs) {
+      throw new ApiError(
+        422,
+        "request_expired",
+        `the request was served more than ${windowMs / 86_400_000} days ago, outside the live-evidence window`,
+        "requestId",
+      );
+    }
+    const { stored, created } = await insertRoutedFeedback(c.var.db, {
+      nonce: claim.nonce,
+      modelId: model.id,
+      variantId: variant.id,
+      version: variant.version,
+      unitId: claim.unit,
+      predicted,
+      label,
+      servedAt: new Date(claim.servedAt * 1000).toISOString(),
+    });
+    if (stored.label !== label) {
+      throw conflict(
+        "feedback_exists",
+        `request '${requestId}' already has label '${stored.label}'`,
+        "label",
+      );
+    }
+    return c.json(
+      {
+        feedback: {
+          requestId,
+          label: stored.label,
+          model: model.name,
+          version: variant.version,
+          servedAt: stored.servedAt,
+          correct: stored.predicted === stored.label,
+        },
+      },
+      created ? 201 : 200,
+    );
+  }
+
   r.post("/v1/feedback", async (c) => {
     const body = await readBody(c, FeedbackBody);
+    if (isFeedbackToken(body.requestId)) return routedFeedbackOf(c, body.requestId, body.label);
     const experimentId = experimentIdOfRequest(body.requestId);
     const e = experimentId !== null ? await findExperiment(c.var.db, experimentId) : undefined;
     if (!e) throw notFound(`request id '${body.requestId}'`, "requestId");

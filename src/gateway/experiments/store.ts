@@ -14,6 +14,7 @@ import {
   experiments,
   exposures,
   feedback,
+  routedFeedback,
 } from "../../registry/experiments-schema";
 import * as registrySchema from "../../registry/schema";
 import { aliases, type ModelRow, models, type VariantRow, variants } from "../../registry/schema";
@@ -261,6 +262,17 @@ export async function insertFeedback(
   const inserted = await db.insert(feedback).values(row).onConflictDoNothing().returning().get();
   if (inserted) return { stored: inserted, created: true };
   const stored = await db.select().from(feedback).where(eq(feedback.requestId, row.requestId)).get();
+  return { stored: stored!, created: false };
+}
+
+/** Stores the label of a routed request once per token nonce; returns the stored row (the earlier one if any). */
+export async function insertRoutedFeedback(
+  db: ExperimentDb,
+  row: typeof routedFeedback.$inferInsert,
+): Promise<{ stored: typeof routedFeedback.$inferSelect; created: boolean }> {
+  const inserted = await db.insert(routedFeedback).values(row).onConflictDoNothing().returning().get();
+  if (inserted) return { stored: inserted, created: true };
+  const stored = await db.select().from(routedFeedback).where(eq(routedFeedback.nonce, row.nonce)).get();
   return { stored: stored!, created: false };
 }
 

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { PositiveIdParam } from "../../http/params";
 import { EXPERIMENT_STATUSES } from "../../registry/experiments-schema";
 import { AliasName, ModelName } from "../../registry/validation";
+import { MAX_FEEDBACK_TOKEN_LENGTH } from "../feedback-token";
 
 export const ExperimentId = PositiveIdParam;
 
@@ -98,7 +99,13 @@ export const ListExperimentsQuery = z
 
 export const FeedbackBody = z
   .object({
-    requestId: z.string().min(1).max(128),
+    requestId: z
+      .string()
+      .min(1)
+      .max(MAX_FEEDBACK_TOKEN_LENGTH)
+      .describe(
+        "the response's x-sluice-request-id: an experiment's request id (e<experiment>-<hex>), or the signed feedback token of a request served outside an experiment (r1.…)",
+      ),
     label: z.string().min(1).max(256),
   })
   .strict();
