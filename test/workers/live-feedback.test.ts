@@ -5,10 +5,11 @@ import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
+import { mintFeedbackToken, parseFeedbackToken } from "../../src/gateway/feedback-token";
 import { createGatewayState } from "../../src/gateway/inference-routes";
 import type { RouteDecision } from "../../src/gateway/routing";
 import { ensureModel, type GraphVariant, registerGraph, testGateway } from "./gateway-helpers";
-import { admin, api, jsonInit, mintKey, tinyModelGraph } from "./helpers";
+import { ADMIN_TOKEN, admin, api, type ErrorBody, jsonInit, mintKey, tinyModelGraph } from "./helpers";
 
 vi.setConfig({ testTimeout: 180_000 });
 
@@ -18,7 +19,7 @@ const graph = (seed: number) => tinyModelGraph({ seed, labels: 2, vocab: 4096, h
 // Eval evidence: v1 right on 97 of 100 examples, v2 on 96 of them. Paired, v2 is proven within a 5-point margin.
 const evalCorrect = (wrong: number) => Array.from({ length: 100 }, (_, i) => i >= wrong);
 
-async function setUp(model: string) {
+async function setUp(model: string, sla: Record<string, unknown> = { margin: 0.05 }) {
   const variants: (GraphVariant & { seed: number })[] = [
     { seed: 1, accuracy: 0.97, p50Ms: 10, correct: evalCorrect(3) },
     { seed: 2, accuracy: 0.96, p50Ms: 5, correct: evalCorrect(4) },
@@ -30,8 +31,8 @@ async function setUp(model: string) {
       (await registerGraph(model, model, LABELS, graph(seed), { tokenizer: TOKENIZER, ...v })).version,
     );
   }
-  const sla = await api(`/v1/tasks/${model}/sla`, jsonInit("PUT", { metric: "accuracy", margin: 0.05 }));
-  expect(sla.status).toBe(200);
+  const put = await api(`/v1/tasks/${model}/sla`, jsonInit("PUT", { metric: "accuracy", ...sla }));
+  expect(put.status).toBe(200);
   return versions;
 }
 
@@ -219,5 +220,155 @@ describe("live feedback in routing", () => {
     const cached = testGateway(state);
     for (let i = 0; i < 3; i++) expect((await cached.fetch(`/v1/models/${model}/route`)).status).toBe(200);
     expect(state.liveFeedback.queries).toBe(1);
+  });
+
+  it("routed traffic (no experiment): 199 wrong labels from 20 units leave a variant below the SLA floor served; the 200th demotes it", async () => {
+    const model = "live-routed";
+    const [v1, v2] = await setUp(model, { min: 0.9 });
+    const { key } = await mintKey({ scopes: ["infer", "feedback"], models: [model] });
+    const before = await route(model);
+    expect(before.chosen).toBe(v2); // both meet the 90% floor on eval; v2 is faster
+
+    // 200 SLA-routed requests, 10 from each of 20 units: every response carries a signed feedback token
+    const units = Array.from({ length: 20 }, (_, i) => `routed-user-${i}`);
+    const served = await serve(model, units, 10, key, v2);
+    for (const s of served) expect(parseFeedbackToken(s.requestId)).toMatchObject({ model, version: v2 });
+
+    // a client cannot attribute a label to a variant it was not served, nor alter the prediction or unit
+    const token = served[0].requestId;
+    const claim = parseFeedbackToken(token)!;
+    const forged = [
+      token.replace(`r1.${v2}.`, `r1.${v1}.`),
+      token.replace(`r1.${v2}.${claim.predicted}.`, `r1.${v2}.${1 - claim.predicted}.`),
+      token.replace(`.${claim.unit}.`, ".-."),
+    ];
+    for (const requestId of forged) {
+      const res = await api(
+        "/v1/feedback",
+        jsonInit("POST", { requestId, label: "neg" }, { Authorization: `Bearer ${key}` }),
+      );
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as ErrorBody).error.field).toBe("requestId");
+    }
+    // nor one served longer ago than the window (a token the gateway really minted, 15 days back)
+    const ids = await env.DB.prepare(
+      "select m.id as modelId, v.id as variantId from models m join variants v on v.model_id = m.id where m.name = ? and v.version = ?",
+    )
+      .bind(model, v2)
+      .first<{ modelId: number; variantId: number }>();
+    const old = await mintFeedbackToken(
+      ADMIN_TOKEN,
+      { model, version: v2, predicted: 0, servedAt: Math.floor(Date.now() / 1000) - 15 * 86_400, unit: null },
+      ids!,
+    );
+    const expired = await api(
+      "/v1/feedback",
+      jsonInit("POST", { requestId: old, label: "pos" }, { Authorization: `Bearer ${key}` }),
+    );
+    expect(expired.status).toBe(422);
+    expect(((await expired.json()) as ErrorBody).error).toMatchObject({
+      code: "request_expired",
+      field: "requestId",
+    });
+
+    // 199 wrong labels from 20 units (19 × 10 + 9): one short of the minimum, so the eval evidence alone decides
+    await postWrongLabels(served.slice(0, 199), key);
+    const short = await route(model);
+    expect(short.chosen).toBe(v2);
+    expect(verdicts(short)).toEqual(verdicts(before));
+    expect(short.candidates[1].live).toMatchObject({
+      labelled: 199,
+      units: 20,
+      correct: 0,
+      counts: false,
+      withoutUnit: 0,
+      sources: { experiments: 0, routed: 199 },
+      windowDays: 14,
+    });
+    expect(short.candidates[1].why).toMatch(/live feedback: 199 labelled from 20 units, below the minimum/);
+
+    // a label is bound to its request: repeating it changes nothing, contradicting it is refused
+    const again = await api(
+      "/v1/feedback",
+      jsonInit(
+        "POST",
+        { requestId: served[0].requestId, label: LABELS.find((l) => l !== served[0].predicted) },
+        { Authorization: `Bearer ${key}` },
+      ),
+    );
+    expect(again.status).toBe(200);
+    const contra = await api(
+      "/v1/feedback",
+      jsonInit(
+        "POST",
+        { requestId: served[0].requestId, label: served[0].predicted },
+        { Authorization: `Bearer ${key}` },
+      ),
+    );
+    expect(contra.status).toBe(409);
+
+    // the 200th: v2's live upper bound falls below the 90% floor
+    await postWrongLabels(served.slice(199), key);
+    const after = await route(model);
+    expect(after.chosen).toBe(v1);
+    expect(verdicts(after)).toEqual([
+      { version: v1, verdict: "chosen", evidence: "eval" },
+      { version: v2, verdict: "demoted_by_feedback", evidence: "eval+live" },
+    ]);
+    const live = after.candidates[1].live!;
+    expect(live).toMatchObject({
+      labelled: 200,
+      units: 20,
+      correct: 0,
+      counts: true,
+      demoted: true,
+      bonferroni: 1,
+      sources: { experiments: 0, routed: 200 },
+      floor: { threshold: 0.9, below: true },
+    });
+    // Wilson 0/200, one-sided 95%, upper bound z²/(n + z²) = 1.3347% (Python statistics.NormalDist)
+    expect(live.interval![0]).toBeCloseTo(0, 12);
+    expect(live.interval![1]).toBeCloseTo(0.013347160654775612, 9);
+    expect(after.candidates[1].why).toBe(
+      "demoted by live feedback: 200 labelled from 20 units, accuracy 0.00%, 95% interval [0.00%, 1.33%]: upper bound 1.33% < SLA floor 90.00%",
+    );
+
+    // a routed request without a unit: its own unit, reported apart (now served by v1)
+    // (through the test's gateway: the Worker's own isolate reuses its aggregate for 30 s)
+    const res = await gateway.infer(`/v1/models/${model}/classify`, { text: "no unit" });
+    expect(res.headers.get("x-sluice-variant")).toBe(`${model}@${v1}`);
+    const lone: Served = {
+      requestId: res.headers.get("x-sluice-request-id")!,
+      predicted: ((await res.json()) as { results: { label: string }[] }).results[0].label,
+      unit: "",
+    };
+    expect(parseFeedbackToken(lone.requestId)).toMatchObject({ version: v1, unit: null });
+    await postWrongLabels([lone], key);
+    expect((await route(model)).candidates[0].live).toMatchObject({ labelled: 1, units: 1, withoutUnit: 1 });
+
+    // the window: 200 wrong labels for v1 served 20 days ago count for a 30-day window, not the default 14 days
+    const v1Id = await env.DB.prepare("select id from variants where model_id = ? and version = ?")
+      .bind(ids!.modelId, v1)
+      .first<number>("id");
+    const servedAt = new Date(Date.now() - 20 * 86_400_000).toISOString();
+    await env.DB.batch(
+      Array.from({ length: 200 }, (_, i) =>
+        env.DB.prepare(
+          "insert into routed_feedback (nonce, model_id, variant_id, version, unit_id, predicted, label, served_at) values (?, ?, ?, ?, ?, 'pos', 'neg', ?)",
+        ).bind(`old-${i}`, ids!.modelId, v1Id, v1, `u${String(i % 20).padStart(16, "0")}`, servedAt),
+      ),
+    );
+    expect((await route(model)).candidates[0]).toMatchObject({ verdict: "chosen", live: { labelled: 1 } });
+    const wide = testGateway(
+      createGatewayState({ ...DEFAULT_CONFIG, liveFeedbackTtlMs: 0, liveFeedbackWindowMs: 30 * 86_400_000 }),
+    );
+    const wider = (await (await wide.fetch(`/v1/models/${model}/route`)).json()) as RouteDecision;
+    // both variants are now demoted: none meets the SLA, so the most accurate one is served, marked unmet
+    expect(wider.outcome).toBe("unmet");
+    expect(wider.candidates[0]).toMatchObject({
+      evidence: "eval+live",
+      live: { labelled: 201, units: 21, withoutUnit: 1, windowDays: 30, counts: true, demoted: true },
+    });
+    expect(wider.candidates[1]).toMatchObject({ evidence: "eval+live", live: { demoted: true } });
   });
 });
