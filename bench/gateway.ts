@@ -4,8 +4,8 @@
  *   - the cold first request (ORT wasm instantiation + R2 read + sha256 + session creation + inference),
  *   - onnxruntime-web inference time inside workerd (server-timing `infer`),
  *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
- *     loading, tokenizing nor inference (total - load - tokenize - infer + auth: validation, JSON, tensors,
- *     the API-key check),
+ *     loading, tokenizing nor inference (total - load - tokenize - infer + auth + generation: validation, JSON,
+ *     tensors, the API-key check, the registry generation poll), with its parts' means,
  *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
  *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, interleaved with the concurrency-1
  *     requests so both see the same machine load, for context.
@@ -182,9 +182,24 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
   const e2e = samples.map((s) => s.e2eMs);
   const inferMs = samples.map((s) => s.timing.infer);
   const routeMs = samples.map((s) => s.timing.route);
-  // `auth` (the API-key check) runs before the route's own timer starts, so it is added, not inside `total`
+  // `auth` (the API-key check) and `generation` (the registry generation poll, on the requests that read it)
+  // run before the route's own timer starts, so they are added, not inside `total`
   const overhead = samples.map(
-    (s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize + (s.timing.auth ?? 0),
+    (s) =>
+      s.timing.total -
+      s.timing.infer -
+      s.timing.load -
+      s.timing.tokenize +
+      (s.timing.auth ?? 0) +
+      (s.timing.generation ?? 0),
+  );
+  // Where the overhead goes: the API-key check, the route (catalog lookup + policy), the generation poll (the
+  // middleware before the key check; present only on requests that read the counter) and the rest of the
+  // handler (body read and parse, tensors, session lookup, the response).
+  const authMs = samples.map((s) => s.timing.auth ?? 0);
+  const generationMs = samples.map((s) => s.timing.generation ?? 0);
+  const restMs = samples.map(
+    (s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize - s.timing.route,
   );
   if (process.env.BENCH_DUMP) {
     const sorted = [...samples].sort((a, b) => a.e2eMs - b.e2eMs);
@@ -200,6 +215,13 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
     infer: { p50Ms: p50(inferMs), p95Ms: p95(inferMs), meanMs: mean(inferMs) },
     route: { p50Ms: p50(routeMs), p95Ms: p95(routeMs), meanMs: mean(routeMs) },
     overhead: { p50Ms: p50(overhead), p95Ms: p95(overhead), meanMs: mean(overhead) },
+    overheadParts: {
+      authMeanMs: mean(authMs),
+      routeMeanMs: mean(routeMs),
+      restMeanMs: mean(restMs),
+      generationMeanMs: mean(generationMs),
+      generationReads: generationMs.filter((_, i) => samples[i].timing.generation !== undefined).length,
+    },
   };
 }
 
@@ -294,7 +316,13 @@ async function main() {
       "gateway overhead (all but infer)",
       fmt(levels[0].overhead.p50Ms),
       fmt(levels[0].overhead.p95Ms),
-      `total - load - tokenize - infer + auth; mean ${fmt(levels[0].overhead.meanMs)}`,
+      `total - load - tokenize - infer + auth + generation; mean ${fmt(levels[0].overhead.meanMs)}`,
+    ],
+    [
+      "  of which (means)",
+      "",
+      "",
+      `auth ${fmt(levels[0].overheadParts.authMeanMs)}, route ${fmt(levels[0].overheadParts.routeMeanMs)}, rest ${fmt(levels[0].overheadParts.restMeanMs)}; generation poll ${fmt(levels[0].overheadParts.generationMeanMs)} (${levels[0].overheadParts.generationReads} reads)`,
     ],
   ];
   for (const l of levels) {
