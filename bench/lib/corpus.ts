@@ -10,11 +10,13 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { startWranglerDev } from "../../scripts/lib/wrangler";
-import { decodeModel, encodeModel } from "../../src/core/onnx";
+import { encodeModel } from "../../src/core/onnx";
+import { decodeModelProto, encodeModelProto } from "../../src/core/onnx/codec";
 import { encodeBatch, loadTokenizer } from "../../src/core/tokenizer";
 import { DEFAULT_CONFIG } from "../../src/gateway/config";
 import { push } from "../../src/trainer-node/commands/push";
 import { ImportError } from "../../src/trainer-node/import/errors";
+import { float16BitsToNumber } from "../../src/trainer-node/import/fp16";
 import { loadUserModel, type UserModel } from "../../src/trainer-node/import/load";
 import { requestJson } from "../../src/trainer-node/registry-client";
 
@@ -42,9 +44,24 @@ export interface Fixture {
     headLinears?: number;
     sequenceLength?: number | null;
   };
-  reference: { inputs: Record<string, TensorJson>; outputs: Record<string, TensorJson> };
+  reference: {
+    inputs: Record<string, TensorJson>;
+    outputs: Record<string, TensorJson>;
+    /**
+     * Bound on the comparisons that run the file itself (`originalVsTorch`, `hiddenVsOriginal`) when it is
+     * looser than `TOLERANCE`: 1e-2 for fp16 files, whose activations onnxruntime computes in fp16 while the
+     * reference and the import compute in fp32.
+     */
+    tolerance?: number;
+  };
   dir: string;
 }
+
+/** Bound on every fp32-vs-fp32 comparison of the corpus (imported vs PyTorch, export vs gated, gateway). */
+export const TOLERANCE = 1e-4;
+
+/** Bound on the comparisons that run the fixture's own file in onnxruntime. */
+export const originalTolerance = (fx: Fixture) => fx.reference.tolerance ?? TOLERANCE;
 
 /** The corpus (another directory with SLUICE_CORPUS_DIR, for trying exports of your own). */
 export function loadCorpus(root = process.env.SLUICE_CORPUS_DIR ?? CORPUS_ROOT): Fixture[] {
@@ -72,6 +89,13 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i]) - Number(b[i])));
   return m;
 };
+
+const FLOAT32 = 1;
+const FLOAT16 = 10;
+
+/** An output's values as numbers (onnxruntime-node returns float16 as its bit patterns). */
+const floats = (t: ort.Tensor): ArrayLike<number> =>
+  t.type === "float16" ? Array.from(t.data as Uint16Array, float16BitsToNumber) : (t.data as Float32Array);
 
 async function run(bytes: Uint8Array, feeds: Record<string, ort.Tensor>) {
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
@@ -126,15 +150,26 @@ export async function checkImport(fx: Fixture, numLabels?: number): Promise<Impo
     Object.entries(fx.reference.inputs).map(([name, t]) => [name, tensorOf(t)]),
   );
 
-  // The original, with the recognised encoder output exposed when it is a value of the original graph.
-  const original = decodeModel(model.bytes);
-  const hiddenInOriginal = original.nodes.some((n) => n.outputs.includes(report.outputs.hidden));
-  if (hiddenInOriginal) original.outputs.push({ name: report.outputs.hidden, dtype: "float32" });
-  const origOut = await run(encodeModel(original), refFeeds);
+  // The original, with the recognised encoder output exposed when it is a value of the original graph. Edited
+  // as a protobuf message, not a Graph: an fp16 file stays fp16 (the Graph holds fp32 only).
+  const original = decodeModelProto(model.bytes);
+  const hiddenInOriginal = (original.graph?.node ?? []).some((n) =>
+    n.output?.includes(report.outputs.hidden),
+  );
+  if (hiddenInOriginal) {
+    const declared = original.graph?.valueInfo?.find((v) => v.name === report.outputs.hidden);
+    original.graph?.output?.push({
+      name: report.outputs.hidden,
+      type: {
+        tensorType: {
+          elemType: declared?.type?.tensorType?.elemType ?? (report.precision ? FLOAT16 : FLOAT32),
+        },
+      },
+    });
+  }
+  const origOut = await run(encodeModelProto(original), refFeeds);
   check.originalVsTorch = Math.max(
-    ...Object.entries(fx.reference.outputs).map(([name, t]) =>
-      maxAbsDiff(origOut[name].data as Float32Array, t.data),
-    ),
+    ...Object.entries(fx.reference.outputs).map(([name, t]) => maxAbsDiff(floats(origOut[name]), t.data)),
   );
 
   // The imported graph takes canonical int64 inputs; position_ids (if any) it computes itself.
@@ -147,7 +182,7 @@ export async function checkImport(fx: Fixture, numLabels?: number): Promise<Impo
   if (hiddenInOriginal)
     check.hiddenVsOriginal = maxAbsDiff(
       imported.last_hidden_state.data as Float32Array,
-      origOut[report.outputs.hidden].data as Float32Array,
+      floats(origOut[report.outputs.hidden]),
     );
   const torchLogits = fx.reference.outputs.logits;
   if (imported.logits && torchLogits && (numLabels === undefined || report.head.numLabels === numLabels))

@@ -53,7 +53,16 @@ export const ManifestV1 = z.object({
     name: z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE),
     task: z.string().min(1).max(64),
   }),
-  base: z.object({ name: z.string().min(1), sha256: sha256Hex }),
+  base: z.object({
+    name: z.string().min(1),
+    sha256: sha256Hex,
+    /**
+     * Float type the base file stored its weights in, when not fp32. "fp16": the import widened it to fp32
+     * exactly (trainer-node/import/fp16.ts), so the variant is fp32 (or int8, `precision`) whatever the base
+     * declared, and `io` is what the variant takes, not the base's fp16 outputs.
+     */
+    precision: z.enum(["fp32", "fp16"]).optional(),
+  }),
   artifact: z.object({ file: z.string().min(1), sha256: sha256Hex, bytes: z.number().int().positive() }),
   tokenizer: z.object({ file: z.string().min(1), sha256: sha256Hex }).optional(),
   io: IoSignature,

@@ -16,8 +16,10 @@ import {
   type ImportCheck,
   loadCorpus,
   modelFile,
+  originalTolerance,
   type ServeCheck,
   sluice,
+  TOLERANCE,
   TRAIN_ARGS,
   type TrainCheck,
   trainAndServe,
@@ -29,7 +31,6 @@ import { loadUserModel } from "../../src/trainer-node/import/load";
 const corpus = loadCorpus();
 const accepted = corpus.filter((f) => f.expect.refused === null);
 const refused = corpus.filter((f) => f.expect.refused !== null);
-const TOLERANCE = 1e-4;
 
 /** What each refusal's message must say. */
 const REFUSAL: Record<string, RegExp> = {
@@ -56,11 +57,12 @@ describe.skipIf(corpus.length === 0)("HF export corpus: import", () => {
       if (fx.expect.encoderLinears !== undefined) expect(c.blockLinears).toBe(fx.expect.encoderLinears);
       if (fx.expect.headLinears !== undefined) expect(c.headLinears).toBe(fx.expect.headLinears);
       expect(c.fixedSequenceLength ?? null).toBe(fx.expect.sequenceLength ?? null);
+      // An fp16 file runs in fp16 in onnxruntime (fixture.json's looser bound); the import and PyTorch in fp32.
       expect(c.originalVsTorch, "the fixture itself in onnxruntime vs PyTorch").toBeLessThanOrEqual(
-        TOLERANCE,
+        originalTolerance(fx),
       );
       expect(c.hiddenVsOriginal, "imported hidden states vs the original graph").toBeLessThanOrEqual(
-        TOLERANCE,
+        originalTolerance(fx),
       );
       if (c.logitsVsTorch !== undefined) expect(c.logitsVsTorch).toBeLessThanOrEqual(TOLERANCE);
     },

@@ -159,12 +159,25 @@ function tensorShapeFromProto(p: onnx.ITensorProto): Tensor {
 
 /** Parses an ONNX model file. Throws OnnxFormatError on anything that is not a usable model. */
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Graph {
-  let model: onnx.ModelProto;
+  return graphFromModelProto(decodeModelProto(bytes), opts);
+}
+
+/** The protobuf message of a model file, for passes that must see it before the Graph does (fp16 upcast). */
+export function decodeModelProto(bytes: Uint8Array): onnx.ModelProto {
   try {
-    model = onnxValues.ModelProto.decode(bytes);
+    return onnxValues.ModelProto.decode(bytes);
   } catch (err) {
     throw new OnnxFormatError(`not an ONNX model: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** Serialises a protobuf model message as decoded by `decodeModelProto` (after in-place edits). */
+export function encodeModelProto(model: onnx.IModelProto): Uint8Array {
+  return onnxValues.ModelProto.encode(model, new protobuf.Writer()).finish();
+}
+
+/** A decoded model message as a Graph. Throws OnnxFormatError on anything that is not a usable model. */
+export function graphFromModelProto(model: onnx.ModelProto, opts: DecodeOptions = {}): Graph {
   const g = model.graph;
   if (!g?.node || g.node.length === 0 || !g.output?.length)
     throw new OnnxFormatError("not an ONNX model: it has no graph");

@@ -148,7 +148,11 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     graph,
     report,
     ckpt: o.ckpt,
-    base: { name: o.ckpt.base.name, sha256: o.model.sha256 },
+    base: {
+      name: o.ckpt.base.name,
+      sha256: o.model.sha256,
+      ...(o.model.report.precision ? { precision: o.model.report.precision.source } : {}),
+    },
     target: o.target,
     tokenizerFile: o.tokenizerFile,
     maxSequenceLength: maxLen,

@@ -78,7 +78,7 @@ export interface VariantInput {
   report: ExportReport;
   ckpt: GateCheckpoint;
   /** The base model the gates were trained on (defaults to the checkpoint's record of it). */
-  base?: { name: string; sha256: string };
+  base?: { name: string; sha256: string; precision?: "fp32" | "fp16" };
   /** Sparsity the user asked for (defaults to the checkpoint's `settings.target`, else 0). */
   target?: number;
   tokenizerFile?: string;

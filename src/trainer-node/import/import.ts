@@ -15,7 +15,7 @@
  * The import is deterministic: train and export both re-import the user's file and get the same graph (node
  * names are the exporter's), so a checkpoint names layers of the canonical graph of that file.
  */
-import { decodeModel } from "../../core/onnx/codec";
+import { decodeModelProto, graphFromModelProto } from "../../core/onnx/codec";
 import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from "../../core/onnx/fold";
 import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
@@ -23,6 +23,7 @@ import { inferShapes } from "../../core/onnx/shape-inference";
 import { makeBatchDynamic } from "./batch-axis";
 import { rewriteEinsums } from "./einsum";
 import { ImportError } from "./errors";
+import { dropFloatCasts, type Float16Report, upcastFloat16 } from "./fp16";
 import { findEmbeddings, type Recognition, recognizeEncoder, sourceInput } from "./recognize";
 import { freezeAttentionScales } from "./scale";
 import { checkSharedWeights, type SharedWeight, unifySharedWeights } from "./shared-weights";
@@ -56,6 +57,8 @@ export interface ImportReport {
   producer?: string;
   unfused: Record<string, number>;
   folded: { constants: number; weightTransforms: number };
+  /** Set when the file was fp16 (fp16.ts): what the upcast to fp32 changed. Absent for fp32 files. */
+  precision?: Float16Report & { droppedCasts: number };
   inputs: InputRole[];
   /** Inputs that were replaced by what the model computes from the others (position_ids as an arange). */
   derivedInputs: string[];
@@ -96,12 +99,17 @@ const isSymbolic = (d: number | string | undefined) => typeof d !== "number" || 
 /** Decodes and imports; `ImportError` for models Sluice cannot gate. */
 export function importEncoderBytes(bytes: Uint8Array, opts: ImportOptions = {}): ImportedModel {
   let graph: Graph;
+  let fp16: Float16Report | undefined;
   try {
-    graph = decodeModel(bytes);
+    const proto = decodeModelProto(bytes);
+    // fp16 tensors are widened on the message: the Graph and everything after it hold fp32 only.
+    fp16 = upcastFloat16(proto);
+    graph = graphFromModelProto(proto);
   } catch (err) {
+    if (err instanceof ImportError) throw err;
     throw new ImportError(`not a readable ONNX model: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return importEncoder(graph, opts);
+  return importEncoder(graph, opts, fp16);
 }
 
 /** Detects what is not an encoder before anything is rewritten, naming what it is instead. */
@@ -378,8 +386,11 @@ function activationOf(chain: { node: { op: string } }[]): string[] {
   return [...new Set(chain.map((c) => c.node.op))];
 }
 
-/** Imports an already-decoded graph (mutated: pass a clone to keep the original). */
-export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedModel {
+/**
+ * Imports an already-decoded graph (mutated: pass a clone to keep the original). `fp16`: what `upcastFloat16`
+ * did to the file before it was decoded, when it was an fp16 model.
+ */
+export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Float16Report): ImportedModel {
   const g = graph;
   const report: ImportReport = {
     opset: { original: g.opset, canonical: Math.max(17, g.opset) },
@@ -428,6 +439,12 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}): ImportedM
     );
   }
   foldConstants(g);
+  if (fp16) {
+    report.precision = { ...fp16, droppedCasts: dropFloatCasts(g) };
+    report.notes.push(
+      `fp16 model: weights widened to fp32 exactly, trained and exported in fp32${fp16.fp16Io.length ? `; its fp16 inputs/outputs (${fp16.fp16Io.join(", ")}) are fp32 in the variant, which declares its own io` : ""}`,
+    );
+  }
   // Keras EinsumDense and MultiHeadAttention's products (tf2onnx): Einsum becomes MatMul/Reshape/Transpose.
   const einsums = rewriteEinsums(g);
   if (einsums.rewritten > 0)

@@ -51,6 +51,10 @@ export function formatImportReport(
     add(
       `folded: ${r.folded.constants} Constant nodes, ${r.folded.weightTransforms} weight Transpose/Cast/Identity nodes`,
     );
+  if (r.precision)
+    add(
+      `precision: fp16 file upcast to fp32 (${r.precision.tensors} fp16 tensors widened, ${r.precision.roundedConstants} Cast-to-fp16 constants folded rounded, ${r.precision.casts} fp16 Casts made fp32, ${r.precision.droppedCasts} float-to-float Casts dropped); trained and exported in fp32`,
+    );
   add(
     `inputs: ${r.inputs.map((i) => (i.original === i.name && i.originalDtype === "int64" ? i.name : `${i.name} (from ${i.original}, ${i.originalDtype})`)).join(", ")}${r.derivedInputs.length ? `; computed inside: ${r.derivedInputs.join(", ")} (arange)` : ""}`,
   );
