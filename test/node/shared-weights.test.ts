@@ -179,7 +179,10 @@ describe("shared weights (ALBERT): tied gates", () => {
     for (const l of gated)
       for (const input of [rowGateInput, colGateInput]) {
         const sum = new Float64Array(tiedGrads.get(input(l.node))!.length);
-        for (const u of l.uses ?? [l]) untiedGrads.get(input(u.node))!.forEach((v, j) => (sum[j] += v));
+        for (const u of l.uses ?? [l])
+          untiedGrads.get(input(u.node))!.forEach((v, j) => {
+            sum[j] += v;
+          });
         const scale = Math.max(1e-3, ...Array.from(sum, Math.abs));
         expect(maxDiff(tiedGrads.get(input(l.node))!, sum) / scale).toBeLessThan(1e-4);
         if (l.uses) shared++;
