@@ -270,6 +270,28 @@ describe("peeking: confidence sequences stay valid where repeated t-tests do not
     expect(sequenceRejected / sims).toBeLessThanOrEqual(alpha);
   });
 
+  it("an early look where every unit agrees (no spread) gives no comparison instead of throwing or a zero-width interval", () => {
+    // Seen by bench:ab-validity's peeking scenario: at an early look every labelled unit was all correct, the
+    // accuracy variance was 0, and the sequential analysis threw (a 500 on the results route).
+    const unit = (correct: number, ms: number): UnitData => ({
+      requests: 1,
+      errors: 0,
+      latencyMs: [ms],
+      labelled: 1,
+      correct,
+    });
+    const data: ArmData[] = [
+      { units: [unit(1, 30), unit(1, 31), unit(1, 29)] },
+      { units: [unit(0, 30), unit(0, 32), unit(0, 28)] },
+    ];
+    for (const design of [{ kind: "sequential" } as const, { kind: "fixed", plannedUnits: 6 } as const]) {
+      const r = analyzeExperiment({ ...twoArms, design }, data);
+      expect(r.comparisons[0].accuracy).toBeNull();
+      expect(r.comparisons[0].latency?.significant).toBe(false);
+      expect(r.decision.action).not.toBe("promote");
+    }
+  });
+
   it("a sequential A/A experiment analysed at every look rarely promotes; a real effect is found early", () => {
     const config: AnalysisConfig = {
       ...twoArms,

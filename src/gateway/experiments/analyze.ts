@@ -409,14 +409,14 @@ function compareRatio(
   design: { sequential: boolean; tuningScale: number },
 ): MetricComparison | null {
   if (c.units < 2 || t.units < 2) return null;
-  return compareMetric(
-    estimates(c.estimate, t.estimate, alpha),
-    { ...design, variance: c.variance + t.variance },
-    () => {
-      const r = ratioDifferenceTest(c, t, alpha);
-      return { method: "delta-method", ci: r.ci, pValue: r.pValue };
-    },
-  );
+  // No spread between units yet (e.g. every unit so far all correct): no interval can be supported, so no
+  // comparison, rather than a zero-width interval that calls any difference significant.
+  const variance = c.variance + t.variance;
+  if (!(variance > 0)) return null;
+  return compareMetric(estimates(c.estimate, t.estimate, alpha), { ...design, variance }, () => {
+    const r = ratioDifferenceTest(c, t, alpha);
+    return { method: "delta-method", ci: r.ci, pValue: r.pValue };
+  });
 }
 
 function compareP95(
@@ -430,10 +430,10 @@ function compareP95(
   const qc = clusteredQuantile(c.latencyByUnit, 0.95, alpha);
   const qt = clusteredQuantile(t.latencyByUnit, 0.95, alpha);
   const variance = qc.standardError ** 2 + qt.standardError ** 2;
+  if (!(variance > 0)) return null; // as in compareRatio: no spread, no comparison
   return compareMetric(estimates(qc.estimate, qt.estimate, alpha), { ...design, variance }, () => {
     const d = qt.estimate - qc.estimate;
     const se = Math.sqrt(variance);
-    if (!(se > 0)) return { method: "woodruff", ci: [d, d], pValue: d === 0 ? 1 : 0 };
     const z = normalQuantile(1 - alpha / 2);
     return {
       method: "woodruff",
