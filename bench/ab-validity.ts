@@ -3,11 +3,12 @@
  * GET /v1/experiments/:id/results. Rows: i.i.d. traffic (one request per unit); clustered traffic (requests
  * per unit Pareto(1.3) from 3, unit accuracy Beta(9, 1), per-unit lognormal latency factor) analysed per unit
  * and, to show the bench tells the difference, per request (every request treated as its own unit, which is
- * what the analysis did before issue 16); and clustered A/B with B 10% faster to show power.
+ * what the analysis did before); and clustered A/B rows to show power: B 10% faster, and B 2 accuracy points
+ * worse (every unit's accuracy lowered by 0.02).
  * Prints the table; writes bench-results/ab-validity.json and regenerates the figures block of
  * docs/ab-validity.md from that JSON (`--docs-only` re-renders the block from the committed JSON).
  *
- *   npx tsx bench/ab-validity.ts [--runs 400] [--units 1000] [--docs-only]
+ *   npx tsx bench/ab-validity.ts [--runs 2000] [--units 1000] [--docs-only]
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -23,21 +24,24 @@ import { updateBenchmarksPage, writeDocsBlock } from "./lib/docs";
 
 const { values: args } = parseArgs({
   options: {
-    runs: { type: "string", default: "400" },
+    runs: { type: "string", default: "2000" },
+    // Each peeking run analyses ~260 looks (about 4 s here): its row gets fewer runs, and says so.
+    "peeking-runs": { type: "string", default: "40" },
     units: { type: "string", default: "1000" },
     "docs-only": { type: "boolean", default: false },
   },
 });
 const RUNS = Number(args.runs);
+const PEEKING_RUNS = Number(args["peeking-runs"]);
 const UNITS = Number(args.units);
 
-function arm(seed: number, clustered: boolean, medianMs: number): ArmData {
+function arm(seed: number, clustered: boolean, medianMs: number, accuracyDrop = 0): ArmData {
   const uniform = seededUniform(seed);
   const normal = seededNormal(seed + 17);
   const units: UnitData[] = [];
   for (let i = 0; i < UNITS; i++) {
     const requests = clustered ? Math.floor(3 * (1 - uniform()) ** (-1 / 1.3)) : 1;
-    const accuracy = clustered ? uniform() ** (1 / 9) : 0.9; // Beta(9, 1) has mean 0.9
+    const accuracy = (clustered ? uniform() ** (1 / 9) : 0.9) - accuracyDrop; // Beta(9, 1) has mean 0.9
     const factor = clustered ? Math.exp(0.5 * normal()) : 1;
     const latencyMs: number[] = [];
     let labelled = 0;
@@ -92,14 +96,24 @@ interface Row {
   seconds: number;
 }
 
-function run(row: string, clustered: boolean, flatten: boolean, treatmentMs: number, seed: number): Row {
+function run(
+  row: string,
+  clustered: boolean,
+  flatten: boolean,
+  treatmentMs: number,
+  seed: number,
+  accuracyDrop = 0,
+): Row {
   const t0 = performance.now();
   let acc = 0;
   let lat = 0;
   let p95 = 0;
   let promote = 0;
   for (let k = 0; k < RUNS; k++) {
-    let data = [arm(seed + 2 * k, clustered, 30), arm(seed + 2 * k + 1, clustered, treatmentMs)];
+    let data = [
+      arm(seed + 2 * k, clustered, 30),
+      arm(seed + 2 * k + 1, clustered, treatmentMs, accuracyDrop),
+    ];
     if (flatten) data = data.map(perRequest);
     const r = analyzeExperiment(config, data);
     const c = r.comparisons[0];
@@ -115,6 +129,72 @@ function run(row: string, clustered: boolean, flatten: boolean, treatmentMs: num
     latencySignificant: lat / RUNS,
     p95Significant: p95 / RUNS,
     promote: promote / RUNS,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/**
+ * Scenario (c): the clustered traffic of the per-unit row, analysed after every `LOOK_EVERY` requests with a
+ * sequential design, stopping each metric at its first significant look (and "promote" at the first look that
+ * recommends it). Requests arrive in random order: each request gets a uniform arrival time.
+ */
+const LOOK_EVERY = 100;
+
+function peekingRun(row: string, seed: number): Row {
+  const t0 = performance.now();
+  const sequential: AnalysisConfig = { ...config, design: { kind: "sequential", plannedUnits: 2 * UNITS } };
+  let acc = 0;
+  let lat = 0;
+  let p95 = 0;
+  let promote = 0;
+  for (let k = 0; k < PEEKING_RUNS; k++) {
+    const full = [arm(seed + 2 * k, true, 30), arm(seed + 2 * k + 1, true, 30)];
+    const order = seededUniform(seed + 7 * k + 3);
+    // One event per request: (arm, unit, index of the request within the unit), in arrival order.
+    const events: { t: number; a: number; u: number; r: number }[] = [];
+    full.forEach((d, a) => {
+      d.units.forEach((unit, u) => {
+        for (let r = 0; r < unit.requests; r++) events.push({ t: order(), a, u, r });
+      });
+    });
+    events.sort((x, y) => x.t - y.t);
+    // Labels of a unit are spread over its first `labelled` requests (which ones does not matter here).
+    const live = full.map((d) =>
+      d.units.map(() => ({ requests: 0, errors: 0, latencyMs: [] as number[], labelled: 0, correct: 0 })),
+    );
+    const seen = { acc: false, lat: false, p95: false, promote: false };
+    for (let i = 0; i < events.length; i++) {
+      const { a, u, r } = events[i];
+      const src = full[a].units[u];
+      const dst = live[a][u];
+      dst.requests++;
+      dst.latencyMs.push(src.latencyMs[r]);
+      if (dst.labelled < src.labelled) {
+        dst.labelled++;
+        if (dst.correct < src.correct) dst.correct++;
+      }
+      if ((i + 1) % LOOK_EVERY !== 0 && i + 1 !== events.length) continue;
+      const data = live.map((units) => ({ units: units.filter((x) => x.requests > 0) }));
+      const res = analyzeExperiment(sequential, data);
+      const c = res.comparisons[0];
+      seen.acc ||= !!c.accuracy?.significant;
+      seen.lat ||= !!c.latency?.significant;
+      seen.p95 ||= !!c.p95?.significant;
+      seen.promote ||= res.decision.action === "promote";
+      if (seen.acc && seen.lat && seen.p95 && seen.promote) break;
+    }
+    acc += +seen.acc;
+    lat += +seen.lat;
+    p95 += +seen.p95;
+    promote += +seen.promote;
+  }
+  return {
+    row,
+    runs: PEEKING_RUNS,
+    accuracySignificant: acc / PEEKING_RUNS,
+    latencySignificant: lat / PEEKING_RUNS,
+    p95Significant: p95 / PEEKING_RUNS,
+    promote: promote / PEEKING_RUNS,
     seconds: (performance.now() - t0) / 1000,
   };
 }
@@ -135,13 +215,13 @@ const pct = (p: number, runs: number) => `${(p * 100).toFixed(1)}% ±${(half(p, 
 function renderFigures(r: AbValidityResults): string {
   const limit = r.alpha + 0.01;
   const lines = [
-    `Generated by \`npm run bench:ab-validity\` on ${r.when} from bench-results/ab-validity.json: ${r.runs} simulated experiments per row, ${r.unitsPerArm} units per arm, alpha ${r.alpha}, fixed design. Each cell is the share of experiments with a significant result, ± its 95% interval over the ${r.runs} runs.`,
+    `Generated by \`npm run bench:ab-validity\` on ${r.when} from bench-results/ab-validity.json: the runs column is the number of simulated experiments per row, ${r.unitsPerArm} units per arm, alpha ${r.alpha}; fixed design except the sequential row, which is analysed after every ${LOOK_EVERY} requests. Each cell is the share of experiments with a significant result (for the sequential row: significant at any look), ± its 95% interval over the row's runs.`,
     "",
-    "| row | accuracy significant | mean latency significant | p95 significant | promote |",
-    "| --- | ---: | ---: | ---: | ---: |",
+    "| row | runs | accuracy significant | mean latency significant | p95 significant | promote |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
     ...r.rows.map(
       (x) =>
-        `| ${x.row} | ${pct(x.accuracySignificant, r.runs)} | ${pct(x.latencySignificant, r.runs)} | ${pct(x.p95Significant, r.runs)} | ${pct(x.promote, r.runs)} |`,
+        `| ${x.row} | ${x.runs} | ${pct(x.accuracySignificant, x.runs)} | ${pct(x.latencySignificant, x.runs)} | ${pct(x.p95Significant, x.runs)} | ${pct(x.promote, x.runs)} |`,
     ),
     "",
   ];
@@ -149,7 +229,7 @@ function renderFigures(r: AbValidityResults): string {
     const worst = Math.max(x.accuracySignificant, x.latencySignificant, x.p95Significant);
     const ok = worst <= limit;
     lines.push(
-      `- ${x.row}: largest false-positive rate ${pct(worst, r.runs)} — ${ok ? "within" : "**over**"} alpha + 1 point (${(limit * 100).toFixed(0)}%)${x.row.includes("old analysis") ? " (the per-request analysis this bench exists to catch)" : ""}.`,
+      `- ${x.row}: largest false-positive rate ${pct(worst, x.runs)} — ${ok ? "within" : "**over**"} alpha + 1 point (${(limit * 100).toFixed(0)}%)${x.row.includes("old analysis") ? " (the per-request analysis this bench exists to catch)" : ""}.`,
     );
   }
   return lines.join("\n");
@@ -165,11 +245,21 @@ if (args["docs-only"]) {
   process.exit(0);
 }
 
+if (process.env.AB_VALIDITY_PEEK_ONLY) {
+  console.log(peekingRun("peek", 5_000_000));
+  process.exit(0);
+}
+
 const rows = [
   run("A/A i.i.d., per unit", false, false, 30, 1_000_000),
   run("A/A clustered, per request (old analysis)", true, true, 30, 2_000_000),
   run("A/A clustered, per unit", true, false, 30, 2_000_000),
   run("A/B clustered, B 10% faster, per unit", true, false, 27, 3_000_000),
+  run("A/B clustered, B 2 accuracy points worse, per unit", true, false, 30, 4_000_000, 0.02),
+  peekingRun(
+    `A/A clustered, per unit, sequential, a look every ${LOOK_EVERY} requests, stop at first significant`,
+    5_000_000,
+  ),
 ];
 const results: AbValidityResults = {
   when: new Date().toISOString(),
