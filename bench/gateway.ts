@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ortNode from "onnxruntime-node";
-import { startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
+import { mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import type { Manifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
@@ -149,11 +149,11 @@ async function register(url: string, token: string) {
   if (patch.status !== 200) throw new Error(`activate: ${patch.status} ${await patch.text()}`);
 }
 
-async function infer(url: string): Promise<Sample> {
+async function infer(url: string, apiKey = dev!.apiKey): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v2/models/bench/infer`, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${dev!.apiKey}` },
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${apiKey}` },
     body: inferBody,
   });
   await res.arrayBuffer();
@@ -164,6 +164,10 @@ async function infer(url: string): Promise<Sample> {
 
 /** Closed loop: `concurrency` clients each send requests back to back until `n` have been sent. */
 async function level(url: string, concurrency: number, n: number, interleave?: () => Promise<number>) {
+  // Fresh keys per level, each sent at most 500 requests: the per-key rate limit (KEY_RATE_LIMIT, 600 per
+  // minute in wrangler.toml) stays in the measured path without cutting a level short with 429s.
+  const keys: string[] = [];
+  for (let i = 0; i < Math.ceil(n / 500); i++) keys.push(await mintDevKey(url, dev!.adminToken));
   const samples: Sample[] = [];
   const interleaved: number[] = [];
   let sent = 0;
@@ -171,8 +175,9 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (sent < n) {
+        const apiKey = keys[sent % keys.length];
         sent++;
-        samples.push(await infer(url));
+        samples.push(await infer(url, apiKey));
         if (interleave) interleaved.push(await interleave());
       }
     }),
@@ -202,6 +207,13 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
     (s) => s.timing.total - s.timing.infer - s.timing.load - s.timing.tokenize - s.timing.route,
   );
   if (process.env.BENCH_DUMP) {
+    const sums: Record<string, number> = {};
+    for (const s of samples) for (const [k, v] of Object.entries(s.timing)) sums[k] = (sums[k] ?? 0) + v;
+    console.error(
+      `  means ${Object.entries(sums)
+        .map(([k, v]) => `${k} ${(v / samples.length).toFixed(3)}`)
+        .join(", ")}`,
+    );
     const sorted = [...samples].sort((a, b) => a.e2eMs - b.e2eMs);
     for (const s of sorted.slice(-12))
       console.error(`  e2e ${fmt(s.e2eMs)}  server ${JSON.stringify(s.timing)}`);

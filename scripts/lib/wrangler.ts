@@ -30,6 +30,8 @@ export interface WranglerDevOptions {
   /** Extra Worker vars (`--var NAME:value`); ADMIN_TOKEN is generated unless given here. */
   vars?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Extra `wrangler dev` arguments (e.g. `--inspector-port 9230` to profile the Worker). */
+  args?: string[];
 }
 
 export async function freePort(): Promise<number> {
@@ -83,6 +85,7 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
       String(port),
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
       "--show-interactive-dev-session=false",
+      ...(options.args ?? []),
     ],
     { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
