@@ -14,7 +14,7 @@
  */
 
 import { DEFAULT_SLA_CONFIDENCE, decodeBitset } from "../core/evidence";
-import { IsolateCache } from "../core/isolate-cache";
+import { type Defer, IsolateCache } from "../core/isolate-cache";
 import { parsePositiveId } from "../http/params";
 import type { ModelRow, TaskSlaRow, VariantRow } from "../registry/schema";
 import {
@@ -52,10 +52,18 @@ export class Catalog {
     return this.cache.loads;
   }
 
-  /** The model and its variants, SLA and aliases; null when no such model is registered. */
-  async lookup(d1: D1Database, name: string): Promise<CatalogEntry | null> {
+  /** Background reloads started (a busy isolate reloads an entry before its TTL runs out). */
+  get refreshes(): number {
+    return this.cache.refreshes;
+  }
+
+  /**
+   * The model and its variants, SLA and aliases; null when no such model is registered. With `defer` (the
+   * request's waitUntil), an entry near the end of its TTL is reloaded in the background.
+   */
+  async lookup(d1: D1Database, name: string, defer?: Defer): Promise<CatalogEntry | null> {
     // A failed query (D1 unavailable) throws and caches nothing; one in flight across a write is not cached.
-    return this.cache.get(name, () => this.query(d1, name));
+    return this.cache.get(name, () => this.query(d1, name), defer);
   }
 
   invalidate(name?: string): void {

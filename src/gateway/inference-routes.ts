@@ -12,6 +12,7 @@ import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
 import { requestIdOf } from "../http/request-id";
+import { deferOf } from "../http/wait-until";
 import { type RegistrySignal, registrySignal } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
@@ -101,7 +102,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   /** The model's catalog entry, or a 404 naming it. */
   async function modelOr404(c: Ctx): Promise<CatalogEntry> {
     const name = c.req.param("model") ?? "";
-    const entry = isModelName(name) ? await stateOf(c).catalog.lookup(c.env.DB, name) : null;
+    const entry = isModelName(name) ? await stateOf(c).catalog.lookup(c.env.DB, name, deferOf(c)) : null;
     if (!entry) throw new GatewayError(404, "not_found", `model '${name.slice(0, 80)}' not found`, "model");
     return entry;
   }
@@ -131,7 +132,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     let live: Awaited<ReturnType<LiveFeedbackCache["lookup"]>> | undefined;
     let liveUnavailable: string | undefined;
     try {
-      live = await stateOf(c).liveFeedback.lookup(c.env.DB, entry.model.id);
+      live = await stateOf(c).liveFeedback.lookup(c.env.DB, entry.model.id, deferOf(c));
     } catch (err) {
       console.error(`routing: live feedback of '${entry.model.name}' unavailable`, err);
       liveUnavailable = "the feedback query failed";

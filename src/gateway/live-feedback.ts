@@ -23,7 +23,7 @@
  */
 import { and, eq, gte, isNotNull, type SQL, type Subquery, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
-import { IsolateCache } from "../core/isolate-cache";
+import { type Defer, IsolateCache } from "../core/isolate-cache";
 import { experiments, exposures, feedback, routedFeedback } from "../registry/experiments-schema";
 import { onRegistryChange, type RegistrySignal } from "../registry/invalidation";
 import type { LiveFeedback } from "./live-evidence";
@@ -169,11 +169,14 @@ export class LiveFeedbackCache {
     return this.cache.size;
   }
 
-  lookup(d1: D1Database, modelId: number): Promise<Map<number, LiveFeedback>> {
+  /** With `defer` (the request's waitUntil), an aggregate near the end of its TTL is reloaded in the background. */
+  lookup(d1: D1Database, modelId: number, defer?: Defer): Promise<Map<number, LiveFeedback>> {
     if (!Number.isSafeInteger(modelId) || modelId <= 0) throw new RangeError(`model id ${modelId}`);
     // The window's start moves with the clock; a cached aggregate's is at most one TTL old.
-    return this.cache.get(String(modelId), () =>
-      queryLiveFeedback(d1, modelId, new Date(this.now() - this.windowMs)),
+    return this.cache.get(
+      String(modelId),
+      () => queryLiveFeedback(d1, modelId, new Date(this.now() - this.windowMs)),
+      defer,
     );
   }
 

@@ -23,9 +23,10 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
-import { IsolateCache } from "../core/isolate-cache";
+import { type Defer, IsolateCache } from "../core/isolate-cache";
 import { parseBearer, requestCredential } from "../http/credentials";
 import { type ErrorDetail, errorBody } from "../http/errors";
+import { deferOf } from "../http/wait-until";
 import { sha256Hex } from "./artifacts";
 import { registryConfig } from "./config";
 import { ApiError } from "./errors";
@@ -170,13 +171,26 @@ export class ApiKeyCache {
     return this.cache.loads;
   }
 
-  /** The active key with this hash: from the cache within its TTL, else from D1. */
-  lookup(d1: D1Database, keyHash: string): Promise<VerifiedApiKey | null> {
-    return this.cache.get(keyHash, async () => {
-      const row = await findActiveApiKeyByHash(registryDb(d1), keyHash);
-      if (!row || !(await hashesEqual(row, keyHash))) return null;
-      return StoredKey.parse(row);
-    });
+  /** Background re-checks started (a busy isolate re-checks a key before its TTL runs out). */
+  get refreshes(): number {
+    return this.cache.refreshes;
+  }
+
+  /**
+   * The active key with this hash: from the cache within its TTL, else from D1. With `defer` (the request's
+   * waitUntil), a key cached for most of its TTL is re-checked in the background, so a busy isolate does not
+   * wait for D1; a revocation that re-check sees drops the key at once, and the TTL bound is unchanged.
+   */
+  lookup(d1: D1Database, keyHash: string, defer?: Defer): Promise<VerifiedApiKey | null> {
+    return this.cache.get(
+      keyHash,
+      async () => {
+        const row = await findActiveApiKeyByHash(registryDb(d1), keyHash);
+        if (!row || !(await hashesEqual(row, keyHash))) return null;
+        return StoredKey.parse(row);
+      },
+      defer,
+    );
   }
 
   /**
@@ -267,7 +281,11 @@ export function requireApiKey(
         field: credential.field,
       });
     }
-    const key = await (options.cache ?? apiKeyCache).lookup(c.env.DB, await apiKeyHash(parsed.data));
+    const key = await (options.cache ?? apiKeyCache).lookup(
+      c.env.DB,
+      await apiKeyHash(parsed.data),
+      deferOf(c),
+    );
     if (!key) {
       return deny(c, 401, {
         code: "unauthorized",

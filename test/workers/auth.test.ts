@@ -2,7 +2,7 @@
 // malformed, oversized, unknown or revoked key, a key without the scope or the model, and the right key.
 // Nothing here reaches onnxruntime (a right key on infer/classify is answered by validation after auth passes;
 // 200s from a real session are in gateway-inference.test.ts), so this file never loads ORT's wasm.
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mintRequestId } from "../../src/gateway/experiments/serving";
 import { MAX_CREDENTIAL_CHARS } from "../../src/http/credentials";
@@ -186,6 +186,38 @@ describe("revocation", () => {
     expect((await route()).status).toBe(401); // the bound has passed: asked D1 again
     expect(cache.queries).toBe(2);
     expect(generation.reads).toBe(1);
+  });
+
+  it("is seen before the TTL by the background re-check a busy isolate makes at 0.8 x TTL", async () => {
+    // No poll reads again (a one-hour interval) and the revocation goes straight to D1, as from another isolate.
+    let now = 1_000_000;
+    const cache = new ApiKeyCache(API_KEY_CACHE_TTL_MS, 10, () => now);
+    const generation = new RegistryGeneration(new RegistrySignal(), () => now);
+    const app = createApp({ apiKeys: cache, generation });
+    const vars = { ...env, REGISTRY_POLL_MS: "3600000" };
+    const { key, id } = await mintKey();
+    const route = async () => {
+      const ctx = createExecutionContext(); // a waitUntil, as in the deployed Worker
+      const res = await app.request(
+        "http://gateway/v1/models/authm/route",
+        { headers: { "x-api-key": key } },
+        vars,
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    expect((await route()).status).toBe(200);
+    await revokeApiKey(registryDb(env.DB), id);
+    now += API_KEY_CACHE_TTL_MS * 0.8 - 1;
+    expect((await route()).status).toBe(200);
+    expect(cache.refreshes).toBe(0);
+    now += 1;
+    // answered from the cache (no wait for D1); the re-check in its waitUntil sees the revocation
+    expect((await route()).status).toBe(200);
+    expect(cache.refreshes).toBe(1);
+    expect((await route()).status).toBe(401); // still before the TTL
+    expect(cache.queries).toBe(3);
   });
 
   it("keeps at most maxEntries keys, and caches no unknown key", async () => {

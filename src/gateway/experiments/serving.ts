@@ -12,8 +12,9 @@
  */
 import { and, eq } from "drizzle-orm";
 import type { Context } from "hono";
-import { IsolateCache } from "../../core/isolate-cache";
+import { type Defer, IsolateCache } from "../../core/isolate-cache";
 import { requestCredential } from "../../http/credentials";
+import { deferOf } from "../../http/wait-until";
 import { experimentArms, experiments } from "../../registry/experiments-schema";
 import { onRegistryChange } from "../../registry/invalidation";
 import { models, variants } from "../../registry/schema";
@@ -83,10 +84,13 @@ export class RunningExperiments {
     return this.cache.size;
   }
 
-  /** The model's running experiment; null for none, and for a name no model can have (without a query). */
-  async lookup(d1: D1Database, modelName: string): Promise<RunningExperiment | null> {
+  /**
+   * The model's running experiment; null for none, and for a name no model can have (without a query). With
+   * `defer` (the request's waitUntil), an answer near the end of its TTL is reloaded in the background.
+   */
+  async lookup(d1: D1Database, modelName: string, defer?: Defer): Promise<RunningExperiment | null> {
     if (!ModelName.safeParse(modelName).success) return null;
-    return this.cache.get(modelName, () => this.query(d1, modelName));
+    return this.cache.get(modelName, () => this.query(d1, modelName), defer);
   }
 
   invalidate(modelName?: string): void {
@@ -164,7 +168,7 @@ export async function experimentOverride<E extends { Bindings: Env }>(
   modelName: string,
   cache: RunningExperiments = runningExperiments,
 ): Promise<ExperimentOverride | null> {
-  const experiment = await cache.lookup(c.env.DB, modelName);
+  const experiment = await cache.lookup(c.env.DB, modelName, deferOf(c));
   if (!experiment) return null;
   const unitId = await unitIdOf(c, experiment.unit);
   const assignment = assignRequest(experiment, unitId);
