@@ -87,6 +87,25 @@ export interface InferenceRoutesOptions {
   signal?: RegistrySignal;
 }
 
+/**
+ * Routing decisions per catalog entry. A decision is a pure function of the entry (variants, SLA), its live
+ * feedback aggregate, the request's minimum accuracy and the versions cooling down, which change rarely, while
+ * the policy (paired comparisons, bounds, Bonferroni) runs on every routed request. So each combination is
+ * decided once and reused while the entry object and its feedback aggregate are the ones cached: a reload or an
+ * invalidation makes new objects, and the old entry's decisions go with it (WeakMap). The request's minimum
+ * accuracy is the client's choice, so at most DECISION_MEMO_MAX combinations are kept per entry.
+ */
+const decisionMemo = new WeakMap<CatalogEntry, Map<string, { live: unknown; decision: RouteDecision }>>();
+const DECISION_MEMO_MAX = 32;
+function decisionsOf(entry: CatalogEntry) {
+  let memo = decisionMemo.get(entry);
+  if (!memo) {
+    memo = new Map();
+    decisionMemo.set(entry, memo);
+  }
+  return memo;
+}
+
 type GatewayEnv = { Bindings: Env & GatewayVars; Variables: ServingVariables };
 type Ctx = Context<GatewayEnv>;
 
@@ -137,16 +156,23 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
       console.error(`routing: live feedback of '${entry.model.name}' unavailable`, err);
       liveUnavailable = "the feedback query failed";
     }
+    const memo = decisionsOf(entry);
+    const key = `${request.requestedMinAccuracy ?? ""}|${[...(request.coolingDown ?? [])].sort((x, y) => x - y).join(",")}|${liveUnavailable ?? ""}`;
+    const hit = memo.get(key);
+    if (hit && hit.live === live) return hit.decision;
     const variants = entry.variants.map((v) => {
       const r = routable(v);
       const f = live?.get(v.version);
       return f ? { ...r, live: f } : r;
     });
-    return selectVariant(variants, {
+    const decision = selectVariant(variants, {
       ...request,
       liveWindowDays: stateOf(c).config.liveFeedbackWindowMs / 86_400_000,
       ...(liveUnavailable ? { liveUnavailable } : {}),
     });
+    if (memo.size >= DECISION_MEMO_MAX) memo.clear();
+    memo.set(key, { live, decision });
+    return decision;
   }
 
   /** Routes a request: the policy's decision, or a 503 when the SLA is strict and unmet or nothing is active. */
