@@ -413,6 +413,29 @@ describe("routing, SLA and fallback", () => {
     expect(next.headers.get("x-sluice-fallback")).toBeNull();
   });
 
+  it("decides again when a version starts cooling down or the request asks for more, with the entry still cached", async () => {
+    // Decisions are reused per cached catalog entry (inference-routes.ts): a long TTL keeps the entry.
+    const state = createGatewayState({ ...DEFAULT_CONFIG, catalogTtlMs: 60_000, cooldownMs: 60_000 });
+    const gw2 = testGateway(state);
+    type Route = {
+      chosen: number;
+      meetsSla: Record<string, boolean>;
+      candidates: { version: number; verdict: string }[];
+    };
+    const route = async (query = "") =>
+      (await (await gw2.fetch(`/v1/models/fb/route${query}`)).json()) as Route;
+    const first = await route();
+    expect(first.chosen).toBe(1);
+    expect(Object.values((await route("?minAccuracy=1")).meetsSla)).not.toContain(true);
+    expect((await route()).meetsSla).toEqual(first.meetsSla);
+    const entry = await state.catalog.lookup(env.DB, "fb");
+    state.cooldowns.mark(entry!.model.id, 1);
+    const cooled = await route();
+    expect(cooled.chosen).toBe(2);
+    expect(cooled.candidates.find((c) => c.version === 1)?.verdict).toBe("cooling_down");
+    expect(state.catalog.queries).toBe(1);
+  });
+
   it("serves the most accurate variant with x-sluice-sla: unmet, or 503 when the SLA is strict", async () => {
     await setSla("fb-task", { min: 0.99 });
     const unmet = await gw.infer("/v2/models/fb/infer", inferBody());
