@@ -87,6 +87,12 @@ export function loadTokenizer(json: TokenizerJson | string): LoadedTokenizer {
   const parsed: TokenizerJson = typeof json === "string" ? JSON.parse(json) : json;
   if (!parsed || typeof parsed !== "object" || !parsed.model || !Array.isArray(parsed.added_tokens))
     throw new Error("not a Hugging Face tokenizer.json (needs 'model' and 'added_tokens')");
+  // The library's Unigram ignores byte_fallback and would give unk where Hugging Face gives <0x..> byte pieces.
+  if (parsed.model.type === "Unigram" && parsed.model.byte_fallback === true)
+    throw new Error(
+      "model.byte_fallback is true (unknown characters as <0x..> byte pieces): Sluice's tokenizer library does " +
+        "not implement it for Unigram models, so it would feed the model different ids than Hugging Face does",
+    );
   const tokenizer = new Tokenizer(parsed, {});
   installCharsmaps(tokenizer, parsed.normalizer);
   const vocab = tokenizer.get_vocab(true);

@@ -96,6 +96,12 @@ describe("PrecompiledCharsmap", () => {
     );
   });
 
+  it("a Unigram file with byte_fallback is refused, naming the field", () => {
+    const json = structuredClone(read("xlmr").json);
+    json.model.byte_fallback = true;
+    expect(() => loadTokenizer(json)).toThrow(/model.byte_fallback is true/);
+  });
+
   it("a tokenizer.json whose Precompiled has no charsmap is refused when it is loaded", () => {
     const { json } = read("albert");
     const broken = structuredClone(json);
