@@ -87,6 +87,26 @@ describe("PrecompiledCharsmap", () => {
     expect(charsmap.normalize("\uff76")).toBe("\u30ab");
   });
 
+  it("the ASCII fast path gives what segmenting the whole text gives", () => {
+    // Characters that join graphemes across an ASCII neighbour or change under the charsmap: CR LF, combining
+    // marks, a Prepend (U+0600), regional indicators, ZWJ emoji, Hangul jamo, halfwidth katakana, controls.
+    const alphabet = [..."ab .,\r\n\t\u0001"].concat(
+      ["\u0301", "\u0600", "\u{1f1e9}", "\u{1f1ea}", "\u200d", "\u{1f469}", "\u1100", "\u1161"],
+      ["\uff76", "\uff9e", "ﬁ", "①", "é", "\u00a0", "\u3000", "漢"],
+    );
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed;
+    };
+    for (let t = 0; t < 3000; t++) {
+      const text = Array.from({ length: 1 + (next() % 12) }, () => alphabet[next() % alphabet.length]).join(
+        "",
+      );
+      expect(charsmap.normalize(text), JSON.stringify(text)).toBe(charsmap.normalizeGraphemes(text));
+    }
+  });
+
   it("refuses a missing, truncated or non-base64 charsmap, naming the field", () => {
     expect(() => new PrecompiledCharsmap(null)).toThrow(/precompiled_charsmap must be a non-empty base64/);
     expect(() => new PrecompiledCharsmap("")).toThrow(/precompiled_charsmap/);
