@@ -13,7 +13,7 @@
  * maxLen) with the pad id, attention mask 0.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { PrecompiledCharsmap } from "./precompiled-charsmap.js";
+import { PrecompiledCharsmap } from "./precompiled-charsmap";
 
 /** The parts of a `tokenizer.json` this module relies on (the file has more; the library reads it all). */
 export interface TokenizerJson {

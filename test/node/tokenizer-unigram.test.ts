@@ -48,6 +48,20 @@ describe.each([
       expect(encodeText(tok, text, maxLen ?? 512), JSON.stringify(text)).toEqual(ids);
   });
 
+  it("gives the same ids with the older converters' pre-tokenizer, Sequence [WhitespaceSplit, Metaspace]", () => {
+    const older = structuredClone(json);
+    older.pre_tokenizer = {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "WhitespaceSplit" },
+        { type: "Metaspace", replacement: "▁", add_prefix_space: true },
+      ],
+    };
+    const tokOlder = loadTokenizer(older);
+    for (const { text, ids, maxLen } of reference.cases)
+      expect(encodeText(tokOlder, text, maxLen ?? 512), JSON.stringify(text)).toEqual(ids);
+  });
+
   it("pads a batch of them with the file's pad id", () => {
     const cases = reference.cases.filter((c) => !c.maxLen);
     const batch = encodeBatch(
