@@ -13,6 +13,7 @@
  * maxLen) with the pad id, attention mask 0.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
+import { PrecompiledCharsmap } from "./precompiled-charsmap";
 
 /** The parts of a `tokenizer.json` this module relies on (the file has more; the library reads it all). */
 export interface TokenizerJson {
@@ -86,7 +87,14 @@ export function loadTokenizer(json: TokenizerJson | string): LoadedTokenizer {
   const parsed: TokenizerJson = typeof json === "string" ? JSON.parse(json) : json;
   if (!parsed || typeof parsed !== "object" || !parsed.model || !Array.isArray(parsed.added_tokens))
     throw new Error("not a Hugging Face tokenizer.json (needs 'model' and 'added_tokens')");
+  // The library's Unigram ignores byte_fallback and would give unk where Hugging Face gives <0x..> byte pieces.
+  if (parsed.model.type === "Unigram" && parsed.model.byte_fallback === true)
+    throw new Error(
+      "model.byte_fallback is true (unknown characters as <0x..> byte pieces): Sluice's tokenizer library does " +
+        "not implement it for Unigram models, so it would feed the model different ids than Hugging Face does",
+    );
   const tokenizer = new Tokenizer(parsed, {});
+  installCharsmaps(tokenizer, parsed.normalizer);
   const vocab = tokenizer.get_vocab(true);
   const idOf = (token: string | null | undefined) =>
     typeof token === "string" ? tokenizer.token_to_id(token) : undefined;
@@ -178,6 +186,43 @@ export function loadTokenizer(json: TokenizerJson | string): LoadedTokenizer {
     template: { before, after },
     cutAt: cutPattern(parsed),
   };
+}
+
+/**
+ * The library's `Precompiled` normalizer ignores the file's charsmap (it applies NFKC); each one is given the
+ * file's own charsmap instead (precompiled-charsmap.ts), so SentencePiece tokenizers normalise as Hugging Face's
+ * Rust tokenizers do. The library builds one normalizer object per config entry (a Sequence keeps them in
+ * `normalizers`, in order), whose `normalize` both the Sequence and a bare top-level normalizer call; if a new
+ * library version stops doing that, this throws rather than leave the approximation in place. (Added tokens
+ * marked `normalized: true` were matched by the library with its own normalizer while it loaded: none of the
+ * SentencePiece converters writes such tokens.)
+ */
+function installCharsmaps(tokenizer: Tokenizer, config: unknown): void {
+  type Node = { type?: string; normalizers?: unknown[]; precompiled_charsmap?: unknown } | null;
+  type Instance = { config?: Node; normalizers?: unknown[]; normalize?: (text: string) => string } | null;
+  let wanted = 0;
+  const count = (c: unknown) => {
+    const n = c as Node;
+    if (n?.type === "Precompiled") wanted++;
+    else if (n?.type === "Sequence") (n.normalizers ?? []).forEach(count);
+  };
+  count(config);
+  if (wanted === 0) return;
+  let installed = 0;
+  const visit = (instance: unknown) => {
+    const n = instance as Instance;
+    if (n?.config?.type === "Precompiled" && typeof n.normalize === "function") {
+      const charsmap = new PrecompiledCharsmap(n.config.precompiled_charsmap);
+      n.normalize = (text) => charsmap.normalize(text);
+      installed++;
+    } else if (n?.config?.type === "Sequence") (n.normalizers ?? []).forEach(visit);
+  };
+  visit((tokenizer as unknown as { normalizer: unknown }).normalizer);
+  if (installed !== wanted)
+    throw new Error(
+      `the tokenizer.json has ${wanted} Precompiled normalizer(s) but only ${installed} could be given the ` +
+        "file's charsmap: @huggingface/tokenizers changed how it builds normalizers (see installCharsmaps)",
+    );
 }
 
 interface TemplateToken {

@@ -5,6 +5,8 @@ import { describe, expect, it } from "vitest";
 import tokenizerJson from "../../models/tokenizer.json";
 import { encodeBatch, encodeText, loadTokenizer, type TokenizerJson } from "../../src/core/tokenizer";
 import fixture from "../fixtures/tokenizer-parity.json";
+import xlmrReference from "../fixtures/unigram/xlmr/reference.json";
+import xlmrJson from "../fixtures/unigram/xlmr/tokenizer.json";
 
 const tok = loadTokenizer(tokenizerJson as TokenizerJson);
 
@@ -35,5 +37,19 @@ describe("tokenizer parity, Node vs workerd", () => {
       expect(row).toEqual([...ids, ...Array(seqLen - ids.length).fill(tok.specialIds.pad)]);
       expect(mask).toEqual([...ids.map(() => 1), ...Array(seqLen - ids.length).fill(0)]);
     });
+  });
+
+  // A SentencePiece Unigram file: its Precompiled charsmap is read with atob and walked by Intl.Segmenter
+  // graphemes (src/core/precompiled-charsmap.ts), both of which must behave in workerd as in Node. The ids are
+  // sentencepiece's own (scripts/fixtures/unigram_tokenizers.py), as test/node/tokenizer-unigram.test.ts checks.
+  it("gives sentencepiece's ids for an XLM-R-style Unigram tokenizer.json", () => {
+    const unigram = loadTokenizer(xlmrJson as unknown as TokenizerJson);
+    expect(xlmrReference.cases.length).toBeGreaterThan(15);
+    for (const { text, ids, ...rest } of xlmrReference.cases as {
+      text: string;
+      ids: number[];
+      maxLen?: number;
+    }[])
+      expect(encodeText(unigram, text, rest.maxLen ?? 512), JSON.stringify(text)).toEqual(ids);
   });
 });
