@@ -226,11 +226,22 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     inputs: entry.model.io.inputs,
     outputs: entry.model.io.outputs,
   });
-  const servable = (entry: CatalogEntry) => entry.variants.filter((v) => v.status !== "retired");
+  /**
+   * The versions a client may pin: not retired, and ready (their model.onnx would load: readiness.ts, the same
+   * per-isolate check as the ready routes, so listing costs at most one R2 head per variant per TTL).
+   */
+  const servable = async (c: Ctx, entry: CatalogEntry) => {
+    const s = stateOf(c);
+    const candidates = entry.variants.filter((v) => v.status !== "retired");
+    const verdicts = await Promise.all(
+      candidates.map((v) => s.artifactChecks.check(c.env.ARTIFACTS, v, s.sessions)),
+    );
+    return candidates.filter((_, i) => verdicts[i].ok);
+  };
 
   r.get("/v2/models/:model", async (c) => {
     const entry = await modelOr404(c);
-    return c.json(metadata(entry, servable(entry)));
+    return c.json(metadata(entry, await servable(c, entry)));
   });
 
   r.get("/v2/models/:model/versions/:version", async (c) => {

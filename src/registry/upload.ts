@@ -5,6 +5,8 @@
  * Order of writes: R2 objects first (content-addressed, so re-putting is harmless), then the D1 row in one
  * transaction. If anything fails after the puts, every object no row references is deleted again.
  */
+import type { Env } from "hono";
+import { createMiddleware } from "hono/factory";
 import { type IoSignature, type Manifest, ManifestError, parseManifest } from "../core/manifest";
 import { decodeModel, ioSignatureOf, OnnxFormatError } from "../core/onnx";
 import { putArtifact, sha256Hex } from "./artifacts";
@@ -36,6 +38,34 @@ export interface ValidatedUpload {
 export interface RegistryHooks {
   afterArtifactsStored?: (keys: string[]) => void | Promise<void>;
 }
+
+/** The parts of `POST /v1/models/:model/variants` as a client sends them; read back by `readUploadParts`. */
+export interface UploadForm {
+  manifest: File | string;
+  model: File;
+  tokenizer?: File;
+}
+
+/**
+ * Route middleware for the variant upload: a body that is not multipart/form-data is a 415 before anything is
+ * read, and the route's type carries `UploadForm` as its form input (for `hono/client`). The parts are read and
+ * checked by the handler (`readUploadParts`) only after the model is found, so an upload to an unknown model is
+ * a 404 without its body being read.
+ */
+export const multipartUpload = createMiddleware<Env, string, { in: { form: UploadForm } }>(
+  async (c, next) => {
+    const type = c.req.header("Content-Type") ?? "";
+    if (!/^multipart\/form-data\b/i.test(type)) {
+      throw new ApiError(
+        415,
+        "unsupported_media_type",
+        "upload must be multipart/form-data with parts manifest, model and optional tokenizer",
+        "Content-Type",
+      );
+    }
+    await next();
+  },
+);
 
 /** Reads the multipart form: `manifest` (manifest.json), `model` (model.onnx), optional `tokenizer`. */
 export async function readUploadParts(form: FormData): Promise<UploadParts> {

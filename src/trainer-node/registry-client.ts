@@ -1,9 +1,11 @@
 /**
- * The CLI's side of the registry HTTP API: JSON calls, a multipart upload that reports bytes sent, and error
- * messages that say what the server objected to.
+ * The CLI's side of the registry HTTP API: a `hono/client` typed from the registry's own routes (`RegistryApp`:
+ * a renamed route or changed body breaks the typecheck of push and ls), an upload that reports bytes sent, and
+ * error messages that say what the server objected to.
  */
-import http from "node:http";
-import https from "node:https";
+import { type ClientResponse, hc } from "hono/client";
+// Type-only: erased at run time, so the CLI loads none of the registry's Worker code.
+import type { RegistryApp } from "../registry/routes";
 
 export interface ApiErrorPayload {
   error: { code: string; message: string; field?: string };
@@ -63,7 +65,10 @@ function networkError(url: string, err: unknown): RegistryRequestError {
   return new RegistryRequestError(`cannot reach ${url}: ${why}`);
 }
 
-/** A JSON request; non-2xx answers become RegistryRequestError with the server's code and field. */
+/**
+ * An untyped JSON request, for the scripts and benchmarks that call gateway routes outside the registry's
+ * (the CLI uses `registryClient`); non-2xx answers become RegistryRequestError with the server's code and field.
+ */
 export async function requestJson<T>(
   baseUrl: string,
   path: string,
@@ -100,47 +105,86 @@ export type ProgressFn = (sent: number, total: number) => void;
 const CHUNK = 256 * 1024;
 
 /**
- * POSTs a body in chunks over node:http(s), calling `onProgress` as each chunk is handed to the socket. fetch()
- * offers no upload progress, hence the lower-level client.
+ * A `fetch` that sends the request body as a stream of 256 KB chunks and calls `onProgress` as fetch pulls each
+ * one (a pull stream with no buffer ahead, so "sent" is what fetch has taken for the socket). The body is
+ * encoded first (a FormData becomes its multipart bytes), so the total is known and sent as Content-Length: the
+ * registry refuses an upload over its limit from that header before reading it.
  */
-export function postWithProgress(
-  url: string,
-  headers: Record<string, string>,
-  body: Uint8Array,
-  onProgress: ProgressFn = () => {},
-): Promise<{ status: number; text: string }> {
-  const target = new URL(url);
-  const client = target.protocol === "https:" ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.request(
-      target,
-      { method: "POST", headers: { ...headers, "Content-Length": String(body.byteLength) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-        );
-        res.on("error", reject);
-      },
-    );
-    req.on("error", (err) => reject(networkError(target.origin, { cause: err })));
+export function progressFetch(onProgress: ProgressFn, baseFetch: typeof fetch = fetch): typeof fetch {
+  return async (input, init) => {
+    const req = new Request(input, init);
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    const total = bytes.byteLength;
     let sent = 0;
-    const writeNext = () => {
-      while (sent < body.byteLength) {
-        const chunk = body.subarray(sent, Math.min(sent + CHUNK, body.byteLength));
-        sent += chunk.byteLength;
-        const more = req.write(chunk);
-        onProgress(sent, body.byteLength);
-        if (!more) {
-          req.once("drain", writeNext);
-          return;
-        }
-      }
-      req.end();
-    };
-    writeNext();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (sent >= total) {
+            controller.close();
+            return;
+          }
+          const chunk = bytes.subarray(sent, Math.min(sent + CHUNK, total));
+          sent += chunk.byteLength;
+          controller.enqueue(chunk);
+          onProgress(sent, total);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const headers = new Headers(req.headers);
+    headers.set("Content-Length", String(total));
+    if (total === 0) onProgress(0, 0);
+    // `duplex: "half"` is how Node's fetch takes a streamed request body (not yet in the DOM RequestInit type).
+    return baseFetch(req.url, { method: req.method, headers, body, duplex: "half" } as RequestInit);
+  };
+}
+
+/** A `fetch` whose network failures (refused, DNS, reset) become "cannot reach <url>: ECONNREFUSED". */
+function reportingNetworkErrors(baseUrl: string, baseFetch: typeof fetch): typeof fetch {
+  return async (input, init) => {
+    try {
+      return await baseFetch(input, init);
+    } catch (err) {
+      throw networkError(baseUrl, err);
+    }
+  };
+}
+
+export type RegistryClient = ReturnType<typeof hc<RegistryApp>>;
+
+/**
+ * The typed registry client: `client.v1.models[":model"].variants.$get({ param, query })` and so on, with the
+ * admin token (when given) as a bearer header on every call. `fetch` replaces the transport (e.g. for progress).
+ */
+export function registryClient(
+  baseUrl: string,
+  opts: { token?: string; fetch?: typeof fetch } = {},
+): RegistryClient {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+  return hc<RegistryApp>(baseUrl, {
+    headers,
+    fetch: reportingNetworkErrors(baseUrl, opts.fetch ?? fetch),
   });
+}
+
+/** The JSON of a typed response; the registry's success bodies only (its errors are thrown, never typed). */
+type OkJson<R> = R extends ClientResponse<infer T, infer _S, infer _F> ? T : never;
+
+/** Reads a typed response: its status and JSON body, or (non-2xx) a RegistryRequestError naming code and field. */
+export async function readOk<R extends ClientResponse<unknown, number, "json">>(
+  res: R,
+): Promise<{ status: number; body: OkJson<R> }> {
+  const text = await res.text();
+  if (!res.ok) throw describeApiError(res.status, text);
+  try {
+    return { status: res.status, body: JSON.parse(text) as OkJson<R> };
+  } catch {
+    throw new RegistryRequestError(
+      `server said ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`,
+      res.status,
+    );
+  }
 }
 
 export function formatBytes(n: number): string {

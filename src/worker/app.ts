@@ -9,7 +9,7 @@ import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { checkRegistryGeneration, type RegistryGeneration } from "../registry/generation";
 import { registrySignal } from "../registry/invalidation";
 import { createRegistryRoutes } from "../registry/routes";
-import { type Env, type WorkerConfig, workerConfig } from "./env";
+import { type Env, workerConfig } from "./env";
 import { useOpenApi } from "./openapi";
 
 export interface AppOptions {
@@ -42,7 +42,7 @@ export function useApiKeys(app: Hono<{ Bindings: Env }>, options: AppOptions = {
   }
 }
 
-type AppEnv = { Bindings: Env; Variables: RequestIdVariables & { config: WorkerConfig } };
+type AppEnv = { Bindings: Env; Variables: RequestIdVariables };
 
 /** The gateway: registry, experiment and inference routes, health and the dashboard, on Web-standard Request/Response. */
 export function createApp(options: AppOptions = {}) {
@@ -50,9 +50,11 @@ export function createApp(options: AppOptions = {}) {
   app.onError(httpErrorHandler);
   app.use("*", requestId);
   app.get("/v2/health/live", (c) => c.json({ live: true }));
-  // The vars, parsed once per isolate before any route reads them: a bad one is a 503 naming it.
+  // Every var, checked once per isolate before any route runs: a bad one is a 503 naming it, whichever part the
+  // request reaches. Nothing is stored on the context: the route modules sit below the assembly and read their
+  // part through the same memoised parsers (configFromEnv, registryConfig).
   app.use("*", async (c, next) => {
-    c.set("config", workerConfig(c.env));
+    workerConfig(c.env);
     await next();
   });
   // Before any cache is read: another isolate's registry write (or key revocation) drops this one's caches.

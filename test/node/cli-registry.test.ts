@@ -10,7 +10,7 @@ import { parsePushArgs, readTrainerOutput, variantUploadForm } from "../../src/t
 import {
   describeApiError,
   encodeMultipart,
-  postWithProgress,
+  progressFetch,
   progressPrinter,
 } from "../../src/trainer-node/registry-client";
 import { exampleManifest } from "./fixtures";
@@ -104,9 +104,11 @@ describe("sluice push: arguments and local validation", () => {
 });
 
 describe("upload progress and server errors", () => {
-  it("streams the body and reports bytes sent up to the total", async () => {
+  it("streams the body with its Content-Length and reports bytes sent up to the total", async () => {
     let received = 0;
+    let declared: string | undefined;
     const server = http.createServer((req, res) => {
+      declared = req.headers["content-length"];
       req.on("data", (c: Buffer) => {
         received += c.byteLength;
       });
@@ -119,13 +121,15 @@ describe("upload progress and server errors", () => {
     const { port } = server.address() as { port: number };
     const body = new Uint8Array(3 * 1024 * 1024 + 17);
     const seen: number[] = [];
-    const res = await postWithProgress(`http://127.0.0.1:${port}/up`, {}, body, (sent, total) => {
+    const send = progressFetch((sent, total) => {
       expect(total).toBe(body.byteLength);
       seen.push(sent);
     });
+    const res = await send(`http://127.0.0.1:${port}/up`, { method: "POST", body });
     server.close();
     expect(res.status).toBe(201);
-    expect(JSON.parse(res.text)).toEqual({ received: body.byteLength });
+    expect(await res.json()).toEqual({ received: body.byteLength });
+    expect(declared).toBe(String(body.byteLength));
     expect(seen.length).toBeGreaterThan(3);
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen.at(-1)).toBe(body.byteLength);

@@ -153,4 +153,15 @@ describe("the import graph of src/", () => {
   it("has no import cycles (runtime imports)", () => {
     expect(cycles(importGraph(true)).map((c) => c.map(rel).sort())).toEqual([]);
   });
+
+  // The CLI's registry client is typed from the registry app (`import type { RegistryApp }`, for hono/client);
+  // importing the routes at run time would load the Worker's route code (and drizzle, zod schemas) into the CLI.
+  it("lets trainer-node import the registry's routes as a type only", () => {
+    const routes = path.join(SRC, "registry/routes.ts");
+    const runtime = importGraph(true);
+    const typed = [...graph].filter(([f, t]) => partOf(f) === "trainer-node" && t.includes(routes));
+    expect(typed.length).toBeGreaterThan(0); // sanity: the client does import the type
+    const loaded = [...runtime].filter(([f, t]) => partOf(f) === "trainer-node" && t.includes(routes));
+    expect(loaded.map(([f]) => rel(f))).toEqual([]);
+  });
 });

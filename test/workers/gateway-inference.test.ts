@@ -651,6 +651,10 @@ describe("runtime failures, readiness and the tokenizer", () => {
     };
     expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
     expect(await ready("/v2/models/rd/versions/1/ready")).toMatchObject({ status: 200, ready: true });
+    // The metadata's versions are the servable ones (not retired, and ready).
+    const versions = async () =>
+      ((await (await gw.fetch("/v2/models/rd")).json()) as { versions: string[] }).versions;
+    expect(await versions()).toEqual(["1", "2"]);
 
     // v1's object replaced by other bytes: v1 is not ready, the model still is (v2 is servable).
     await env.ARTIFACTS.put(v1.artifactKey, encodeModel(buildEncoder({ ...INFER_ENCODER, seed: 53 })));
@@ -658,6 +662,7 @@ describe("runtime failures, readiness and the tokenizer", () => {
     expect(v1Ready).toMatchObject({ status: 503, ready: false });
     expect(v1Ready.error).toMatch(/v1: model\.onnx in R2 does not match the registry's sha256/);
     expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
+    expect(await versions()).toEqual(["2"]);
 
     // v2's object gone too: the row is there, but nothing can be served.
     await env.ARTIFACTS.delete(v2.artifactKey);
@@ -666,10 +671,12 @@ describe("runtime failures, readiness and the tokenizer", () => {
     expect(model.error).toMatch(/v2: model\.onnx is missing from R2/);
     // And inference agrees with readiness.
     expect((await gw.infer("/v2/models/rd/infer", inferBody())).status).toBe(503);
+    expect(await versions()).toEqual([]);
 
     // Restored bytes (with R2's own checksum, as the registry writes them) are ready again.
     await env.ARTIFACTS.put(v2.artifactKey, v2.bytes, { sha256: v2.sha256 });
     expect(await ready("/v2/models/rd/ready")).toMatchObject({ status: 200, ready: true });
+    expect(await versions()).toEqual(["2"]);
   });
 
   it("serves /v2 infer with a corrupt tokenizer object; classify answers a 503 naming the tokenizer", async () => {

@@ -1,6 +1,6 @@
 /** `sluice ls <model> --url <gateway>`: the model's variants as a table. */
 
-import { requestJson } from "../registry-client";
+import { readOk, registryClient } from "../registry-client";
 import { type Command, UsageError } from "./command";
 import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
@@ -97,12 +97,15 @@ export const command: Command = {
     "list a model's registered variants (version, status, sparsity, precision, params, accuracy, p50, sha256)",
   async run(argv) {
     const opts = parseLsArgs(argv);
-    const query = opts.status ? `?status=${opts.status}` : "";
-    const { body } = await requestJson<{ variants: VariantListItem[] }>(
-      opts.url,
-      `/v1/models/${encodeURIComponent(opts.model)}/variants${query}`,
+    const { body } = await readOk(
+      await registryClient(opts.url).v1.models[":model"].variants.$get({
+        param: { model: encodeURIComponent(opts.model) },
+        query: opts.status ? { status: opts.status } : {},
+      }),
     );
-    console.log(opts.json ? JSON.stringify(body.variants, null, 2) : formatVariantTable(body.variants));
+    // Assigning the typed response checks that the registry's variant view still has every column shown.
+    const variants: VariantListItem[] = body.variants;
+    console.log(opts.json ? JSON.stringify(variants, null, 2) : formatVariantTable(variants));
     return 0;
   },
 };

@@ -7,14 +7,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Manifest, ManifestError, parseManifest } from "../../core/manifest";
-import {
-  describeApiError,
-  encodeMultipart,
-  formatBytes,
-  postWithProgress,
-  progressPrinter,
-  requestJson,
-} from "../registry-client";
+import { formatBytes, progressFetch, progressPrinter, readOk, registryClient } from "../registry-client";
 import { type Command, UsageError } from "./command";
 import { flagOrEnv, gatewayUrlFlag, parseFlags } from "./options";
 
@@ -110,31 +103,26 @@ export async function readTrainerOutput(dir: string): Promise<TrainerOutput> {
   return { manifest, model, tokenizer };
 }
 
-/** The multipart form `POST /v1/models/:model/variants` expects. */
+/** The multipart parts `POST /v1/models/:model/variants` expects (the registry's `UploadForm`). */
+export function variantUploadParts(out: TrainerOutput) {
+  return {
+    manifest: new File([JSON.stringify(out.manifest)], "manifest.json", { type: "application/json" }),
+    model: new File([out.model], "model.onnx", { type: "application/octet-stream" }),
+    ...(out.tokenizer
+      ? { tokenizer: new File([out.tokenizer], "tokenizer.json", { type: "application/json" }) }
+      : {}),
+  };
+}
+
+/** The same parts as a FormData (what the typed client builds from `variantUploadParts`). */
 export function variantUploadForm(out: TrainerOutput): FormData {
   const form = new FormData();
-  form.append(
-    "manifest",
-    new Blob([JSON.stringify(out.manifest)], { type: "application/json" }),
-    "manifest.json",
-  );
-  form.append("model", new Blob([out.model], { type: "application/octet-stream" }), "model.onnx");
-  if (out.tokenizer) {
-    form.append("tokenizer", new Blob([out.tokenizer], { type: "application/json" }), "tokenizer.json");
-  }
+  for (const [name, file] of Object.entries(variantUploadParts(out))) form.append(name, file);
   return form;
 }
 
-interface VariantSummary {
-  model: string;
-  version: number;
-  status: string;
-  sha256: string;
-  bytes: number;
-}
-
 export interface PushResult {
-  variant: VariantSummary;
+  variant: { model: string; version: number; status: string; sha256: string; bytes: number };
   created: boolean;
   modelCreated: boolean;
 }
@@ -144,25 +132,27 @@ export async function push(opts: PushOptions, log: (s: string) => void, tty = fa
   const out = await readTrainerOutput(opts.dir);
   const { manifest } = out;
   const name = manifest.model.name;
+  const client = registryClient(opts.url, { token: opts.token });
 
   // Idempotent on the server: 201 when created, 200 when it exists with the same task, labels and io.
-  const model = await requestJson(opts.url, "/v1/models", {
-    method: "POST",
-    token: opts.token,
-    body: { name, task: manifest.model.task, labels: manifest.labels, io: manifest.io },
-  });
+  const model = await readOk(
+    await client.v1.models.$post({
+      json: { name, task: manifest.model.task, labels: manifest.labels, io: manifest.io },
+    }),
+  );
   if (model.status === 201) log(`created model ${name} (task ${manifest.model.task})\n`);
 
-  const { body, contentType } = await encodeMultipart(variantUploadForm(out));
-  const res = await postWithProgress(
-    `${opts.url}/v1/models/${encodeURIComponent(name)}/variants`,
-    { Authorization: `Bearer ${opts.token}`, "Content-Type": contentType, Accept: "application/json" },
-    body,
-    progressPrinter(log, { tty, label: `uploading ${name}` }),
+  const uploader = registryClient(opts.url, {
+    token: opts.token,
+    fetch: progressFetch(progressPrinter(log, { tty, label: `uploading ${name}` })),
+  });
+  const { body } = await readOk(
+    await uploader.v1.models[":model"].variants.$post({
+      param: { model: encodeURIComponent(name) },
+      form: variantUploadParts(out),
+    }),
   );
-  if (res.status !== 200 && res.status !== 201) throw describeApiError(res.status, res.text);
-  const parsed = JSON.parse(res.text) as { variant: VariantSummary; created: boolean };
-  return { ...parsed, modelCreated: model.status === 201 };
+  return { variant: body.variant, created: body.created, modelCreated: model.status === 201 };
 }
 
 export const command: Command = {
