@@ -5,7 +5,7 @@
  *
  * - `SkipLayerNormalization`: LayerNormalization(Add(a, b)) of two activations (the residual adds of every
  *   block), with a preceding bias Add folded in as its bias. Measured in onnxruntime-web wasm: the fused op is
- *   several times faster than the two it replaces on [1, 128, 256] (see docs/edge.md).
+ *   faster than the two it replaces in a micro-benchmark in wasm in Node (9 × [1, 128, 256]: 2.2 vs 6.1 ms at load ~5).
  * - `MultiHeadAttention`: one attention chain as export's surgery writes it — Reshape [0, 0, H, d] + Transpose of
  *   Q, K (transposed) and V, (Fused)MatMul with the scale as alpha, an additive mask, Softmax, MatMul with V,
  *   Transpose + Reshape back — becomes one op (Q/K and V may have different head sizes; the scale is the chain's
