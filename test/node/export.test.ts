@@ -13,7 +13,7 @@ import {
   exportPrunedModel,
   gatedModel,
 } from "../../src/trainer-node/export/export";
-import { syntheticBatch } from "../../src/trainer-node/export/run";
+import { feedsFor, syntheticBatch } from "../../src/trainer-node/export/run";
 import {
   CHECKPOINT_FORMAT,
   type GateCheckpoint,
@@ -265,6 +265,61 @@ describe("exportPrunedModel", () => {
     const layer1 = 2 * 2 * HIDDEN * (DH + DH / 2) + 2 * 10 * (DH + DH / 2);
     expect(report.flopsPerToken.before - report.flopsPerToken.after).toBeCloseTo(removed + layer1, 6);
   });
+
+  for (const layout of ["bert", "distilbert"] as const)
+    it(`${layout}: padded heads give one attention chain per layer, exact, with only zero padding added`, async () => {
+      const base = buildEncoder({ ...small, layout, seed: 14 });
+      const layers = selectGatedLayers(base);
+      const softmaxes = (g: Graph) => g.nodes.filter((n) => n.op === "Softmax").length;
+      const batch = syntheticBatch(40, 3, 9, 5);
+      for (const name of ["whole heads", "rows and columns"]) {
+        const { ckpt, gates } = checkpoint(base, PATTERNS[name], 41);
+        const grouped = await exportPrunedModel(base, ckpt, { residual: "gather", batches: [batch] });
+        const padded = await exportPrunedModel(base, ckpt, {
+          residual: "gather",
+          heads: "padded",
+          batches: [batch],
+        });
+        // exportPrunedModel itself throws unless the export matches the gated model in onnxruntime.
+        expect(padded.report.equivalence.maxAbsDiff, name).toBeLessThanOrEqual(1e-4);
+        expect(softmaxes(padded.graph), name).toBe(2);
+        // Both patterns leave a layer with heads of unequal kept sizes (the case padding is for).
+        expect(softmaxes(grouped.graph), name).toBeGreaterThan(2);
+        // Same plan, same report: padding is layout, not kept weights.
+        expect(padded.report.gatedWeights, name).toEqual(grouped.report.gatedWeights);
+        // Parameters: the grouped count plus, per layer, the padding worked out from the gates directly — each
+        // kept head grows to the largest kept Q/K and V sizes; a padded Q/K/V column has a weight per read input
+        // and a bias, a padded output-layer row a weight per written output.
+        const nz = (a: number[]) => a.filter((x) => x !== 0).length;
+        let padding = 0;
+        for (let b = 0; b < layers.length / 6; b++) {
+          const [q, k, v, o] = gates.slice(b * 6, b * 6 + 4);
+          const keptV = (h: number) => headDims(h).filter((j) => v.row[j] !== 0 && o.col[j] !== 0).length;
+          const keptQk = (h: number) => headDims(h).filter((j) => q.row[j] !== 0 && k.row[j] !== 0).length;
+          const heads = Array.from({ length: HEADS }, (_, h) => h).filter((h) => keptV(h) > 0);
+          if (heads.length === 0 || nz(o.row) === 0) continue;
+          const qkMax = Math.max(...heads.map(keptQk));
+          const vMax = Math.max(...heads.map(keptV));
+          const padQk = heads.reduce((n, h) => n + qkMax - keptQk(h), 0);
+          const padV = heads.reduce((n, h) => n + vMax - keptV(h), 0);
+          padding += padQk * (nz(q.col) + 1) + padQk * (nz(k.col) + 1) + padV * (nz(v.col) + 1);
+          padding += padV * nz(o.row);
+        }
+        expect(padding, name).toBeGreaterThan(0);
+        expect(countParameters(padded.graph), name).toBe(countParameters(grouped.graph) + padding);
+        // And the two layouts agree with each other, not only with the gated model.
+        const run = async (g: Graph) => {
+          const session = await ort.InferenceSession.create(encodeModel(g));
+          try {
+            return (await session.run(feedsFor(g, batch))).logits.data as Float32Array;
+          } finally {
+            await session.release();
+          }
+        };
+        const [a, c] = [await run(grouped.graph), await run(padded.graph)];
+        expect(Math.max(...a.map((x, i) => Math.abs(x - c[i]))), name).toBeLessThanOrEqual(1e-5);
+      }
+    });
 
   it("exports gated head layers (Gemm) and a trained linear task head on a headless base", async () => {
     const base = buildEncoder({ ...small, head: "none", seed: 5 });

@@ -17,6 +17,7 @@ import {
   type QuantizeOptions,
   type QuantOpForm,
 } from "../export/quantize";
+import { HEAD_LAYOUTS, type HeadLayout } from "../export/surgery";
 import type { EvalSet } from "../export/variant";
 import { GateCheckpoint } from "../gates/checkpoint";
 import { resolveSequenceLength } from "../import/limits";
@@ -41,6 +42,8 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --runs <n>                timed latency runs per configuration (default: 20)
   --residual <policy>       closed residual-stream features: auto (cheaper of the two, default),
                             gather (fewest parameters) or zeros (kept as zero rows/columns)
+  --heads <layout>          uneven kept heads: grouped (one attention chain per group of equal-size heads,
+                            default) or padded (zero dims up to the layer's largest head: one chain per layer)
   --precision <p>           fp32 (default) or int8: linear-layer weights int8 per output channel, dynamic
                             activations (embeddings, attention products, LayerNorm and the head stay fp32)
   --op-form <f>             int8 op form: standard (MatMulInteger, default; fastest in onnxruntime-web) or
@@ -65,6 +68,7 @@ function parse(argv: string[]) {
         target: { type: "string" },
         runs: { type: "string", default: "20" },
         residual: { type: "string", default: "auto" },
+        heads: { type: "string", default: "grouped" },
         precision: { type: "string", default: "fp32" },
         "op-form": { type: "string" },
         "int8-embeddings": { type: "boolean", default: false },
@@ -136,6 +140,9 @@ export const command: Command = {
     const residual = o.residual as ResidualPolicy;
     if (!["auto", "gather", "zeros"].includes(residual))
       throw new UsageError(`--residual must be auto, gather or zeros, got '${o.residual}'`);
+    const heads = o.heads as HeadLayout;
+    if (!HEAD_LAYOUTS.includes(heads))
+      throw new UsageError(`--heads must be ${HEAD_LAYOUTS.join(" or ")}, got '${o.heads}'`);
     const { precision, quantize } = precisionFlags(o);
     const optimize = optimizeFlag(o);
     const { seqLen, note } = await resolveSequenceLength(
@@ -169,6 +176,7 @@ export const command: Command = {
         target,
         runs: positiveIntFlag(o, "runs"),
         residual,
+        heads,
         precision,
         quantize,
         optimize,

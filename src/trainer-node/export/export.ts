@@ -36,7 +36,7 @@ import {
   type TokenBatch,
   vocabSizeOf,
 } from "./run";
-import { applyPlan } from "./surgery";
+import { applyPlan, type HeadLayout } from "./surgery";
 
 export interface ExportOptions {
   /** Batches the equivalence check runs on (a synthetic padded batch is always added). */
@@ -48,6 +48,8 @@ export interface ExportOptions {
   /** Closed residual-stream features: gathered away, kept as zeros, or whichever is cheaper (default). */
   residual?: PlanOptions["residual"];
   gatherCost?: number;
+  /** Uneven kept heads: one attention chain per equal-size group (default) or padded to one chain per layer. */
+  heads?: HeadLayout;
 }
 
 export interface LayerReport {
@@ -363,7 +365,7 @@ function prune(
   const analysis = analyzeEncoder(task);
   const gates = gatesByLayer(ckpt, analysis.linears);
   const plan = planExport(task, analysis, gates, { residual: opts.residual, gatherCost: opts.gatherCost });
-  const exported = applyPlan(task.clone(), plan);
+  const exported = applyPlan(task.clone(), plan, opts.heads);
   exported.name = `${task.name}-pruned`;
   validateGraph(exported);
   return {

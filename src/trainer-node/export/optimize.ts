@@ -14,6 +14,12 @@
  *     the gateway has always run it (default optimisation level), with every predicted label identical;
  *  4. its inputs and outputs are the unfused graph's.
  * Otherwise export keeps the unfused graph and says why (`report.reason`); it never fails because of this step.
+ *
+ * With `contrib` (off by default), export/edge-fusion.ts also fuses residual Add + LayerNormalization into
+ * SkipLayerNormalization and each attention chain into MultiHeadAttention (contrib ops of the wasm build that
+ * onnxruntime's optimiser does not form on these graphs). That graph goes through the same checks; if it fails
+ * one, the graph with onnxruntime's fusions alone is written (`report.contrib` says which). Off by default
+ * because bench/edge-ab.ts measured no gain from it inside workerd on the reference encoder (docs/edge-heads.md).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -25,6 +31,7 @@ import type { GraphOptimization } from "../../core/manifest";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { ioSignatureOf } from "../../core/onnx/signature";
+import { type ContribFusionReport, fuseContribOps } from "./edge-fusion";
 import { argmaxRows, type TokenBatch } from "./run";
 import type { WasmJob, WasmResult } from "./wasm-check";
 
@@ -76,6 +83,8 @@ export interface OptimizeReport {
   rows?: number;
   /** Time the step took (optimisation, checks in the wasm child), ms. */
   ms?: number;
+  /** The contrib fusions on top of onnxruntime's (edge-fusion.ts): how many, or why they were not kept. */
+  contrib?: ContribFusionReport & { applied: boolean; reason?: string };
 }
 
 const opKey = (n: Graph["nodes"][number]) => `${n.domain || "ai.onnx"}:${n.op}`;
@@ -165,6 +174,8 @@ export async function optimizeForEdge(
   tolerance = EDGE_TOLERANCE,
   /** `encodeModel(graph)` when the caller has it already (a BERT-base encoding is 0.44 GB). */
   graphBytes?: Uint8Array,
+  /** Also apply edge-fusion.ts's contrib fusions (see the file comment). */
+  contrib = false,
 ): Promise<{ graph: Graph; report: OptimizeReport; bytes?: Uint8Array }> {
   const t0 = performance.now();
   const report: OptimizeReport = {
@@ -186,15 +197,22 @@ export async function optimizeForEdge(
   } catch (err) {
     return keep(`onnxruntime could not optimise the graph: ${(err as Error).message}`);
   }
-  const before = opCounts(graph);
-  for (const [op, n] of opCounts(fused)) if (!before.has(op)) report.fusedOps[op] = n;
-  report.nodes.after = fused.nodes.length;
   const foreign = nonPortableOps(fused);
   if (foreign.length) return keep(`the fused graph has ops the wasm build may lack: ${foreign.join(", ")}`);
   if (JSON.stringify(ioSignatureOf(fused)) !== JSON.stringify(ioSignatureOf(graph)))
     return keep("onnxruntime changed the graph's inputs or outputs");
+  const contribGraph = fused.clone();
+  let contribCounts: ContribFusionReport = { skipLayerNorm: 0, multiHeadAttention: 0 };
+  let contribError: string | undefined;
+  try {
+    if (contrib) contribCounts = fuseContribOps(contribGraph);
+  } catch (err) {
+    contribError = `the contrib fusions failed: ${(err as Error).message}`;
+  }
+  const withContrib = !contribError && contribCounts.skipLayerNorm + contribCounts.multiHeadAttention > 0;
   // What is checked is what will be written: the fused graph as this codebase encodes it.
   const fusedBytes = encodeModel(fused);
+  const contribBytes = withContrib ? encodeModel(contribGraph) : undefined;
   const unfusedBytes = graphBytes ?? encodeModel(graph);
   let results: WasmResult[];
   try {
@@ -203,32 +221,59 @@ export async function optimizeForEdge(
         { bytes: unfusedBytes, level: "all" }, // how the gateway has always run the unfused graph
         { bytes: unfusedBytes, level: "disabled" },
         { bytes: fusedBytes, level: "disabled" }, // how it runs a fused one
+        ...(contribBytes ? [{ bytes: contribBytes, level: "disabled" as const }] : []),
       ],
       batches,
     );
   } catch (err) {
     return keep(`the onnxruntime-web check could not run: ${(err as Error).message}`);
   }
-  const [ref, literal, out] = results;
+  const [ref, literal, ortOnly, contribResult] = results;
   if (!ref?.ok) return keep(`onnxruntime-web cannot run the unfused graph: ${ref ? ref.error : "no result"}`);
-  if (!out?.ok)
-    return keep(`onnxruntime-web's wasm build cannot run the fused graph: ${out ? out.error : "no result"}`);
-  if (out.output.length !== ref.output.length) return keep("the fused graph's output has another shape");
   const cols = ref.output.length / batches.reduce((n, b) => n + b.batch, 0);
   const a = argmaxRows(Float32Array.from(ref.output), cols);
-  const b = argmaxRows(Float32Array.from(out.output), cols);
+  /** Why a candidate's wasm result is not acceptable, or undefined when it is. */
+  const refusal = (out: WasmResult | undefined) => {
+    if (!out?.ok)
+      return `onnxruntime-web's wasm build cannot run the fused graph: ${out ? out.error : "no result"}`;
+    if (out.output.length !== ref.output.length) return "the fused graph's output has another shape";
+    const b = argmaxRows(Float32Array.from(out.output), cols);
+    const diff = maxAbsDiff(ref.output, out.output);
+    const changed = a.filter((p, i) => p !== b[i]).length;
+    if (diff > tolerance || changed > 0)
+      return (
+        `the fused graph differs from the unfused one in onnxruntime-web: max |Δlogit| ${diff.toExponential(2)} ` +
+        `(tolerance ${tolerance}), ${changed} of ${a.length} predictions changed`
+      );
+    return undefined;
+  };
+  const contribRefusal = withContrib
+    ? refusal(contribResult)
+    : (contribError ?? (contrib ? "nothing to fuse" : "not requested"));
+  const useContrib = withContrib && contribRefusal === undefined;
+  const chosen = useContrib ? contribResult : ortOnly;
+  if (useContrib) {
+    fused = contribGraph;
+  }
+  if (contrib)
+    report.contrib = {
+      ...contribCounts,
+      applied: useContrib,
+      ...(contribRefusal ? { reason: contribRefusal } : {}),
+    };
+  const before = opCounts(graph);
+  for (const [op, n] of opCounts(fused)) if (!before.has(op)) report.fusedOps[op] = n;
+  report.nodes.after = fused.nodes.length;
   report.rows = a.length;
+  const reason = refusal(chosen);
+  if (reason) return keep(reason);
+  const out = chosen as Extract<WasmResult, { ok: true }>;
   report.maxAbsDiff = maxAbsDiff(ref.output, out.output);
   if (literal?.ok) report.maxAbsDiffVsLiteral = maxAbsDiff(literal.output, out.output);
-  report.predictionsChanged = a.filter((p, i) => p !== b[i]).length;
-  if (report.maxAbsDiff > tolerance || report.predictionsChanged > 0)
-    return keep(
-      `the fused graph differs from the unfused one in onnxruntime-web: max |Δlogit| ${report.maxAbsDiff.toExponential(2)} ` +
-        `(tolerance ${tolerance}), ${report.predictionsChanged} of ${a.length} predictions changed`,
-    );
+  report.predictionsChanged = 0;
   return {
     graph: fused,
-    bytes: fusedBytes,
+    bytes: useContrib ? contribBytes : fusedBytes,
     report: { ...report, applied: true, ms: performance.now() - t0 },
   };
 }

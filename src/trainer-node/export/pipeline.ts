@@ -22,6 +22,7 @@ import {
 import type { ResidualPolicy } from "./plan";
 import { type Precision, type QuantizeOptions, quantizeGraph } from "./quantize";
 import { fixedSequenceOf, type TokenBatch } from "./run";
+import type { HeadLayout } from "./surgery";
 import { type EvalSet, writeVariant } from "./variant";
 
 const EVAL_BATCH = 32;
@@ -68,6 +69,8 @@ export interface ExportVariantOptions {
   target?: number;
   runs?: number;
   residual?: ResidualPolicy;
+  /** How uneven kept heads are laid out (export/surgery.ts HeadLayout); default grouped. */
+  heads?: HeadLayout;
   /** "int8": the pruned model's linear layers quantized (export/quantize.ts) before it is measured and written. */
   precision?: Precision;
   quantize?: QuantizeOptions;
@@ -89,6 +92,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
   let { graph, bytes, report } = await exportPrunedModel(o.model.graph, o.ckpt, {
     batches: o.evalSet.batches,
     residual: o.residual,
+    heads: o.heads,
   });
   log(
     `removed ${(100 * report.removedFraction).toFixed(1)}% of gated-layer weights; parameters ` +

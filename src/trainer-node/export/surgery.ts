@@ -9,11 +9,28 @@
  * - nothing left to read: the layer's output is its bias, Expanded to the activation's shape.
  * Attention is rebuilt per group of heads with equal kept sizes: one group (the common case, and always the
  * case for uniformly pruned heads) is the dense layout with smaller constants; several groups are Split out of
- * one projection and their contexts Concatenated, so uneven heads never need padding.
+ * one projection and their contexts Concatenated (`grouped`), or every head is padded with zero dims to one
+ * group (`padded`, see HeadLayout).
  */
 import type { Graph, Node } from "../../core/onnx/graph";
 import { tensor } from "../../core/onnx/tensor";
 import type { AttentionPlan, ExportPlan, FfnPlan, LinearPlan } from "./plan";
+
+/**
+ * A padding feature in a LinearPlan's `read` or `out` (padded heads only): its weight row or column and its bias
+ * are zero, so a padded Q/K dim adds 0 to every score and a padded V dim carries 0 into the output layer.
+ */
+const PAD = -1;
+
+/**
+ * How attention with uneven kept heads is rebuilt (equal heads always give the dense layout):
+ * - `grouped`: one attention chain per group of heads with equal kept sizes, Split out of one projection and
+ *   Concatenated back — no padding, the fewest MACs, but several chains (about 20 nodes each) per layer;
+ * - `padded`: every kept head padded with zero dims to the layer's largest kept Q/K and V sizes, so one chain
+ *   per layer suffices — fewer nodes (onnxruntime-web pays per node dispatched), a few more MACs.
+ */
+export type HeadLayout = "grouped" | "padded";
+export const HEAD_LAYOUTS: readonly HeadLayout[] = ["grouped", "padded"];
 
 /** Ops that map each element alone, so they commute with Expand. */
 const UNARY_ELEMENTWISE = new Set(["Cast", "Not", "Identity", "Neg"]);
@@ -95,7 +112,7 @@ class Surgeon {
     const scope = `${layer.node}/sluice`;
     const nOut = layer.outFeatures;
     const fullBias = new Float32Array(nOut);
-    for (const o of p.out) fullBias[o] = bias[o] + (opts.extraBias?.[o] ?? 0);
+    for (const o of p.out) if (o !== PAD) fullBias[o] = bias[o] + (opts.extraBias?.[o] ?? 0);
     if (p.out.length === 0) {
       if (!opts.writeBack) return undefined;
       // Every output closed: zeros of the full width (no float initializer needed).
@@ -109,7 +126,7 @@ class Surgeon {
     const keptBias = this.sharedConstant(
       `bias:${layer.bias ?? layer.node}`,
       [p.out.length],
-      Float32Array.from(p.out, (o) => fullBias[o]),
+      Float32Array.from(p.out, (o) => (o === PAD ? 0 : fullBias[o])),
       `${layer.node}.bias_pruned`,
     );
     let y: string;
@@ -144,8 +161,9 @@ class Surgeon {
       if (!whole(p.read, layer.inFeatures) || !whole(p.out, nOut)) {
         w = new Float32Array(p.read.length * p.out.length);
         p.read.forEach((i, r) => {
+          if (i === PAD) return; // a padding row reads a zero input: its weights stay 0
           p.out.forEach((o, c) => {
-            w[r * p.out.length + c] = weight[i * nOut + o];
+            if (o !== PAD) w[r * p.out.length + c] = weight[i * nOut + o];
           });
         });
       }
@@ -208,22 +226,31 @@ class Surgeon {
     return value;
   }
 
-  attention(a: AttentionPlan): string {
+  attention(a: AttentionPlan, layout: HeadLayout): string {
     const g = this.g;
     const { block } = a;
     const scope = `${block.o.node}/sluice_attention`;
-    // Group kept heads by (qk size, v size); heads in a group run batched as in the dense model.
+    const kept = Array.from({ length: block.heads }, (_, h) => h).filter((h) => a.vDims[h].length > 0);
+    // Group kept heads by (qk size, v size); heads in a group run batched as in the dense model. Padded: one
+    // group, every head at the largest kept sizes.
     const groups: { heads: number[]; qk: number; v: number }[] = [];
-    for (let h = 0; h < block.heads; h++) {
-      if (a.vDims[h].length === 0) continue;
-      const key = { qk: a.qk[h].length, v: a.vDims[h].length };
-      const group = groups.find((x) => x.qk === key.qk && x.v === key.v);
-      if (group) group.heads.push(h);
-      else groups.push({ heads: [h], ...key });
-    }
-    // Projection columns ordered group by group, head by head.
-    const qkOrder = groups.flatMap((gr) => gr.heads.flatMap((h) => a.qk[h]));
-    const vOrder = groups.flatMap((gr) => gr.heads.flatMap((h) => a.vDims[h]));
+    if (layout === "padded" && kept.length > 0) {
+      groups.push({
+        heads: kept,
+        qk: Math.max(...kept.map((h) => a.qk[h].length)),
+        v: Math.max(...kept.map((h) => a.vDims[h].length)),
+      });
+    } else
+      for (const h of kept) {
+        const key = { qk: a.qk[h].length, v: a.vDims[h].length };
+        const group = groups.find((x) => x.qk === key.qk && x.v === key.v);
+        if (group) group.heads.push(h);
+        else groups.push({ heads: [h], ...key });
+      }
+    const padTo = (dims: number[], n: number) => [...dims, ...Array<number>(n - dims.length).fill(PAD)];
+    // Projection columns ordered group by group, head by head (each padded to its group's size).
+    const qkOrder = groups.flatMap((gr) => gr.heads.flatMap((h) => padTo(a.qk[h], gr.qk)));
+    const vOrder = groups.flatMap((gr) => gr.heads.flatMap((h) => padTo(a.vDims[h], gr.v)));
     const shapeSource = block.q.input;
     const project = (p: LinearPlan, order: number[], ops: AttentionPlan["block"]["qOps"]) => {
       let y = this.linear({ ...p, out: order }, p.folded.layer.input, null, {
@@ -361,10 +388,10 @@ class Surgeon {
 }
 
 /** Applies the plan to `g` (mutated): rebuilt blocks, dead nodes and unused initializers removed. */
-export function applyPlan(g: Graph, plan: ExportPlan): Graph {
+export function applyPlan(g: Graph, plan: ExportPlan, heads: HeadLayout = "grouped"): Graph {
   const s = new Surgeon(g);
   const rewrites: [string, () => string][] = [
-    ...plan.attention.map((a) => [a.block.o.output, () => s.attention(a)] as [string, () => string]),
+    ...plan.attention.map((a) => [a.block.o.output, () => s.attention(a, heads)] as [string, () => string]),
     ...plan.ffn.map((f) => [f.block.down.output, () => s.ffn(f)] as [string, () => string]),
     ...plan.generic.map((p) => [p.folded.layer.output, () => s.generic(p)] as [string, () => string]),
   ];
