@@ -13,6 +13,8 @@ type D1Database = any;
 type R2Bucket = any;
 // biome-ignore lint/suspicious/noExplicitAny: a stand-in the Node program never calls (see above)
 type RateLimit = any;
+// biome-ignore lint/suspicious/noExplicitAny: a stand-in the Node program never calls (see above)
+type ExecutionContext = any;
 type ReadableStreamReadResult<T> = import("node:stream/web").ReadableStreamReadResult<T>;
 
 declare module "crypto" {
