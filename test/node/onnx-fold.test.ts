@@ -80,4 +80,31 @@ describe("constant folding of shape arithmetic", () => {
       expect(v).toBeCloseTo(ref[i], 6);
     });
   });
+
+  it("keeps an INT64_MAX Slice end (9223372036854775807) from wrapping to INT64_MIN when it is folded", async () => {
+    // torch_lib / the dynamo exporter write `x[..., a:]` as Slice(x, [a], [INT64_MAX]); the end is 2^63 as a
+    // JS number, which a BigInt64Array would store as INT64_MIN ("slice nothing").
+    const g = new Graph({ opset: 18 });
+    const x = g.addInput("x", "float32", ["batch", 6]);
+    const end = g.addNode("Constant", [], { value: tensor("int64", [1], [9223372036854775807n]) })[0];
+    const ends = g.op("Identity", [g.op("Concat", [end], { axis: 0 })]);
+    g.op("Slice", [x, g.constInts([2]), ends, g.constInts([1])], {}, { output: "y" });
+    g.addOutput("y");
+    const feeds = {
+      x: new ort.Tensor(
+        "float32",
+        Float32Array.from({ length: 12 }, (_, i) => i),
+        [2, 6],
+      ),
+    };
+    const ref = await run(g, feeds);
+    foldConstants(g);
+    expect(g.nodes.map((n) => n.op)).toEqual(["Slice"]);
+    expect(g.initializers.get(g.nodes[0].inputs[2])?.data).toEqual(
+      BigInt64Array.from([9223372036854775807n]),
+    );
+    const out = await run(g, feeds);
+    expect(out.y.dims).toEqual([2, 4]);
+    expect(out.y.data).toEqual(ref.y.data);
+  });
 });

@@ -14,6 +14,7 @@ const onnxValues: typeof onnx =
   (onnxProto as unknown as { onnx: typeof onnx }).onnx;
 
 import { type Attr, Graph, type Node, type ValueInfo } from "./graph";
+import { InlineError, type InlineReport, inlineLocalFunctions } from "./inline";
 import { allocate, DTYPE_OF_ONNX, type DType, ONNX_DTYPE, sizeOf, type Tensor } from "./tensor";
 
 type Long = { low: number; high: number; toNumber?: () => number };
@@ -159,7 +160,19 @@ function tensorShapeFromProto(p: onnx.ITensorProto): Tensor {
 
 /** Parses an ONNX model file. Throws OnnxFormatError on anything that is not a usable model. */
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Graph {
-  return graphFromModelProto(decodeModelProto(bytes), opts);
+  const model = decodeModelProto(bytes);
+  inlineFunctions(model, bytes);
+  return graphFromModelProto(model, opts);
+}
+
+/** Inlines the model's local functions (inline.ts) in place; OnnxFormatError when that is not possible. */
+export function inlineFunctions(model: onnx.IModelProto, bytes: Uint8Array): InlineReport {
+  try {
+    return inlineLocalFunctions(model, bytes);
+  } catch (err) {
+    if (err instanceof InlineError) throw new OnnxFormatError(err.message);
+    throw err;
+  }
 }
 
 /** The protobuf message of a model file, for passes that must see it before the Graph does (fp16 upcast). */
@@ -181,6 +194,11 @@ export function graphFromModelProto(model: onnx.ModelProto, opts: DecodeOptions 
   const g = model.graph;
   if (!g?.node || g.node.length === 0 || !g.output?.length)
     throw new OnnxFormatError("not an ONNX model: it has no graph");
+  // A Graph has no functions: a caller that decoded the message itself inlines them first (inlineFunctions).
+  if (model.functions?.length)
+    throw new OnnxFormatError(
+      `the model has ${model.functions.length} local functions (${model.functions[0].domain}.${model.functions[0].name}, ...): inline them before reading the graph`,
+    );
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
   const graph = new Graph({ name: g.name ?? "graph", opset: opset ? int64ToNumber(opset.version) : 17 });
   graph.extraOpsets = (model.opsetImport ?? [])

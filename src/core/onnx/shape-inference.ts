@@ -235,6 +235,17 @@ function inferNode(node: Node, get: Get, opset: number): ValueShape[] {
         },
       ];
     }
+    case "CastLike": {
+      // Cast to the element type of the second input (opset 15; the dynamo exporter's torch_lib writes it).
+      const to = get(node.inputs[1]).dtype;
+      return [
+        {
+          dtype: to,
+          shape: x.shape,
+          value: to ? x.value?.map((v) => (typeof v === "number" ? castValue(v, to) : v)) : undefined,
+        },
+      ];
+    }
     case "Shape": {
       if (!x.shape) return [{ dtype: "int64", shape: [fresh()] }];
       const r = x.shape.length;

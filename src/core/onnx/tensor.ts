@@ -68,6 +68,17 @@ export function allocate(dtype: DType, n: number): TensorData {
   }
 }
 
+const INT64_MAX = 9223372036854775807n;
+
+/**
+ * A number as an int64 element. INT64_MAX (what exporters write as an open Slice end) is 2^63 as a float64, one
+ * past the range: BigInt64Array would wrap it to INT64_MIN, turning "to the end" into "nothing", so it saturates.
+ */
+function toInt64(v: number | bigint): bigint {
+  const b = BigInt(v);
+  return b > INT64_MAX ? INT64_MAX : b;
+}
+
 export function tensor(
   dtype: DType,
   dims: number[],
@@ -79,7 +90,7 @@ export function tensor(
   else if (ArrayBuffer.isView(data) && data.constructor === allocate(dtype, 0).constructor)
     out = data as TensorData;
   else if (dtype === "int64")
-    out = BigInt64Array.from(Array.from(data as ArrayLike<number | bigint>, (v) => BigInt(v)));
+    out = BigInt64Array.from(Array.from(data as ArrayLike<number | bigint>, toInt64));
   else {
     out = allocate(dtype, n);
     (out as Float32Array).set(Array.from(data as ArrayLike<number>, Number));

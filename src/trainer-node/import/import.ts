@@ -15,7 +15,8 @@
  * The import is deterministic: train and export both re-import the user's file and get the same graph (node
  * names are the exporter's), so a checkpoint names layers of the canonical graph of that file.
  */
-import { decodeModelProto, graphFromModelProto } from "../../core/onnx/codec";
+import { CanonicalError, castLikeToCast, removeInferenceDropouts } from "../../core/onnx/canonical";
+import { decodeModelProto, graphFromModelProto, inlineFunctions } from "../../core/onnx/codec";
 import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from "../../core/onnx/fold";
 import type { Graph, ValueInfo } from "../../core/onnx/graph";
 import { upgradeOpset } from "../../core/onnx/opset";
@@ -74,6 +75,10 @@ export interface ImportReport {
   attention: { node: string; heads: number; headDim: number }[];
   ffn: { up: string; down: string; width: number; activation: string[] }[];
   otherEncoderLinears: string[];
+  /** Local functions the file declared and the calls inlined (inline.ts); absent when it had none. */
+  inlined?: { functions: number; calls: number };
+  /** CastLike nodes read as Casts and inference Dropouts removed (canonical.ts). */
+  canonical: { castLike: number; dropout: number };
   /** Weights read by several linears (ALBERT), each gated with one tied gate. */
   shared: SharedWeight[];
   notes: string[];
@@ -100,8 +105,12 @@ const isSymbolic = (d: number | string | undefined) => typeof d !== "number" || 
 export function importEncoderBytes(bytes: Uint8Array, opts: ImportOptions = {}): ImportedModel {
   let graph: Graph;
   let fp16: Float16Report | undefined;
+  let inlined: ImportReport["inlined"];
   try {
     const proto = decodeModelProto(bytes);
+    // Local functions (torch's dynamo exporter writes every module call and torch_lib op as one) are
+    // expanded first: everything after reads plain nodes.
+    inlined = inlineFunctions(proto, bytes);
     // fp16 tensors are widened on the message: the Graph and everything after it hold fp32 only.
     fp16 = upcastFloat16(proto);
     graph = graphFromModelProto(proto);
@@ -109,7 +118,14 @@ export function importEncoderBytes(bytes: Uint8Array, opts: ImportOptions = {}):
     if (err instanceof ImportError) throw err;
     throw new ImportError(`not a readable ONNX model: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return importEncoder(graph, opts, fp16);
+  const imported = importEncoder(graph, opts, fp16);
+  if (inlined.functions > 0) {
+    imported.report.inlined = inlined;
+    imported.report.notes.unshift(
+      `${inlined.functions} local functions inlined (${inlined.calls} calls, nested ones included)`,
+    );
+  }
+  return imported;
 }
 
 /** Detects what is not an encoder before anything is rewritten, naming what it is instead. */
@@ -396,6 +412,7 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
     opset: { original: g.opset, canonical: Math.max(17, g.opset) },
     unfused: {},
     folded: { constants: 0, weightTransforms: 0 },
+    canonical: { castLike: 0, dropout: 0 },
     inputs: [],
     derivedInputs: [],
     outputs: { original: g.outputs.map((o) => o.name), hidden: "" },
@@ -412,6 +429,12 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
   g.toposort();
   report.folded.constants = constantNodesToInitializers(g);
   refuseNonEncoders(g);
+  try {
+    report.canonical = { castLike: castLikeToCast(g), dropout: removeInferenceDropouts(g) };
+  } catch (err) {
+    if (err instanceof CanonicalError) throw new ImportError(err.message);
+    throw err;
+  }
   report.unfused = unfuseContribOps(g).rewritten;
   report.folded.weightTransforms = foldWeightTransforms(g);
   const unknownDomain = g.nodes.find((n) => n.domain && n.domain !== "ai.onnx");
