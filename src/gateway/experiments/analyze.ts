@@ -33,6 +33,7 @@
  *   stop at any look.
  */
 import {
+  type ClusteredQuantile,
   clusteredProportionNonInferiority,
   clusteredQuantile,
   clusteredWilsonInterval,
@@ -41,12 +42,13 @@ import {
   normalMixtureConfidenceSequence,
   normalQuantile,
   normalSf,
-  percentile,
+  poolSorted,
   type RatioSummary,
   ratioDifferenceTest,
   ratioSummary,
   type SampleRatioCheck,
   sampleRatioMismatch,
+  sortedPercentile,
 } from "./stats.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -73,6 +75,14 @@ export interface ArmData {
   /** one entry per distinct unit seen on the arm (the analysis does not depend on their order) */
   units: readonly UnitData[];
   unsticky?: UnstickyData;
+  /**
+   * Optional: every `latencyMs` sample of `units`, pooled and sorted ascending. The analysis otherwise pools
+   * and sorts them itself (what the results route does); a caller that re-analyses a growing experiment at
+   * many looks (the sequential simulation in bench/ab-validity.ts) keeps this array up to date by merging
+   * instead of paying a sort per look. The results are the same either way. Checked for length and order;
+   * that it holds exactly the units' samples is the caller's guarantee.
+   */
+  sortedLatencyMs?: readonly number[];
 }
 
 export type PrimaryMetric = "accuracy" | "latency";
@@ -275,7 +285,25 @@ function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
       checkUnit(u, `data[${i}].units[${j}]`);
     });
     if (d.unsticky) checkUnit(d.unsticky, `data[${i}].unsticky`);
+    if (d.sortedLatencyMs) checkSortedLatency(d, `data[${i}].sortedLatencyMs`);
   });
+}
+
+function checkSortedLatency(d: ArmData, where: string): void {
+  const sorted = d.sortedLatencyMs ?? [];
+  let samples = 0;
+  for (const u of d.units) samples += u.latencyMs.length;
+  if (sorted.length !== samples) {
+    throw new RangeError(`${where}: has ${sorted.length} samples, the units' latencyMs have ${samples}`);
+  }
+  let previous = 0;
+  for (let j = 0; j < sorted.length; j++) {
+    // also rejects NaN, and (with previous starting at 0) negatives; the units' own check rejects infinities
+    if (!(sorted[j] >= previous)) {
+      throw new RangeError(`${where}[${j}]: must be sorted ascending and >= 0, got ${sorted[j]}`);
+    }
+    previous = sorted[j];
+  }
 }
 
 /** Everything the comparisons need about one arm, computed once. */
@@ -288,6 +316,10 @@ interface ArmSummary {
   /** per unit, its latency samples (units with none left out) */
   latencyByUnit: (readonly number[])[];
   latencyCount: number;
+  /** every latency sample, sorted ascending: sorted once per analysis, shared by p50 and every p95 */
+  sortedLatency: readonly number[];
+  /** Woodruff p95 over units at a given alpha, memoised (the arm's interval and the comparisons share it) */
+  p95: (alpha: number) => ClusteredQuantile;
   /** per-unit means (each unit weighs 1): what the comparisons test */
   latencyUnitMean: RatioSummary;
   accuracyUnitMean: RatioSummary;
@@ -313,7 +345,23 @@ function summarizeArm(d: ArmData): ArmSummary {
     }
     return s;
   });
-  const latencyByUnit = units.map((u) => u.latencyMs).filter((l) => l.length > 0);
+  const latencyByUnit: (readonly number[])[] = [];
+  const latencyMeans: number[] = [];
+  units.forEach((u, i) => {
+    if (u.latencyMs.length === 0) return;
+    latencyByUnit.push(u.latencyMs);
+    latencyMeans.push(latencySums[i] / u.latencyMs.length);
+  });
+  const sortedLatency = d.sortedLatencyMs ?? poolSorted(latencyByUnit);
+  const p95ByAlpha = new Map<number, ClusteredQuantile>();
+  const p95 = (alpha: number) => {
+    let q = p95ByAlpha.get(alpha);
+    if (!q) {
+      q = clusteredQuantile(latencyByUnit, 0.95, alpha, sortedLatency);
+      p95ByAlpha.set(alpha, q);
+    }
+    return q;
+  };
   return {
     units: units.length,
     requests: units.reduce((n, u) => n + u.requests, 0),
@@ -331,8 +379,10 @@ function summarizeArm(d: ArmData): ArmSummary {
       units.map((u) => u.labelled),
     ),
     latencyByUnit,
-    latencyCount: latencyByUnit.reduce((n, l) => n + l.length, 0),
-    latencyUnitMean: unitMean(latencyByUnit.map((l) => l.reduce((a, b) => a + b, 0) / l.length)),
+    latencyCount: sortedLatency.length,
+    sortedLatency,
+    p95,
+    latencyUnitMean: unitMean(latencyMeans),
     accuracyUnitMean: unitMean(units.filter((u) => u.labelled > 0).map((u) => u.correct / u.labelled)),
   };
 }
@@ -427,8 +477,8 @@ function compareP95(
 ): MetricComparison | null {
   const enough = (a: ArmSummary) => a.latencyCount >= MIN_SAMPLES_FOR_P95 && a.latencyByUnit.length >= 2;
   if (!enough(c) || !enough(t)) return null;
-  const qc = clusteredQuantile(c.latencyByUnit, 0.95, alpha);
-  const qt = clusteredQuantile(t.latencyByUnit, 0.95, alpha);
+  const qc = c.p95(alpha);
+  const qt = t.p95(alpha);
   const variance = qc.standardError ** 2 + qt.standardError ** 2;
   if (!(variance > 0)) return null; // as in compareRatio: no spread, no comparison
   return compareMetric(estimates(qc.estimate, qt.estimate, alpha), { ...design, variance }, () => {
@@ -459,8 +509,7 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
   // --- per-arm statistics
   const arms: ArmStats[] = data.map((d, i) => {
     const s = summaries[i];
-    const pooled = s.latencyByUnit.flat();
-    const p95 = s.latencyCount > 0 ? clusteredQuantile(s.latencyByUnit, 0.95, alpha) : null;
+    const p95 = s.latencyCount > 0 ? s.p95(alpha) : null;
     const meanHalf =
       s.latency.units >= 2 ? normalQuantile(1 - alpha / 2) * Math.sqrt(s.latency.variance) : Number.NaN;
     const u = d.unsticky;
@@ -471,19 +520,18 @@ export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData
       units: s.units,
       requests: s.requests,
       unstickyRequests: u?.requests ?? 0,
-      latency:
-        p95 && pooled.length > 0
-          ? {
-              count: s.latencyCount,
-              units: s.latencyByUnit.length,
-              meanMs: s.latency.estimate,
-              meanCi: [s.latency.estimate - meanHalf, s.latency.estimate + meanHalf],
-              p50Ms: percentile(pooled, 50),
-              p95Ms: p95.estimate,
-              p95Ci: p95.ci,
-              exactPercentiles: true,
-            }
-          : null,
+      latency: p95
+        ? {
+            count: s.latencyCount,
+            units: s.latencyByUnit.length,
+            meanMs: s.latency.estimate,
+            meanCi: [s.latency.estimate - meanHalf, s.latency.estimate + meanHalf],
+            p50Ms: sortedPercentile(s.sortedLatency, 50),
+            p95Ms: p95.estimate,
+            p95Ci: p95.ci,
+            exactPercentiles: true,
+          }
+        : null,
       errorRate: {
         errors: s.errors.numerator,
         requests: s.requests,

@@ -92,7 +92,15 @@ export function variance(values: readonly number[]): number {
 export function percentile(values: readonly number[], q: number): number {
   if (!(q >= 0 && q <= 100)) throw new RangeError(`percentile: q must be in [0, 100], got ${q}`);
   if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((x, y) => x - y);
+  return sortedPercentile(
+    [...values].sort((x, y) => x - y),
+    q,
+  );
+}
+
+/** `percentile` of values already sorted ascending (no copy, no sort): for callers that sort once. */
+export function sortedPercentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
   const h = (sorted.length - 1) * (q / 100);
   const below = Math.floor(h);
   const above = Math.min(below + 1, sorted.length - 1);
@@ -467,17 +475,19 @@ export interface ClusteredQuantile {
  * share of requests at or below the estimated quantile q̂, F̂(q̂) = Σ_u #{x ≤ q̂}_u / Σ_u n_u, is a ratio metric
  * whose delta-method variance over units is valid under clustering; the interval q ± z·se(F̂) is mapped back
  * through the empirical quantile function. Needs each unit's samples (`units[u]` holds unit u's values).
+ * `sortedPooled`, when given, must be every value of `units` pooled and sorted ascending (the caller's
+ * guarantee, not checked here): the function then neither copies nor sorts, which is what lets a caller that
+ * looks at a growing experiment many times keep one sorted array up to date instead of re-sorting at each look.
  */
 export function clusteredQuantile(
   units: readonly (readonly number[])[],
   q: number,
   alpha = 0.05,
+  sortedPooled?: readonly number[],
 ): ClusteredQuantile {
   if (!(q > 0 && q < 1)) throw new RangeError(`clusteredQuantile: q must be in (0, 1), got ${q}`);
-  const pooled: number[] = [];
-  for (const u of units) for (const x of u) pooled.push(x);
+  const pooled = sortedPooled ?? poolSorted(units);
   const requests = pooled.length;
-  const nonEmpty = units.filter((u) => u.length > 0);
   if (requests === 0) {
     return {
       estimate: Number.NaN,
@@ -487,23 +497,28 @@ export function clusteredQuantile(
       units: 0,
     };
   }
-  pooled.sort((a, b) => a - b);
   const quantileOf = (p: number) => sortedPercentile(pooled, Math.min(1, Math.max(0, p)) * 100);
   const estimate = quantileOf(q);
-  const below = nonEmpty.map((u) => u.reduce((n, x) => n + (x <= estimate ? 1 : 0), 0));
-  const f = ratioSummary(
-    below,
-    nonEmpty.map((u) => u.length),
-  );
+  // per non-empty unit: how many of its values are <= the estimate, out of how many
+  const below: number[] = [];
+  const sizes: number[] = [];
+  for (const u of units) {
+    if (u.length === 0) continue;
+    let n = 0;
+    for (const x of u) if (x <= estimate) n++;
+    below.push(n);
+    sizes.push(u.length);
+  }
+  const f = ratioSummary(below, sizes);
   const z = normalQuantile(1 - alpha / 2);
   const seF = Number.isFinite(f.variance) ? Math.sqrt(f.variance) : Number.POSITIVE_INFINITY;
   const ci: Interval = [quantileOf(q - z * seF), quantileOf(q + z * seF)];
-  return { estimate, ci, standardError: (ci[1] - ci[0]) / (2 * z), requests, units: nonEmpty.length };
+  return { estimate, ci, standardError: (ci[1] - ci[0]) / (2 * z), requests, units: sizes.length };
 }
 
-function sortedPercentile(sorted: readonly number[], q: number): number {
-  const h = (sorted.length - 1) * (q / 100);
-  const below = Math.floor(h);
-  const above = Math.min(below + 1, sorted.length - 1);
-  return sorted[below] + (h - below) * (sorted[above] - sorted[below]);
+/** Every value of `units` in one array, sorted ascending. */
+export function poolSorted(units: readonly (readonly number[])[]): number[] {
+  const pooled: number[] = [];
+  for (const u of units) for (const x of u) pooled.push(x);
+  return pooled.sort((a, b) => a - b);
 }
