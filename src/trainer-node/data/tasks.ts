@@ -3,6 +3,7 @@
  * process, so a command that loads `spam` twice pays once.
  */
 import path from "node:path";
+import { type DataFieldFlags, fieldsKey } from "./fields";
 import { loadGenre } from "./genre";
 import { loadJsonlTask } from "./jsonl";
 import { loadSentiment } from "./sentiment";
@@ -33,14 +34,18 @@ export function loadTask(name: string): TaskDataset {
   return cached(`task:${name}`, task.load);
 }
 
-/** A user's JSONL task (see jsonl.ts for the format). */
-export function loadDataFile(file: string): TaskDataset {
-  return cached(`file:${path.resolve(file)}`, () => loadJsonlTask(file));
+/** A user's JSONL task (see jsonl.ts for the format), its text fields as `fields` names them. */
+export function loadDataFile(file: string, fields: DataFieldFlags = {}): TaskDataset {
+  return cached(`file:${path.resolve(file)}:${fieldsKey(fields)}`, () => loadJsonlTask(file, fields));
 }
 
-/** `--data <file>` wins over a task name; one of them is required. */
-export function resolveTask(opts: { task?: string; data?: string }): TaskDataset {
-  if (opts.data) return loadDataFile(opts.data);
+/** `--data <file>` wins over a task name; one of them is required. Field flags apply to `--data` files only. */
+export function resolveTask(opts: { task?: string; data?: string; fields?: DataFieldFlags }): TaskDataset {
+  if (opts.data) return loadDataFile(opts.data, opts.fields);
+  if (opts.fields?.textField !== undefined || opts.fields?.textPairField !== undefined)
+    throw new Error(
+      "--text-field and --text-pair-field name fields of a --data file; built-in tasks have their own",
+    );
   if (opts.task) return loadTask(opts.task);
   throw new Error("give a task name or --data <file.jsonl>");
 }

@@ -1,6 +1,8 @@
 /** One labelled text. `label` indexes `TaskDataset.labels`. */
 export interface Example {
   text: string;
+  /** The second text of a sentence pair (NLI's hypothesis, a paraphrase candidate); only in pair tasks. */
+  textPair?: string;
   label: number;
   labelName?: string;
   /** Where the text came from inside its task (e.g. "imdb" for sentiment, "easy-ham-1" for spam). */
@@ -14,6 +16,8 @@ export interface TaskDataset {
   name: string;
   /** Label names; an example's `label` is an index into this list. */
   labels: string[];
+  /** Set when every example is a sentence pair (`Example.textPair`), with the data fields it came from. */
+  pairFields?: { text: string; textPair: string };
   splits: { train: Example[]; validation: Example[]; test: Example[]; [extra: string]: Example[] };
   /** sha256 (hex) per split over its canonical records, plus `all` over the whole task. */
   fingerprints: Record<string, string>;
@@ -27,6 +31,8 @@ export interface TaskDataset {
  */
 export interface RawRecord {
   text: string;
+  /** The second text of a pair; a record with one is de-duplicated and split on both texts. */
+  textPair?: string;
   label: string;
   source?: string;
   split?: string;
