@@ -12,7 +12,12 @@
  * Prints a table and writes bench-results/gateway.json. wrangler is always shut down (errors, Ctrl-C too).
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
+ *                            [--tree <checkout>] [--out <file.json>]
+ * `--tree` serves another checkout's Worker (e.g. a `git worktree` of an older commit) with this client, so two
+ * trees are measured alike (bench:gateway-compare alternates them); a tree from before API keys is sent no key.
+ * `--out` writes the JSON there instead of bench-results/gateway.json and leaves the docs alone.
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,6 +38,8 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "1,8,32" },
     /** `off`: run the gateway with AUTH=off, to measure the API-key check's share of the overhead. */
     auth: { type: "string", default: "on" },
+    tree: { type: "string" },
+    out: { type: "string" },
   },
 });
 const seq = Number(args.seq);
@@ -154,16 +161,22 @@ async function register(url: string, token: string) {
   if (patch.status !== 200) throw new Error(`activate: ${patch.status} ${await patch.text()}`);
 }
 
+/** Whether the served tree has API keys (`POST /v1/keys`); an older tree is sent no Authorization header. */
+let treeHasKeys = true;
+
 async function infer(url: string, apiKey = dev!.apiKey): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v2/models/bench/infer`, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${apiKey}` },
+    headers: {
+      "Content-Type": "application/json",
+      ...(treeHasKeys ? { Authorization: `Bearer ${apiKey}` } : {}),
+    },
     body: inferBody,
   });
-  await res.arrayBuffer();
+  const body = await res.text();
   const e2eMs = performance.now() - t0;
-  if (res.status !== 200) throw new Error(`infer: ${res.status}`);
+  if (res.status !== 200) throw new Error(`infer: ${res.status} ${body.slice(0, 300)}`);
   return { e2eMs, timing: serverTiming(res) };
 }
 
@@ -172,7 +185,8 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
   // Fresh keys per level, each sent at most 500 requests: the per-key rate limit (KEY_RATE_LIMIT, 600 per
   // minute in wrangler.toml) stays in the measured path without cutting a level short with 429s.
   const keys: string[] = [];
-  for (let i = 0; i < Math.ceil(n / 500); i++) keys.push(await mintDevKey(url, dev!.adminToken));
+  for (let i = 0; i < (treeHasKeys ? Math.ceil(n / 500) : 1); i++)
+    keys.push(treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "");
   const samples: Sample[] = [];
   const interleaved: number[] = [];
   let sent = 0;
@@ -267,6 +281,27 @@ const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x
 
 const loadAtStart = os.loadavg();
 
+/** A tree from before API keys answers 404 on `POST /v1/keys` (`infer` is the one scope every tree knows). */
+async function probeKeys(url: string, adminToken: string): Promise<boolean> {
+  const res = await fetch(`${url}/v1/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ scopes: ["infer"] }),
+  });
+  await res.arrayBuffer();
+  return res.status !== 404;
+}
+
+/** The served tree's commit (and whether it has uncommitted changes), for the JSON. */
+function treeCommit(tree: string): string {
+  const git = (...a: string[]) => execFileSync("git", a, { cwd: tree, encoding: "utf8" }).trim();
+  try {
+    return `${git("rev-parse", "--short", "HEAD")}${git("status", "--porcelain", "--untracked-files=no") ? "+changes" : ""}`;
+  } catch {
+    return "unknown";
+  }
+}
+
 async function main() {
   if (loadAtStart[0] > os.cpus().length) {
     console.error(
@@ -279,8 +314,15 @@ async function main() {
   );
   if (args.auth !== "on" && args.auth !== "off")
     throw new Error(`--auth must be on or off, got '${args.auth}'`);
-  dev = await startWranglerDev(args.auth === "off" ? { vars: { AUTH: "off" } } : {});
+  dev = await startWranglerDev({
+    ...(args.auth === "off" ? { vars: { AUTH: "off" } } : {}),
+    tree: args.tree,
+    mintKey: false,
+  });
   const { url } = dev;
+  treeHasKeys = await probeKeys(url, dev.adminToken);
+  if (treeHasKeys) dev.apiKey = await mintDevKey(url, dev.adminToken, ["infer"]);
+  else console.error("the served tree has no POST /v1/keys: requests carry no API key");
   console.error(`wrangler dev ready on ${url}`);
   await register(url, dev.adminToken);
 
@@ -384,20 +426,31 @@ async function main() {
       sha256: await sha256(modelBytes),
     },
     input: { batch, seq },
+    tree: {
+      path: path.resolve(args.tree ?? root),
+      commit: treeCommit(args.tree ?? root),
+      apiKeys: treeHasKeys,
+    },
     cold: { e2eMs: cold.e2eMs, serverTiming: cold.timing },
     ortNode1Thread: node,
     levels: levelResults,
     ortWebOverNodeRatio: ratio,
   };
-  mkdirSync(path.join(root, "bench-results"), { recursive: true });
-  writeFileSync(path.join(root, "bench-results/gateway.json"), `${JSON.stringify(result, null, 2)}\n`);
-  console.log("\nwrote bench-results/gateway.json");
-  updateBenchmarksPage();
+  const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway.json");
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
+  if (!args.out) updateBenchmarksPage();
 }
 
 main()
   .catch((err) => {
     console.error(err);
+    if (dev) {
+      const log = dev.log();
+      const notable = log.split("\n").filter((l) => !/\] (POST|GET|PATCH) \S+ 200 OK/.test(l));
+      console.error(`\nwrangler log, without its 200 lines (last 60):\n${notable.slice(-60).join("\n")}`);
+    }
     process.exitCode = 1;
   })
   .finally(() => {

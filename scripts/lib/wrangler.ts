@@ -32,6 +32,13 @@ export interface WranglerDevOptions {
   readyTimeoutMs?: number;
   /** Extra `wrangler dev` arguments (e.g. `--inspector-port 9230` to profile the Worker). */
   args?: string[];
+  /**
+   * The source tree whose wrangler.toml, migrations and Worker are served (default: this repository), so a bench
+   * can run the same client against an older checkout (a `git worktree`) side by side.
+   */
+  tree?: string;
+  /** false: do not mint the API key (a tree from before API keys has no `POST /v1/keys`); `apiKey` is "". */
+  mintKey?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -45,12 +52,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Mints an `infer` + `feedback` API key on a running gateway with its admin token. */
-export async function mintDevKey(url: string, adminToken: string): Promise<string> {
+/** Mints an API key (default scopes `infer` + `feedback`) on a running gateway with its admin token. */
+export async function mintDevKey(
+  url: string,
+  adminToken: string,
+  scopes: string[] = ["infer", "feedback"],
+): Promise<string> {
   const res = await fetch(`${url}/v1/keys`, {
     method: "POST",
     headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ scopes: ["infer", "feedback"] }),
+    body: JSON.stringify({ scopes }),
   });
   const text = await res.text();
   if (res.status !== 201) throw new Error(`minting a dev API key failed: ${res.status} ${text}`);
@@ -59,13 +70,14 @@ export async function mintDevKey(url: string, adminToken: string): Promise<strin
 
 export async function startWranglerDev(options: WranglerDevOptions = {}): Promise<WranglerDev> {
   const vars = { ADMIN_TOKEN: `dev-${crypto.randomUUID()}`, ...options.vars };
+  const tree = options.tree ? path.resolve(options.tree) : root;
   const persistDir = mkdtempSync(path.join(tmpdir(), "sluice-wrangler-"));
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
   try {
     execFileSync(
       process.execPath,
       [wranglerBin, "d1", "migrations", "apply", "sluice", "--local", "--persist-to", persistDir],
-      { cwd: root, env, stdio: ["ignore", "ignore", "inherit"] },
+      { cwd: tree, env, stdio: ["ignore", "ignore", "inherit"] },
     );
   } catch (err) {
     rmSync(persistDir, { recursive: true, force: true });
@@ -87,7 +99,7 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
       "--show-interactive-dev-session=false",
       ...(options.args ?? []),
     ],
-    { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: tree, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
   const chunks: string[] = [];
   child.stdout?.on("data", (d) => chunks.push(String(d)));
@@ -124,10 +136,13 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     }
     try {
       if ((await fetch(`${url}/v2/health/live`)).ok) {
-        const apiKey = await mintDevKey(url, vars.ADMIN_TOKEN).catch((err) => {
-          stop();
-          throw err;
-        });
+        const apiKey =
+          options.mintKey === false
+            ? ""
+            : await mintDevKey(url, vars.ADMIN_TOKEN).catch((err) => {
+                stop();
+                throw err;
+              });
         return { url, adminToken: vars.ADMIN_TOKEN, apiKey, persistDir, log: () => chunks.join(""), stop };
       }
     } catch (err) {
