@@ -90,22 +90,46 @@ describe("fixed-batch exports in the corpus", () => {
     expect(maxDiff(batched.data, single)).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  it("refuses an export whose batch is folded into a flatten it cannot prove, naming the node", () => {
+  /** The fixture with `[1, 16, 32] → back → ...` spliced in after the embeddings' LayerNorm. */
+  const withFlatten = (flatTarget: number[], backTarget: number[]) => {
     const g = decodeModel(
       new Uint8Array(readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/model.onnx"))),
     );
-    // [1, 16, 32] → [16, 32] → [1, 16, 32] around the embeddings' LayerNorm output: batch·seq folded to 16.
     const ln = g.nodes.find((n) => n.name === "/bert/embeddings/LayerNorm/Add_1")!;
     const hidden = ln.outputs[0];
-    const flat = g.op("Reshape", [hidden, g.constInts([16, 32])], {}, { name: "/test/Flatten" });
-    const back = g.op("Reshape", [flat, g.constInts([1, 16, 32])], {}, { name: "/test/Unflatten" });
+    const flat = g.op("Reshape", [hidden, g.constInts(flatTarget)], {}, { name: "/test/Flatten" });
+    const back = g.op("Reshape", [flat, g.constInts(backTarget)], {}, { name: "/test/Unflatten" });
     for (const n of g.nodes)
       if (n.name !== "/test/Flatten") n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
     g.toposort();
-    const bytes = encodeModel(g);
+    return encodeModel(g);
+  };
+
+  it("proves a constant flatten of batch·seq and its restore ([16, 32] → [1, 16, 32]) and rewrites both", async () => {
+    const bytes = withFlatten([16, 32], [1, 16, 32]);
+    const { graph, report } = importEncoder(decodeModel(bytes));
+    // The fixture's 8, plus the flatten (→ [-1, 32]) and the restore (→ [-1, 16, 32]).
+    expect(report.notes.join("\n")).toContain("(10 shape constants rewritten)");
+    const fx = JSON.parse(
+      readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/fixture.json"), "utf8"),
+    );
+    const row = fx.reference.inputs.input_ids.data as number[];
+    const feeds = (n: number) => ({
+      input_ids: int64(Array(n).fill(row)),
+      attention_mask: int64(Array(n).fill(fx.reference.inputs.attention_mask.data)),
+      token_type_ids: int64(Array(n).fill(row.map(() => 0))),
+    });
+    const want = await run(bytes, feeds(1), "logits");
+    const got = await run(encodeModel(graph), feeds(3), "logits");
+    expect(got.dims).toEqual([3, 2]);
+    expect(maxDiff(got.data, [...want.data, ...want.data, ...want.data])).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it("refuses a flatten of batch·seq restored to other dims ([16, 32] → [2, 8, 32]), naming the node", () => {
+    const bytes = withFlatten([16, 32], [2, 8, 32]);
     expect(() => importEncoder(decodeModel(bytes))).toThrow(ImportError);
     expect(() => importEncoder(decodeModel(bytes))).toThrow(
-      /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Flatten \(Reshape\) drops the batch axis.*dynamic_axes/,
+      /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Unflatten \(Reshape\) drops the batch axis: .* is \[16\*batch, 32\] but .* is \[2, 8, 32\].*dynamic_axes/,
     );
   });
 });

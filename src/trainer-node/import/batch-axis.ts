@@ -9,6 +9,9 @@
  *   defines for `allowzero=0`;
  * - Reshape whose leading target element is the product of the input's leading dims (a flatten of batch and
  *   sequence, `[B·S, H]`) with the other elements equal to the input's trailing dims: it becomes -1;
+ * - Reshape whose leading target element is the batch and whose input's element count, symbolically, is the
+ *   batch times the target's other elements (the restore of such a flatten: `[B, S, H']` on `[16*batch, H']`,
+ *   tf2onnx's tensordot at a fixed shape): it becomes -1, or the run-time batch when the target already has one;
  * - Expand whose input carries the batch on the expanded axis: the leading element becomes 1 (keep that dim);
  * - otherwise (Reshape/Expand/Tile/ConstantOfShape creating the batch): the leading element becomes the batch
  *   read at run time, `Shape(input_ids)[0:1]`; in a Concat-built shape the constant piece holding it is
@@ -17,11 +20,14 @@
  *
  * At the exported batch size every rewrite computes exactly the original value. That the graph is then
  * batch-polymorphic is proven by shape inference (core/onnx/shape-inference.ts) run twice: once at the fixed
- * batch (the original shapes), once with the symbol. Every value computed from the inputs (not only from their
- * shapes) whose leading dim was the fixed batch must carry the symbol there, a dim carrying the symbol must
- * have been the fixed batch, and every graph output must lead with the symbol. A value that cannot be shown so
- * is refused naming the node that produces it.
+ * batch (the original shapes), once with the symbol. Dims are tracked as products of symbols (`16*batch` after a
+ * flatten, core/onnx/dim-product.ts), so the batch survives a flatten and is proven again by the restore.
+ * Every value computed from the inputs (not only from their shapes) whose leading dim was the fixed batch must
+ * carry the symbol there, a dim carrying the symbol must evaluate at the fixed batch to what that dim was, no
+ * node may drop it, and every graph output must lead with the symbol itself. A value that cannot be shown so is
+ * refused naming the node that produces it.
  */
+import { hasFactor, quotientDim, substituteDim } from "../../core/onnx/dim-product";
 import { attrOf, type Graph, type Node } from "../../core/onnx/graph";
 import { type Dim, inferShapes, type ShapeMap } from "../../core/onnx/shape-inference";
 import { type Tensor, tensor, toNumbers } from "../../core/onnx/tensor";
@@ -107,7 +113,7 @@ function firstUnproven(
   fixed: number,
 ): { node: Node; why: string } | undefined {
   const outputs = new Set(g.outputs.map((o) => o.name));
-  const carries = (v: string) => !!sym.get(v)?.shape?.includes(BATCH);
+  const carries = (v: string) => !!sym.get(v)?.shape?.some((d) => hasFactor(d, BATCH));
   for (const node of g.nodes) {
     const fromBatch = node.inputs.find((i) => i && data.has(i) && carries(i));
     const dropped = node.outputs.find(
@@ -121,7 +127,7 @@ function firstUnproven(
           ? (attrOf<number>(node, "axis") ?? 0) + rank
           : (attrOf<number>(node, "axis") ?? 0);
       const leads = node.inputs.map((i) => sym.get(i)?.shape?.[0]);
-      if (axis !== 0 && leads.includes(BATCH) && leads.some((d) => d !== BATCH))
+      if (axis !== 0 && leads.some((d) => hasFactor(d, BATCH)) && leads.some((d) => d !== leads[0]))
         return { node, why: `concatenates inputs that disagree on the batch axis (${dims(leads as Dim[])})` };
     }
     if (fromBatch && dropped)
@@ -141,13 +147,14 @@ function firstUnproven(
           node,
           why: `output ${o} is ${dims(f)} at batch ${fixed} but ${dims(s)} with a dynamic batch`,
         };
-      const wrongAxis = s.findIndex((d, i) => d === BATCH && f[i] !== fixed);
+      // A dim carrying the batch (alone or in a product) must be what that dim was at the fixed batch.
+      const wrongAxis = s.findIndex((d, i) => hasFactor(d, BATCH) && substituteDim(d, BATCH, fixed) !== f[i]);
       if (wrongAxis >= 0)
         return {
           node,
-          why: `output ${o} puts the batch on axis ${wrongAxis}, which is ${f[wrongAxis]} at batch ${fixed}`,
+          why: `output ${o} puts the batch on axis ${wrongAxis} as ${s[wrongAxis]}, which is ${f[wrongAxis]} at batch ${fixed}`,
         };
-      if ((f[0] === fixed && s[0] !== BATCH) || (outputs.has(o) && s[0] !== BATCH))
+      if ((f[0] === fixed && !hasFactor(s[0], BATCH)) || (outputs.has(o) && s[0] !== BATCH))
         return {
           node,
           why: `output ${o} is ${dims(f)} at batch ${fixed} but ${dims(s)} with a dynamic batch (the batch is baked into the graph)`,
@@ -209,6 +216,11 @@ function leadingReplacement(
       }
     }
     if (x?.[0] === BATCH && target?.[0] === fixed && (attrOf<number>(node, "allowzero") ?? 0) === 0) return 0;
+    // The restore of a flatten ([1, 16, H'] on [16*batch, H']): the input holds batch × the other elements,
+    // so -1 infers the batch. A target with its own -1 ([1, -1, H']) gets the run-time batch below.
+    const rest = target?.slice(1);
+    if (target?.[0] === fixed && x && rest?.every((d) => isNum(d) && d > 0) && quotientDim(x, rest) === BATCH)
+      return -1;
     return "runtime";
   }
   if (node.op === "Expand") {
