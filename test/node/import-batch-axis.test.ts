@@ -34,6 +34,8 @@ const maxDiff = (a: number[], b: number[]) => {
 
 const int64 = (rows: number[][]) =>
   new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+const int32 = (rows: number[][]) =>
+  new ort.Tensor("int32", Int32Array.from(rows.flat()), [rows.length, rows[0].length]);
 
 describe("fixed-batch exports in the corpus", () => {
   // Three rows of the fixture's sequence length: the reference row, a permuted one, and a short padded one.
@@ -49,10 +51,13 @@ describe("fixed-batch exports in the corpus", () => {
     };
   };
 
+  // tf2onnx's tensordot at a fixed batch: 12 flattens and 12 restores, 6 head splits, 2 merges, the mask.
   it.each([
     ["bert-seqcls-o14-fixed1x16", 8],
     ["bert-seqcls-o14-batch1", 0],
     ["distilbert-seqcls-o11-nofold-batch1", 0],
+    ["tf2onnx-tensordot-bert-seqcls-o13-fixed1x16", 33],
+    ["tf2onnx-tensordot-bert-seqcls-o13-batch1", 21],
   ])("%s: batch 1 equals the original, batch 3 equals three batch-1 runs", async (id, rewrites) => {
     const dir = path.join(FIXTURES, id);
     const fx = JSON.parse(readFileSync(path.join(dir, "fixture.json"), "utf8"));
@@ -64,28 +69,34 @@ describe("fixed-batch exports in the corpus", () => {
 
     const original = model.bytes;
     const imported = encodeModel(model.graph);
-    const { ids, mask } = rowsOf(fx.reference.inputs.input_ids.data, fx.config.vocab);
+    // The original's own input names and types (tf2onnx: `input_ids:0`, int32); the import's are canonical.
+    const roles = model.report.inputs;
+    const role = (name: string) => roles.find((i) => i.original === name)?.name;
+    const original32 = (name: string) => fx.reference.inputs[name].dtype === "int32";
+    const idsName = roles.find((i) => i.name === "input_ids")!.original;
+    const { ids, mask } = rowsOf(fx.reference.inputs[idsName].data, fx.config.vocab);
     const names = Object.keys(fx.reference.inputs);
-    const feeds = (rows: number[]) => {
+    const feeds = (rows: number[], canonical: boolean) => {
       const f: Record<string, ort.Tensor> = {};
-      for (const name of names)
-        f[name] = int64(
-          rows.map((r) =>
-            name === "input_ids" ? ids[r] : name === "attention_mask" ? mask[r] : ids[r].map(() => 0),
-          ),
+      for (const name of names) {
+        const r = role(name);
+        const values = rows.map((i) =>
+          r === "input_ids" ? ids[i] : r === "attention_mask" ? mask[i] : ids[i].map(() => 0),
         );
+        f[canonical ? r! : name] = !canonical && original32(name) ? int32(values) : int64(values);
+      }
       return f;
     };
     const single = [];
     for (const r of [0, 1, 2]) {
-      const want = await run(original, feeds([r]), "logits");
-      const got = await run(imported, feeds([r]), "logits");
+      const want = await run(original, feeds([r], false), "logits");
+      const got = await run(imported, feeds([r], true), "logits");
       expect(maxDiff(got.data, want.data)).toBeLessThanOrEqual(TOLERANCE);
       single.push(...want.data);
     }
     // The reference row is the fixture's own: the original's logits are PyTorch's.
     expect(maxDiff(single.slice(0, 2), fx.reference.outputs.logits.data)).toBeLessThanOrEqual(1e-4);
-    const batched = await run(imported, feeds([0, 1, 2]), "logits");
+    const batched = await run(imported, feeds([0, 1, 2], true), "logits");
     expect(batched.dims).toEqual([3, 2]);
     expect(maxDiff(batched.data, single)).toBeLessThanOrEqual(TOLERANCE);
   });
