@@ -6,48 +6,62 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { encodeModel, Graph, tensor } from "../../src/core/onnx";
-import { hasFactor, productDim, quotientDim, substituteDim } from "../../src/core/onnx/dim-product";
+import { hasFactor, inferredDim, productDim, substituteDim } from "../../src/core/onnx/dim-product";
 import { type Dim, inferShapes } from "../../src/core/onnx/shape-inference";
 
 describe("dim products", () => {
-  it("writes one canonical monomial: coefficient first, factors sorted, 1 omitted", () => {
-    expect(productDim(["batch", 16])).toBe("16*batch");
+  it("writes products in layout order, outermost first: adjacent numbers merged, 1s dropped", () => {
+    expect(productDim(["batch", 16])).toBe("batch*16");
     expect(productDim([16, "batch"])).toBe("16*batch");
-    expect(productDim(["sequence", "batch"])).toBe("batch*sequence");
-    expect(productDim(["16*batch", 2, "sequence"])).toBe("32*batch*sequence");
+    expect(productDim(["batch", "sequence"])).toBe("batch*sequence");
+    expect(productDim(["batch*16", 2, "sequence"])).toBe("batch*32*sequence");
+    expect(productDim(["batch", 4, 8])).toBe("batch*32");
     expect(productDim([3, 4])).toBe(12);
     expect(productDim(["batch", 1])).toBe("batch");
     expect(productDim(["batch", 0])).toBe(0);
     expect(productDim([])).toBe(1);
   });
 
-  it("divides exactly or not at all", () => {
-    expect(quotientDim(["16*batch", 96], [16, 96])).toBe("batch");
-    expect(quotientDim(["batch", "sequence", 32], ["batch", 32])).toBe("sequence");
-    expect(quotientDim(["batch", 16, 32], [32])).toBe("16*batch");
-    expect(quotientDim([12], [4])).toBe(3);
-    expect(quotientDim(["16*batch"], [3])).toBeUndefined();
-    expect(quotientDim(["batch", 16], ["sequence"])).toBeUndefined();
-    expect(quotientDim([16], [0])).toBeUndefined();
+  it("infers a Reshape's -1 by peeling the other dims off the front and back, in order", () => {
+    // [batch, 16, H] flattened to [batch*16, H'] and restored as [-1, 16, H'] or [batch, -1, H'].
+    expect(inferredDim(["batch*16", 96], [], [16, 96])).toBe("batch");
+    expect(inferredDim(["batch*16", 96], ["batch"], [96])).toBe(16);
+    expect(inferredDim(["batch", "sequence", 32], ["batch"], [32])).toBe("sequence");
+    expect(inferredDim(["batch", "sequence", 32], ["batch"], [4, 8])).toBe("sequence");
+    expect(inferredDim(["batch", "sequence", 32], ["batch", "sequence", 4], [])).toBe(8);
+    expect(inferredDim(["batch", 16, 32], [], [32])).toBe("batch*16");
+    expect(inferredDim(["batch", 4, 8], ["batch", 2], [])).toBe(16);
+    expect(inferredDim([12], [], [4])).toBe(3);
+  });
+
+  it("finds no -1 where the layout does not split that way, even when the sizes divide", () => {
+    // Flattened sequence-first ([16, batch]): restoring batch-first would mix the rows of batch items.
+    expect(inferredDim(["16*batch", 96], [], [16, 96])).toBeUndefined();
+    // [2, batch, 3] as rows of 6 spans two batch items.
+    expect(inferredDim([2, "batch", 3], [], [6])).toBeUndefined();
+    expect(inferredDim(["batch*16"], [], [3])).toBeUndefined();
+    expect(inferredDim(["batch", 16], [], ["sequence"])).toBeUndefined();
+    expect(inferredDim([16], [], [0])).toBeUndefined();
   });
 
   it("never writes a fresh symbol into a product, only alone", () => {
     expect(productDim(["?3", 16])).toBeUndefined();
     expect(productDim(["?3", "batch"])).toBeUndefined();
     expect(productDim(["?3", 1])).toBe("?3");
-    expect(quotientDim(["?3", 16, 32], [16, 32])).toBe("?3");
-    expect(quotientDim(["?3", 16, 32], [32])).toBeUndefined();
+    expect(inferredDim(["?3", 16, 32], [], [16, 32])).toBe("?3");
+    expect(inferredDim(["?3", 16, 32], ["?3"], [])).toBe(512);
+    expect(inferredDim(["?3", 16, 32], [], [32])).toBeUndefined();
   });
 
   it("finds and substitutes a factor", () => {
     expect(hasFactor("batch", "batch")).toBe(true);
-    expect(hasFactor("16*batch", "batch")).toBe(true);
-    expect(hasFactor("batch*sequence", "batch")).toBe(true);
+    expect(hasFactor("batch*16", "batch")).toBe(true);
+    expect(hasFactor("sequence*batch", "batch")).toBe(true);
     expect(hasFactor("batch_size", "batch")).toBe(false);
     expect(hasFactor(16, "batch")).toBe(false);
-    expect(substituteDim("16*batch", "batch", 2)).toBe(32);
+    expect(substituteDim("batch*16", "batch", 2)).toBe(32);
     expect(substituteDim("batch*sequence", "batch", 1)).toBe("sequence");
-    expect(substituteDim("batch*batch", "batch", 3)).toBe(9);
+    expect(substituteDim("batch*4*batch", "batch", 3)).toBe(36);
     expect(substituteDim("sequence", "batch", 3)).toBe("sequence");
   });
 });
@@ -90,22 +104,29 @@ describe("shape inference with dim products", () => {
     ],
     [
       [-1, 4],
-      [2, -1, 3],
-      [2, "8*batch", 3],
+      [-1, 4, 3],
+      ["batch*4", 4, 3],
     ],
     [
       [-1, 4],
       [-1, 3],
-      ["16*batch", 3],
+      ["batch*16", 3],
     ],
   ])("flatten %j, restore %j: %j, as onnxruntime computes", async (flat, back, want) => {
     const { g, values } = flattenRestore(flat, back);
     const info = inferShapes(g);
-    expect(info.get(values[0])?.shape).toEqual(["16*batch", 4]);
-    expect(info.get(values[1])?.shape).toEqual(["16*batch", 3]);
+    expect(info.get(values[0])?.shape).toEqual(["batch*16", 4]);
+    expect(info.get(values[1])?.shape).toEqual(["batch*16", 3]);
     expect(info.get("y")?.shape).toEqual(want);
     const shapes = await ortShapes(g, values, 3);
     expect(shapes).toEqual(values.map((v) => at(info.get(v)?.shape, 3)));
+  });
+
+  it("gives a restore that would split the batch's rows a fresh dim ([2, -1, 3] on [batch*16, 3])", () => {
+    const { g } = flattenRestore([-1, 4], [2, -1, 3]);
+    const y = inferShapes(g).get("y")?.shape;
+    expect(y?.[0]).toBe(2);
+    expect(String(y?.[1])).toMatch(/^\?/);
   });
 
   it("tracks tensordot's flatten size ReduceProd(Shape[0:2]) and a Mul of dims as products", () => {

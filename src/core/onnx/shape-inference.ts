@@ -6,10 +6,10 @@
  *
  * Hand-written because ORT's symbolic inference is Python-only and onnx's C++ inference is not exposed to JS.
  * Dims: a number, or a string symbol. Symbols from graph inputs keep their names ("batch"); products of them
- * are written as monomials ("16*batch", dim-product.ts), so a flatten and the reshape that restores it stay
+ * are written in layout order ("batch*16", dim-product.ts), so a flatten and the reshape that restores it stay
  * exact; a dim nothing can name gets a fresh symbol starting with "?" that equals only itself.
  */
-import { type Dim, productDim, quotientDim } from "./dim-product";
+import { type Dim, inferredDim, productDim } from "./dim-product";
 import { attrOf, type Graph, type Node } from "./graph";
 import { DTYPE_OF_ONNX, type DType, type Tensor, toNumbers } from "./tensor";
 
@@ -72,15 +72,9 @@ function reshapeDims(input: Dim[] | undefined, target: Dim[], allowZero: boolean
   const out = target.map((d, i) => (d === 0 && !allowZero ? (input?.[i] ?? fresh()) : d));
   const minus = out.indexOf(-1);
   if (minus < 0) return out;
-  // The -1 dim is the input's element count over the other output dims, when that divides exactly
-  // (`16*batch*96` over [16, 96] is `batch`).
-  out[minus] =
-    (input &&
-      quotientDim(
-        input,
-        out.filter((_, i) => i !== minus),
-      )) ??
-    fresh();
+  // The -1 dim is what is left of the input's factors once the other output dims are peeled off its front and
+  // back in layout order (`batch*16` then 96, under [-1, 16, 96], is `batch`).
+  out[minus] = (input && inferredDim(input, out.slice(0, minus), out.slice(minus + 1))) ?? fresh();
   return out;
 }
 

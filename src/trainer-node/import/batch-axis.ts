@@ -10,7 +10,7 @@
  * - Reshape whose leading target element is the product of the input's leading dims (a flatten of batch and
  *   sequence, `[B·S, H]`) with the other elements equal to the input's trailing dims: it becomes -1;
  * - Reshape whose leading target element is the batch and whose input's element count, symbolically, is the
- *   batch times the target's other elements (the restore of such a flatten: `[B, S, H']` on `[16*batch, H']`,
+ *   batch times the target's other elements (the restore of such a flatten: `[B, S, H']` on `[batch*16, H']`,
  *   tf2onnx's tensordot at a fixed shape): it becomes -1, or the run-time batch when the target already has one;
  * - Expand whose input carries the batch on the expanded axis: the leading element becomes 1 (keep that dim);
  * - otherwise (Reshape/Expand/Tile/ConstantOfShape creating the batch): the leading element becomes the batch
@@ -20,14 +20,14 @@
  *
  * At the exported batch size every rewrite computes exactly the original value. That the graph is then
  * batch-polymorphic is proven by shape inference (core/onnx/shape-inference.ts) run twice: once at the fixed
- * batch (the original shapes), once with the symbol. Dims are tracked as products of symbols (`16*batch` after a
+ * batch (the original shapes), once with the symbol. Dims are tracked as products of symbols (`batch*16` after a
  * flatten, core/onnx/dim-product.ts), so the batch survives a flatten and is proven again by the restore.
  * Every value computed from the inputs (not only from their shapes) whose leading dim was the fixed batch must
  * carry the symbol there, a dim carrying the symbol must evaluate at the fixed batch to what that dim was, no
  * node may drop it, and every graph output must lead with the symbol itself. A value that cannot be shown so is
  * refused naming the node that produces it.
  */
-import { hasFactor, quotientDim, substituteDim } from "../../core/onnx/dim-product";
+import { hasFactor, inferredDim, substituteDim } from "../../core/onnx/dim-product";
 import { attrOf, type Graph, type Node } from "../../core/onnx/graph";
 import { type Dim, inferShapes, type ShapeMap } from "../../core/onnx/shape-inference";
 import { type Tensor, tensor, toNumbers } from "../../core/onnx/tensor";
@@ -216,10 +216,15 @@ function leadingReplacement(
       }
     }
     if (x?.[0] === BATCH && target?.[0] === fixed && (attrOf<number>(node, "allowzero") ?? 0) === 0) return 0;
-    // The restore of a flatten ([1, 16, H'] on [16*batch, H']): the input holds batch × the other elements,
-    // so -1 infers the batch. A target with its own -1 ([1, -1, H']) gets the run-time batch below.
+    // The restore of a flatten ([1, 16, H'] on [batch*16, H']): the input's layout is the batch, then the
+    // target's other elements, so -1 infers the batch. A target with its own -1 ([1, -1, H']) gets the run-time batch below.
     const rest = target?.slice(1);
-    if (target?.[0] === fixed && x && rest?.every((d) => isNum(d) && d > 0) && quotientDim(x, rest) === BATCH)
+    if (
+      target?.[0] === fixed &&
+      x &&
+      rest?.every((d) => isNum(d) && d > 0) &&
+      inferredDim(x, [], rest) === BATCH
+    )
       return -1;
     return "runtime";
   }
