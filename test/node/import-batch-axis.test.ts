@@ -4,10 +4,20 @@
  * must equal three batch-1 runs of the original, row by row. A graph whose batch cannot be proven dynamic is
  * refused naming the node.
  */
-import { readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { sluice, TRAIN_ARGS } from "../../bench/lib/corpus";
 import { decodeModel, encodeModel, Graph, tensor } from "../../src/core/onnx";
 import { BATCH, makeBatchDynamic } from "../../src/trainer-node/import/batch-axis";
 import { ImportError } from "../../src/trainer-node/import/errors";
@@ -101,17 +111,24 @@ describe("fixed-batch exports in the corpus", () => {
     expect(maxDiff(batched.data, single)).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  /** The fixture with `[1, 16, 32] → back → ...` spliced in after the embeddings' LayerNorm. */
-  const withFlatten = (flatTarget: number[], backTarget: number[]) => {
+  /**
+   * The fixture with `[1, 16, 32] → flatten → back` spliced in after the embeddings' LayerNorm; `seqFirst`
+   * transposes to [16, 1, 32] before the flatten (at batch 1 the same values, at batch B not).
+   */
+  const withFlatten = (flatTarget: number[], backTarget: number[], seqFirst = false) => {
     const g = decodeModel(
       new Uint8Array(readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/model.onnx"))),
     );
     const ln = g.nodes.find((n) => n.name === "/bert/embeddings/LayerNorm/Add_1")!;
     const hidden = ln.outputs[0];
-    const flat = g.op("Reshape", [hidden, g.constInts(flatTarget)], {}, { name: "/test/Flatten" });
+    const x = seqFirst
+      ? g.op("Transpose", [hidden], { perm: [1, 0, 2] }, { name: "/test/SeqFirst" })
+      : hidden;
+    const flat = g.op("Reshape", [x, g.constInts(flatTarget)], {}, { name: "/test/Flatten" });
     const back = g.op("Reshape", [flat, g.constInts(backTarget)], {}, { name: "/test/Unflatten" });
+    const spliced = new Set(["/test/Flatten", "/test/SeqFirst"]);
     for (const n of g.nodes)
-      if (n.name !== "/test/Flatten") n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
+      if (!spliced.has(n.name)) n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
     g.toposort();
     return encodeModel(g);
   };
@@ -143,6 +160,33 @@ describe("fixed-batch exports in the corpus", () => {
       /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Unflatten \(Reshape\) drops the batch axis: .* is \[batch\*16, 32\] but .* is \[2, 8, 32\].*dynamic_axes/,
     );
   });
+
+  it("refuses a sequence-first flatten restored batch-first through the CLI: exit 2, the node named, nothing left", async () => {
+    // [16, 1, 32] → [-1, 32] → [1, 16, 32] is the identity at batch 1, but at batch B it would interleave the
+    // rows of different texts: [16*batch, 32] does not split into [batch, 16, 32].
+    const work = mkdtempSync(path.join(tmpdir(), "sluice-batch-axis-"));
+    try {
+      const file = path.join(work, "model.onnx");
+      writeFileSync(file, withFlatten([-1, 32], [1, 16, 32], true));
+      copyFileSync(
+        path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/tokenizer.json"),
+        path.join(work, "tokenizer.json"),
+      );
+      const message =
+        /fixed batch size 1 that cannot be made dynamic: \/test\/Unflatten \(Reshape\) drops the batch axis: .* is \[16\*batch, 32\] but .* is \[1, 16, 32\]/;
+      const inspect = await sluice(["inspect", file]);
+      expect(inspect.code, inspect.stderr).toBe(2);
+      expect(inspect.stderr).toMatch(message);
+      const out = path.join(work, "out");
+      const train = await sluice(["train", "--base", file, "--out", out, ...TRAIN_ARGS]);
+      expect(train.code, train.stderr).toBe(2);
+      expect(train.stderr).toMatch(message);
+      expect(existsSync(out)).toBe(false);
+      expect(readdirSync(work).sort()).toEqual(["model.onnx", "tokenizer.json"]);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 /**

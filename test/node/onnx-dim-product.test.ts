@@ -6,7 +6,13 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { encodeModel, Graph, tensor } from "../../src/core/onnx";
-import { hasFactor, inferredDim, productDim, substituteDim } from "../../src/core/onnx/dim-product";
+import {
+  hasFactor,
+  inferredDim,
+  leadsWith,
+  productDim,
+  substituteDim,
+} from "../../src/core/onnx/dim-product";
 import { type Dim, inferShapes } from "../../src/core/onnx/shape-inference";
 
 describe("dim products", () => {
@@ -51,6 +57,13 @@ describe("dim products", () => {
     expect(inferredDim(["?3", 16, 32], [], [16, 32])).toBe("?3");
     expect(inferredDim(["?3", 16, 32], ["?3"], [])).toBe(512);
     expect(inferredDim(["?3", 16, 32], [], [32])).toBeUndefined();
+  });
+
+  it("tells whether a symbol is the outermost factor of a layout", () => {
+    expect(leadsWith(["batch*16", 32], "batch")).toBe(true);
+    expect(leadsWith([1, "batch*16", 32], "batch")).toBe(true);
+    expect(leadsWith(["16*batch", 32], "batch")).toBe(false);
+    expect(leadsWith([16, "batch", 32], "batch")).toBe(false);
   });
 
   it("finds and substitutes a factor", () => {

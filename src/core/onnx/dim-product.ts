@@ -100,6 +100,11 @@ export function inferredDim(input: Dim[], before: Dim[], after: Dim[]): Dim | un
   return format(total);
 }
 
+/** True when `sym` is the outermost factor of `dims` in layout order (`[1, batch*16, H]`, not `[16*batch, H]`). */
+export function leadsWith(dims: Dim[], sym: string): boolean {
+  return concat(dims)?.[0] === sym;
+}
+
 /** True when symbol `sym` is a factor of `d` (`batch` of `batch`, `batch*16`, `sequence*batch`). */
 export function hasFactor(d: Dim | undefined, sym: string): boolean {
   if (d === undefined || typeof d === "number") return false;

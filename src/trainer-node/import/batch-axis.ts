@@ -27,7 +27,7 @@
  * node may drop it, and every graph output must lead with the symbol itself. A value that cannot be shown so is
  * refused naming the node that produces it.
  */
-import { hasFactor, inferredDim, substituteDim } from "../../core/onnx/dim-product";
+import { hasFactor, inferredDim, leadsWith, substituteDim } from "../../core/onnx/dim-product";
 import { attrOf, type Graph, type Node } from "../../core/onnx/graph";
 import { type Dim, inferShapes, type ShapeMap } from "../../core/onnx/shape-inference";
 import { type Tensor, tensor, toNumbers } from "../../core/onnx/tensor";
@@ -178,7 +178,7 @@ function rewriteNode(
   const at = SHAPE_INPUT[node.op];
   if (at !== undefined) {
     const lead = leadingReplacement(node, x, atFixed, fixed);
-    return replaceLeading(g, node, at, fixed, lead, batchVector) ? [node.name] : [];
+    return lead !== undefined && replaceLeading(g, node, at, fixed, lead, batchVector) ? [node.name] : [];
   }
   // A node combining data with a constant-shaped operand that should carry the batch (a Concat of a
   // ConstantOfShape with the hidden states): rewrite that operand's producer.
@@ -189,18 +189,22 @@ function rewriteNode(
     if (!p || SHAPE_INPUT[p.op] === undefined) continue;
     if (atFixed.get(input)?.shape?.[0] !== fixed || sym.get(input)?.shape?.[0] === BATCH) continue;
     const lead = leadingReplacement(p, sym.get(p.inputs[0])?.shape, atFixed, fixed);
-    if (replaceLeading(g, p, SHAPE_INPUT[p.op], fixed, lead, batchVector)) done.push(p.name);
+    if (lead !== undefined && replaceLeading(g, p, SHAPE_INPUT[p.op], fixed, lead, batchVector))
+      done.push(p.name);
   }
   return done;
 }
 
-/** What the leading shape element becomes: a literal (0 copy, -1 infer, 1 keep) or the run-time batch. */
+/**
+ * What the leading shape element becomes: a literal (0 copy, -1 infer, 1 keep) or the run-time batch;
+ * undefined when no rewrite is sound.
+ */
 function leadingReplacement(
   node: Node,
   x: Dim[] | undefined,
   atFixed: ShapeMap,
   fixed: number,
-): number | "runtime" {
+): number | "runtime" | undefined {
   const xFixed = atFixed.get(node.inputs[0])?.shape;
   if (node.op === "Reshape") {
     const target = atFixed.get(node.inputs[1])?.value;
@@ -217,7 +221,8 @@ function leadingReplacement(
     }
     if (x?.[0] === BATCH && target?.[0] === fixed && (attrOf<number>(node, "allowzero") ?? 0) === 0) return 0;
     // The restore of a flatten ([1, 16, H'] on [batch*16, H']): the input's layout is the batch, then the
-    // target's other elements, so -1 infers the batch. A target with its own -1 ([1, -1, H']) gets the run-time batch below.
+    // target's other elements, so -1 infers the batch. A target with a -1 of its own ([1, -1, H']) gets the
+    // run-time batch below.
     const rest = target?.slice(1);
     if (
       target?.[0] === fixed &&
@@ -226,6 +231,10 @@ function leadingReplacement(
       inferredDim(x, [], rest) === BATCH
     )
       return -1;
+    // Shape inference takes a literal run-time batch as it stands, so on an input that already carries the
+    // batch it is sound only where the batch is that input's outermost factor: each of the B leading slices
+    // is then one input's rows. A sequence-first flatten ([16*batch, H]) restored batch-first is not.
+    if (x?.some((d) => hasFactor(d, BATCH)) && !leadsWith(x, BATCH)) return undefined;
     return "runtime";
   }
   if (node.op === "Expand") {
