@@ -482,6 +482,14 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
       `fp16 model: weights widened to fp32 exactly, trained and exported in fp32${fp16.fp16Io.length ? `; its fp16 inputs/outputs (${fp16.fp16Io.join(", ")}) are fp32 in the variant, which declares its own io` : ""}`,
     );
   }
+  // Declared shapes of intermediate values (the dynamo exporter writes one per value, with its `s0`/`s1`
+  // symbols) describe the file as written; import rewrites shapes and inputs, training and export change
+  // widths and batch layouts, and onnxruntime's memory planner trusts equal dim_params across values, so a
+  // stale declaration fails at run time. Shapes are what inference derives from the graph itself.
+  if (g.valueInfo.size > 0) {
+    report.notes.push(`${g.valueInfo.size} declared intermediate value shapes (value_info) dropped`);
+    g.valueInfo.clear();
+  }
   // torch_lib's `a + b` scales b by alpha = 1 (un-optimized dynamo exports), and its SDPA swaps Kᵀ's last axes
   // as Reshape → Transpose → Reshape: the plain Add and one Transpose, as recognition reads them.
   report.canonical.mulByOne = removeMulByOne(g);
