@@ -8,7 +8,7 @@ import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { decodeBitset } from "../../src/core/evidence";
 import { parseManifest } from "../../src/core/manifest";
-import { encodeModel } from "../../src/core/onnx";
+import { encodeModel, Graph } from "../../src/core/onnx";
 import { encodeBatch, loadTokenizer } from "../../src/core/tokenizer";
 import { main } from "../../src/trainer-node/cli";
 import { loadDataFile } from "../../src/trainer-node/data/tasks";
@@ -200,5 +200,31 @@ describe("a sentence-pair task", () => {
     expect(noPair.code).toBe(2);
     expect(noPair.said).toMatch(/--tokenizer: .*single-template\.json has no pair template/);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("token feeds", () => {
+  it("feeds ids, mask and the pair's token types in the dtype each input declares (int32 here)", async () => {
+    // logits[b] = [sum of ids, sum of token types] over the row: what the model received, in int32.
+    const g = new Graph({ name: "sums", opset: 17 });
+    for (const name of ["input_ids", "attention_mask", "token_type_ids"])
+      g.addInput(name, "int32", ["b", "s"]);
+    const sum = (x: string) =>
+      g.op("ReduceSum", [g.op("Cast", [x], { to: 1 }), g.constInts([1])], { keepdims: 1 });
+    g.op("Concat", [sum("input_ids"), sum("token_type_ids")], { axis: 1 }, { output: "logits" });
+    g.addOutput("logits", "float32", ["b", 2]);
+    const tok = loadTokenizer(readFileSync(TOKENIZER, "utf8"));
+    const enc = encodeBatch(tok, ["the food is good", "bad"], 16, undefined, [
+      "the food is not good",
+      "fine",
+    ]);
+    const out = await logits(encodeModel(g), g, enc);
+    for (let b = 0; b < enc.batch; b++) {
+      const row = (a: BigInt64Array) => Array.from(a.subarray(b * enc.seqLen, (b + 1) * enc.seqLen), Number);
+      expect(out[2 * b]).toBe(row(enc.inputIds).reduce((x, y) => x + y, 0));
+      // The second text's tokens (and its closing [SEP]) have type 1.
+      expect(out[2 * b + 1]).toBe(row(enc.tokenTypeIds).reduce((x, y) => x + y, 0));
+      expect(out[2 * b + 1]).toBeGreaterThan(1);
+    }
   });
 });
