@@ -42,9 +42,9 @@ export function evalSetSha256(set: Pick<EvalSet, "batches" | "labels">): string 
     h.update(`${b.batch}x${b.seqLen};`);
     h.update(new Uint8Array(b.inputIds.buffer, b.inputIds.byteOffset, b.inputIds.byteLength));
     h.update(new Uint8Array(b.attentionMask.buffer, b.attentionMask.byteOffset, b.attentionMask.byteLength));
-    // Pairs only: single-text sets hash as they did before token types existed.
+    // Pairs only (some type id not 0): single-text sets hash as they did before token types existed.
     const t = b.tokenTypeIds;
-    if (t) h.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+    if (t?.some((x) => x !== 0n)) h.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
   }
   h.update(JSON.stringify(set.labels));
   return h.digest("hex");
