@@ -457,6 +457,24 @@ describe("classify sentence pairs", () => {
     // The same variant still answers single texts (token types all 0).
     expect((await gw.infer("/v1/models/nli-single/classify", { text: texts[0] })).status).toBe(200);
   });
+
+  it("answers 422 naming the model when a pair variant's tokenizer has no pair template", async () => {
+    const g = buildEncoder({ ...PAIR_ENCODER, seed: 15 });
+    const { post_processor: pp, ...rest } = pairTokenizerJson as typeof pairTokenizerJson;
+    const tokenizer = JSON.stringify({ ...rest, post_processor: { ...pp, pair: null } });
+    await ensureModel("nli-nopair", "nli-nopair-task", PAIR_LABELS, g);
+    await registerGraph("nli-nopair", "nli-nopair-task", PAIR_LABELS, g, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      tokenizer,
+      input: { textPairs: true, fields },
+    });
+    const res = await gw.infer("/v1/models/nli-nopair/classify", { text: texts[0], text_pair: pairs[0] });
+    expect(res.status).toBe(422);
+    const err = ((await res.json()) as { error: { code: string; field: string; message: string } }).error;
+    expect(err).toMatchObject({ code: "no_pair_template", field: "model" });
+    expect(err.message).toMatch(/no pair template/);
+  });
 });
 
 describe("routing, SLA and fallback", () => {
