@@ -5,7 +5,8 @@
  *     spam task by `sluice train` (gates + LoRA r=8; see REFERENCE), so its accuracy is a real test-split accuracy;
  *   - bert-base: the BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights (accuracy n/a),
  *     pruned by seeded structured gates (bench/lib/gates.ts, as bench:export) through the same export code.
- * int8 variants come from `sluice quantize` (demo, reference) or quantizeGraph (bert-base), standard op form.
+ * int8 variants come from `sluice quantize --gelu tanh --contrib-fusions` (demo, reference; see INT8_FLAGS) or
+ * quantizeGraph (bert-base), standard op form.
  *
  * Each variant is timed at b1×128 and b32×128 in three runtimes, each in its own process (bench/lib/ort-time.ts
  * says why): onnxruntime-node (1 thread), onnxruntime-web wasm in Node (1 thread), and onnxruntime-web inside
@@ -177,6 +178,14 @@ function fromManifest(model: ModelName, target: Target, precision: Precision, di
   };
 }
 
+/**
+ * How `sluice quantize` writes the int8 twins: standard op form, the tanh GELU and the contrib fusions
+ * (SkipLayerNormalization, MultiHeadAttention). The last two measured cheaper inside workerd on the reference
+ * encoder's 0.4 int8 variant (docs/edge-heads.md); the tanh GELU is an approximation (≤ 4.8e-4 per activation), so
+ * it is an int8-only option, judged like the int8 weights by accuracy and predictions changed vs fp32.
+ */
+const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions"];
+
 /** fp32 dirs come from `make`, their int8 twins from `sluice quantize` (evaluated on the same split). */
 async function manifestFamily(
   model: ModelName,
@@ -188,8 +197,8 @@ async function manifestFamily(
     const fp32 = path.join(WORK, model, `${target}-fp32`);
     const int8 = path.join(WORK, model, `${target}-int8`);
     await cached(fp32, recipe(target), () => make(target, fp32));
-    await cached(int8, { from: recipe(target) }, () =>
-      cli(["quantize", fp32, "--out", int8, "--op-form", "standard", "--runs", "3"]),
+    await cached(int8, { from: recipe(target), int8: INT8_FLAGS }, () =>
+      cli(["quantize", fp32, "--out", int8, ...INT8_FLAGS, "--runs", "3"]),
     );
     out.push(fromManifest(model, target, "fp32", fp32), fromManifest(model, target, "int8", int8));
   }
