@@ -42,6 +42,7 @@ import { main as sluice } from "../src/trainer-node/cli";
 import { countParameters, exportPrunedModel } from "../src/trainer-node/export/export";
 import { quantizeGraph } from "../src/trainer-node/export/quantize";
 import { updateBenchmarksPage } from "./lib/docs";
+import { mergeEdgeResults } from "./lib/edge-merge";
 import { structuredGates } from "./lib/gates";
 import { processCpuMs, workerdPids } from "./lib/workerd-cpu";
 
@@ -576,8 +577,8 @@ async function run() {
     models: models.map((m) => ({
       model: m,
       description: {
-        demo: "the demo's spam model: models/base (BERT layout, 4L d128 h4 FFN 512, pretrained), committed gate checkpoints, spam test split",
-        reference: `reference encoder (BERT layout, 4L d256 h4 FFN 1024, vocabulary 4096), seeded random init (not pretrained), dense variant adapted on spam by sluice train ${[...REFERENCE.common, ...REFERENCE.dense].join(" ")}, 0.2 / 0.4 trained on the dense variant with ${REFERENCE.pruned.join(" ")}, spam test split`,
+        demo: `the demo's spam model: models/base (BERT layout, 4L d128 h4 FFN 512, pretrained), committed gate checkpoints, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
+        reference: `reference encoder (BERT layout, 4L d256 h4 FFN 1024, vocabulary 4096), seeded random init (not pretrained), dense variant adapted on spam by sluice train ${[...REFERENCE.common, ...REFERENCE.dense].join(" ")}, 0.2 / 0.4 trained on the dense variant with ${REFERENCE.pruned.join(" ")}, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
         "bert-base":
           "BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights: accuracy n/a; 0.2/0.4 pruned by seeded structured gates through exportPrunedModel",
       }[m],
@@ -612,7 +613,9 @@ async function run() {
   };
   result.totalSeconds = (Date.now() - started) / 1000;
   mkdirSync(path.dirname(JSON_OUT), { recursive: true });
-  writeFileSync(JSON_OUT, `${JSON.stringify(result, null, 2)}\n`);
+  // Models (and the bundle) this run did not measure are kept from the previous file, not dropped.
+  const previous = existsSync(JSON_OUT) ? JSON.parse(readFileSync(JSON_OUT, "utf8")) : undefined;
+  writeFileSync(JSON_OUT, `${JSON.stringify(mergeEdgeResults(previous, result), null, 2)}\n`);
   console.log(`wrote ${path.relative(ROOT, JSON_OUT)} in ${result.totalSeconds.toFixed(0)} s`);
   updateBenchmarksPage();
 }

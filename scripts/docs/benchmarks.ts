@@ -372,7 +372,11 @@ const edge: Formatter = (d) => {
         return `${rtName[rt] ?? rt} ${r.map((x) => (x === null ? "–" : `${x.p50.toFixed(2)}× (CPU ${x.cpu.toFixed(2)}×)`)).join(" / ")}`;
       })
       .join(", ");
-    return `### ${m.model}\n\n${m.description}. Repetitions: ${reps}.\n\n${table(head, rows)}\n\n0.4 int8 vs dense fp32, speed-up in p50 (and in CPU ms) at ${cells.join(" / ")}: ${speed}.`;
+    // A file merged from several bench:edge runs (bench/lib/edge-merge.ts) names the run behind each model.
+    const measuredBy = m.run
+      ? ` Measured by \`${m.run.command}\` at ${m.run.generatedAt}, 1-minute load average ${m.run.loadAverage.before[0].toFixed(1)} before / ${m.run.loadAverage.after[0].toFixed(1)} after.`
+      : "";
+    return `### ${m.model}\n\n${m.description}. Repetitions: ${reps}.${measuredBy}\n\n${table(head, rows)}\n\n0.4 int8 vs dense fp32, speed-up in p50 (and in CPU ms) at ${cells.join(" / ")}: ${speed}.`;
   });
   const b = d.bundle;
   const bundle = b
