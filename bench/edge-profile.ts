@@ -218,5 +218,14 @@ rmSync(tmp, { recursive: true, force: true });
 if (flags.json)
   writeFileSync(
     flags.json,
-    `${JSON.stringify({ batch: BATCH, seq: SEQ, runs: RUNS, warmup: WARMUP, models: results }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        command: `tsx bench/edge-profile.ts ${process.argv.slice(2).join(" ")}`,
+        generatedAt: new Date().toISOString(),
+        loadAverage: os.loadavg(),
+        ...{ batch: BATCH, seq: SEQ, runs: RUNS, warmup: WARMUP, models: results },
+      },
+      null,
+      2,
+    )}\n`,
   );
