@@ -352,8 +352,8 @@ const edgeProfile: Formatter = (d) => {
 
 /**
  * The reference target's verdict. "met" needs the p50 and the CPU-ms ratio both at 2.5× or more: on a loaded
- * machine workerd's wall time swings far more than its CPU time, and a p50 alone has read 2.6× where CPU time
- * read 2.2× in the same run.
+ * machine workerd's wall time swings far more than its CPU time (p50 read 2.6–2.7× where CPU time read 1.9–2.2×
+ * in the same runs), and CPU ms per request also holds the bench Worker's own per-request work.
  */
 function targetVerdict(p50: number, cpu: number, accuracyGap: number, load: Json): string {
   if (accuracyGap > 0.005) return "not met (accuracy)";
