@@ -3,8 +3,10 @@
  * bench/edge-worker), every model loaded into one isolate, then `--runs` rounds of one session.run per model in
  * turn (alternating, so a change in machine load hits every model alike). workerd's clock moves in whole ms, so
  * each request does `--inner` session.runs (each timed in the isolate as bench:edge does) and counts their mean;
- * the statistic is the median of those means over the rounds. Prints it per model, its ratio to the first model,
- * and the load average before and after.
+ * the statistic is the median of those means over the rounds. Also workerd's CPU time per session.run (the
+ * workerd processes' user + system time around each request, 10 ms ticks, summed over all rounds and divided by
+ * the runs: far steadier than wall time on a loaded machine). Prints both per model, their ratios to the first
+ * model, and the load average before and after.
  *
  *   tsx bench/edge-ab.ts [--runs 25] [--inner 4] [--batch 1] [--seq 128] label=file.onnx@level ...
  * level: disabled (a graph fused at export, as the gateway runs it) or all.
@@ -14,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { unstable_dev } from "wrangler";
+import { processCpuMs, workerdPids } from "./lib/workerd-cpu";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const { values: flags, positionals } = parseArgs({
@@ -72,17 +75,24 @@ try {
     await call(`/run/m${i}?batch=${BATCH}&seq=${SEQ}&runs=${WARMUP}`, { method: "POST" });
   }
   const ms: number[][] = models.map(() => []);
+  const cpu = models.map(() => 0);
+  const pids = workerdPids();
   for (let r = 0; r < RUNS; r++)
     for (let i = 0; i < models.length; i++) {
+      const c0 = processCpuMs(pids);
       const res = await call(`/run/m${i}?batch=${BATCH}&seq=${SEQ}&runs=${INNER}`, { method: "POST" });
+      cpu[i] += processCpuMs(pids) - c0;
       ms[i].push(res.ms.reduce((a: number, b: number) => a + b, 0) / res.ms.length);
     }
   const p50 = ms.map(median);
+  const cpuMs = cpu.map((c) => c / (RUNS * INNER));
   const rows = models.map((m, i) => ({
     label: m.label,
     level: m.level,
     p50Ms: Number(p50[i].toFixed(2)),
     vsFirst: Number((p50[0] / p50[i]).toFixed(3)),
+    cpuMs: Number(cpuMs[i].toFixed(2)),
+    cpuVsFirst: Number((cpuMs[0] / cpuMs[i]).toFixed(3)),
   }));
   console.table(rows);
   const fmt = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");

@@ -5,7 +5,8 @@
  *     spam task by `sluice train` (gates + LoRA r=8; see REFERENCE), so its accuracy is a real test-split accuracy;
  *   - bert-base: the BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights (accuracy n/a),
  *     pruned by seeded structured gates (bench/lib/gates.ts, as bench:export) through the same export code.
- * int8 variants come from `sluice quantize` (demo, reference) or quantizeGraph (bert-base), standard op form.
+ * int8 variants come from `sluice quantize --gelu tanh --contrib-fusions` (demo, reference; see INT8_FLAGS) or
+ * quantizeGraph (bert-base), standard op form.
  *
  * Each variant is timed at b1×128 and b32×128 in three runtimes, each in its own process (bench/lib/ort-time.ts
  * says why): onnxruntime-node (1 thread), onnxruntime-web wasm in Node (1 thread), and onnxruntime-web inside
@@ -41,7 +42,9 @@ import { main as sluice } from "../src/trainer-node/cli";
 import { countParameters, exportPrunedModel } from "../src/trainer-node/export/export";
 import { quantizeGraph } from "../src/trainer-node/export/quantize";
 import { updateBenchmarksPage } from "./lib/docs";
+import { mergeEdgeResults } from "./lib/edge-merge";
 import { structuredGates } from "./lib/gates";
+import { processCpuMs, workerdPids } from "./lib/workerd-cpu";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const WORK = path.join(ROOT, "runs/bench-edge");
@@ -176,6 +179,14 @@ function fromManifest(model: ModelName, target: Target, precision: Precision, di
   };
 }
 
+/**
+ * How `sluice quantize` writes the int8 twins: standard op form, the tanh GELU and the contrib fusions
+ * (SkipLayerNormalization, MultiHeadAttention). The last two measured cheaper inside workerd on the reference
+ * encoder's 0.4 int8 variant (docs/edge-heads.md); the tanh GELU is an approximation (≤ 4.8e-4 per activation), so
+ * it is an int8-only option, judged like the int8 weights by accuracy and predictions changed vs fp32.
+ */
+const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions"];
+
 /** fp32 dirs come from `make`, their int8 twins from `sluice quantize` (evaluated on the same split). */
 async function manifestFamily(
   model: ModelName,
@@ -187,8 +198,8 @@ async function manifestFamily(
     const fp32 = path.join(WORK, model, `${target}-fp32`);
     const int8 = path.join(WORK, model, `${target}-int8`);
     await cached(fp32, recipe(target), () => make(target, fp32));
-    await cached(int8, { from: recipe(target) }, () =>
-      cli(["quantize", fp32, "--out", int8, "--op-form", "standard", "--runs", "3"]),
+    await cached(int8, { from: recipe(target), int8: INT8_FLAGS }, () =>
+      cli(["quantize", fp32, "--out", int8, ...INT8_FLAGS, "--runs", "3"]),
     );
     out.push(fromManifest(model, target, "fp32", fp32), fromManifest(model, target, "int8", int8));
   }
@@ -374,48 +385,6 @@ function timeInNode(runtime: "node" | "web", model: ModelName, variants: Variant
     ]),
   );
 }
-
-/**
- * The workerd processes among this process's descendants. wrangler may hold more than one (it restarts workerd
- * when the configuration settles), so CPU time is summed over all of them; an idle one adds nothing.
- */
-function workerdPids(): number[] {
-  const parent = new Map<number, number>();
-  const comm = new Map<number, string>();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      comm.set(Number(d), stat.slice(stat.indexOf("(") + 1, close));
-      parent.set(Number(d), Number(stat.slice(close + 2).split(" ")[1]));
-    } catch {}
-  }
-  const isMine = (pid: number): boolean => {
-    for (let p = parent.get(pid); p; p = parent.get(p)) if (p === process.pid) return true;
-    return false;
-  };
-  const found = [...comm].filter(([pid, name]) => name === "workerd" && isMine(pid)).map(([pid]) => pid);
-  if (found.length === 0) throw new Error("no workerd child process found");
-  return found;
-}
-
-/**
- * CPU time (user + system, all threads) of a process, in ms, from /proc/<pid>/stat. The kernel counts it in clock
- * ticks (10 ms), so per-request CPU is the total over all timed requests of a cell divided by their number.
- */
-function processCpuMs(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {} // exited: it does no more work
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_S;
-}
-const CLOCK_TICKS_PER_S = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const median = (xs: number[]) => {
@@ -608,8 +577,8 @@ async function run() {
     models: models.map((m) => ({
       model: m,
       description: {
-        demo: "the demo's spam model: models/base (BERT layout, 4L d128 h4 FFN 512, pretrained), committed gate checkpoints, spam test split",
-        reference: `reference encoder (BERT layout, 4L d256 h4 FFN 1024, vocabulary 4096), seeded random init (not pretrained), dense variant adapted on spam by sluice train ${[...REFERENCE.common, ...REFERENCE.dense].join(" ")}, 0.2 / 0.4 trained on the dense variant with ${REFERENCE.pruned.join(" ")}, spam test split`,
+        demo: `the demo's spam model: models/base (BERT layout, 4L d128 h4 FFN 512, pretrained), committed gate checkpoints, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
+        reference: `reference encoder (BERT layout, 4L d256 h4 FFN 1024, vocabulary 4096), seeded random init (not pretrained), dense variant adapted on spam by sluice train ${[...REFERENCE.common, ...REFERENCE.dense].join(" ")}, 0.2 / 0.4 trained on the dense variant with ${REFERENCE.pruned.join(" ")}, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
         "bert-base":
           "BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights: accuracy n/a; 0.2/0.4 pruned by seeded structured gates through exportPrunedModel",
       }[m],
@@ -644,7 +613,9 @@ async function run() {
   };
   result.totalSeconds = (Date.now() - started) / 1000;
   mkdirSync(path.dirname(JSON_OUT), { recursive: true });
-  writeFileSync(JSON_OUT, `${JSON.stringify(result, null, 2)}\n`);
+  // Models (and the bundle) this run did not measure are kept from the previous file, not dropped.
+  const previous = existsSync(JSON_OUT) ? JSON.parse(readFileSync(JSON_OUT, "utf8")) : undefined;
+  writeFileSync(JSON_OUT, `${JSON.stringify(mergeEdgeResults(previous, result), null, 2)}\n`);
   console.log(`wrote ${path.relative(ROOT, JSON_OUT)} in ${result.totalSeconds.toFixed(0)} s`);
   updateBenchmarksPage();
 }

@@ -18,8 +18,9 @@
  * With `contrib` (off by default), export/edge-fusion.ts also fuses residual Add + LayerNormalization into
  * SkipLayerNormalization and each attention chain into MultiHeadAttention (contrib ops of the wasm build that
  * onnxruntime's optimiser does not form on these graphs). That graph goes through the same checks; if it fails
- * one, the graph with onnxruntime's fusions alone is written (`report.contrib` says which). Off by default
- * because bench/edge-ab.ts measured no gain from it inside workerd on the reference encoder (docs/edge-heads.md).
+ * one, the graph with onnxruntime's fusions alone is written (`report.contrib` says which). Off by default:
+ * bench/edge-ab.ts measured no gain from it inside workerd on the reference encoder's dense fp32 model, and a
+ * gain on its 0.4 int8 twin, where `sluice quantize --contrib-fusions` asks for it (docs/edge-heads.md).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
