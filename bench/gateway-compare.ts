@@ -107,6 +107,9 @@ const sideSummary = (side: string) => {
       : {}),
     e2eP50MedianMs: median(rs.map((r) => r.e2eP50Ms)),
     inferP50MedianMs: median(rs.map((r) => r.inferP50Ms)),
+    // A loaded machine slows every stage alike (preemption): the overhead per ms of inference in the same run
+    // takes that factor out where rounds saw different load.
+    legacyOverheadPerInferMedian: median(rs.map((r) => r.legacyOverheadMeanMs / r.inferP50Ms)),
   };
 };
 const before = sideSummary("base");
@@ -128,10 +131,24 @@ const result = {
   before,
   after,
   legacyOverheadRatio: after.legacyOverheadMedianMs / before.legacyOverheadMedianMs,
+  inferP50Ratio: after.inferP50MedianMs / before.inferP50MedianMs,
+  legacyOverheadPerInferRatio: after.legacyOverheadPerInferMedian / before.legacyOverheadPerInferMedian,
   runs,
 };
 const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway-compare.json");
 writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-console.log(JSON.stringify({ before, after, legacyOverheadRatio: result.legacyOverheadRatio }, null, 2));
+console.log(
+  JSON.stringify(
+    {
+      before,
+      after,
+      legacyOverheadRatio: result.legacyOverheadRatio,
+      inferP50Ratio: result.inferP50Ratio,
+      legacyOverheadPerInferRatio: result.legacyOverheadPerInferRatio,
+    },
+    null,
+    2,
+  ),
+);
 console.log(`wrote ${path.relative(process.cwd(), out)}`);
 if (!args.out) updateBenchmarksPage();

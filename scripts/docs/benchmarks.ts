@@ -487,7 +487,7 @@ const gatewayCompare: Formatter = (d) => {
         "infer p50 ms",
       ],
       [side("before", d.before), side("after", d.after)],
-    )}\n\nAfter / before on the legacy formula (the one both trees report): ${d.legacyOverheadRatio.toFixed(2)}x.${parts}`,
+    )}\n\nAfter / before on the legacy formula (the one both trees report): ${d.legacyOverheadRatio.toFixed(2)}x, with inference p50 ${d.inferP50Ratio === undefined ? "not recorded" : `${d.inferP50Ratio.toFixed(2)}x`} in the same runs (the machine's load moves both); legacy overhead per ms of inference, after / before: ${d.legacyOverheadPerInferRatio === undefined ? "not recorded" : `${d.legacyOverheadPerInferRatio.toFixed(2)}x`}.${parts}`,
   };
 };
 
