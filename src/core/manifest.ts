@@ -70,6 +70,19 @@ export const ManifestV1 = z.object({
   maxSequenceLength: z.number().int().min(2).optional(),
   labels: z.array(z.string().min(1)).min(1),
   /**
+   * What one example is. `textPairs: true`: a sentence pair (NLI premise/hypothesis, paraphrase candidates),
+   * laid out by the tokenizer's pair template with its token type ids, so callers must send both texts
+   * (`/classify`'s `text_pair` / `text_pairs`); false: one text. `fields` are the data fields training read
+   * them from. Absent in manifests of built-in tasks and of variants from before pair tasks, which all take one
+   * text: read it with `manifestTakesPairs`.
+   */
+  input: z
+    .object({
+      textPairs: z.boolean(),
+      fields: z.object({ text: z.string().min(1), textPair: z.string().min(1).optional() }).optional(),
+    })
+    .optional(),
+  /**
    * Numeric precision of the weights: the variant family's second axis beside sparsity. "int8": linear-layer
    * weights int8 per output channel, activations quantized at run time (trainer-node/export/quantize.ts).
    * Absent in manifests written before int8 variants existed, which were all fp32: read it with
@@ -129,6 +142,9 @@ export type Precision = NonNullable<Manifest["precision"]>;
 
 /** A manifest's precision; absent means fp32 (every variant before int8 existed). */
 export const manifestPrecision = (m: Pick<Manifest, "precision">): Precision => m.precision ?? "fp32";
+
+/** Whether a variant classifies sentence pairs; absent `input` means one text per example. */
+export const manifestTakesPairs = (m: Pick<Manifest, "input">): boolean => m.input?.textPairs === true;
 
 export type GraphOptimization = NonNullable<Manifest["graphOptimization"]>;
 

@@ -8,6 +8,7 @@
  */
 import { type Context, Hono } from "hono";
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { manifestTakesPairs } from "../core/manifest";
 import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
@@ -17,7 +18,14 @@ import { deferOf } from "../http/wait-until";
 import { type RegistrySignal, registrySignal } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
 import { Catalog, type CatalogEntry, findPinned, routable, slaOf } from "./catalog";
-import { classifyFeeds, classifyLogits, fixedBatchOf, fixedBatchRuns, parseClassifyBody } from "./classify";
+import {
+  checkPairsFit,
+  classifyFeeds,
+  classifyLogits,
+  fixedBatchOf,
+  fixedBatchRuns,
+  parseClassifyBody,
+} from "./classify";
 import { configFromEnv, type GatewayConfig, type GatewayVars } from "./config";
 import type { Env } from "./env";
 import { GatewayError, invalid } from "./errors";
@@ -329,7 +337,8 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     const s = stateOf(c);
     const timings = Timings.since(receivedAtOf(c));
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
-    const texts = parseClassifyBody(await readJson(c, timings), s.config.maxBatch);
+    const request = parseClassifyBody(await readJson(c, timings), s.config.maxBatch);
+    const texts = request.texts;
     // Only variants registered with a tokenizer.json can classify text; checked before anything is loaded.
     const withTokenizer = order.filter((v) => entry.variants.find((x) => x.version === v)?.tokenizerKey);
     if (withTokenizer.length === 0) {
@@ -340,12 +349,19 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
         "model",
       );
     }
+    // Single text or sentence pair is the routed variant's (its manifest's `input`); a 400 before any load when
+    // the body does not fit it, and fallbacks only to variants that read the same input.
+    const takesPairs = (version: number) =>
+      manifestTakesPairs(entry.variants.find((x) => x.version === version)!.manifest);
+    const pairs = takesPairs(withTokenizer[0]);
+    checkPairsFit(request, pairs, `${entry.model.name}@${withTokenizer[0]}`);
+    const candidates = withTokenizer.filter((v) => takesPairs(v) === pairs);
     const logitsName =
       entry.model.io.outputs.find((o) => o.name === "logits")?.name ?? entry.model.io.outputs[0].name;
     const served = await serveWithFallback(
       serveContext(c, s, timings),
       entry,
-      withTokenizer,
+      candidates,
       async (variant, loaded) => {
         // Loaded here, only for routes that tokenize: a broken one is a 503 naming the tokenizer.
         const tokenizer = await s.tokenizers.get(
@@ -360,7 +376,7 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
           variant.manifest.maxSequenceLength ?? loaded.limits.maxPositions ?? s.config.classifyMaxTokens,
         );
         const feeds = await timings.time("tokenize", () =>
-          classifyFeeds(tokenizer, texts, entry.model.io, maxTokens),
+          classifyFeeds(tokenizer, texts, entry.model.io, maxTokens, request.pairs),
         );
         try {
           checkModelLimits(feeds, loaded.limits);

@@ -4,10 +4,20 @@
  * must equal three batch-1 runs of the original, row by row. A graph whose batch cannot be proven dynamic is
  * refused naming the node.
  */
-import { readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { sluice, TRAIN_ARGS } from "../../bench/lib/corpus";
 import { decodeModel, encodeModel, Graph, tensor } from "../../src/core/onnx";
 import { BATCH, makeBatchDynamic } from "../../src/trainer-node/import/batch-axis";
 import { ImportError } from "../../src/trainer-node/import/errors";
@@ -34,6 +44,8 @@ const maxDiff = (a: number[], b: number[]) => {
 
 const int64 = (rows: number[][]) =>
   new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+const int32 = (rows: number[][]) =>
+  new ort.Tensor("int32", Int32Array.from(rows.flat()), [rows.length, rows[0].length]);
 
 describe("fixed-batch exports in the corpus", () => {
   // Three rows of the fixture's sequence length: the reference row, a permuted one, and a short padded one.
@@ -49,10 +61,13 @@ describe("fixed-batch exports in the corpus", () => {
     };
   };
 
+  // tf2onnx's tensordot at a fixed batch: 12 flattens and 12 restores, 6 head splits, 2 merges, the mask.
   it.each([
     ["bert-seqcls-o14-fixed1x16", 8],
     ["bert-seqcls-o14-batch1", 0],
     ["distilbert-seqcls-o11-nofold-batch1", 0],
+    ["tf2onnx-tensordot-bert-seqcls-o13-fixed1x16", 33],
+    ["tf2onnx-tensordot-bert-seqcls-o13-batch1", 21],
   ])("%s: batch 1 equals the original, batch 3 equals three batch-1 runs", async (id, rewrites) => {
     const dir = path.join(FIXTURES, id);
     const fx = JSON.parse(readFileSync(path.join(dir, "fixture.json"), "utf8"));
@@ -64,50 +79,114 @@ describe("fixed-batch exports in the corpus", () => {
 
     const original = model.bytes;
     const imported = encodeModel(model.graph);
-    const { ids, mask } = rowsOf(fx.reference.inputs.input_ids.data, fx.config.vocab);
+    // The original's own input names and types (tf2onnx: `input_ids:0`, int32); the import's are canonical.
+    const roles = model.report.inputs;
+    const role = (name: string) => roles.find((i) => i.original === name)?.name;
+    const original32 = (name: string) => fx.reference.inputs[name].dtype === "int32";
+    const idsName = roles.find((i) => i.name === "input_ids")!.original;
+    const { ids, mask } = rowsOf(fx.reference.inputs[idsName].data, fx.config.vocab);
     const names = Object.keys(fx.reference.inputs);
-    const feeds = (rows: number[]) => {
+    const feeds = (rows: number[], canonical: boolean) => {
       const f: Record<string, ort.Tensor> = {};
-      for (const name of names)
-        f[name] = int64(
-          rows.map((r) =>
-            name === "input_ids" ? ids[r] : name === "attention_mask" ? mask[r] : ids[r].map(() => 0),
-          ),
+      for (const name of names) {
+        const r = role(name);
+        const values = rows.map((i) =>
+          r === "input_ids" ? ids[i] : r === "attention_mask" ? mask[i] : ids[i].map(() => 0),
         );
+        f[canonical ? r! : name] = !canonical && original32(name) ? int32(values) : int64(values);
+      }
       return f;
     };
     const single = [];
     for (const r of [0, 1, 2]) {
-      const want = await run(original, feeds([r]), "logits");
-      const got = await run(imported, feeds([r]), "logits");
+      const want = await run(original, feeds([r], false), "logits");
+      const got = await run(imported, feeds([r], true), "logits");
       expect(maxDiff(got.data, want.data)).toBeLessThanOrEqual(TOLERANCE);
       single.push(...want.data);
     }
     // The reference row is the fixture's own: the original's logits are PyTorch's.
     expect(maxDiff(single.slice(0, 2), fx.reference.outputs.logits.data)).toBeLessThanOrEqual(1e-4);
-    const batched = await run(imported, feeds([0, 1, 2]), "logits");
+    const batched = await run(imported, feeds([0, 1, 2], true), "logits");
     expect(batched.dims).toEqual([3, 2]);
     expect(maxDiff(batched.data, single)).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  it("refuses an export whose batch is folded into a flatten it cannot prove, naming the node", () => {
+  /**
+   * The fixture with `[1, 16, 32] → flatten → back` spliced in after the embeddings' LayerNorm; `seqFirst`
+   * transposes to [16, 1, 32] before the flatten (at batch 1 the same values, at batch B not).
+   */
+  const withFlatten = (flatTarget: number[], backTarget: number[], seqFirst = false) => {
     const g = decodeModel(
       new Uint8Array(readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/model.onnx"))),
     );
-    // [1, 16, 32] → [16, 32] → [1, 16, 32] around the embeddings' LayerNorm output: batch·seq folded to 16.
     const ln = g.nodes.find((n) => n.name === "/bert/embeddings/LayerNorm/Add_1")!;
     const hidden = ln.outputs[0];
-    const flat = g.op("Reshape", [hidden, g.constInts([16, 32])], {}, { name: "/test/Flatten" });
-    const back = g.op("Reshape", [flat, g.constInts([1, 16, 32])], {}, { name: "/test/Unflatten" });
+    const x = seqFirst
+      ? g.op("Transpose", [hidden], { perm: [1, 0, 2] }, { name: "/test/SeqFirst" })
+      : hidden;
+    const flat = g.op("Reshape", [x, g.constInts(flatTarget)], {}, { name: "/test/Flatten" });
+    const back = g.op("Reshape", [flat, g.constInts(backTarget)], {}, { name: "/test/Unflatten" });
+    const spliced = new Set(["/test/Flatten", "/test/SeqFirst"]);
     for (const n of g.nodes)
-      if (n.name !== "/test/Flatten") n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
+      if (!spliced.has(n.name)) n.inputs = n.inputs.map((i) => (i === hidden ? back : i));
     g.toposort();
-    const bytes = encodeModel(g);
+    return encodeModel(g);
+  };
+
+  it("proves a constant flatten of batch·seq and its restore ([16, 32] → [1, 16, 32]) and rewrites both", async () => {
+    const bytes = withFlatten([16, 32], [1, 16, 32]);
+    const { graph, report } = importEncoder(decodeModel(bytes));
+    // The fixture's 8, plus the flatten (→ [-1, 32]) and the restore (→ [-1, 16, 32]).
+    expect(report.notes.join("\n")).toContain("(10 shape constants rewritten)");
+    const fx = JSON.parse(
+      readFileSync(path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/fixture.json"), "utf8"),
+    );
+    const row = fx.reference.inputs.input_ids.data as number[];
+    const feeds = (n: number) => ({
+      input_ids: int64(Array(n).fill(row)),
+      attention_mask: int64(Array(n).fill(fx.reference.inputs.attention_mask.data)),
+      token_type_ids: int64(Array(n).fill(row.map(() => 0))),
+    });
+    const want = await run(bytes, feeds(1), "logits");
+    const got = await run(encodeModel(graph), feeds(3), "logits");
+    expect(got.dims).toEqual([3, 2]);
+    expect(maxDiff(got.data, [...want.data, ...want.data, ...want.data])).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it("refuses a flatten of batch·seq restored to other dims ([16, 32] → [2, 8, 32]), naming the node", () => {
+    const bytes = withFlatten([16, 32], [2, 8, 32]);
     expect(() => importEncoder(decodeModel(bytes))).toThrow(ImportError);
     expect(() => importEncoder(decodeModel(bytes))).toThrow(
-      /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Flatten \(Reshape\) drops the batch axis.*dynamic_axes/,
+      /input input_ids has a fixed batch size 1 that cannot be made dynamic: \/test\/Unflatten \(Reshape\) drops the batch axis: .* is \[batch\*16, 32\] but .* is \[2, 8, 32\].*dynamic_axes/,
     );
   });
+
+  it("refuses a sequence-first flatten restored batch-first through the CLI: exit 2, the node named, nothing left", async () => {
+    // [16, 1, 32] → [-1, 32] → [1, 16, 32] is the identity at batch 1, but at batch B it would interleave the
+    // rows of different texts: [16*batch, 32] does not split into [batch, 16, 32].
+    const work = mkdtempSync(path.join(tmpdir(), "sluice-batch-axis-"));
+    try {
+      const file = path.join(work, "model.onnx");
+      writeFileSync(file, withFlatten([-1, 32], [1, 16, 32], true));
+      copyFileSync(
+        path.join(FIXTURES, "bert-seqcls-o14-fixed1x16/tokenizer.json"),
+        path.join(work, "tokenizer.json"),
+      );
+      const message =
+        /fixed batch size 1 that cannot be made dynamic: \/test\/Unflatten \(Reshape\) drops the batch axis: .* is \[16\*batch, 32\] but .* is \[1, 16, 32\]/;
+      const inspect = await sluice(["inspect", file]);
+      expect(inspect.code, inspect.stderr).toBe(2);
+      expect(inspect.stderr).toMatch(message);
+      const out = path.join(work, "out");
+      const train = await sluice(["train", "--base", file, "--out", out, ...TRAIN_ARGS]);
+      expect(train.code, train.stderr).toBe(2);
+      expect(train.stderr).toMatch(message);
+      expect(existsSync(out)).toBe(false);
+      expect(readdirSync(work).sort()).toEqual(["model.onnx", "tokenizer.json"]);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 /**

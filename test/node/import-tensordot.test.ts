@@ -114,6 +114,8 @@ describe("tf2onnx-structure TF BERT fixtures", () => {
     "tf2onnx-tensordot-bert-seqcls-o13",
     "tf2onnx-tensordot-bert-seqcls-o13-seq16",
     "tf2onnx-tensordot-bert-seqcls3-o11",
+    "tf2onnx-tensordot-bert-seqcls-o13-fixed1x16",
+    "tf2onnx-tensordot-bert-seqcls-o13-batch1",
   ])("%s: every encoder linear reads the 3-D activation and keeps its bias", (id) => {
     const { recognition: rec, graph, report } = loadUserModel(path.join(FIXTURES, id, "model.onnx"));
     expect(rec.attention).toHaveLength(2);

@@ -3,6 +3,7 @@ import {
   ManifestError,
   manifestGraphOptimization,
   manifestPrecision,
+  manifestTakesPairs,
   parseManifest,
 } from "../../src/core/manifest";
 import { exampleManifest } from "./fixtures";
@@ -33,6 +34,19 @@ describe("parseManifest", () => {
     expect(manifestPrecision(parseManifest(old))).toBe("fp32");
     expect(manifestPrecision(parseManifest({ ...old, precision: "int8" }))).toBe("int8");
     expect(() => parseManifest({ ...old, precision: "int4" })).toThrow(/manifest\.precision/);
+  });
+  it("reads a manifest without input (single texts, built-in tasks and older variants) as single-text, and checks the field", () => {
+    const old = exampleManifest();
+    expect("input" in old).toBe(false);
+    expect(manifestTakesPairs(parseManifest(old))).toBe(false);
+    const fields = { text: "premise", textPair: "hypothesis" };
+    expect(manifestTakesPairs(parseManifest({ ...old, input: { textPairs: true, fields } }))).toBe(true);
+    expect(
+      manifestTakesPairs(parseManifest({ ...old, input: { textPairs: false, fields: { text: "text" } } })),
+    ).toBe(false);
+    expect(() => parseManifest({ ...old, input: { textPairs: "yes" } })).toThrow(
+      /manifest\.input\.textPairs/,
+    );
   });
   it("reads a manifest without graphOptimization (written before it) as none, and checks the field", () => {
     const old = exampleManifest();

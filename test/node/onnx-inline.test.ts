@@ -218,7 +218,36 @@ describe("inlining local functions", () => {
     expect(constant?.attribute ?? []).toEqual([]);
   });
 
-  it("refuses recursion and a function at another opset, naming them", () => {
+  it("inlines a function at an older opset whose ops kept their meaning, and refuses one whose ops did not", async () => {
+    // torch_lib functions import opset 18 in models exported at 20: LayerNormalization, Mul, CastLike and
+    // Constant mean the same at both, so the inlined model computes what the all-18 one does.
+    const at = (fn: onnx.IFunctionProto, version: number) => ({
+      ...fn,
+      opsetImport: [{ domain: "", version }, ...opsets.slice(1)],
+    });
+    const reference = await run(bytes, X);
+    const mixed = modelProto([at(block, 18), at(scale, 18), at(layerNorm, 17)]);
+    mixed.opsetImport = [{ domain: "", version: 20 }, ...mixed.opsetImport!.slice(1)];
+    const proto = decodeModelProto(withDefaults(mixed, new Map([[scale.name!, [scaleDefault]]])));
+    inlineLocalFunctions(proto, withDefaults(mixed, new Map([[scale.name!, [scaleDefault]]])));
+    expect(await run(encodeModelProto(proto), X)).toEqual(reference);
+    // ReduceMean's axes became an input at 18: an opset-17 body with the attribute means something else there.
+    const reduce: onnx.IFunctionProto = {
+      ...at(layerNorm, 17),
+      node: [
+        node("ReduceMean", ["input"], ["m"], [{ name: "axes", type: A.INTS, ints: [-1] }]),
+        node("Sub", ["input", "m"], ["result"]),
+      ],
+    };
+    expect(() => inlineLocalFunctions(modelProto([block, scale, reduce]))).toThrow(
+      /aten_layer_norm: it uses opset 17 .* ReduceMean changed meaning at opset 18/,
+    );
+    expect(() => inlineLocalFunctions(modelProto([block, scale, at(layerNorm, 19)]))).toThrow(
+      /aten_layer_norm: it uses opset 19 of the default domain, newer than the model's 18/,
+    );
+  });
+
+  it("refuses recursion and a function whose opset changes its ops, naming them", () => {
     const loop: onnx.IFunctionProto = {
       ...scale,
       node: [node("aten_mul_scalar", ["self"], ["result"], [], TORCHLIB)],
@@ -226,10 +255,14 @@ describe("inlining local functions", () => {
     expect(() => inlineLocalFunctions(modelProto([block, loop, layerNorm]))).toThrow(
       /aten_mul_scalar calls itself/,
     );
-    const old = { ...layerNorm, opsetImport: [{ domain: "", version: 17 }] };
+    const old: onnx.IFunctionProto = {
+      ...layerNorm,
+      opsetImport: [{ domain: "", version: 12 }],
+      node: [node("Softmax", ["input"], ["result"], [iAttr("axis", 1)])],
+    };
     expect(() => decodeModel(encodeModelProto(modelProto([block, scale, old])))).toThrow(OnnxFormatError);
     expect(() => inlineLocalFunctions(modelProto([block, scale, old]))).toThrow(
-      /aten_layer_norm uses opset 17/,
+      /aten_layer_norm: it uses opset 12 .* Softmax changed meaning at opset 13/,
     );
   });
 });

@@ -161,6 +161,8 @@ export interface GraphVariant {
   status?: "staged" | "active";
   /** Per-example evidence on the eval split "test" (its size is the array's); `accuracy` should agree. */
   correct?: boolean[];
+  /** Manifest `input` (a sentence-pair variant sets textPairs); left out when undefined. */
+  input?: Manifest["input"];
 }
 
 /** `graph` as model.onnx (+ tokenizer.json) and a manifest declaring `v`, with real sha256s and sizes. */
@@ -182,6 +184,7 @@ export async function graphVariantFiles(
     ...(tokenizer ? { tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(tokenizer) } } : {}),
     io: ioSignatureOf(graph),
     labels,
+    ...(v.input ? { input: v.input } : {}),
     sparsity: {
       target: v.sparsity ?? 0,
       removed: v.sparsity ?? 0,

@@ -20,11 +20,18 @@ import {
   CLASSIFY_TEXTS,
   INFER_ENCODER,
   INFER_INPUTS,
+  PAIR_ENCODER,
+  PAIR_LABELS,
+  PAIR_MAX_TOKENS,
+  PAIR_TOKENIZER,
 } from "../fixtures/gateway-models";
+import pairTokenizerJson from "../fixtures/hf/bert-seqcls-o14/tokenizer.json";
+import tokenizerPairs from "../fixtures/tokenizer-pairs.json";
 import { ensureModel, registerGraph, serverTiming, setSla, testGateway } from "./gateway-helpers";
 import { sha256Hex, tinyTokenizerJson } from "./helpers";
 
 const TOKENIZER = JSON.stringify(tokenizerJson);
+const PAIR_TOKENIZER_JSON = JSON.stringify(pairTokenizerJson);
 
 interface InferResponse {
   model_name: string;
@@ -364,6 +371,123 @@ describe("classify", () => {
     const body = (await res.json()) as { results: { scores: Record<string, number> }[] };
     expect(body.results).toHaveLength(1);
     expect(Math.abs(body.results[0].scores.spam - expectedProbs()[0][1])).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe("classify sentence pairs", () => {
+  const state = createGatewayState({
+    ...DEFAULT_CONFIG,
+    catalogTtlMs: 0,
+    classifyMaxTokens: PAIR_MAX_TOKENS,
+  });
+  const gw = testGateway(state);
+  const graph = buildEncoder(PAIR_ENCODER);
+  const cases = tokenizerPairs[PAIR_TOKENIZER].cases.filter((c) => c.maxLen === PAIR_MAX_TOKENS);
+  const texts = cases.map((c) => c.text);
+  const pairs = cases.map((c) => c.textPair);
+  const fields = { text: "premise", textPair: "hypothesis" };
+
+  beforeAll(async () => {
+    await ensureModel("nli", "nli-task", PAIR_LABELS, graph);
+    await registerGraph("nli", "nli-task", PAIR_LABELS, graph, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      tokenizer: PAIR_TOKENIZER_JSON,
+      input: { textPairs: true, fields },
+    });
+  });
+
+  /** Softmax rows of onnxruntime-node's logits on the Python tokenizer's ids and token types (gateway-fixture.test.ts). */
+  const probsOf = (logits: number[]) =>
+    Array.from({ length: cases.length }, (_, b) => {
+      const row = logits.slice(b * 3, (b + 1) * 3);
+      const m = Math.max(...row);
+      const e = row.map((x) => Math.exp(x - m));
+      const z = e.reduce((a, x) => a + x, 0);
+      return e.map((x) => x / z);
+    });
+  type Results = { results: { label: string; scores: Record<string, number> }[] };
+  const scoresOf = (r: Results["results"][number]) => PAIR_LABELS.map((l) => r.scores[l]);
+
+  it("tokenizes text/text_pairs with the variant's pair template, feeds token_type_ids, and matches onnxruntime-node", async () => {
+    expect(await sha256Hex(encodeModel(graph))).toBe(expected.pairs.modelSha256);
+    const res = await gw.infer("/v1/models/nli/classify", { texts, text_pairs: pairs });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const body = (await res.json()) as Results;
+    expect(body.results).toHaveLength(cases.length);
+    const want = probsOf(expected.pairs.logits.data);
+    const zeroTypes = probsOf(expected.pairs.zeroTypeLogits);
+    body.results.forEach((r, b) => {
+      expect(maxAbsDiff(scoresOf(r), want[b])).toBeLessThanOrEqual(1e-5);
+      expect(r.label).toBe(PAIR_LABELS[want[b].indexOf(Math.max(...want[b]))]);
+    });
+    // Answers with every token type 0 would be this far off: the comparison above can tell.
+    expect(Math.max(...body.results.map((r, b) => maxAbsDiff(scoresOf(r), zeroTypes[b])))).toBeGreaterThan(
+      1e-3,
+    );
+  });
+
+  it("takes one pair as text/text_pair", async () => {
+    const res = await gw.infer("/v1/models/nli/classify", { text: texts[1], text_pair: pairs[1] });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const body = (await res.json()) as Results;
+    expect(maxAbsDiff(scoresOf(body.results[0]), probsOf(expected.pairs.logits.data)[1])).toBeLessThanOrEqual(
+      1e-5,
+    );
+  });
+
+  it("answers 400 naming the field when the body does not fit the variant", async () => {
+    const cases: [string, unknown, string, RegExp][] = [
+      ["/v1/models/nli/classify", { texts }, "text_pairs", /classifies sentence pairs/],
+      ["/v1/models/nli/classify", { text: texts[0] }, "text_pair", /classifies sentence pairs/],
+      ["/v1/models/nli/classify", { texts, text_pairs: pairs.slice(1) }, "text_pairs", /one per text/],
+      ["/v1/models/nli/classify", { texts, text_pair: pairs[0] }, "text_pair", /give "text_pairs"/],
+      ["/v1/models/nli/classify", { text: texts[0], text_pairs: pairs }, "text_pairs", /give "text_pair"/],
+      ["/v1/models/nli/classify", { texts, text_pairs: [...pairs.slice(1), ""] }, "text_pairs[4]", /empty/],
+      ["/v1/models/nli/classify", { text: texts[0], text_pair: 7 }, "text_pair", /string/],
+    ];
+    for (const [path, body, field, message] of cases) {
+      const res = await gw.infer(path, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      const err = ((await res.json()) as { error: { field: string; message: string } }).error;
+      expect(err.field).toBe(field);
+      expect(err.message).toMatch(message);
+    }
+  });
+
+  it("refuses a pair sent to a single-text variant with a 400 naming text_pair", async () => {
+    const single = buildEncoder({ ...PAIR_ENCODER, seed: 14 });
+    await ensureModel("nli-single", "nli-single-task", PAIR_LABELS, single);
+    await registerGraph("nli-single", "nli-single-task", PAIR_LABELS, single, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      tokenizer: PAIR_TOKENIZER_JSON,
+    });
+    const res = await gw.infer("/v1/models/nli-single/classify", { text: texts[0], text_pair: pairs[0] });
+    expect(res.status).toBe(400);
+    const err = ((await res.json()) as { error: { field: string; message: string } }).error;
+    expect(err.field).toBe("text_pair");
+    expect(err.message).toMatch(/nli-single@1 classifies single texts/);
+    // The same variant still answers single texts (token types all 0).
+    expect((await gw.infer("/v1/models/nli-single/classify", { text: texts[0] })).status).toBe(200);
+  });
+
+  it("answers 422 naming the model when a pair variant's tokenizer has no pair template", async () => {
+    const g = buildEncoder({ ...PAIR_ENCODER, seed: 15 });
+    const { post_processor: pp, ...rest } = pairTokenizerJson as typeof pairTokenizerJson;
+    const tokenizer = JSON.stringify({ ...rest, post_processor: { ...pp, pair: null } });
+    await ensureModel("nli-nopair", "nli-nopair-task", PAIR_LABELS, g);
+    await registerGraph("nli-nopair", "nli-nopair-task", PAIR_LABELS, g, {
+      accuracy: 0.9,
+      p50Ms: 1,
+      tokenizer,
+      input: { textPairs: true, fields },
+    });
+    const res = await gw.infer("/v1/models/nli-nopair/classify", { text: texts[0], text_pair: pairs[0] });
+    expect(res.status).toBe(422);
+    const err = ((await res.json()) as { error: { code: string; field: string; message: string } }).error;
+    expect(err).toMatchObject({ code: "no_pair_template", field: "model" });
+    expect(err.message).toMatch(/no pair template/);
   });
 });
 

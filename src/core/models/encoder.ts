@@ -34,6 +34,11 @@ export interface EncoderConfig {
   padTokenId: number;
   seed: number;
   initStd: number;
+  /**
+   * BERT and RoBERTa layouts: take `token_type_ids` [batch, sequence] as a graph input, as HF exports do for
+   * sentence pairs, instead of the all-zero buffer slice (the default, HF's behaviour when none is passed).
+   */
+  tokenTypeInput?: boolean;
 }
 
 export const DEFAULT_ENCODER: EncoderConfig = {
@@ -362,16 +367,20 @@ class EncoderBuilder {
         layout === "roberta" ? 1 : 2,
         hidden,
       ]);
-      const ttIds = g.addInitializer(
-        `${model}.embeddings.token_type_ids`,
-        tensor("int64", [1, maxPositions]),
-      );
-      const tt = g.op(
-        "Slice",
-        [ttIds, g.constInts([0], `${root}/tt_start`), seq, g.constInts([1], `${root}/tt_axes`)],
-        {},
-        { name: `${root}/Slice_1` },
-      );
+      let tt: string;
+      if (this.cfg.tokenTypeInput) tt = g.addInput("token_type_ids", "int64", ["batch", "sequence"]);
+      else {
+        const ttIds = g.addInitializer(
+          `${model}.embeddings.token_type_ids`,
+          tensor("int64", [1, maxPositions]),
+        );
+        tt = g.op(
+          "Slice",
+          [ttIds, g.constInts([0], `${root}/tt_start`), seq, g.constInts([1], `${root}/tt_axes`)],
+          {},
+          { name: `${root}/Slice_1` },
+        );
+      }
       sum = g.op(
         "Add",
         [sum, g.op("Gather", [ttEmb, tt], { axis: 0 }, { name: `${root}/token_type_embeddings/Gather` })],

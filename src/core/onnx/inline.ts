@@ -9,8 +9,11 @@
  * - attribute references (`ref_attr_name`) resolved against the call's attributes, then the function's
  *   declared defaults (`FunctionProto.attribute_proto`, IR 9), else dropped as the spec says,
  * - nested calls expanded recursively (a function calling itself, directly or not, is refused),
- * - opset imports checked: a function whose default-domain opset differs from the model's would change op
- *   semantics on inlining and is refused; other domains it imports are added to the model's.
+ * - opset imports checked: a function's body is read at the model's default-domain opset once inlined, so a
+ *   function importing an older opset is inlined only when no op of its body changed meaning between the two
+ *   (`MEANING_CHANGED_AT`, from the ONNX operator changelog; onnxscript's torch_lib is written against opset 18
+ *   and torch ≥ 2.5 exports its functions into models at opset 20 and later), and refused otherwise, as is one
+ *   importing a newer opset than the model's; other domains it imports are added to the model's.
  *
  * The torch dynamo exporter (torch.onnx.dynamo_export, torch ≥ 2.1) writes one function per module call in a
  * `pkg.transformers...`/`pkg.torch...` domain and onnxscript's torch_lib functions in
@@ -78,6 +81,58 @@ export function readFunctionExtras(bytes: Uint8Array): FunctionExtras[] {
 }
 
 const isDefaultDomain = (d: string | null | undefined) => !d || d === "ai.onnx";
+
+/**
+ * Default-domain opsets at which an op's existing inputs/attributes started to mean something else (ONNX
+ * `docs/Changelog.md`): an attribute became an input, an axis rule or an attribute's values changed, outputs
+ * changed. Versions that only added types or attributes whose defaults keep the old behaviour are not listed
+ * (e.g. Reshape-14 `allowzero`, Shape-15 `start`/`end`, Cast/Constant/Reshape/Shape-19 and -21 types,
+ * Pad-19 `wrap`, ReduceMax/Min-20 bool). Known up to `NEWEST_CHECKED_OPSET`.
+ */
+const MEANING_CHANGED_AT: Record<string, number[]> = {
+  Slice: [10],
+  TopK: [10, 11],
+  Upsample: [10],
+  Resize: [11],
+  Pad: [11],
+  Clip: [11],
+  Dropout: [12],
+  Softmax: [13],
+  LogSoftmax: [13],
+  Hardmax: [13],
+  ReduceSum: [13],
+  Squeeze: [13],
+  Unsqueeze: [13],
+  Split: [13],
+  BatchNormalization: [14, 15],
+  ReduceMax: [18],
+  ReduceMean: [18],
+  ReduceMin: [18],
+  ReduceProd: [18],
+  ReduceL1: [18],
+  ReduceL2: [18],
+  ReduceLogSum: [18],
+  ReduceLogSumExp: [18],
+  ReduceSumSquare: [18],
+  DFT: [20],
+  GridSample: [20],
+  GroupNormalization: [21],
+};
+const NEWEST_CHECKED_OPSET = 21;
+
+/** Why the body of a function at default-domain opset `from` would mean something else at `to`, or null. */
+function opsetMismatch(proto: onnx.IFunctionProto, from: number, to: number): string | null {
+  if (from > to) return `it uses opset ${from} of the default domain, newer than the model's ${to}`;
+  if (to > NEWEST_CHECKED_OPSET)
+    return `it uses opset ${from} of the default domain and the model ${to}, past the opsets checked here (≤ ${NEWEST_CHECKED_OPSET})`;
+  for (const n of proto.node ?? []) {
+    if (!isDefaultDomain(n.domain)) continue;
+    const at = (MEANING_CHANGED_AT[n.opType ?? ""] ?? []).find((v) => v > from && v <= to);
+    if (at !== undefined)
+      return `it uses opset ${from} of the default domain, the model ${to}, and ${n.opType} changed meaning at opset ${at}`;
+  }
+  return null;
+}
 const keyOf = (domain: string | null | undefined, name: string | null | undefined) =>
   `${isDefaultDomain(domain) ? "" : domain}::${name ?? ""}`;
 
@@ -215,9 +270,13 @@ export function inlineLocalFunctions(model: onnx.IModelProto, bytes?: Uint8Array
     if (functions.has(id) || extras[i]?.overload)
       throw new InlineError(`local function ${id}: overloaded local functions are not supported`);
     const fnOpset = versionOf(proto.opsetImport, "");
-    if (fnOpset !== undefined && modelOpset !== undefined && fnOpset !== modelOpset)
+    const mismatch =
+      fnOpset !== undefined && modelOpset !== undefined && fnOpset !== modelOpset
+        ? opsetMismatch(proto, fnOpset, modelOpset)
+        : null;
+    if (mismatch)
       throw new InlineError(
-        `local function ${id} uses opset ${fnOpset} of the default domain, the model ${modelOpset}: inlining would change what its ops mean; export with one opset`,
+        `local function ${id}: ${mismatch}: inlining would change what its ops mean; export with one opset`,
       );
     functions.set(id, {
       proto,

@@ -5,13 +5,15 @@
  * out. Autodiff uses it to reduce broadcast gradients with static axes; constant folding uses the values.
  *
  * Hand-written because ORT's symbolic inference is Python-only and onnx's C++ inference is not exposed to JS.
- * Dims: a number, or a string symbol. Symbols from graph inputs keep their names ("batch"); a dim nothing can
- * name gets a fresh symbol starting with "?" that equals only itself.
+ * Dims: a number, or a string symbol. Symbols from graph inputs keep their names ("batch"); products of them
+ * are written in layout order ("batch*16", dim-product.ts), so a flatten and the reshape that restores it stay
+ * exact; a dim nothing can name gets a fresh symbol starting with "?" that equals only itself.
  */
+import { type Dim, inferredDim, productDim } from "./dim-product";
 import { attrOf, type Graph, type Node } from "./graph";
 import { DTYPE_OF_ONNX, type DType, type Tensor, toNumbers } from "./tensor";
 
-export type Dim = number | string;
+export type { Dim } from "./dim-product";
 
 export interface ValueShape {
   dtype?: DType;
@@ -62,7 +64,7 @@ export function broadcastShapes(shapes: (Dim[] | undefined)[]): Dim[] | undefine
 }
 
 function product(dims: Dim[]): Dim {
-  return dims.every((d) => typeof d === "number") ? (dims as number[]).reduce((a, b) => a * b, 1) : fresh();
+  return productDim(dims) ?? fresh();
 }
 
 /** Resolves a Reshape target (0 = copy, -1 = infer) against the input shape. */
@@ -70,28 +72,9 @@ function reshapeDims(input: Dim[] | undefined, target: Dim[], allowZero: boolean
   const out = target.map((d, i) => (d === 0 && !allowZero ? (input?.[i] ?? fresh()) : d));
   const minus = out.indexOf(-1);
   if (minus < 0) return out;
-  if (!input) {
-    out[minus] = fresh();
-    return out;
-  }
-  // Cancel what the known output dims take from the input; what is left is the -1 dim.
-  const left = [...input];
-  let ratio = 1;
-  for (const [i, d] of out.entries()) {
-    if (i === minus) continue;
-    const j = left.indexOf(d);
-    if (j >= 0) left.splice(j, 1);
-    else if (typeof d === "number") ratio *= d;
-    else {
-      out[minus] = fresh();
-      return out;
-    }
-  }
-  const num = left.filter((d): d is number => typeof d === "number").reduce((a, b) => a * b, 1);
-  const syms = left.filter((d) => typeof d === "string");
-  if (syms.length === 0) out[minus] = num / ratio;
-  else if (syms.length === 1 && num === ratio) out[minus] = syms[0];
-  else out[minus] = fresh();
+  // The -1 dim is what is left of the input's factors once the other output dims are peeled off its front and
+  // back in layout order (`batch*16` then 96, under [-1, 16, 96], is `batch`).
+  out[minus] = (input && inferredDim(input, out.slice(0, minus), out.slice(minus + 1))) ?? fresh();
   return out;
 }
 
@@ -105,7 +88,7 @@ function elementwise(values: (Dim[] | undefined)[], f: (...xs: number[]) => numb
   for (let i = 0; i < n; i++) {
     const xs = values.map((v) => v![v!.length === 1 ? 0 : i]);
     if (xs.every((x) => typeof x === "number")) out.push(f(...(xs as number[])));
-    else if (f === MUL && xs.includes(1)) out.push(xs.find((x) => x !== 1) ?? 1);
+    else if (f === MUL && productDim(xs) !== undefined) out.push(productDim(xs)!);
     else if (f === ADD && xs.includes(0)) out.push(xs.find((x) => x !== 0) ?? 0);
     else return undefined;
   }
@@ -401,8 +384,9 @@ function inferNode(node: Node, get: Get, opset: number): ValueShape[] {
         ? x.shape.map((d, i) => (set.has(i) ? 1 : d))
         : x.shape.filter((_, i) => !set.has(i));
       let value: Dim[] | undefined;
-      if (x.value && r === 1 && op === "ReduceProd" && x.value.every((v) => typeof v === "number"))
-        value = [(x.value as number[]).reduce(MUL, 1)];
+      // The product of a shape slice (tf.tensordot's flatten size): a number, or a product of symbols.
+      const prod = x.value && r === 1 && op === "ReduceProd" ? productDim(x.value) : undefined;
+      if (prod !== undefined) value = [prod];
       return [{ dtype: x.dtype, shape, value }];
     }
     case "LayerNormalization": {

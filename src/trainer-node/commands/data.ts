@@ -2,7 +2,7 @@
  * `sluice data ls` and `sluice data show <task>`: what the tasks hold (sizes, label balance, fingerprints) and
  * what their examples look like after cleaning and tokenization.
  */
-import { encodeText } from "../../core/tokenizer";
+import { encodePair, encodeText } from "../../core/tokenizer";
 import { loadPretrainingCorpus } from "../data/corpus";
 import { BUILTIN_TASKS, loadTask, resolveTask } from "../data/tasks";
 import { loadTokenizerFile } from "../data/tokenizer-file";
@@ -127,9 +127,11 @@ async function show(argv: string[]): Promise<number> {
 
   const tok = loadTokenizerFile(values.tokenizer);
   // Full lengths (no truncation) show how much a given --max-len cuts off.
-  const lengths = examples
-    .map((e) => encodeText(tok, e.text, Number.MAX_SAFE_INTEGER).length)
-    .sort((a, b) => a - b);
+  // A pair counts both texts with its template's specials, as training encodes it.
+  const tokensOf = (e: Example, len: number) =>
+    (e.textPair === undefined ? encodeText(tok, e.text, len) : encodePair(tok, e.text, e.textPair, len).ids)
+      .length;
+  const lengths = examples.map((e) => tokensOf(e, Number.MAX_SAFE_INTEGER)).sort((a, b) => a - b);
   const mean = lengths.reduce((a, b) => a + b, 0) / Math.max(1, lengths.length);
   const truncated = lengths.filter((l) => l > maxLen).length;
   console.log(
@@ -143,8 +145,9 @@ async function show(argv: string[]): Promise<number> {
     (_, i) => examples[Math.floor((i * examples.length) / n)],
   );
   for (const e of picks) {
-    const text = e.text.length > 240 ? `${e.text.slice(0, 240)}…` : e.text;
-    const tokens = encodeText(tok, e.text, maxLen).length;
+    const clip = (t: string) => (t.length > 240 ? `${t.slice(0, 240)}…` : t);
+    const text = clip(e.text) + (e.textPair === undefined ? "" : `\n  + ${clip(e.textPair)}`);
+    const tokens = tokensOf(e, maxLen);
     console.log(`\n[${task.labels[e.label]}]${e.source ? ` (${e.source})` : ""} ${tokens} tokens\n  ${text}`);
   }
   return 0;

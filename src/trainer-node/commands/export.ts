@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
 import { DEFAULT_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS, type GraphOptimization } from "../export/optimize";
-import { exportVariant, loadEvalSet } from "../export/pipeline";
+import { checkEvalInput, exportVariant, loadEvalSet } from "../export/pipeline";
 import type { ResidualPolicy } from "../export/plan";
 import {
   DEFAULT_QUANT_OP_FORM,
@@ -35,6 +35,8 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --eval <task|file.jsonl>  evaluation data: a built-in task (spam, sentiment, genre) or a JSONL file
                             (default: the checkpoint's task, when it is a built-in one)
   --split <name>            split of the evaluation data (default: test)
+  --text-field F  --text-pair-field G   fields of a JSONL --eval file holding the text and the second text of a
+                            pair (default: the fields the checkpoint was trained on)
   --tokenizer <file>        tokenizer.json (default: tokenizer.json next to --base)
   --max-len <n>             tokens per text (default: 128)
   --name <model>            registry model name (default: the checkpoint's task)
@@ -62,6 +64,8 @@ function parse(argv: string[]) {
         out: { type: "string" },
         eval: { type: "string" },
         split: { type: "string", default: "test" },
+        "text-field": { type: "string" },
+        "text-pair-field": { type: "string" },
         tokenizer: { type: "string" },
         "max-len": { type: "string", default: "128" },
         name: { type: "string" },
@@ -161,7 +165,13 @@ export const command: Command = {
         maxLen: seqLen,
         labels: ckpt.task.labels,
         fixedSeqLen: model.report.fixedSequenceLength,
+        // The fields training read, unless named again here (another file of the same task).
+        fields:
+          o["text-field"] !== undefined || o["text-pair-field"] !== undefined
+            ? { textField: o["text-field"], textPairField: o["text-pair-field"] }
+            : { textField: ckpt.task.fields?.text, textPairField: ckpt.task.fields?.textPair },
       });
+      checkEvalInput(evalSet, ckpt.task.fields, `--gates ${o.gates}`);
     } catch (err) {
       throw new UsageError(`--eval: ${(err as Error).message}`);
     }

@@ -13,7 +13,7 @@ import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { compareLatency } from "../export/latency";
 import { DEFAULT_GRAPH_OPTIMIZATION, type GraphOptimization, optimizeForEdge } from "../export/optimize";
-import { loadEvalSet, logOptimization } from "../export/pipeline";
+import { checkEvalInput, loadEvalSet, logOptimization } from "../export/pipeline";
 import { precisionOf, quantizeGraph } from "../export/quantize";
 import { fixedSequenceOf } from "../export/run";
 import { type EvalSet, evaluateVariant, quantizationRecord, sha256Hex } from "../export/variant";
@@ -111,7 +111,12 @@ export const command: Command = {
         maxLen,
         labels: src.manifest.labels,
         fixedSeqLen: fixed,
+        fields: {
+          textField: src.manifest.input?.fields?.text,
+          textPairField: src.manifest.input?.fields?.textPair,
+        },
       });
+      checkEvalInput(evalSet, src.manifest.input?.fields, `the variant in ${src.dir}`);
     } catch (err) {
       throw new UsageError(`--eval: ${(err as Error).message}`);
     }

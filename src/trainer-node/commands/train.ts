@@ -4,17 +4,15 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { encodeText } from "../../core/tokenizer";
 import { resolveTask } from "../data/tasks";
 import { checkTokenizerFitsModel, loadTokenizerFile } from "../data/tokenizer-file";
-import type { Example } from "../data/types";
 import { exportVariant, loadEvalSet } from "../export/pipeline";
 import { GATE_METHODS, type GateMethodName } from "../gates/finegates";
 import { resolveSequenceLength } from "../import/limits";
 import { loadUserModel } from "../import/load";
 import { headPlan } from "../import/report";
 import { TRAIN_DEFAULTS as D, defaultGateMethod } from "../train/config";
-import type { TokenizedSplit } from "../train/data";
+import { tokenizeSplit } from "../train/data";
 import { CURVE_FILE, GATES_FILE, trainGates } from "../train/loop";
 import { ADAMW_DEFAULTS } from "../train/optimizer";
 import { type Command, UsageError } from "./command";
@@ -35,6 +33,9 @@ const USAGE = `usage: sluice train --base model.onnx (--task <name> | --data <fi
   --pooling cls|mean         pooling of the added classification head (default ${D.pooling})
   --train-biases             also train the biases of the gated layers
   --include p1,p2 --exclude p3   gated layer name patterns (substring or /regex/)
+  --text-field F  --text-pair-field G   --data fields holding the text and, for a sentence-pair task, the
+                             second text (default: text, or the first of text/text_pair, sentence1/sentence2,
+                             premise/hypothesis, question/sentence the first row has)
   --tokenizer file.json      the model's own tokenizer (default: tokenizer.json beside the model; required)
   --logits-output NAME       the model output holding classification logits, when several qualify
   --hidden-output NAME       the value holding the encoder's hidden states, overriding detection
@@ -72,6 +73,8 @@ function parse(argv: string[]) {
         "train-biases": { type: "boolean", default: false },
         include: { type: "string" },
         exclude: { type: "string" },
+        "text-field": { type: "string" },
+        "text-pair-field": { type: "string" },
         tokenizer: { type: "string" },
         "logits-output": { type: "string" },
         "hidden-output": { type: "string" },
@@ -83,22 +86,6 @@ function parse(argv: string[]) {
     },
     USAGE,
   ).values;
-}
-
-function tokenize(
-  examples: Example[],
-  file: string,
-  seq: number,
-  padId: number,
-  padTo: number | undefined,
-): TokenizedSplit {
-  const tok = loadTokenizerFile(file);
-  return {
-    ids: examples.map((e) => encodeText(tok, e.text, seq)),
-    labels: examples.map((e) => e.label),
-    padId,
-    padTo,
-  };
 }
 
 export const command: Command = {
@@ -125,7 +112,17 @@ export const command: Command = {
       logitsOutput: v["logits-output"],
       hiddenOutput: v["hidden-output"],
     });
-    const task = resolveTask({ task: v.data ? undefined : v.task, data: v.data });
+    const fieldFlags = { textField: v["text-field"], textPairField: v["text-pair-field"] };
+    let task: ReturnType<typeof resolveTask>;
+    try {
+      task = resolveTask({ task: v.data ? undefined : v.task, data: v.data, fields: fieldFlags });
+    } catch (err) {
+      // A field flag without --data, or a row lacking a named field: the message names the flag or field.
+      if (v["text-field"] !== undefined || v["text-pair-field"] !== undefined)
+        throw new UsageError((err as Error).message);
+      throw err;
+    }
+    const textPairs = task.pairFields !== undefined;
     const taskName = v.task ?? task.name;
     // The model's own tokenizer, always: given, or beside the model. Never a silent substitute.
     const besideModel = path.join(path.dirname(v.base), "tokenizer.json");
@@ -150,9 +147,20 @@ export const command: Command = {
       "--seq",
     );
     if (seqNote) console.error(`note: ${seqNote}`);
-    const padId = tok.specialIds.pad;
-    const train = tokenize(task.splits.train, tokenizerFile, seqLen, padId, fixedSeq);
-    const validation = tokenize(task.splits.validation, tokenizerFile, seqLen, padId, fixedSeq);
+    if (textPairs && !tok.pairTemplate)
+      throw new UsageError(
+        `--tokenizer: ${tokenizerFile} has no pair template (post_processor TemplateProcessing 'pair', BertProcessing or RobertaProcessing), so it cannot encode the sentence pairs of ${v.data}`,
+      );
+    if (textPairs)
+      console.error(
+        `${task.name}: sentence pairs (${task.pairFields?.text}, ${task.pairFields?.textPair}), ` +
+          (model.graph.inputs.some((i) => i.name === "token_type_ids")
+            ? "token type ids from the tokenizer's pair template"
+            : "the model takes no token type ids"),
+      );
+    const tokenizeOpts = { seq: seqLen, pairs: textPairs, padTo: fixedSeq };
+    const train = tokenizeSplit(tok, task.splits.train, tokenizeOpts);
+    const validation = tokenizeSplit(tok, task.splits.validation, tokenizeOpts);
     console.error(`${model.name}: ${headPlan(model, task.labels.length).reason}`);
     const split = (s: string) =>
       s
@@ -166,7 +174,7 @@ export const command: Command = {
       const result = await trainGates({
         base: model.graph,
         baseInfo: { name: model.name, sha256: model.sha256 },
-        task: { name: taskName, labels: task.labels },
+        task: { name: taskName, labels: task.labels, fields: task.fields },
         train,
         validation,
         method: v.method as "gates" | "lora" | "head" | undefined,
@@ -231,6 +239,7 @@ export const command: Command = {
         maxLen: seqLen,
         labels: task.labels,
         fixedSeqLen: fixedSeq,
+        fields: fieldFlags,
       });
       const manifest = await exportVariant({
         model,

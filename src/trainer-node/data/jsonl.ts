@@ -85,6 +85,7 @@ export function loadJsonlTask(file: string, flags: DataFieldFlags = {}): TaskDat
   if (labels.length < 2)
     throw new DataFileError(`${file}: needs at least two labels, found only '${labels[0]}'`);
   const dataset = buildTaskDataset(name, labels, records);
+  dataset.fields = fields;
   if (fields.textPair !== undefined) dataset.pairFields = { text: fields.text, textPair: fields.textPair };
   return dataset;
 }

@@ -1,3 +1,5 @@
+import type { DataFields } from "./fields";
+
 /** One labelled text. `label` indexes `TaskDataset.labels`. */
 export interface Example {
   text: string;
@@ -18,6 +20,8 @@ export interface TaskDataset {
   labels: string[];
   /** Set when every example is a sentence pair (`Example.textPair`), with the data fields it came from. */
   pairFields?: { text: string; textPair: string };
+  /** The data fields the texts were read from, for a user's data file (absent for built-in tasks). */
+  fields?: DataFields;
   splits: { train: Example[]; validation: Example[]; test: Example[]; [extra: string]: Example[] };
   /** sha256 (hex) per split over its canonical records, plus `all` over the whole task. */
   fingerprints: Record<string, string>;

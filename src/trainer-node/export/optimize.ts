@@ -142,6 +142,7 @@ export async function runInWasm(
       seqLen: b.seqLen,
       ids: Array.from(b.inputIds, Number),
       mask: Array.from(b.attentionMask, Number),
+      ...(b.tokenTypeIds ? { typeIds: Array.from(b.tokenTypeIds, Number) } : {}),
     }));
     const jobFile = path.join(dir, "job.json");
     await writeFile(jobFile, JSON.stringify(job));

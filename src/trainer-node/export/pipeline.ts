@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import type { Manifest } from "../../core/manifest";
 import { encodeModel } from "../../core/onnx/codec";
 import { encodeBatch, loadTokenizer } from "../../core/tokenizer";
+import type { DataFieldFlags, DataFields } from "../data/fields";
 import { loadDataFile, loadTask } from "../data/tasks";
 import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint";
 import { maxSequenceLength } from "../import/limits";
@@ -27,7 +28,11 @@ import { type EvalSet, writeVariant } from "./variant";
 
 const EVAL_BATCH = 32;
 
-/** Tokenizes a task split into batches (padded to a fixed-length model's length), labels in the checkpoint's order. */
+/**
+ * Tokenizes a task split into batches (padded to a fixed-length model's length), labels in the checkpoint's
+ * order. A data file's texts are read from `fields` (what training read: the checkpoint's `task.fields`), and a
+ * pair task's examples go through the tokenizer's pair template with their token type ids.
+ */
 export async function loadEvalSet(opts: {
   source: string;
   split: string;
@@ -35,8 +40,11 @@ export async function loadEvalSet(opts: {
   maxLen: number;
   labels: string[];
   fixedSeqLen?: number;
+  fields?: DataFieldFlags;
 }): Promise<EvalSet> {
-  const dataset = opts.source.endsWith(".jsonl") ? loadDataFile(opts.source) : loadTask(opts.source);
+  const dataset = opts.source.endsWith(".jsonl")
+    ? loadDataFile(opts.source, opts.fields)
+    : loadTask(opts.source);
   const examples = dataset.splits[opts.split];
   if (!examples?.length)
     throw new Error(`'${dataset.name}' has no '${opts.split}' split (has ${Object.keys(dataset.splits)})`);
@@ -49,12 +57,43 @@ export async function loadEvalSet(opts: {
       );
     return idx;
   });
+  const pairs = dataset.pairFields !== undefined;
   const batches: TokenBatch[] = [];
   for (let i = 0; i < examples.length; i += EVAL_BATCH) {
-    const texts = examples.slice(i, i + EVAL_BATCH).map((e) => e.text);
-    batches.push(encodeBatch(tok, texts, opts.maxLen, opts.fixedSeqLen));
+    const chunk = examples.slice(i, i + EVAL_BATCH);
+    const seconds = pairs ? chunk.map((e) => e.textPair ?? "") : undefined;
+    const enc = encodeBatch(
+      tok,
+      chunk.map((e) => e.text),
+      opts.maxLen,
+      opts.fixedSeqLen,
+      seconds,
+    );
+    // Single texts carry no token types: feeds give the model zeros, as before pairs existed.
+    batches.push(pairs ? enc : { ...enc, tokenTypeIds: undefined });
   }
-  return { name: `${dataset.name}/${opts.split}`, batches, labels, sha256: dataset.fingerprints[opts.split] };
+  return {
+    name: `${dataset.name}/${opts.split}`,
+    batches,
+    labels,
+    sha256: dataset.fingerprints[opts.split],
+    textPairs: pairs,
+    ...(dataset.fields ? { fields: dataset.fields } : {}),
+  };
+}
+
+/**
+ * Refuses an eval set whose examples are not what the model was trained on: pairs for a single-text run, or
+ * single texts for a pair run (its accuracy and evidence would describe another task).
+ */
+export function checkEvalInput(evalSet: EvalSet, trained: DataFields | undefined, what: string): void {
+  const trainedPairs = trained?.textPair !== undefined;
+  if (trainedPairs === (evalSet.textPairs ?? false)) return;
+  throw new Error(
+    trainedPairs
+      ? `${what} was trained on sentence pairs (fields ${trained?.text}, ${trained?.textPair}) but ${evalSet.name} holds single texts; evaluate on pair data (its fields named by --text-field / --text-pair-field)`
+      : `${what} was trained on single texts but ${evalSet.name} holds sentence pairs (${evalSet.fields?.text}, ${evalSet.fields?.textPair})`,
+  );
 }
 
 export interface ExportVariantOptions {
@@ -85,6 +124,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     throw new Error(
       `${o.model.file} (sha256 ${o.model.sha256.slice(0, 12)}…) is not the model this checkpoint was trained on (${o.ckpt.base.name}, sha256 ${o.ckpt.base.sha256.slice(0, 12)}…)`,
     );
+  checkEvalInput(o.evalSet, o.ckpt.task.fields, "the checkpoint");
   log(`exporting ${o.ckpt.layers.length} gated layers of ${o.ckpt.base.name} ...`);
   // `bytes`: the pruned model encoded once (by the equivalence check), then reused by the latency grid, the
   // evaluation and model.onnx: each encoding of a BERT-base is another 0.44 GB, and several alive at once set

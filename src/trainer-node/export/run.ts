@@ -11,8 +11,24 @@ import { findEmbeddings } from "../import/recognize";
 export interface TokenBatch {
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
+  /** Token type (segment) ids of sentence pairs; absent: all 0 (single texts). */
+  tokenTypeIds?: BigInt64Array;
   batch: number;
   seqLen: number;
+}
+
+/**
+ * An integer feed in the element type the model's input declares: int64 as given, int32 narrowed (ids,
+ * masks and token types are small, so nothing is lost). Anything else is an error naming the input.
+ */
+export function intFeed(
+  input: { name: string; dtype: string },
+  data: BigInt64Array,
+  dims: number[],
+): ort.Tensor {
+  if (input.dtype === "int64") return new ort.Tensor("int64", data, dims);
+  if (input.dtype === "int32") return new ort.Tensor("int32", Int32Array.from(data, Number), dims);
+  throw new Error(`model input '${input.name}' is ${input.dtype}; token inputs must be int64 or int32`);
 }
 
 /** Rows of the word-embedding table: the largest Gather table indexed by `input_ids` (fallback: 2). */
@@ -48,7 +64,10 @@ export function syntheticBatch(
   return { inputIds, attentionMask, batch, seqLen };
 }
 
-/** Feeds for every graph input: ids and mask from the batch, zeros for other int inputs (token types). */
+/**
+ * Feeds for every graph input, each in the dtype the input declares: ids, mask and token types (the pair
+ * template's, else zeros) from the batch, zeros for other int inputs.
+ */
 export function feedsFor(
   g: Pick<Graph, "inputs">,
   batch: TokenBatch,
@@ -58,11 +77,12 @@ export function feedsFor(
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of g.inputs) {
     if (extra[input.name]) feeds[input.name] = extra[input.name];
-    else if (input.name === "input_ids") feeds[input.name] = new ort.Tensor("int64", batch.inputIds, dims);
-    else if (input.name === "attention_mask")
-      feeds[input.name] = new ort.Tensor("int64", batch.attentionMask, dims);
-    else if (input.dtype === "int64")
-      feeds[input.name] = new ort.Tensor("int64", new BigInt64Array(batch.batch * batch.seqLen), dims);
+    else if (input.name === "input_ids") feeds[input.name] = intFeed(input, batch.inputIds, dims);
+    else if (input.name === "attention_mask") feeds[input.name] = intFeed(input, batch.attentionMask, dims);
+    else if (input.name === "token_type_ids" && batch.tokenTypeIds)
+      feeds[input.name] = intFeed(input, batch.tokenTypeIds, dims);
+    else if (input.dtype === "int64" || input.dtype === "int32")
+      feeds[input.name] = intFeed(input, new BigInt64Array(batch.batch * batch.seqLen), dims);
     else throw new Error(`no feed for model input '${input.name}'`);
   }
   return feeds;

@@ -12,6 +12,7 @@ import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../cor
 import { encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { ioSignatureOf } from "../../core/onnx/signature";
+import type { DataFields } from "../data/fields";
 import type { GateCheckpoint } from "../gates/checkpoint";
 import type { ExportReport } from "./export";
 import type { LatencyComparison, LatencyStats } from "./latency";
@@ -26,6 +27,10 @@ export interface EvalSet {
   labels: number[];
   /** Fingerprint of the data (e.g. the dataset split's); defaults to a hash of the tokens and labels. */
   sha256?: string;
+  /** Whether the examples are sentence pairs (batches carry token type ids); absent: single texts. */
+  textPairs?: boolean;
+  /** The data fields the texts were read from (data files). */
+  fields?: DataFields;
 }
 
 export const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
@@ -37,6 +42,9 @@ export function evalSetSha256(set: Pick<EvalSet, "batches" | "labels">): string 
     h.update(`${b.batch}x${b.seqLen};`);
     h.update(new Uint8Array(b.inputIds.buffer, b.inputIds.byteOffset, b.inputIds.byteLength));
     h.update(new Uint8Array(b.attentionMask.buffer, b.attentionMask.byteOffset, b.attentionMask.byteLength));
+    // Pairs only (some type id not 0): single-text sets hash as they did before token types existed.
+    const t = b.tokenTypeIds;
+    if (t?.some((x) => x !== 0n)) h.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
   }
   h.update(JSON.stringify(set.labels));
   return h.digest("hex");
@@ -176,6 +184,10 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
     io: ioSignatureOf(v.graph),
     maxSequenceLength: v.maxSequenceLength,
     labels: v.ckpt.task.labels,
+    // What one example is, as training read it (the gateway asks callers for pairs when it says so).
+    ...(v.ckpt.task.fields
+      ? { input: { textPairs: v.ckpt.task.fields.textPair !== undefined, fields: v.ckpt.task.fields } }
+      : {}),
     precision: v.precision ?? "fp32",
     graphOptimization: v.optimization?.applied ? "edge" : "none",
     sparsity: {

@@ -5,7 +5,7 @@
  * silently runs on the native backend — the check would prove nothing about the wasm build.
  *
  *   tsx src/trainer-node/export/wasm-check.ts <job.json>
- * job: { models: [{ file, level }], batches: [{ batch, seqLen, ids: number[], mask: number[] }] }
+ * job: { models: [{ file, level }], batches: [{ batch, seqLen, ids: number[], mask: number[], typeIds?: number[] }] }
  * prints one JSON line: [{ ok: true, output: number[] } | { ok: false, error: string }] per model, in order.
  */
 import { readFileSync } from "node:fs";
@@ -13,7 +13,8 @@ import { createRequire } from "node:module";
 
 export interface WasmJob {
   models: { file: string; level: "disabled" | "basic" | "extended" | "all" }[];
-  batches: { batch: number; seqLen: number; ids: number[]; mask: number[] }[];
+  /** `typeIds`: token type ids of sentence pairs (absent: zeros). */
+  batches: { batch: number; seqLen: number; ids: number[]; mask: number[]; typeIds?: number[] }[];
 }
 export type WasmResult = { ok: true; output: number[] } | { ok: false; error: string };
 
@@ -37,7 +38,13 @@ async function main(jobFile: string) {
           const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
           for (const name of session.inputNames) {
             const values =
-              name === "input_ids" ? b.ids : name === "attention_mask" ? b.mask : b.ids.map(() => 0);
+              name === "input_ids"
+                ? b.ids
+                : name === "attention_mask"
+                  ? b.mask
+                  : name === "token_type_ids" && b.typeIds
+                    ? b.typeIds
+                    : b.ids.map(() => 0);
             feeds[name] = new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);
           }
           const name = session.outputNames.includes("logits") ? "logits" : session.outputNames[0];

@@ -27,7 +27,15 @@ export type TaskHeadSpec = z.infer<typeof TaskHeadSpec>;
 export const GateCheckpoint = z.object({
   format: z.literal(CHECKPOINT_FORMAT),
   base: z.object({ name: z.string(), sha256: z.string() }),
-  task: z.object({ name: z.string(), labels: z.array(z.string()).min(2) }),
+  task: z.object({
+    name: z.string(),
+    labels: z.array(z.string()).min(2),
+    /**
+     * The data fields the examples were read from (data/fields.ts), when the task came from a data file;
+     * `textPair` set means the run was trained on sentence pairs, which export evaluates and records too.
+     */
+    fields: z.object({ text: z.string(), textPair: z.string().optional() }).optional(),
+  }),
   head: TaskHeadSpec,
   /** Gate method (finegates, finegates-binarized, hardconcrete, ...) and its settings, for the manifest. */
   method: z.string(),

@@ -9,6 +9,9 @@
  *   defines for `allowzero=0`;
  * - Reshape whose leading target element is the product of the input's leading dims (a flatten of batch and
  *   sequence, `[B·S, H]`) with the other elements equal to the input's trailing dims: it becomes -1;
+ * - Reshape whose leading target element is the batch and whose input's element count, symbolically, is the
+ *   batch times the target's other elements (the restore of such a flatten: `[B, S, H']` on `[batch*16, H']`,
+ *   tf2onnx's tensordot at a fixed shape): it becomes -1, or the run-time batch when the target already has one;
  * - Expand whose input carries the batch on the expanded axis: the leading element becomes 1 (keep that dim);
  * - otherwise (Reshape/Expand/Tile/ConstantOfShape creating the batch): the leading element becomes the batch
  *   read at run time, `Shape(input_ids)[0:1]`; in a Concat-built shape the constant piece holding it is
@@ -17,11 +20,14 @@
  *
  * At the exported batch size every rewrite computes exactly the original value. That the graph is then
  * batch-polymorphic is proven by shape inference (core/onnx/shape-inference.ts) run twice: once at the fixed
- * batch (the original shapes), once with the symbol. Every value computed from the inputs (not only from their
- * shapes) whose leading dim was the fixed batch must carry the symbol there, a dim carrying the symbol must
- * have been the fixed batch, and every graph output must lead with the symbol. A value that cannot be shown so
- * is refused naming the node that produces it.
+ * batch (the original shapes), once with the symbol. Dims are tracked as products of symbols (`batch*16` after a
+ * flatten, core/onnx/dim-product.ts), so the batch survives a flatten and is proven again by the restore.
+ * Every value computed from the inputs (not only from their shapes) whose leading dim was the fixed batch must
+ * carry the symbol there, a dim carrying the symbol must evaluate at the fixed batch to what that dim was, no
+ * node may drop it, and every graph output must lead with the symbol itself. A value that cannot be shown so is
+ * refused naming the node that produces it.
  */
+import { hasFactor, inferredDim, leadsWith, substituteDim } from "../../core/onnx/dim-product";
 import { attrOf, type Graph, type Node } from "../../core/onnx/graph";
 import { type Dim, inferShapes, type ShapeMap } from "../../core/onnx/shape-inference";
 import { type Tensor, tensor, toNumbers } from "../../core/onnx/tensor";
@@ -107,7 +113,7 @@ function firstUnproven(
   fixed: number,
 ): { node: Node; why: string } | undefined {
   const outputs = new Set(g.outputs.map((o) => o.name));
-  const carries = (v: string) => !!sym.get(v)?.shape?.includes(BATCH);
+  const carries = (v: string) => !!sym.get(v)?.shape?.some((d) => hasFactor(d, BATCH));
   for (const node of g.nodes) {
     const fromBatch = node.inputs.find((i) => i && data.has(i) && carries(i));
     const dropped = node.outputs.find(
@@ -121,7 +127,7 @@ function firstUnproven(
           ? (attrOf<number>(node, "axis") ?? 0) + rank
           : (attrOf<number>(node, "axis") ?? 0);
       const leads = node.inputs.map((i) => sym.get(i)?.shape?.[0]);
-      if (axis !== 0 && leads.includes(BATCH) && leads.some((d) => d !== BATCH))
+      if (axis !== 0 && leads.some((d) => hasFactor(d, BATCH)) && leads.some((d) => d !== leads[0]))
         return { node, why: `concatenates inputs that disagree on the batch axis (${dims(leads as Dim[])})` };
     }
     if (fromBatch && dropped)
@@ -141,13 +147,14 @@ function firstUnproven(
           node,
           why: `output ${o} is ${dims(f)} at batch ${fixed} but ${dims(s)} with a dynamic batch`,
         };
-      const wrongAxis = s.findIndex((d, i) => d === BATCH && f[i] !== fixed);
+      // A dim carrying the batch (alone or in a product) must be what that dim was at the fixed batch.
+      const wrongAxis = s.findIndex((d, i) => hasFactor(d, BATCH) && substituteDim(d, BATCH, fixed) !== f[i]);
       if (wrongAxis >= 0)
         return {
           node,
-          why: `output ${o} puts the batch on axis ${wrongAxis}, which is ${f[wrongAxis]} at batch ${fixed}`,
+          why: `output ${o} puts the batch on axis ${wrongAxis} as ${s[wrongAxis]}, which is ${f[wrongAxis]} at batch ${fixed}`,
         };
-      if ((f[0] === fixed && s[0] !== BATCH) || (outputs.has(o) && s[0] !== BATCH))
+      if ((f[0] === fixed && !hasFactor(s[0], BATCH)) || (outputs.has(o) && s[0] !== BATCH))
         return {
           node,
           why: `output ${o} is ${dims(f)} at batch ${fixed} but ${dims(s)} with a dynamic batch (the batch is baked into the graph)`,
@@ -171,7 +178,7 @@ function rewriteNode(
   const at = SHAPE_INPUT[node.op];
   if (at !== undefined) {
     const lead = leadingReplacement(node, x, atFixed, fixed);
-    return replaceLeading(g, node, at, fixed, lead, batchVector) ? [node.name] : [];
+    return lead !== undefined && replaceLeading(g, node, at, fixed, lead, batchVector) ? [node.name] : [];
   }
   // A node combining data with a constant-shaped operand that should carry the batch (a Concat of a
   // ConstantOfShape with the hidden states): rewrite that operand's producer.
@@ -182,18 +189,22 @@ function rewriteNode(
     if (!p || SHAPE_INPUT[p.op] === undefined) continue;
     if (atFixed.get(input)?.shape?.[0] !== fixed || sym.get(input)?.shape?.[0] === BATCH) continue;
     const lead = leadingReplacement(p, sym.get(p.inputs[0])?.shape, atFixed, fixed);
-    if (replaceLeading(g, p, SHAPE_INPUT[p.op], fixed, lead, batchVector)) done.push(p.name);
+    if (lead !== undefined && replaceLeading(g, p, SHAPE_INPUT[p.op], fixed, lead, batchVector))
+      done.push(p.name);
   }
   return done;
 }
 
-/** What the leading shape element becomes: a literal (0 copy, -1 infer, 1 keep) or the run-time batch. */
+/**
+ * What the leading shape element becomes: a literal (0 copy, -1 infer, 1 keep) or the run-time batch;
+ * undefined when no rewrite is sound.
+ */
 function leadingReplacement(
   node: Node,
   x: Dim[] | undefined,
   atFixed: ShapeMap,
   fixed: number,
-): number | "runtime" {
+): number | "runtime" | undefined {
   const xFixed = atFixed.get(node.inputs[0])?.shape;
   if (node.op === "Reshape") {
     const target = atFixed.get(node.inputs[1])?.value;
@@ -209,6 +220,21 @@ function leadingReplacement(
       }
     }
     if (x?.[0] === BATCH && target?.[0] === fixed && (attrOf<number>(node, "allowzero") ?? 0) === 0) return 0;
+    // The restore of a flatten ([1, 16, H'] on [batch*16, H']): the input's layout is the batch, then the
+    // target's other elements, so -1 infers the batch. A target with a -1 of its own ([1, -1, H']) gets the
+    // run-time batch below.
+    const rest = target?.slice(1);
+    if (
+      target?.[0] === fixed &&
+      x &&
+      rest?.every((d) => isNum(d) && d > 0) &&
+      inferredDim(x, [], rest) === BATCH
+    )
+      return -1;
+    // Shape inference takes a literal run-time batch as it stands, so on an input that already carries the
+    // batch it is sound only where the batch is that input's outermost factor: each of the B leading slices
+    // is then one input's rows. A sequence-first flatten ([16*batch, H]) restored batch-first is not.
+    if (x?.some((d) => hasFactor(d, BATCH)) && !leadsWith(x, BATCH)) return undefined;
     return "runtime";
   }
   if (node.op === "Expand") {

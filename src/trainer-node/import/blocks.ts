@@ -174,9 +174,15 @@ export function reshapeTarget(
       toNumbers(end)[0] === 2 &&
       firstConst(p?.inputs[3], 0) === 0 &&
       firstConst(p?.inputs[4], 1) === 1;
+    // The torch dynamo exporter turns each SymInt of a size list into `Reshape(sym_size, [-1])`, the
+    // scalar being `Squeeze(Shape(x, start=d, end=d+1))` (or torch_lib's `Gather(Shape(x), d)`).
+    const scalarToVector =
+      p?.op === "Reshape" &&
+      g.initializers.get(p.inputs[1])?.data.length === 1 &&
+      ["Squeeze", "Gather"].includes(producers.get(p.inputs[0])?.op ?? "");
     if (leading || firstTwo) out.push(null, null);
     // A dynamic piece (Unsqueeze of a Gather of Shape) is one element wide in these exports.
-    else if (p && ["Unsqueeze", "Gather", "Cast"].includes(p.op)) out.push(null);
+    else if (scalarToVector || (p && ["Unsqueeze", "Gather", "Cast"].includes(p.op))) out.push(null);
     else return null;
   }
   return out;

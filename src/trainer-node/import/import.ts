@@ -15,7 +15,13 @@
  * The import is deterministic: train and export both re-import the user's file and get the same graph (node
  * names are the exporter's), so a checkpoint names layers of the canonical graph of that file.
  */
-import { CanonicalError, castLikeToCast, removeInferenceDropouts } from "../../core/onnx/canonical";
+import {
+  CanonicalError,
+  castLikeToCast,
+  removeInferenceDropouts,
+  removeMulByOne,
+  swapLastAxesToTranspose,
+} from "../../core/onnx/canonical";
 import { decodeModelProto, graphFromModelProto, inlineFunctions } from "../../core/onnx/codec";
 import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from "../../core/onnx/fold";
 import type { Graph, ValueInfo } from "../../core/onnx/graph";
@@ -77,8 +83,11 @@ export interface ImportReport {
   otherEncoderLinears: string[];
   /** Local functions the file declared and the calls inlined (inline.ts); absent when it had none. */
   inlined?: { functions: number; calls: number };
-  /** CastLike nodes read as Casts and inference Dropouts removed (canonical.ts). */
-  canonical: { castLike: number; dropout: number };
+  /**
+   * CastLike nodes read as Casts, inference Dropouts removed, and flatten → swap → unflatten chains read as one
+   * Transpose of the last two axes (canonical.ts).
+   */
+  canonical: { castLike: number; dropout: number; swapTransposes: number; mulByOne: number };
   /** Weights read by several linears (ALBERT), each gated with one tied gate. */
   shared: SharedWeight[];
   notes: string[];
@@ -412,7 +421,7 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
     opset: { original: g.opset, canonical: Math.max(17, g.opset) },
     unfused: {},
     folded: { constants: 0, weightTransforms: 0 },
-    canonical: { castLike: 0, dropout: 0 },
+    canonical: { castLike: 0, dropout: 0, swapTransposes: 0, mulByOne: 0 },
     inputs: [],
     derivedInputs: [],
     outputs: { original: g.outputs.map((o) => o.name), hidden: "" },
@@ -430,7 +439,12 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
   report.folded.constants = constantNodesToInitializers(g);
   refuseNonEncoders(g);
   try {
-    report.canonical = { castLike: castLikeToCast(g), dropout: removeInferenceDropouts(g) };
+    report.canonical = {
+      castLike: castLikeToCast(g),
+      dropout: removeInferenceDropouts(g),
+      swapTransposes: 0,
+      mulByOne: 0,
+    };
   } catch (err) {
     if (err instanceof CanonicalError) throw new ImportError(err.message);
     throw err;
@@ -468,6 +482,24 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
       `fp16 model: weights widened to fp32 exactly, trained and exported in fp32${fp16.fp16Io.length ? `; its fp16 inputs/outputs (${fp16.fp16Io.join(", ")}) are fp32 in the variant, which declares its own io` : ""}`,
     );
   }
+  // Declared shapes of intermediate values (the dynamo exporter writes one per value, with its `s0`/`s1`
+  // symbols) describe the file as written; import rewrites shapes and inputs, training and export change
+  // widths and batch layouts, and onnxruntime's memory planner trusts equal dim_params across values, so a
+  // stale declaration fails at run time. Shapes are what inference derives from the graph itself.
+  if (g.valueInfo.size > 0) {
+    report.notes.push(`${g.valueInfo.size} declared intermediate value shapes (value_info) dropped`);
+    g.valueInfo.clear();
+  }
+  // torch_lib's `a + b` scales b by alpha = 1 (un-optimized dynamo exports), and its SDPA swaps Kᵀ's last axes
+  // as Reshape → Transpose → Reshape: the plain Add and one Transpose, as recognition reads them.
+  report.canonical.mulByOne = removeMulByOne(g);
+  report.canonical.swapTransposes = swapLastAxesToTranspose(g);
+  if (report.canonical.swapTransposes > 0)
+    report.notes.push(
+      `${report.canonical.swapTransposes} Reshape → Transpose → Reshape swaps of the last two axes (torch_lib's Kᵀ) read as Transposes`,
+    );
+  if (report.canonical.mulByOne > 0)
+    report.notes.push(`${report.canonical.mulByOne} Mul by 1 removed (torch_lib's add alpha)`);
   // Keras EinsumDense and MultiHeadAttention's products (tf2onnx): Einsum becomes MatMul/Reshape/Transpose.
   const einsums = rewriteEinsums(g);
   if (einsums.rewritten > 0)

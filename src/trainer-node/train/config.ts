@@ -2,6 +2,7 @@
  * A run's settings, resolved once: every default the trainer applies is here, so the CLI passes only what the
  * user gave and the loop reads one typed object (also what checkpoints record and resume compares).
  */
+import type { DataFields } from "../data/fields";
 import type { GateMethodName } from "../gates/finegates";
 import { DEFAULT_ADAPTER_GATE_METHOD, DEFAULT_GATE_METHOD } from "../gates/methods";
 import type { TrainMethod } from "./graphs";
@@ -29,6 +30,8 @@ export interface TrainConfig {
   lora: { rank: number; alpha: number } | undefined;
   /** Adapters learned inside the gates (method = gates with adapterRank). */
   adapters: { rank: number; alpha: number } | undefined;
+  /** What one example is: a sentence pair when the task's fields name a second text (token type ids fed). */
+  input: { textPairs: boolean; fields: DataFields | undefined };
 }
 
 /**
@@ -65,6 +68,18 @@ export function resolveTrainConfig(opts: TrainOptions): TrainConfig {
   const method = opts.method ?? TRAIN_DEFAULTS.method;
   if (opts.adapterRank && method !== "gates")
     throw new Error("adapterRank adds adapters inside the gates: it needs method gates");
+  const fields = opts.task.fields;
+  const textPairs = fields?.textPair !== undefined;
+  for (const [name, split] of [
+    ["training", opts.train],
+    ["validation", opts.validation],
+  ] as const)
+    if (textPairs !== (split.typeIds !== undefined))
+      throw new Error(
+        textPairs
+          ? `the task reads sentence pairs (${fields?.text}, ${fields?.textPair}) but the ${name} split was tokenized as single texts`
+          : `the ${name} split was tokenized as sentence pairs but the task names no second text field`,
+      );
   const stepsPerEpoch = Math.floor(opts.train.ids.length / batchSize);
   const loraRank = opts.loraRank ?? TRAIN_DEFAULTS.loraRank;
   return {
@@ -88,5 +103,6 @@ export function resolveTrainConfig(opts: TrainOptions): TrainConfig {
       method === "gates" && opts.adapterRank
         ? { rank: opts.adapterRank, alpha: opts.loraAlpha ?? 2 * opts.adapterRank }
         : undefined,
+    input: { textPairs, fields },
   };
 }

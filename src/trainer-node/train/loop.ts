@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Graph } from "../../core/onnx/graph";
 import { Rng } from "../../core/random";
+import type { DataFields } from "../data/fields";
 import { CHECKPOINT_FORMAT, type GateCheckpoint, prepareTaskGraph, tensorToJson } from "../gates/checkpoint";
 import {
   closedGateFraction,
@@ -31,7 +32,8 @@ import { type Device, TrainerSession } from "./session";
 export interface TrainOptions {
   base: Graph;
   baseInfo?: { name: string; sha256: string };
-  task: { name: string; labels: string[] };
+  /** `fields`: the data fields the examples came from; with `textPair`, the splits are pairs (tokenizeSplit). */
+  task: { name: string; labels: string[]; fields?: DataFields };
   train: TokenizedSplit;
   validation: TokenizedSplit;
   method?: TrainMethod;
@@ -271,6 +273,8 @@ function setUpRun(opts: TrainOptions, cfg: TrainConfig): RunSetup {
     adapters: cfg.adapters,
     train: opts.train.ids.length,
     task: opts.task.name,
+    // Undefined (left out of the record) for single-text runs, so their checkpoints resume as before.
+    textPair: cfg.input.fields?.textPair,
   };
   return { graphs, params, gates, removal, all, optimizer, record };
 }
@@ -342,7 +346,11 @@ function gateCheckpoint(
   return {
     format: CHECKPOINT_FORMAT,
     base: opts.baseInfo ?? { name: opts.base.name, sha256: "" },
-    task: { name: opts.task.name, labels: opts.task.labels },
+    task: {
+      name: opts.task.name,
+      labels: opts.task.labels,
+      ...(cfg.input.fields ? { fields: cfg.input.fields } : {}),
+    },
     head: graphs.head,
     method: cfg.method === "gates" ? cfg.gateMethod : cfg.method,
     settings: {

@@ -6,6 +6,7 @@
 import * as ort from "onnxruntime-node";
 import { encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
+import { intFeed } from "../export/run";
 import type { LayerGateValues } from "../gates/finegates";
 import { colGateInput, rowGateInput } from "../gates/insert";
 import { LABELS_INPUT, type TrainGraphs } from "./graphs";
@@ -26,6 +27,8 @@ export interface Batch {
   seq: number;
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
+  /** Token type (segment) ids of sentence pairs; absent: all 0. */
+  tokenTypeIds?: BigInt64Array;
   labels: Int32Array;
 }
 
@@ -99,11 +102,14 @@ export class TrainerSession {
   private feeds(batch: Batch, gates: readonly LayerGateValues[] | undefined, withLabels: boolean) {
     const dims = [batch.batch, batch.seq];
     const f: Record<string, ort.Tensor> = { ...this.paramFeeds };
-    const inputs = new Set(this.graphs.eval.inputs.map((i) => i.name));
-    f.input_ids = new ort.Tensor("int64", batch.inputIds, dims);
-    if (inputs.has("attention_mask")) f.attention_mask = new ort.Tensor("int64", batch.attentionMask, dims);
-    if (inputs.has("token_type_ids"))
-      f.token_type_ids = new ort.Tensor("int64", new BigInt64Array(batch.batch * batch.seq), dims);
+    // Only the token inputs the model has, each in the dtype it declares (export/run.ts intFeed).
+    const tokens: Record<string, BigInt64Array> = {
+      input_ids: batch.inputIds,
+      attention_mask: batch.attentionMask,
+      token_type_ids: batch.tokenTypeIds ?? new BigInt64Array(batch.batch * batch.seq),
+    };
+    for (const input of this.graphs.eval.inputs)
+      if (tokens[input.name]) f[input.name] = intFeed(input, tokens[input.name], dims);
     if (this.graphs.gateInputs.length) {
       if (!gates) throw new Error("gate values are required for a gated graph");
       for (const [i, l] of this.graphs.layers.entries()) {
