@@ -459,6 +459,91 @@ const edge: Formatter = (d) => {
   };
 };
 
+const ms2 = (x: number) => x.toFixed(2);
+const loadOf = (m: Json) =>
+  m?.loadAverageAtStart
+    ? ` 1-minute load average ${m.loadAverageAtStart[0].toFixed(1)} at the start, ${m.loadAverageAtEnd[0].toFixed(1)} at the end (a shared 2-core machine: absolute times are inflated, compare within one run).`
+    : "";
+const machineOf = (m: Json) =>
+  m && typeof m === "object" ? `${m.cpu}, ${m.cpus} cores (shared), node ${m.node}` : m;
+
+const gateway: Formatter = (d, name) => {
+  // gateway-asm-compare and gateway-soak start with this name but are other benches: their own figures
+  if (!Array.isArray(d?.levels)) return generic(d, name);
+  const rows = d.levels.map((l: Json) => [
+    l.concurrency,
+    l.n,
+    `${ms(l.e2e.p50Ms)} / ${ms(l.e2e.p95Ms)}`,
+    l.throughputRps.toFixed(1),
+    ms(l.infer.p50Ms),
+    ms2(l.overhead.meanMs),
+    l.overheadParts.bodyMeanMs === undefined ? "" : ms2(l.overheadParts.bodyMeanMs),
+    ms2((l.overheadLegacy ?? l.overhead).meanMs),
+  ]);
+  const c1 = d.levels[0];
+  const p = c1.overheadParts;
+  const parts =
+    p.preOtherMeanMs === undefined
+      ? ""
+      : ` At concurrency ${c1.concurrency} the overhead's means: API-key check ${ms2(p.authMeanMs)} ms, other middleware ${ms2(p.preOtherMeanMs)} ms, route ${ms2(p.routeMeanMs)} ms, the rest of the handler ${ms2(p.restMeanMs)} ms.`;
+  return {
+    title: "Gateway inference through wrangler dev",
+    command: d.command ?? "npm run bench:gateway",
+    date: d.date,
+    machine: machineOf(d.machine),
+    detail: "inference-api.md",
+    body: `${d.model.kind} encoder (${(d.model.params / 1e6).toFixed(2)} M params), batch ${d.input.batch} x seq ${d.input.seq}, auth on; tree ${d.tree?.commit ?? "not recorded"}. Cold first request ${ms(d.cold.e2eMs)} ms; onnxruntime-node (1 thread) p50 ${ms(d.ortNode1Thread.p50Ms)} ms, ORT-web in workerd / node ${d.ortWebOverNodeRatio.toFixed(2)}x.${loadOf(d.machine)}\n\n${table(
+      [
+        "concurrency",
+        "requests",
+        "e2e p50 / p95 ms",
+        "req/s",
+        "infer p50 ms",
+        "overhead mean ms",
+        "body arrival mean ms",
+        "legacy overhead mean ms",
+      ],
+      rows,
+    )}\n\n*overhead*: the gateway's own time per request, from the request's arrival to the response minus load, tokenize, infer and the request body's arrival (\`pre\` + \`total\` − \`load\` − \`tokenize\` − \`infer\` − \`body\`); *body arrival*: \`server-timing\` \`body\`, mostly waiting for the client's bytes through wrangler dev's proxy; *legacy*: \`total\` − \`load\` − \`tokenize\` − \`infer\` + \`auth\` + \`generation\`, the formula every tree reports (body arrival included, other middleware not).${parts}`,
+  };
+};
+
+const gatewayCompare: Formatter = (d) => {
+  const side = (name: string, s: Json) => [
+    name,
+    s.commit,
+    ms2(s.legacyOverheadMedianMs),
+    s.overheadMedianMs === undefined ? "not reported" : ms2(s.overheadMedianMs),
+    s.bodyArrivalMedianMs === undefined ? "not reported" : ms2(s.bodyArrivalMedianMs),
+    ms(s.e2eP50MedianMs),
+    ms(s.inferP50MedianMs),
+  ];
+  const a = d.after;
+  const parts =
+    a.authMedianMs === undefined
+      ? ""
+      : ` After: API-key check ${ms2(a.authMedianMs)} ms, other middleware ${ms2(a.otherMiddlewareMedianMs)} ms, route ${ms2(a.routeMedianMs)} ms, rest of the handler ${ms2(a.restMedianMs)} ms.`;
+  return {
+    title: "Gateway overhead, before and after",
+    command: d.command,
+    date: d.date,
+    machine: machineOf(d.machine),
+    detail: "inference-api.md",
+    body: `bench:gateway at concurrency 1, auth on, the same client serving each tree in turn (${d.runs.length / 2} alternating rounds); ${d.statistic}.${loadOf(d.machine)}\n\n${table(
+      [
+        "tree",
+        "commit",
+        "legacy overhead ms",
+        "overhead ms",
+        "body arrival ms",
+        "e2e p50 ms",
+        "infer p50 ms",
+      ],
+      [side("before", d.before), side("after", d.after)],
+    )}\n\nAfter / before on the legacy formula (the one both trees report): ${d.legacyOverheadRatio.toFixed(2)}x, with inference p50 ${d.inferP50Ratio === undefined ? "not recorded" : `${d.inferP50Ratio.toFixed(2)}x`} in the same runs (the machine's load moves both); legacy overhead per ms of inference, after / before: ${d.legacyOverheadPerInferRatio === undefined ? "not recorded" : `${d.legacyOverheadPerInferRatio.toFixed(2)}x`}.${parts}`,
+  };
+};
+
 /** Formatters by bench name; `quality-steps1200` uses `quality`'s (the longest name it starts with, then `-`). */
 export const FORMATTERS: Record<string, Formatter> = {
   "ab-validity": abValidity,
@@ -466,6 +551,8 @@ export const FORMATTERS: Record<string, Formatter> = {
   edge,
   "edge-ab": edgeAb,
   "edge-profile": edgeProfile,
+  gateway,
+  "gateway-compare": gatewayCompare,
   "import-corpus": importCorpus,
   import: importBench,
   quality,

@@ -12,6 +12,7 @@ import { manifestTakesPairs } from "../core/manifest";
 import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
+import { receivedAtOf } from "../http/received-at";
 import { requestIdOf } from "../http/request-id";
 import { deferOf } from "../http/wait-until";
 import { type RegistrySignal, registrySignal } from "../registry/invalidation";
@@ -212,8 +213,15 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
     return { entry, order: decision.order, decision };
   }
 
-  /** The request's JSON body, read by the one body reader under the inference limit (src/http/body.ts). */
-  const readJson = (c: Ctx) => readJsonBody(c, { maxBytes: stateOf(c).config.maxBodyBytes });
+  /**
+   * The request's JSON body, read by the one body reader under the inference limit (src/http/body.ts); the time
+   * its bytes took to arrive and be read is `server-timing` `body`.
+   */
+  const readJson = (c: Ctx, timings: Timings) =>
+    readJsonBody(c, {
+      maxBytes: stateOf(c).config.maxBodyBytes,
+      received: (ms) => timings.add("body", ms),
+    });
 
   // --- health and metadata ------------------------------------------------------------------------------
   r.get("/v2", (c) => c.json({ name: "sluice", version: "0.1.0", extensions: [] }));
@@ -288,13 +296,13 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   // --- Open Inference Protocol infer ----------------------------------------------------------------------
   async function infer(c: Ctx, pinned: string | null): Promise<Response> {
     const s = stateOf(c);
-    const timings = new Timings();
+    const timings = Timings.since(receivedAtOf(c));
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
     // No longer than the model's position table (the variants of a model share its base, so its limit).
     const positions = Math.min(
       ...entry.variants.map((v) => v.manifest.maxSequenceLength ?? Number.POSITIVE_INFINITY),
     );
-    const prepared = prepareInfer(await readJson(c), entry.model.io, {
+    const prepared = prepareInfer(await readJson(c, timings), entry.model.io, {
       ...s.config,
       maxSequence: Math.min(s.config.maxSequence, positions),
     });
@@ -327,9 +335,9 @@ export function createInferenceRoutes(options: InferenceRoutesOptions = {}) {
   // --- classify -------------------------------------------------------------------------------------------
   async function classify(c: Ctx, pinned: string | null): Promise<Response> {
     const s = stateOf(c);
-    const timings = new Timings();
+    const timings = Timings.since(receivedAtOf(c));
     const { entry, order, decision } = await timings.time("route", () => resolve(c, pinned));
-    const request = parseClassifyBody(await readJson(c), s.config.maxBatch);
+    const request = parseClassifyBody(await readJson(c, timings), s.config.maxBatch);
     const texts = request.texts;
     // Only variants registered with a tokenizer.json can classify text; checked before anything is loaded.
     const withTokenizer = order.filter((v) => entry.variants.find((x) => x.version === v)?.tokenizerKey);

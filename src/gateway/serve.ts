@@ -42,10 +42,20 @@ export class RunError extends Error {
   override name = "RunError";
 }
 
-/** Per-stage durations in milliseconds, reported in `server-timing`. */
+/**
+ * Per-stage durations in milliseconds, reported in `server-timing`. `total` counts from the handler's start;
+ * `pre` (from `since`) is the time between the request's arrival and that start, spent in the app's middleware.
+ */
 export class Timings {
   private readonly start = performance.now();
   readonly stages: Record<string, number> = { route: 0, load: 0, tokenize: 0, infer: 0 };
+
+  /** Timings of a handler whose request arrived at `receivedAt` (src/http/received-at.ts), if known. */
+  static since(receivedAt: number | undefined): Timings {
+    const t = new Timings();
+    if (receivedAt !== undefined) t.stages.pre = Math.max(0, t.start - receivedAt);
+    return t;
+  }
 
   async time<T>(stage: string, work: () => Promise<T> | T): Promise<T> {
     const t0 = performance.now();

@@ -45,7 +45,9 @@ export function fromZodError(
   opts: { status: 400 | 422; code: string; prefix?: string },
 ): ApiError {
   const issue = error.issues[0];
-  const path = issue.path.map(String).join(".");
+  // A key a strict object does not know is blamed on that key, not on the object that holds it.
+  const at = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]] : issue.path;
+  const path = at.map(String).join(".");
   const field = [opts.prefix, path].filter(Boolean).join(".") || undefined;
   return new ApiError(opts.status, opts.code, field ? `${field}: ${issue.message}` : issue.message, field);
 }

@@ -48,7 +48,6 @@ import {
   PutSlaBody,
   parseParam,
   queryInput,
-  readJsonBody,
   TaskName,
   Version,
 } from "./validation";
@@ -177,21 +176,27 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         return c.json({ variant: variantView(model, variant, { manifest: true }) });
       })
 
-      .patch("/v1/models/:model/variants/:version", requireAdmin, publishesRegistryChange, async (c) => {
-        const model = await modelOr404(c);
-        const variant = await variantOr404(c, model);
-        const { status } = await readJsonBody(c, PatchVariantBody);
-        if (status === "retired") {
-          await assertVariantNotInRunningExperiment(
-            c.env.DB,
-            variant.id,
-            `${model.name}@${variant.version}`,
-            "retired",
-          );
-        }
-        const updated = await setVariantStatus(db(c), variant.id, status);
-        return c.json({ variant: variantView(model, updated) });
-      })
+      .patch(
+        "/v1/models/:model/variants/:version",
+        requireAdmin,
+        publishesRegistryChange,
+        jsonInput(PatchVariantBody),
+        async (c) => {
+          const { status } = c.req.valid("json");
+          const model = await modelOr404(c);
+          const variant = await variantOr404(c, model);
+          if (status === "retired") {
+            await assertVariantNotInRunningExperiment(
+              c.env.DB,
+              variant.id,
+              `${model.name}@${variant.version}`,
+              "retired",
+            );
+          }
+          const updated = await setVariantStatus(db(c), variant.id, status);
+          return c.json({ variant: variantView(model, updated) });
+        },
+      )
 
       .delete("/v1/models/:model/variants/:version", requireAdmin, publishesRegistryChange, async (c) => {
         const model = await modelOr404(c);
@@ -251,23 +256,29 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
         return c.json({ alias: aliasView(model, found) });
       })
 
-      .put("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, async (c) => {
-        const model = await modelOr404(c);
-        const name = parseParam(AliasName, c.req.param("alias"), "alias");
-        const { version } = await readJsonBody(c, PutAliasBody);
-        const variant = await findVariant(db(c), model.id, version);
-        if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
-        if (variant.status === "retired") {
-          throw conflict(
-            "variant_retired",
-            `${model.name}@${version} is retired and cannot be aliased`,
-            "version",
-          );
-        }
-        await upsertAlias(db(c), model.id, name, variant.id);
-        const saved = (await listAliases(db(c), model.id)).find((a) => a.alias === name)!;
-        return c.json({ alias: aliasView(model, saved) });
-      })
+      .put(
+        "/v1/models/:model/aliases/:alias",
+        requireAdmin,
+        publishesRegistryChange,
+        jsonInput(PutAliasBody),
+        async (c) => {
+          const { version } = c.req.valid("json");
+          const model = await modelOr404(c);
+          const name = parseParam(AliasName, c.req.param("alias"), "alias");
+          const variant = await findVariant(db(c), model.id, version);
+          if (!variant) throw notFound(`variant ${model.name}@${version}`, "version");
+          if (variant.status === "retired") {
+            throw conflict(
+              "variant_retired",
+              `${model.name}@${version} is retired and cannot be aliased`,
+              "version",
+            );
+          }
+          await upsertAlias(db(c), model.id, name, variant.id);
+          const saved = (await listAliases(db(c), model.id)).find((a) => a.alias === name)!;
+          return c.json({ alias: aliasView(model, saved) });
+        },
+      )
 
       .delete("/v1/models/:model/aliases/:alias", requireAdmin, publishesRegistryChange, async (c) => {
         const model = await modelOr404(c);
@@ -279,9 +290,9 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
       })
 
       // --- task SLAs ----------------------------------------------------------------------------------------
-      .put("/v1/tasks/:task/sla", requireAdmin, publishesRegistryChange, async (c) => {
+      .put("/v1/tasks/:task/sla", requireAdmin, publishesRegistryChange, jsonInput(PutSlaBody), async (c) => {
+        const body = c.req.valid("json");
         const task = parseParam(TaskName, c.req.param("task"), "task");
-        const body = await readJsonBody(c, PutSlaBody);
         const row = await upsertTaskSla(db(c), {
           task,
           metric: body.metric,
@@ -302,8 +313,8 @@ export function createRegistryRoutes(options: RegistryOptions = {}) {
       })
 
       // --- API keys (for inference clients) -------------------------------------------------------------------
-      .post("/v1/keys", requireAdmin, async (c) => {
-        const { scopes, models } = await readJsonBody(c, CreateKeyBody);
+      .post("/v1/keys", requireAdmin, jsonInput(CreateKeyBody), async (c) => {
+        const { scopes, models } = c.req.valid("json");
         const minted = await mintApiKey();
         const row = await insertApiKey(db(c), {
           keyHash: minted.keyHash,

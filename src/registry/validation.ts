@@ -101,25 +101,43 @@ export async function readJsonBody<T extends z.ZodType>(
   return r.data;
 }
 
+/** The schemas an input middleware validates, so the OpenAPI document describes exactly what is checked. */
+export interface InputSchemas {
+  json?: z.ZodType;
+  query?: z.ZodObject;
+}
+const inputSchemas = new WeakMap<object, InputSchemas>();
+
+/** The schemas `jsonInput` / `queryInput` attached to this route handler (none for any other handler). */
+export function inputSchemasOf(handler: object): InputSchemas | undefined {
+  return inputSchemas.get(handler);
+}
+
 /**
  * `readJsonBody` as route middleware: the handler takes the body from `c.req.valid("json")`, and the route's type
- * carries the schema's input, so `hono/client` (the CLI's registry client) gets a typed `json` argument. Errors
- * are the same 413/415/400/422 as `readJsonBody`'s. Only for routes that read their body before anything else
- * (a middleware runs before the handler's own 404 lookups).
+ * carries the schema's input, so `hono/client` (the CLI's registry client) gets a typed `json` argument, and the
+ * OpenAPI document (src/worker/openapi.ts) reads the schema from the route itself (`inputSchemasOf`). Errors are
+ * the same 413/415/400/422 as `readJsonBody`'s. It runs before the handler, so a body is refused before the
+ * handler's own lookups (a bad body for an unknown model is a 422, not a 404).
  */
-export const jsonInput = <T extends z.ZodType>(schema: T, maxBytes?: number) =>
-  createMiddleware<Env, string, { in: { json: z.input<T> }; out: { json: z.output<T> } }>(async (c, next) => {
-    // A schema may parse to a non-object (none of the registry's do); Hono's slot is typed `{}`.
-    c.req.addValidatedData("json", (await readJsonBody(c, schema, maxBytes)) as object);
-    await next();
-  });
+export const jsonInput = <T extends z.ZodType>(schema: T, maxBytes?: number) => {
+  const middleware = createMiddleware<Env, string, { in: { json: z.input<T> }; out: { json: z.output<T> } }>(
+    async (c, next) => {
+      // A schema may parse to a non-object (none of the registry's do); Hono's slot is typed `{}`.
+      c.req.addValidatedData("json", (await readJsonBody(c, schema, maxBytes)) as object);
+      await next();
+    },
+  );
+  inputSchemas.set(middleware, { json: schema });
+  return middleware;
+};
 
 /**
  * `parseQuery` as route middleware (400 naming the parameter): the handler takes the filters from
  * `c.req.valid("query")`, and the client a typed `query` argument (strings, as they travel in the URL).
  */
-export const queryInput = <T extends z.ZodObject>(schema: T) =>
-  createMiddleware<
+export const queryInput = <T extends z.ZodObject>(schema: T) => {
+  const middleware = createMiddleware<
     Env,
     string,
     { in: { query: { [K in keyof z.input<T>]?: string } }; out: { query: z.output<T> } }
@@ -127,3 +145,6 @@ export const queryInput = <T extends z.ZodObject>(schema: T) =>
     c.req.addValidatedData("query", parseQuery(schema, c.req.query()));
     await next();
   });
+  inputSchemas.set(middleware, { query: schema });
+  return middleware;
+};

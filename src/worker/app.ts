@@ -4,6 +4,7 @@ import { createExperimentRoutes } from "../gateway/experiments/routes";
 import { createInferenceRoutes } from "../gateway/inference-routes";
 import { httpErrorHandler } from "../http/errors";
 import { notFoundOrMethodNotAllowed } from "../http/methods";
+import { type ReceivedAtVariables, receivedAt } from "../http/received-at";
 import { type RequestIdVariables, requestId } from "../http/request-id";
 import { type ApiKeyCache, requireApiKey } from "../registry/auth";
 import { checkRegistryGeneration, type RegistryGeneration } from "../registry/generation";
@@ -42,12 +43,13 @@ export function useApiKeys(app: Hono<{ Bindings: Env }>, options: AppOptions = {
   }
 }
 
-type AppEnv = { Bindings: Env; Variables: RequestIdVariables };
+type AppEnv = { Bindings: Env; Variables: RequestIdVariables & ReceivedAtVariables };
 
 /** The gateway: registry, experiment and inference routes, health and the dashboard, on Web-standard Request/Response. */
 export function createApp(options: AppOptions = {}) {
   const app = new Hono<AppEnv>();
   app.onError(httpErrorHandler);
+  app.use("*", receivedAt); // first: `server-timing` `pre` counts from here
   app.use("*", requestId);
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   // Every var, checked once per isolate before any route runs: a bad one is a 503 naming it, whichever part the

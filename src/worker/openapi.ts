@@ -22,22 +22,14 @@ import {
 } from "../gateway/experiments/validation";
 import { InferRequest } from "../gateway/oip";
 import { isOipPath } from "../http/errors";
-import {
-  CreateKeyBody,
-  CreateModelBody,
-  ListVariantsQuery,
-  PatchVariantBody,
-  PutAliasBody,
-  PutSlaBody,
-} from "../registry/validation";
+import { inputSchemasOf } from "../registry/validation";
 
-/** The zod schema that validates each route's JSON body (the routes' own `readJsonBody`/`parseInfer` calls). */
+/**
+ * The zod schema that validates the JSON body of each route that reads its body in the handler (its own
+ * `readJsonBody`/`prepareInfer` call). Routes that declare their input with `jsonInput`/`queryInput` (the
+ * registry's) are not listed: their schemas are read from the route itself (`routeInputs`).
+ */
 const BODIES: Record<string, z.ZodType> = {
-  "post /v1/models": CreateModelBody,
-  "patch /v1/models/{model}/variants/{version}": PatchVariantBody,
-  "put /v1/models/{model}/aliases/{alias}": PutAliasBody,
-  "put /v1/tasks/{task}/sla": PutSlaBody,
-  "post /v1/keys": CreateKeyBody,
   "post /v1/experiments": CreateExperimentBody,
   "patch /v1/experiments/{id}": PatchExperimentBody,
   "post /v1/experiments/{id}/promote": PromoteBody,
@@ -49,9 +41,29 @@ const BODIES: Record<string, z.ZodType> = {
 };
 
 const QUERIES: Record<string, z.ZodObject> = {
-  "get /v1/models/{model}/variants": ListVariantsQuery,
   "get /v1/experiments": ListExperimentsQuery,
 };
+
+/** `method /path/{param}`, as the document keys an operation. */
+const operationKey = (method: string, path: string) =>
+  `${method.toLowerCase()} ${path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`;
+
+/**
+ * The input schemas the app's routes declare with `jsonInput`/`queryInput` (src/registry/validation.ts), by
+ * operation: each middleware is one of `app.routes` (a mounted module's handler is wrapped, the original kept
+ * under Hono's `__COMPOSED_HANDLER`).
+ */
+export function routeInputs(app: Hono<never>): Map<string, { json?: z.ZodType; query?: z.ZodObject }> {
+  const out = new Map<string, { json?: z.ZodType; query?: z.ZodObject }>();
+  for (const route of app.routes) {
+    const handler = route.handler as { __COMPOSED_HANDLER?: object };
+    const schemas = inputSchemasOf(handler.__COMPOSED_HANDLER ?? handler);
+    if (!schemas) continue;
+    const key = operationKey(route.method, route.path);
+    out.set(key, { ...out.get(key), ...schemas });
+  }
+  return out;
+}
 
 const jsonSchema = (schema: z.ZodType) =>
   z.toJSONSchema(schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
@@ -100,7 +112,7 @@ function tagOf(path: string): string {
   return "worker";
 }
 
-/** Builds the document (once per isolate; see `openApiRoutes`). */
+/** Builds the document (once per isolate; see `useOpenApi`). */
 export async function buildOpenApiDocument(app: Hono<never>): Promise<Document> {
   const doc = (await generateSpecs(app as never, {
     includeEmptyPaths: true,
@@ -118,15 +130,16 @@ export async function buildOpenApiDocument(app: Hono<never>): Promise<Document> 
       },
     },
   })) as unknown as Document;
+  const declared = routeInputs(app);
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(item)) {
       const key = `${method} ${path}`;
       op.tags = [tagOf(path)];
-      const body = BODIES[key];
+      const body = declared.get(key)?.json ?? BODIES[key];
       if (body) {
         op.requestBody = { required: true, content: { "application/json": { schema: jsonSchema(body) } } };
       }
-      const query = QUERIES[key];
+      const query = declared.get(key)?.query ?? QUERIES[key];
       if (query) {
         const shape = jsonSchema(query) as { properties?: Record<string, unknown>; required?: string[] };
         for (const [name, schema] of Object.entries(shape.properties ?? {})) {

@@ -4,8 +4,16 @@
 // this is a node test; test/workers/health.test.ts checks the Worker serves the document).
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { describe, expect, it } from "vitest";
+import {
+  CreateKeyBody,
+  CreateModelBody,
+  ListVariantsQuery,
+  PatchVariantBody,
+  PutAliasBody,
+  PutSlaBody,
+} from "../../src/registry/validation";
 import { createApp } from "../../src/worker/app";
-import { buildOpenApiDocument } from "../../src/worker/openapi";
+import { buildOpenApiDocument, routeInputs } from "../../src/worker/openapi";
 
 describe("the OpenAPI document", async () => {
   const app = createApp();
@@ -52,5 +60,47 @@ describe("the OpenAPI document", async () => {
     expect(errorOf("/v2/models/{model}/infer", "post")).toBe("string");
     expect(errorOf("/v1/models/{model}/classify", "post")).toBe("object");
     expect(doc.paths["/v1/models/{model}/classify"].post.requestBody).toBeDefined();
+  });
+
+  it("takes the registry's body and query schemas from the routes' own input middleware", () => {
+    const inputs = routeInputs(app as never);
+    const bodies = {
+      "post /v1/models": CreateModelBody,
+      "patch /v1/models/{model}/variants/{version}": PatchVariantBody,
+      "put /v1/models/{model}/aliases/{alias}": PutAliasBody,
+      "put /v1/tasks/{task}/sla": PutSlaBody,
+      "post /v1/keys": CreateKeyBody,
+    };
+    type Body = { requestBody?: { content: { "application/json": { schema: Record<string, unknown> } } } };
+    const schemaOf = (key: string) => {
+      const [method, path] = key.split(" ");
+      return (doc.paths[path][method] as Body).requestBody?.content["application/json"].schema;
+    };
+    for (const [key, schema] of Object.entries(bodies)) {
+      expect(inputs.get(key)?.json, key).toBe(schema);
+      expect(schemaOf(key), key).toBeDefined();
+    }
+    expect(inputs.get("get /v1/models/{model}/variants")?.query).toBe(ListVariantsQuery);
+    // What each body accepts, written out here rather than derived from the schemas under test.
+    const props = (key: string) => schemaOf(key)?.properties as Record<string, Record<string, unknown>>;
+    expect(props("patch /v1/models/{model}/variants/{version}").status.enum).toEqual([
+      "staged",
+      "active",
+      "retired",
+    ]);
+    expect(props("put /v1/models/{model}/aliases/{alias}").version.type).toBe("integer");
+    expect(Object.keys(props("put /v1/tasks/{task}/sla")).sort()).toEqual(
+      ["confidence", "margin", "maxLatencyMs", "metric", "min", "strict"].sort(),
+    );
+    expect((props("post /v1/keys").scopes as { items: { enum: string[] } }).items.enum).toEqual([
+      "infer",
+      "feedback",
+      "admin",
+    ]);
+    const listing = doc.paths["/v1/models/{model}/variants"].get as {
+      parameters: { in: string; name: string }[];
+    };
+    const query = listing.parameters.filter((p) => p.in === "query").map((p) => p.name);
+    expect(query.sort()).toEqual(["maxSparsity", "minAccuracy", "status"]);
   });
 });

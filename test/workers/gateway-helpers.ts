@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { type Graph, ioSignatureOf } from "../../src/core/onnx";
 import type { Env } from "../../src/gateway/env";
 import { createInferenceRoutes, type GatewayState } from "../../src/gateway/inference-routes";
+import { receivedAt } from "../../src/http/received-at";
 import { requestId } from "../../src/http/request-id";
 import { useApiKeys } from "../../src/worker/app";
 import { type GraphVariant, graphVariantFiles } from "../shared/variant-files";
@@ -68,7 +69,9 @@ export async function setSla(task: string, sla: { min: number; maxLatencyMs?: nu
  */
 export function testGateway(state: GatewayState) {
   const app = new Hono<{ Bindings: Env }>();
-  app.use("*", requestId as never); // as the Worker's app does (src/worker/app.ts)
+  // as the Worker's app does (src/worker/app.ts)
+  app.use("*", receivedAt as never);
+  app.use("*", requestId as never);
   useApiKeys(app);
   app.route("/", createInferenceRoutes({ state }));
   return {

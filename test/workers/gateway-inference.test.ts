@@ -100,8 +100,10 @@ describe("Open Inference Protocol v2 inference", () => {
     const t = serverTiming(res);
     expect(Object.keys(t).sort()).toEqual([
       "auth",
+      "body",
       "infer",
       "load",
+      "pre",
       "r2",
       "route",
       "session",
@@ -119,9 +121,21 @@ describe("Open Inference Protocol v2 inference", () => {
     expect(res.headers.get("x-sluice-sla")).toBe("met");
     expect(res.headers.get("x-sluice-session")).toBe("warm"); // loaded by the previous test
     const t = serverTiming(res);
-    expect(Object.keys(t).sort()).toEqual(["auth", "infer", "load", "route", "tokenize", "total"]);
+    expect(Object.keys(t).sort()).toEqual([
+      "auth",
+      "body",
+      "infer",
+      "load",
+      "pre",
+      "route",
+      "tokenize",
+      "total",
+    ]);
     // workerd's clock has 1 ms resolution here, so a tiny model's stages may read 0; check consistency only.
     expect(t.total).toBeGreaterThanOrEqual(t.infer);
+    // `pre` spans the middleware before the handler, the API-key check among it; `body` is inside `total`.
+    expect(t.pre).toBeGreaterThanOrEqual(t.auth - 0.01);
+    expect(t.total).toBeGreaterThanOrEqual(t.body + t.infer + t.route - 0.01);
     expect(Math.min(...Object.values(t))).toBeGreaterThanOrEqual(0);
   });
 
