@@ -16,7 +16,9 @@ import { parseArgs } from "node:util";
 import {
   type AnalysisConfig,
   type ArmData,
+  ArmTraffic,
   analyzeExperiment,
+  analyzeTraffic,
   type UnitData,
 } from "../src/gateway/experiments/analyze";
 import { seededNormal, seededUniform } from "../test/shared/random";
@@ -25,8 +27,8 @@ import { updateBenchmarksPage, writeDocsBlock } from "./lib/docs";
 const { values: args } = parseArgs({
   options: {
     runs: { type: "string", default: "2000" },
-    // Each peeking run analyses ~260 looks (about 4 s here): its row gets fewer runs, and says so.
-    "peeking-runs": { type: "string", default: "40" },
+    // runs of the sequential row (each analyses ~260 looks)
+    "peeking-runs": { type: "string", default: "2000" },
     units: { type: "string", default: "1000" },
     "docs-only": { type: "boolean", default: false },
   },
@@ -159,23 +161,22 @@ function peekingRun(row: string, seed: number): Row {
     });
     events.sort((x, y) => x.t - y.t);
     // Labels of a unit are spread over its first `labelled` requests (which ones does not matter here).
-    const live = full.map((d) =>
-      d.units.map(() => ({ requests: 0, errors: 0, latencyMs: [] as number[], labelled: 0, correct: 0 })),
-    );
+    // The arms' traffic is aggregated as requests arrive and analysed at each look: what a results route
+    // called every 100 requests would compute.
+    const traffic = [new ArmTraffic(), new ArmTraffic()];
+    const labelsSoFar = full.map((d) => d.units.map(() => ({ labelled: 0, correct: 0 })));
     const seen = { acc: false, lat: false, p95: false, promote: false };
     for (let i = 0; i < events.length; i++) {
       const { a, u, r } = events[i];
       const src = full[a].units[u];
-      const dst = live[a][u];
-      dst.requests++;
-      dst.latencyMs.push(src.latencyMs[r]);
-      if (dst.labelled < src.labelled) {
-        dst.labelled++;
-        if (dst.correct < src.correct) dst.correct++;
-      }
+      const so = labelsSoFar[a][u];
+      const labelled = so.labelled < src.labelled;
+      const correct = labelled && so.correct < src.correct;
+      so.labelled += +labelled;
+      so.correct += +correct;
+      traffic[a].addRequest(u, { latencyMs: src.latencyMs[r], labelled, correct });
       if ((i + 1) % LOOK_EVERY !== 0 && i + 1 !== events.length) continue;
-      const data = live.map((units) => ({ units: units.filter((x) => x.requests > 0) }));
-      const res = analyzeExperiment(sequential, data);
+      const res = analyzeTraffic(sequential, traffic);
       const c = res.comparisons[0];
       seen.acc ||= !!c.accuracy?.significant;
       seen.lat ||= !!c.latency?.significant;
