@@ -13,12 +13,14 @@
  *   weighted ratios were tried first and are valid asymptotically, but with heavy-tailed requests per unit
  *   (Pareto 1.3: infinite variance) a few huge units dominate them and 300 units per arm gave 11-12% false
  *   positives at alpha = 0.05; unit means are bounded and stay at alpha;
- * - p95 latency uses Woodruff's interval over units (`clusteredQuantile`), valid for quantiles of clustered
+ * - p95 latency uses Woodruff's interval over units (`clusteredQuantileSorted`), valid for quantiles of clustered
  *   samples;
  * - SRM counts units; the sequential confidence sequences take the delta-method variances.
  * Requests without a unit id (assigned at random per request) are summarised apart (`unsticky`) and never
  * enter these estimates. An experiment whose traffic never carries unit ids was randomised per request, so
  * there each request is its own unit (`unitKind: "request"`).
+ * The per-unit aggregates are an `ArmTraffic` per arm (traffic.ts), updated request by request, so a caller that
+ * looks at a growing experiment many times pays per look in units, not in all requests so far.
  *
  * Guarantees that the tests check:
  * - With no true difference (A/A), "promote" is recommended with probability <= alpha, also when units send
