@@ -13,12 +13,14 @@
  *   weighted ratios were tried first and are valid asymptotically, but with heavy-tailed requests per unit
  *   (Pareto 1.3: infinite variance) a few huge units dominate them and 300 units per arm gave 11-12% false
  *   positives at alpha = 0.05; unit means are bounded and stay at alpha;
- * - p95 latency uses Woodruff's interval over units (`clusteredQuantile`), valid for quantiles of clustered
+ * - p95 latency uses Woodruff's interval over units (`clusteredQuantileSorted`), valid for quantiles of clustered
  *   samples;
  * - SRM counts units; the sequential confidence sequences take the delta-method variances.
  * Requests without a unit id (assigned at random per request) are summarised apart (`unsticky`) and never
  * enter these estimates. An experiment whose traffic never carries unit ids was randomised per request, so
  * there each request is its own unit (`unitKind: "request"`).
+ * The per-unit aggregates are an `ArmTraffic` per arm (traffic.ts), updated request by request, so a caller that
+ * looks at a growing experiment many times pays per look in units, not in all requests so far.
  *
  * Guarantees that the tests check:
  * - With no true difference (A/A), "promote" is recommended with probability <= alpha, also when units send
@@ -35,38 +37,28 @@
 import {
   type ClusteredQuantile,
   clusteredProportionNonInferiority,
-  clusteredQuantile,
+  clusteredQuantileSorted,
   clusteredWilsonInterval,
+  EMPTY_RATIO,
   type Interval,
   mixtureVarianceFor,
   normalMixtureConfidenceSequence,
   normalQuantile,
   normalSf,
-  poolSorted,
   type RatioSummary,
   ratioDifferenceTest,
-  ratioSummary,
+  ratioFromSums,
   type SampleRatioCheck,
   sampleRatioMismatch,
   sortedPercentile,
 } from "./stats.ts";
+import { ArmTraffic, type UnitData } from "./traffic.ts";
+
+export { ArmTraffic, type RequestOutcome, type UnitData } from "./traffic.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------------------
-
-/** One unit's traffic on its arm: the requests that carried its unit id. */
-export interface UnitData {
-  requests: number;
-  /** of `requests`, how many failed */
-  errors: number;
-  /** server-side latency (ms) of each successful request */
-  latencyMs: readonly number[];
-  /** labelled feedback joined to the unit's successful requests */
-  labelled: number;
-  /** of `labelled`, how many predictions were right */
-  correct: number;
-}
 
 /** Requests without a unit id: the same fields, pooled. Reported, never mixed into the unit analysis. */
 export type UnstickyData = UnitData;
@@ -75,14 +67,6 @@ export interface ArmData {
   /** one entry per distinct unit seen on the arm (the analysis does not depend on their order) */
   units: readonly UnitData[];
   unsticky?: UnstickyData;
-  /**
-   * Optional: every `latencyMs` sample of `units`, pooled and sorted ascending. The analysis otherwise pools
-   * and sorts them itself (what the results route does); a caller that re-analyses a growing experiment at
-   * many looks (the sequential simulation in bench/ab-validity.ts) keeps this array up to date by merging
-   * instead of paying a sort per look. The results are the same either way. Checked for length and order;
-   * that it holds exactly the units' samples is the caller's guarantee.
-   */
-  sortedLatencyMs?: readonly number[];
 }
 
 export type PrimaryMetric = "accuracy" | "latency";
@@ -246,28 +230,10 @@ export interface ExperimentResults {
 // Per-arm summaries
 // ---------------------------------------------------------------------------------------------------------
 
-function checkUnit(u: UnitData, where: string): void {
-  for (const field of ["requests", "errors", "labelled", "correct"] as const) {
-    if (!(Number.isInteger(u[field]) && u[field] >= 0)) {
-      throw new RangeError(`${where}.${field}: must be an integer >= 0, got ${u[field]}`);
-    }
-  }
-  if (u.errors > u.requests) throw new RangeError(`${where}.errors: exceeds requests`);
-  if (u.latencyMs.length > u.requests - u.errors) {
-    throw new RangeError(`${where}.latencyMs: more samples than successful requests`);
-  }
-  if (u.correct > u.labelled) throw new RangeError(`${where}: need correct <= labelled`);
-  for (const ms of u.latencyMs) {
-    if (!(Number.isFinite(ms) && ms >= 0)) {
-      throw new RangeError(`${where}.latencyMs: must be finite numbers >= 0, got ${ms}`);
-    }
-  }
-}
-
-function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
+function validate(config: AnalysisConfig, arms: number): void {
   const k = config.arms.length;
   if (k < 2) throw new RangeError("arms: an experiment needs at least two arms");
-  if (data.length !== k) throw new RangeError(`data: expected ${k} arms of data, got ${data.length}`);
+  if (arms !== k) throw new RangeError(`data: expected ${k} arms of data, got ${arms}`);
   if (!Number.isInteger(config.controlArm) || config.controlArm < 0 || config.controlArm >= k) {
     throw new RangeError(`controlArm: must be an arm index in [0, ${k - 1}], got ${config.controlArm}`);
   }
@@ -280,30 +246,6 @@ function validate(config: AnalysisConfig, data: readonly ArmData[]): void {
   if (config.slaMinAccuracy !== undefined && !(config.slaMinAccuracy > 0 && config.slaMinAccuracy < 1)) {
     throw new RangeError(`slaMinAccuracy: must be in (0, 1), got ${config.slaMinAccuracy}`);
   }
-  data.forEach((d, i) => {
-    d.units.forEach((u, j) => {
-      checkUnit(u, `data[${i}].units[${j}]`);
-    });
-    if (d.unsticky) checkUnit(d.unsticky, `data[${i}].unsticky`);
-    if (d.sortedLatencyMs) checkSortedLatency(d, `data[${i}].sortedLatencyMs`);
-  });
-}
-
-function checkSortedLatency(d: ArmData, where: string): void {
-  const sorted = d.sortedLatencyMs ?? [];
-  let samples = 0;
-  for (const u of d.units) samples += u.latencyMs.length;
-  if (sorted.length !== samples) {
-    throw new RangeError(`${where}: has ${sorted.length} samples, the units' latencyMs have ${samples}`);
-  }
-  let previous = 0;
-  for (let j = 0; j < sorted.length; j++) {
-    // also rejects NaN, and (with previous starting at 0) negatives; the units' own check rejects infinities
-    if (!(sorted[j] >= previous)) {
-      throw new RangeError(`${where}[${j}]: must be sorted ascending and >= 0, got ${sorted[j]}`);
-    }
-    previous = sorted[j];
-  }
 }
 
 /** Everything the comparisons need about one arm, computed once. */
@@ -313,11 +255,11 @@ interface ArmSummary {
   errors: RatioSummary;
   latency: RatioSummary;
   accuracy: RatioSummary;
-  /** per unit, its latency samples (units with none left out) */
+  /** per unit, its latency samples sorted ascending (units with none left out) */
   latencyByUnit: (readonly number[])[];
   latencyCount: number;
-  /** every latency sample, sorted ascending: sorted once per analysis, shared by p50 and every p95 */
-  sortedLatency: readonly number[];
+  /** every latency sample, sorted ascending: shared by p50 and every p95 */
+  sortedLatency: ArrayLike<number>;
   /** Woodruff p95 over units at a given alpha, memoised (the arm's interval and the comparisons share it) */
   p95: (alpha: number) => ClusteredQuantile;
   /** per-unit means (each unit weighs 1): what the comparisons test */
@@ -325,65 +267,112 @@ interface ArmSummary {
   accuracyUnitMean: RatioSummary;
 }
 
-/** Mean over units of a per-unit value (a ratio with denominator 1 per unit: the variance is s²/n). */
-function unitMean(values: readonly number[]): RatioSummary {
-  return ratioSummary(
-    values,
-    values.map(() => 1),
-    values.reduce((a, v) => a + v * v, 0),
-  );
-}
-
-function summarizeArm(d: ArmData): ArmSummary {
-  const units = d.units.filter((u) => u.requests > 0);
-  let latencySumSquares = 0;
-  const latencySums = units.map((u) => {
-    let s = 0;
-    for (const ms of u.latencyMs) {
-      s += ms;
-      latencySumSquares += ms * ms;
-    }
-    return s;
-  });
+/**
+ * One arm's summary from its per-unit aggregates: linear in the units (plus the pooled latency merge), never in
+ * the requests, so analysing a growing experiment at every look stays cheap. Every ratio metric is the
+ * delta-method summary of `ratioSummary` (two passes: sums, then residuals around the ratio), written out over
+ * the units directly rather than through per-metric arrays: a look at a 2,000-unit experiment visits each unit
+ * twice instead of allocating and walking a dozen arrays. test/node/experiments-traffic.test.ts checks the
+ * result against `ratioSummary` on the same units.
+ */
+function summarizeArm(t: ArmTraffic): ArmSummary {
+  const all = t.units;
+  // pass 1: sums. e: errors / requests; l: Σ latency / successful requests; a: correct / labelled;
+  // lm, am: per-unit means (each unit weighs 1) of latency and accuracy
+  let n = 0;
+  let eX = 0;
+  let eY = 0;
+  let lN = 0;
+  let lX = 0;
+  let lY = 0;
+  let aN = 0;
+  let aX = 0;
+  let aY = 0;
+  let lmX = 0;
+  let lmXX = 0;
+  let amX = 0;
+  let amXX = 0;
   const latencyByUnit: (readonly number[])[] = [];
-  const latencyMeans: number[] = [];
-  units.forEach((u, i) => {
-    if (u.latencyMs.length === 0) return;
-    latencyByUnit.push(u.latencyMs);
-    latencyMeans.push(latencySums[i] / u.latencyMs.length);
-  });
-  const sortedLatency = d.sortedLatencyMs ?? poolSorted(latencyByUnit);
+  for (let i = 0; i < all.length; i++) {
+    const u = all[i];
+    if (u.requests === 0) continue;
+    n++;
+    eX += u.errors;
+    eY += u.requests;
+    const k = u.sortedLatencyMs.length;
+    if (k > 0) {
+      lN++;
+      lX += u.latencySum;
+      lY += k;
+      const m = u.latencySum / k;
+      lmX += m;
+      lmXX += m * m;
+      latencyByUnit.push(u.sortedLatencyMs);
+    }
+    if (u.labelled > 0) {
+      aN++;
+      aX += u.correct;
+      aY += u.labelled;
+      const m = u.correct / u.labelled;
+      amX += m;
+      amXX += m * m;
+    }
+  }
+  // pass 2: residual sums of squares around each ratio
+  const eR = eX / eY;
+  const lR = lX / lY;
+  const aR = aX / aY;
+  const lmR = lmX / lN;
+  const amR = amX / aN;
+  let eSs = 0;
+  let lSs = 0;
+  let aSs = 0;
+  let lmSs = 0;
+  let amSs = 0;
+  for (let i = 0; i < all.length; i++) {
+    const u = all[i];
+    if (u.requests === 0) continue;
+    const de = u.errors - eR * u.requests;
+    eSs += de * de;
+    const k = u.sortedLatencyMs.length;
+    if (k > 0) {
+      const dl = u.latencySum - lR * k;
+      lSs += dl * dl;
+      const dm = u.latencySum / k - lmR;
+      lmSs += dm * dm;
+    }
+    if (u.labelled > 0) {
+      const da = u.correct - aR * u.labelled;
+      aSs += da * da;
+      const dm = u.correct / u.labelled - amR;
+      amSs += dm * dm;
+    }
+  }
+  // request-level residual sums of squares (for the design effects), as `ratioSummary` computes them
+  const summary = (units: number, x: number, y: number, ss: number, requestSs: number) =>
+    units === 0 ? EMPTY_RATIO : ratioFromSums(units, x, y, ss, requestSs);
+  const sortedLatency = t.sortedLatency();
   const p95ByAlpha = new Map<number, ClusteredQuantile>();
   const p95 = (alpha: number) => {
     let q = p95ByAlpha.get(alpha);
     if (!q) {
-      q = clusteredQuantile(latencyByUnit, 0.95, alpha, sortedLatency);
+      q = clusteredQuantileSorted(latencyByUnit, sortedLatency, 0.95, alpha);
       p95ByAlpha.set(alpha, q);
     }
     return q;
   };
   return {
-    units: units.length,
-    requests: units.reduce((n, u) => n + u.requests, 0),
-    errors: ratioSummary(
-      units.map((u) => u.errors),
-      units.map((u) => u.requests),
-    ),
-    latency: ratioSummary(
-      latencySums,
-      units.map((u) => u.latencyMs.length),
-      latencySumSquares,
-    ),
-    accuracy: ratioSummary(
-      units.map((u) => u.correct),
-      units.map((u) => u.labelled),
-    ),
+    units: n,
+    requests: eY,
+    errors: summary(n, eX, eY, eSs, eY * eR * (1 - eR)),
+    latency: summary(lN, lX, lY, lSs, t.latencySumSquares - lY * lR * lR),
+    accuracy: summary(aN, aX, aY, aSs, aY * aR * (1 - aR)),
     latencyByUnit,
     latencyCount: sortedLatency.length,
     sortedLatency,
     p95,
-    latencyUnitMean: unitMean(latencyMeans),
-    accuracyUnitMean: unitMean(units.filter((u) => u.labelled > 0).map((u) => u.correct / u.labelled)),
+    latencyUnitMean: summary(lN, lmX, lN, lmSs, lmXX - lN * lmR * lmR),
+    accuracyUnitMean: summary(aN, amX, aN, amSs, amXX - aN * amR * amR),
   };
 }
 
@@ -497,17 +486,31 @@ function compareP95(
 // Analysis
 // ---------------------------------------------------------------------------------------------------------
 
+/** Analyses per-unit summaries of each arm's traffic (each unit checked; the results route's input). */
 export function analyzeExperiment(config: AnalysisConfig, data: readonly ArmData[]): ExperimentResults {
-  validate(config, data);
+  validate(config, data.length);
+  return analyzeTraffic(
+    config,
+    data.map((d, i) => ArmTraffic.fromUnits(d.units, d.unsticky, `data[${i}].units`)),
+  );
+}
+
+/**
+ * Analyses each arm's traffic as aggregated so far. A caller that watches a growing experiment (a sequential
+ * design looked at after every batch of requests) keeps one `ArmTraffic` per arm, adds requests as they come
+ * and calls this at each look: the cost of a look is linear in the units, not in all requests so far.
+ */
+export function analyzeTraffic(config: AnalysisConfig, traffic: readonly ArmTraffic[]): ExperimentResults {
+  validate(config, traffic.length);
   const { alpha, controlArm, design } = config;
   const names = config.arms.map((a) => a.name);
   const treatmentArms = config.arms.map((_, i) => i).filter((i) => i !== controlArm);
   const comparisonAlpha = alpha / treatmentArms.length;
   const sequential = design.kind === "sequential";
-  const summaries = data.map(summarizeArm);
+  const summaries = traffic.map(summarizeArm);
 
   // --- per-arm statistics
-  const arms: ArmStats[] = data.map((d, i) => {
+  const arms: ArmStats[] = traffic.map((d, i) => {
     const s = summaries[i];
     const p95 = s.latencyCount > 0 ? s.p95(alpha) : null;
     const meanHalf =

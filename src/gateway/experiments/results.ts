@@ -7,13 +7,7 @@
  * carries unit ids is analysed per request (randomised per request, which is still a valid experiment).
  */
 import { findTaskSla, registryDb } from "../../registry/store";
-import {
-  type AnalysisConfig,
-  type ArmData,
-  analyzeExperiment,
-  type ExperimentResults,
-  type UnitData,
-} from "./analyze";
+import { type AnalysisConfig, ArmTraffic, analyzeTraffic, type ExperimentResults } from "./analyze";
 import { armName } from "./serving";
 import {
   type ExperimentDb,
@@ -48,7 +42,7 @@ export async function computeResults(
     findTaskSla(registryDb(d1), e.model.task),
   ]);
   const stickyOnly = rows.some((r) => r.sticky);
-  const data: ArmData[] = e.arms.map((a) => armData(rows, a.arm, stickyOnly));
+  const traffic = e.arms.map((a) => armTraffic(rows, a.arm, stickyOnly));
   const slaMin = sla && sla.min > 0 && sla.min < 1 ? sla.min : null;
   const x = e.experiment;
   const config: AnalysisConfig = {
@@ -66,51 +60,29 @@ export async function computeResults(
         : { kind: "sequential", ...(x.plannedUnits ? { plannedUnits: x.plannedUnits } : {}) },
   };
   return {
-    results: analyzeExperiment(config, data),
+    results: analyzeTraffic(config, traffic),
     pendingFeedback,
     slaMinAccuracy: slaMin,
     population: stickyOnly ? "sticky" : "all-requests",
   };
 }
 
-function emptyUnit(): UnitData & { latencyMs: number[] } {
-  return { requests: 0, errors: 0, latencyMs: [], labelled: 0, correct: 0 };
-}
-
-function add(u: ReturnType<typeof emptyUnit>, r: ExposureForAnalysis): void {
-  u.requests++;
-  if (r.error) u.errors++;
-  else u.latencyMs.push(r.latencyMs);
-  if (r.labelled) {
-    u.labelled++;
-    if (r.correct) u.correct++;
-  }
-}
-
 /**
- * One arm's traffic per unit: sticky requests grouped by unit id (rows come ordered by unit), requests without a
- * unit id pooled apart. Without any unit ids (randomised per request) every request is its own unit.
+ * One arm's traffic per unit: sticky requests grouped by unit id, requests without a unit id pooled apart.
+ * Without any unit ids (randomised per request) every request is its own unit.
  */
-export function armData(rows: readonly ExposureForAnalysis[], arm: number, stickyOnly: boolean): ArmData {
-  const units = new Map<string, ReturnType<typeof emptyUnit>>();
-  const perRequest: UnitData[] = [];
-  const unsticky = emptyUnit();
+export function armTraffic(
+  rows: readonly ExposureForAnalysis[],
+  arm: number,
+  stickyOnly: boolean,
+): ArmTraffic {
+  const t = new ArmTraffic();
+  let request = 0;
   for (const r of rows) {
     if (r.arm !== arm) continue;
-    if (!stickyOnly) {
-      const u = emptyUnit();
-      add(u, r);
-      perRequest.push(u);
-    } else if (r.sticky && r.unitId !== null) {
-      let u = units.get(r.unitId);
-      if (!u) {
-        u = emptyUnit();
-        units.set(r.unitId, u);
-      }
-      add(u, r);
-    } else {
-      add(unsticky, r);
-    }
+    if (!stickyOnly) t.addRequest(request++, r);
+    else if (r.sticky && r.unitId !== null) t.addRequest(r.unitId, r);
+    else t.addUnstickyRequest(r);
   }
-  return stickyOnly ? { units: [...units.values()], unsticky } : { units: perRequest };
+  return t;
 }

@@ -99,7 +99,7 @@ export function percentile(values: readonly number[], q: number): number {
 }
 
 /** `percentile` of values already sorted ascending (no copy, no sort): for callers that sort once. */
-export function sortedPercentile(sorted: readonly number[], q: number): number {
+export function sortedPercentile(sorted: ArrayLike<number>, q: number): number {
   if (sorted.length === 0) return Number.NaN;
   const h = (sorted.length - 1) * (q / 100);
   const below = Math.floor(h);
@@ -474,20 +474,33 @@ export interface ClusteredQuantile {
  * 1952, "Confidence intervals for medians and other position measures"; as in R's survey::svyquantile): the
  * share of requests at or below the estimated quantile q̂, F̂(q̂) = Σ_u #{x ≤ q̂}_u / Σ_u n_u, is a ratio metric
  * whose delta-method variance over units is valid under clustering; the interval q ± z·se(F̂) is mapped back
- * through the empirical quantile function. Needs each unit's samples (`units[u]` holds unit u's values).
- * `sortedPooled`, when given, must be every value of `units` pooled and sorted ascending (the caller's
- * guarantee, not checked here): the function then neither copies nor sorts, which is what lets a caller that
- * looks at a growing experiment many times keep one sorted array up to date instead of re-sorting at each look.
+ * through the empirical quantile function. Needs each unit's samples (`units[u]` holds unit u's values, in any
+ * order); see `clusteredQuantileSorted` for callers that keep them sorted.
  */
 export function clusteredQuantile(
   units: readonly (readonly number[])[],
   q: number,
   alpha = 0.05,
-  sortedPooled?: readonly number[],
+): ClusteredQuantile {
+  const sortedUnits = units.map((u) => [...u].sort((a, b) => a - b));
+  return clusteredQuantileSorted(sortedUnits, poolSorted(units), q, alpha);
+}
+
+/**
+ * `clusteredQuantile` from sorted inputs: every `sortedUnits[u]` ascending, and `sortedPooled` every value of
+ * them pooled, ascending (the caller's guarantee, not checked here: checking is linear in the requests, which
+ * is what this form exists to avoid). Nothing is copied or sorted; each unit's count at or below q̂ is a
+ * binary search, so a look costs O(units · log requests per unit) — what lets an experiment that is analysed
+ * at every look keep its samples sorted as they arrive (traffic.ts) instead of re-sorting all of them.
+ */
+export function clusteredQuantileSorted(
+  sortedUnits: readonly ArrayLike<number>[],
+  sortedPooled: ArrayLike<number>,
+  q: number,
+  alpha = 0.05,
 ): ClusteredQuantile {
   if (!(q > 0 && q < 1)) throw new RangeError(`clusteredQuantile: q must be in (0, 1), got ${q}`);
-  const pooled = sortedPooled ?? poolSorted(units);
-  const requests = pooled.length;
+  const requests = sortedPooled.length;
   if (requests === 0) {
     return {
       estimate: Number.NaN,
@@ -497,16 +510,14 @@ export function clusteredQuantile(
       units: 0,
     };
   }
-  const quantileOf = (p: number) => sortedPercentile(pooled, Math.min(1, Math.max(0, p)) * 100);
+  const quantileOf = (p: number) => sortedPercentile(sortedPooled, Math.min(1, Math.max(0, p)) * 100);
   const estimate = quantileOf(q);
   // per non-empty unit: how many of its values are <= the estimate, out of how many
   const below: number[] = [];
   const sizes: number[] = [];
-  for (const u of units) {
+  for (const u of sortedUnits) {
     if (u.length === 0) continue;
-    let n = 0;
-    for (const x of u) if (x <= estimate) n++;
-    below.push(n);
+    below.push(upperBound(u, estimate));
     sizes.push(u.length);
   }
   const f = ratioSummary(below, sizes);
@@ -514,6 +525,18 @@ export function clusteredQuantile(
   const seF = Number.isFinite(f.variance) ? Math.sqrt(f.variance) : Number.POSITIVE_INFINITY;
   const ci: Interval = [quantileOf(q - z * seF), quantileOf(q + z * seF)];
   return { estimate, ci, standardError: (ci[1] - ci[0]) / (2 * z), requests, units: sizes.length };
+}
+
+/** Index of the first element of ascending `a[0..length)` that is > x: the count of elements <= x. */
+export function upperBound(a: ArrayLike<number>, x: number, length = a.length): number {
+  let lo = 0;
+  let hi = length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Every value of `units` in one array, sorted ascending. */
