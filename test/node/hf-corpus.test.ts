@@ -122,7 +122,7 @@ describe.skipIf(accepted.length === 0)("HF export corpus: train, export, registe
       trained.set(id, r.train);
       if (r.serve) served.set(id, r.serve);
     }
-  }, 900_000);
+  }, 1_800_000); // 47 fixtures trained and served one after another: ~10 min on 2 cores, twice that under load
 
   afterAll(() => {
     if (work) rmSync(work, { recursive: true, force: true });
