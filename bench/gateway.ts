@@ -649,6 +649,32 @@ const summary = (m: Measured) =>
     servedBy: l.servedBy,
   }));
 
+/**
+ * What a dynamic batcher could save, from bench:edge's committed run: ORT-web inside workerd, the same reference
+ * variants, one row (b1) against the per-row cost of a batch of 32 (b32 / 32).
+ */
+function batchingEvidence() {
+  try {
+    const edge = JSON.parse(readFileSync(path.join(root, "bench-results/edge.json"), "utf8"));
+    const ref = edge.models.find((m: { model: string }) => m.model === "reference");
+    const cell = (v: { timings: { workerd?: Record<string, { p50Ms: number } | null> } }, c: string) =>
+      v.timings.workerd?.[c]?.p50Ms;
+    return {
+      source: `bench:edge (${edge.generatedAt.slice(0, 10)}, bench-results/edge.json)`,
+      cells: ["b1x128", "b32x128"],
+      variants: ref.variants
+        .filter((v: { target: string; precision: string }) => v.target !== "0.2")
+        .map((v: { target: string; precision: string; timings: never }) => ({
+          label: `${v.target} ${v.precision}`,
+          b1Ms: cell(v, "b1x128"),
+          perRowB32Ms: (cell(v, "b32x128") ?? Number.NaN) / 32,
+        })),
+    };
+  } catch {
+    return null; // no bench:edge result committed
+  }
+}
+
 /** Baseline tree vs this tree, one run, alternating; writes bench-results/gateway-throughput.json. */
 async function compare() {
   const baseTree = path.resolve(args.compare!);
@@ -699,6 +725,7 @@ async function compare() {
     family: family
       ? { description: REFERENCE_DESCRIPTION, members: family.members, sla: family.sla, route: family.route }
       : null,
+    batching: batchingEvidence(),
     runs,
   };
   const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway-throughput.json");
