@@ -14,8 +14,8 @@
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
  *                            [--tree <checkout>] [--out <file.json>] [--variants dense|family]
  *   npm run bench:gateway -- --compare <baseline checkout> [--rounds 1] [--margin 0.03]
- * `--variants family` registers the trained reference family (bench/lib/variant-family.ts: dense fp32, 0.4 fp32
- * and 0.4 int8, each with its manifest's accuracy and per-example evidence, through the `sluice push` code path),
+ * `--variants family` registers the trained reference family (bench/lib/variant-family.ts: 0.4 fp32 and
+ * 0.4 int8, each with its manifest's accuracy and per-example evidence, through the `sluice push` code path),
  * sets a non-inferiority accuracy SLA on task spam (`--margin`) and sends the requests unpinned, so the router
  * picks the variant; the JSON records which variant served each request and the router's explanation.
  * `--compare` measures, in one run and with the same client, the baseline checkout serving today's one dense
@@ -208,17 +208,17 @@ interface FamilyMember {
 }
 
 /**
- * The trained reference family (dense fp32, 0.4 fp32, 0.4 int8) pushed as `sluice push` does, activated, and a
+ * The trained reference family (0.4 fp32 and its int8 twin) pushed as `sluice push` does, activated, and a
  * non-inferiority SLA on its task; the requests go unpinned to the router. Returns the target, the members and
  * the router's explanation.
  */
 async function registerFamily(url: string, token: string, apiKey: string) {
-  const dense = await referenceTargetDirs("dense");
+  // The trained dense variant stays out: the pruned ones, trained on its re-export, also output
+  // last_hidden_state, and a model's variants must share one io signature (the registry answers 409).
   const pruned = await referenceTargetDirs("0.4");
   const members: FamilyMember[] = [];
   let manifest: Manifest | undefined;
   for (const [label, dir] of [
-    ["dense fp32", dense.fp32],
     ["0.4 fp32", pruned.fp32],
     ["0.4 int8", pruned.int8],
   ] as const) {
@@ -265,10 +265,6 @@ async function registerFamily(url: string, token: string, apiKey: string) {
   }));
   return {
     target: { path: `/v2/models/${m.model.name}/infer`, body: JSON.stringify({ inputs }) },
-    pinnedDense: {
-      path: `/v2/models/${m.model.name}/versions/${members[0].version}/infer`,
-      body: JSON.stringify({ inputs }),
-    },
     members,
     sla: { metric: "accuracy", margin },
     route,
