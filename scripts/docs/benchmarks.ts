@@ -453,15 +453,30 @@ const gatewayThroughput: Formatter = (d) => {
         )
         .join(
           ", ",
-        )}. One isolate runs one wasm thread, so a batch costs its rows' sum and only the per-run overhead could be saved; at c=32 the isolate is already saturated, and a window would add its wait to every request at c=1.`
+        )}. One isolate runs one wasm thread, so a batch costs its rows' sum and only the per-run overhead could be saved, while a window would add its wait to every request at c=1.`
     : "";
+  // server-timing infer p50 per side at the highest concurrency, median over rounds (from the raw runs).
+  const top = Math.max(...(d.sides[0].levels as Json[]).map((l) => l.concurrency));
+  const inferAt = (side: string) => {
+    const xs = (d.runs as Json[])
+      .filter((r) => r.side === side)
+      .map((r) => (r.levels as Json[]).find((l) => l.concurrency === top).inferP50Ms)
+      .sort((a: number, b: number) => a - b);
+    const m = xs.length >> 1;
+    return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+  };
+  const infer = `\n\nInside the isolate (server-timing \`infer\` p50 at c=${top}, lock wait included): ${(
+    d.sides as Json[]
+  )
+    .map((s) => `${s.side} ${ms(inferAt(s.side))} ms`)
+    .join(", ")}.`;
   return {
     title: "Gateway throughput: baseline tree vs this tree",
     command: d.command,
     date: d.date,
-    machine: d.machine ? Object.values(d.machine).join(", ") : undefined,
+    machine: `${d.machine.cpus} × ${d.machine.cpu}, node ${d.machine.node}`,
     detail: "inference-api.md",
-    body: `${d.note}. Input batch ${d.input.batch} × seq ${d.input.seq}, ${d.input.requestsPerLevel.join(" / ")} requests per level; 1-minute load average ${d.machine.loadAverageAtStart[0].toFixed(1)} at start / ${d.machine.loadAverageAtEnd[0].toFixed(1)} at end.\n\n${table(["served", "c", "throughput", "p50", "p95", "errors", "proxy retries"], rows)}\n\nThe family behind the router over the baseline: ${ratios}. The same dense variant on this tree over the baseline (throughput): ${dense}. ${verdict}${family}${batching}`,
+    body: `${d.note}. Input batch ${d.input.batch} × seq ${d.input.seq}, ${d.input.requestsPerLevel.join(" / ")} requests per level; 1-minute load average ${d.machine.loadAverageAtStart[0].toFixed(1)} at start / ${d.machine.loadAverageAtEnd[0].toFixed(1)} at end.\n\n${table(["served", "c", "throughput", "p50", "p95", "errors", "proxy retries"], rows)}\n\nThe family behind the router over the baseline: ${ratios}. The same dense variant on this tree over the baseline (throughput): ${dense}. ${verdict}${infer}${family}${batching}`,
   };
 };
 
