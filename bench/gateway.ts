@@ -309,6 +309,39 @@ async function infer(url: string, target: Target, apiKey = dev!.apiKey): Promise
   return { e2eMs, timing: serverTiming(res), variant: res.headers.get("x-sluice-variant") ?? "?" };
 }
 
+/**
+ * CPU time (clock ticks, 1/100 s) so far of each process in wrangler's group, by role: the workerd running the
+ * Worker (the one with an inspector), the workerd in front of it (wrangler's proxy), and wrangler itself (node).
+ * Linux only; empty elsewhere.
+ */
+function groupCpuTicks(pgid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let pids: string[] = [];
+  try {
+    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" })
+      .trim()
+      .split("\n");
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const role = cmd.includes("workerd")
+        ? cmd.includes("--inspector-addr")
+          ? "workerdWorker"
+          : "workerdProxy"
+        : cmd.includes("esbuild")
+          ? "esbuild"
+          : "wrangler";
+      out[role] = (out[role] ?? 0) + Number(f[11]) + Number(f[12]); // utime + stime
+    } catch {}
+  }
+  return out;
+}
+
 /** Closed loop: `concurrency` clients each send requests back to back until `n` have been sent. */
 async function level(
   url: string,
@@ -327,6 +360,7 @@ async function level(
   let proxyRetries = 0;
   const interleaved: number[] = [];
   let sent = 0;
+  const cpu0 = groupCpuTicks(dev!.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -352,6 +386,12 @@ async function level(
     );
   const servedBy: Record<string, number> = {};
   for (const s of samples) servedBy[s.variant] = (servedBy[s.variant] ?? 0) + 1;
+  const cpuWallS = (performance.now() - t0) / 1000;
+  const cpu1 = groupCpuTicks(dev!.pid);
+  // Each process's CPU time over the level as a share of one core (1.0 = one core busy all along).
+  const cpuCoreShare = Object.fromEntries(
+    Object.entries(cpu1).map(([role, ticks]) => [role, (ticks - (cpu0[role] ?? 0)) / 100 / cpuWallS]),
+  );
   // Time spent in interleaved onnxruntime-node runs is not the gateway's.
   const wallS = (performance.now() - t0 - interleaved.reduce((a, b) => a + b, 0)) / 1000;
   const e2e = samples.map((s) => s.e2eMs);
@@ -396,6 +436,7 @@ async function level(
     firstErrors: failures.slice(0, 5),
     /** Requests sent again after wrangler dev's proxy dropped their connection (see PROXY_DROP). */
     proxyRetries,
+    cpuCoreShare,
     servedBy,
     e2e: { p50Ms: p50(e2e), p95Ms: p95(e2e) },
     throughputRps: samples.length / wallS,
@@ -638,6 +679,7 @@ const summary = (m: Measured) =>
     errors: l.errors,
     firstErrors: l.firstErrors,
     proxyRetries: l.proxyRetries,
+    cpuCoreShare: l.cpuCoreShare,
     throughputRps: l.throughputRps,
     p50Ms: l.e2e.p50Ms,
     p95Ms: l.e2e.p95Ms,

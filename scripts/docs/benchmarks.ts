@@ -408,6 +408,18 @@ const edge: Formatter = (d) => {
 
 const gatewayThroughput: Formatter = (d) => {
   const f = d.family;
+  // The Worker's workerd CPU over each level, in cores (median over rounds), where the run recorded it.
+  const cpuOf = (side: string, c: number) => {
+    const xs = (d.runs as Json[])
+      .filter((r) => r.side === side)
+      .map((r) => (r.levels as Json[]).find((l) => l.concurrency === c)?.cpuCoreShare?.workerdWorker)
+      .filter((x: unknown) => typeof x === "number")
+      .sort((a: number, b: number) => a - b);
+    if (xs.length === 0) return null;
+    const m = xs.length >> 1;
+    return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+  };
+  const withCpu = (d.sides as Json[]).some((s) => cpuOf(s.side, s.levels[0].concurrency) !== null);
   const rows = (d.sides as Json[]).flatMap((s) =>
     (s.levels as Json[]).map((l) => [
       s.what,
@@ -417,6 +429,7 @@ const gatewayThroughput: Formatter = (d) => {
       `${ms(l.p95Ms)} ms`,
       l.errors,
       l.proxyRetries,
+      ...(withCpu ? [(cpuOf(s.side, l.concurrency) ?? Number.NaN).toFixed(2)] : []),
     ]),
   );
   const ratios = (d.ratios.familyOverBaseline as Json[])
@@ -476,7 +489,7 @@ const gatewayThroughput: Formatter = (d) => {
     date: d.date,
     machine: `${d.machine.cpus} × ${d.machine.cpu}, node ${d.machine.node}`,
     detail: "inference-api.md",
-    body: `${d.note}. Input batch ${d.input.batch} × seq ${d.input.seq}, ${d.input.requestsPerLevel.join(" / ")} requests per level; 1-minute load average ${d.machine.loadAverageAtStart[0].toFixed(1)} at start / ${d.machine.loadAverageAtEnd[0].toFixed(1)} at end.\n\n${table(["served", "c", "throughput", "p50", "p95", "errors", "proxy retries"], rows)}\n\nThe family behind the router over the baseline: ${ratios}. The same dense variant on this tree over the baseline (throughput): ${dense}. ${verdict}${infer}${family}${batching}`,
+    body: `${d.note}. Input batch ${d.input.batch} × seq ${d.input.seq}, ${d.input.requestsPerLevel.join(" / ")} requests per level; 1-minute load average ${d.machine.loadAverageAtStart[0].toFixed(1)} at start / ${d.machine.loadAverageAtEnd[0].toFixed(1)} at end.\n\n${table(["served", "c", "throughput", "p50", "p95", "errors", "proxy retries", ...(withCpu ? ["Worker's workerd CPU (cores)"] : [])], rows)}\n\nThe family behind the router over the baseline: ${ratios}. The same dense variant on this tree over the baseline (throughput): ${dense}. ${verdict}${infer}${family}${batching}`,
   };
 };
 

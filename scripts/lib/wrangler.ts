@@ -21,6 +21,8 @@ export interface WranglerDev {
   apiKey: string;
   /** The local D1/R2 state (removed by `stop()`). */
   persistDir: string;
+  /** wrangler's process id, also its process group's (wrangler, esbuild and both workerd processes). */
+  pid: number;
   /** Everything wrangler printed so far. */
   log(): string;
   stop(): void;
@@ -171,7 +173,15 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
                 stop();
                 throw err;
               });
-        return { url, adminToken: vars.ADMIN_TOKEN, apiKey, persistDir, log: () => chunks.join(""), stop };
+        return {
+          url,
+          adminToken: vars.ADMIN_TOKEN,
+          apiKey,
+          persistDir,
+          pid: child.pid!,
+          log: () => chunks.join(""),
+          stop,
+        };
       }
     } catch (err) {
       if (stopped) throw err;
