@@ -406,7 +406,7 @@ const edge: Formatter = (d) => {
   };
 };
 
-const gatewayThroughput: Formatter = (d) => {
+const gatewayThroughput: Formatter = (d, name) => {
   const f = d.family;
   // The Worker's workerd CPU over each level, in cores (median over rounds), where the run recorded it.
   const cpuOf = (side: string, c: number) => {
@@ -484,7 +484,7 @@ const gatewayThroughput: Formatter = (d) => {
     .map((s) => `${s.side} ${ms(inferAt(s.side))} ms`)
     .join(", ")}.`;
   return {
-    title: "Gateway throughput: baseline tree vs this tree",
+    title: `Gateway throughput: baseline tree vs this tree (${Math.max(...(d.runs as Json[]).map((r) => r.round))} round(s), ${name}.json)`,
     command: d.command,
     date: d.date,
     machine: `${d.machine.cpus} × ${d.machine.cpu}, node ${d.machine.node}`,
