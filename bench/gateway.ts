@@ -263,8 +263,11 @@ async function registerFamily(url: string, token: string, apiKey: string) {
     shape: [batch, seq],
     data: spec.name === "input_ids" ? ids : ids.map(() => (spec.name === "attention_mask" ? 1 : 0)),
   }));
+  // Only the logits, as today's model returns: the pruned variants also output last_hidden_state ([1, seq, 256]),
+  // and answering it would put 16k floats of JSON on every response.
+  const outputs = [{ name: m.io.outputs[0].name }];
   return {
-    target: { path: `/v2/models/${m.model.name}/infer`, body: JSON.stringify({ inputs }) },
+    target: { path: `/v2/models/${m.model.name}/infer`, body: JSON.stringify({ inputs, outputs }) },
     members,
     sla: { metric: "accuracy", margin },
     route,
