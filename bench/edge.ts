@@ -38,19 +38,28 @@ import { unstable_dev } from "wrangler";
 import { manifestGraphOptimization, parseManifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig } from "../src/core/models/encoder";
 import { encodeModel } from "../src/core/onnx/codec";
-import { main as sluice } from "../src/trainer-node/cli";
 import { countParameters, exportPrunedModel } from "../src/trainer-node/export/export";
 import { quantizeGraph } from "../src/trainer-node/export/quantize";
 import { updateBenchmarksPage } from "./lib/docs";
 import { mergeEdgeResults } from "./lib/edge-merge";
 import { structuredGates } from "./lib/gates";
+import {
+  cached,
+  cli,
+  FAMILY_TARGETS,
+  FAMILY_WORK,
+  type FamilyDirs,
+  type FamilyTarget,
+  INT8_FLAGS,
+  REFERENCE_DESCRIPTION,
+  referenceTargetDirs,
+  targetDirs,
+} from "./lib/variant-family";
 import { processCpuMs, workerdPids } from "./lib/workerd-cpu";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const WORK = path.join(ROOT, "runs/bench-edge");
+const WORK = FAMILY_WORK;
 const JSON_OUT = path.join(ROOT, "bench-results/edge.json");
-/** Bump when a recipe changes what a cached variant holds (2: variants written edge-optimized, export's default). */
-const CACHE_VERSION = 2;
 
 /**
  * Workers Standard usage model, as published on the pricing page (read 2026-12-07): $0.02 per additional million
@@ -93,8 +102,8 @@ const runtimes = pickList("runtimes", flags.runtimes!, RUNTIMES);
 const RUNS = Number(flags.runs);
 if (!Number.isInteger(RUNS) || RUNS < 3) throw new Error("--runs must be an integer >= 3");
 
-const TARGETS = ["dense", "0.2", "0.4"] as const;
-type Target = (typeof TARGETS)[number];
+const TARGETS = FAMILY_TARGETS;
+type Target = FamilyTarget;
 const PRECISIONS = ["fp32", "int8"] as const;
 type Precision = (typeof PRECISIONS)[number];
 const SEQ = 128;
@@ -144,22 +153,6 @@ const cellsOf = (model: ModelName, runtime: Runtime) =>
 
 // --- variants ----------------------------------------------------------------------------------------------------
 
-/** Runs `build` unless `dir` holds a finished build with the same recipe. */
-async function cached(dir: string, recipe: unknown, build: () => Promise<void>): Promise<void> {
-  const key = JSON.stringify({ CACHE_VERSION, recipe });
-  const keyFile = path.join(dir, "bench-edge.key");
-  if (existsSync(keyFile) && readFileSync(keyFile, "utf8") === key) return;
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(path.dirname(dir), { recursive: true });
-  await build();
-  writeFileSync(keyFile, key);
-}
-
-async function cli(args: string[]): Promise<void> {
-  const code = await sluice(args);
-  if (code !== 0) throw new Error(`sluice ${args.join(" ")} exited ${code}`);
-}
-
 function fromManifest(model: ModelName, target: Target, precision: Precision, dir: string): Variant {
   const m = parseManifest(JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")));
   return {
@@ -179,112 +172,31 @@ function fromManifest(model: ModelName, target: Target, precision: Precision, di
   };
 }
 
-/**
- * How `sluice quantize` writes the int8 twins: standard op form, the tanh GELU and the contrib fusions
- * (SkipLayerNormalization, MultiHeadAttention). The last two measured cheaper inside workerd on the reference
- * encoder's 0.4 int8 variant (docs/edge-heads.md); the tanh GELU is an approximation (≤ 4.8e-4 per activation), so
- * it is an int8-only option, judged like the int8 weights by accuracy and predictions changed vs fp32.
- */
-const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions"];
-
-/** fp32 dirs come from `make`, their int8 twins from `sluice quantize` (evaluated on the same split). */
-async function manifestFamily(
-  model: ModelName,
-  make: (target: Target, out: string) => Promise<void>,
-  recipe: (target: Target) => unknown,
-): Promise<Variant[]> {
+/** Each target's fp32 variant and its int8 twin, as bench/lib/variant-family.ts builds them. */
+async function familyVariants(model: ModelName, dirsOf: (target: Target) => Promise<FamilyDirs>) {
   const out: Variant[] = [];
   for (const target of TARGETS) {
-    const fp32 = path.join(WORK, model, `${target}-fp32`);
-    const int8 = path.join(WORK, model, `${target}-int8`);
-    await cached(fp32, recipe(target), () => make(target, fp32));
-    await cached(int8, { from: recipe(target), int8: INT8_FLAGS }, () =>
-      cli(["quantize", fp32, "--out", int8, ...INT8_FLAGS, "--runs", "3"]),
-    );
+    const { fp32, int8 } = await dirsOf(target);
     out.push(fromManifest(model, target, "fp32", fp32), fromManifest(model, target, "int8", int8));
   }
   return out;
 }
 
 const demoVariants = () =>
-  manifestFamily(
-    "demo",
-    (target, out) =>
-      cli([
-        "export",
-        ...["--base", "models/base/model.onnx", "--gates", `models/demo/spam-${target}.gates.json`],
-        ...["--out", out, "--runs", "3"],
-      ]),
-    (target) => ({ base: "models/base/model.onnx", gates: `models/demo/spam-${target}.gates.json` }),
-  );
-
-/**
- * The reference encoder and how it is adapted; short on purpose (the whole bench stays near 20 minutes). Gates
- * trained straight on the random-init encoder at 0.4 collapse to the majority class (66% on spam, tried), so the
- * recipe is two-stage: the dense variant adapts the random encoder (gates at target 0, LoRA r=8, a new mean-pooled
- * head), and the 0.2 / 0.4 variants prune that adapted model (gates + LoRA r=8 on top, then 60 recovery steps).
- */
-const REFERENCE = {
-  init: ["--layers", "4", "--hidden", "256", "--heads", "4", "--ffn", "1024", "--max-pos", "128"],
-  common: ["--task", "spam", "--steps", "120", "--batch", "16", "--seq", "128", "--adapter-rank", "8"],
-  dense: [
-    "--target-sparsity",
-    "0",
-    "--pooling",
-    "mean",
-    "--lr",
-    "3e-3",
-    "--recovery-steps",
-    "0",
-    "--threads",
-    "1",
-  ],
-  pruned: ["--lr", "3e-3", "--recovery-steps", "60", "--threads", "1"],
-};
-
-async function referenceVariants(): Promise<Variant[]> {
-  const baseDir = path.join(WORK, "reference", "base");
-  const base = path.join(baseDir, "model.onnx");
-  await cached(baseDir, REFERENCE.init, async () => {
-    mkdirSync(baseDir, { recursive: true });
-    await cli(["base", "init", "--out", base, ...REFERENCE.init, "--head", "none", "--seed", "1"]);
-    writeFileSync(
-      path.join(baseDir, "tokenizer.json"),
-      readFileSync(path.join(ROOT, "models/tokenizer.json")),
-    );
-  });
-  // The pruned stages train on the adapted dense model as plain ONNX: `sluice train` writes its variant
-  // edge-optimized (fused contrib ops such as FusedMatMul, which the importer refuses), so the dense checkpoint is
-  // exported once more with --optimize none as their base.
-  const denseUnfusedDir = path.join(WORK, "reference", "dense-unfused");
-  const denseUnfused = path.join(denseUnfusedDir, "model.onnx");
-  const denseRecipe = { init: REFERENCE.init, common: REFERENCE.common, dense: REFERENCE.dense };
-  return manifestFamily(
-    "reference",
-    async (target, out) => {
-      if (target === "dense")
-        return cli(["train", "--base", base, "--out", out, ...REFERENCE.common, ...REFERENCE.dense]);
-      await cached(denseUnfusedDir, { unfused: denseRecipe }, () =>
+  familyVariants("demo", (target) =>
+    targetDirs(
+      "demo",
+      target,
+      (t, out) =>
         cli([
-          "export",
-          ...["--base", base, "--gates", path.join(WORK, "reference", "dense-fp32", "gates.json")],
-          ...["--out", denseUnfusedDir, "--optimize", "none", "--runs", "3"],
+          ...["export", "--base", "models/base/model.onnx", "--gates", `models/demo/spam-${t}.gates.json`],
+          ...["--out", out, "--runs", "3"],
         ]),
-      );
-      return cli([
-        ...["train", "--base", denseUnfused, "--out", out, "--target-sparsity", target],
-        ...REFERENCE.common,
-        ...REFERENCE.pruned,
-      ]);
-    },
-    (target) => ({
-      init: REFERENCE.init,
-      common: REFERENCE.common,
-      dense: REFERENCE.dense,
-      ...(target === "dense" ? {} : { target, pruned: REFERENCE.pruned }),
-    }),
+      { base: "models/base/model.onnx", gates: `models/demo/spam-${target}.gates.json` },
+    ),
   );
-}
+
+const referenceVariants = () => familyVariants("reference", referenceTargetDirs);
 
 export const BERT_BASE: EncoderConfig = {
   layout: "bert",
@@ -578,7 +490,7 @@ async function run() {
       model: m,
       description: {
         demo: `the demo's spam model: models/base (BERT layout, 4L d128 h4 FFN 512, pretrained), committed gate checkpoints, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
-        reference: `reference encoder (BERT layout, 4L d256 h4 FFN 1024, vocabulary 4096), seeded random init (not pretrained), dense variant adapted on spam by sluice train ${[...REFERENCE.common, ...REFERENCE.dense].join(" ")}, 0.2 / 0.4 trained on the dense variant with ${REFERENCE.pruned.join(" ")}, spam test split; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
+        reference: `${REFERENCE_DESCRIPTION}; int8 twins by sluice quantize ${INT8_FLAGS.join(" ")}`,
         "bert-base":
           "BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights: accuracy n/a; 0.2/0.4 pruned by seeded structured gates through exportPrunedModel",
       }[m],

@@ -12,22 +12,33 @@
  * Prints a table and writes bench-results/gateway.json. wrangler is always shut down (errors, Ctrl-C too).
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
- *                            [--tree <checkout>] [--out <file.json>]
+ *                            [--tree <checkout>] [--out <file.json>] [--variants dense|family]
+ *   npm run bench:gateway -- --compare <baseline checkout> [--rounds 1] [--margin 0.03]
+ * `--variants family` registers the trained reference family (bench/lib/variant-family.ts: 0.4 fp32 and
+ * 0.4 int8, each with its manifest's accuracy and per-example evidence, through the `sluice push` code path),
+ * sets a non-inferiority accuracy SLA on task spam (`--margin`) and sends the requests unpinned, so the router
+ * picks the variant; the JSON records which variant served each request and the router's explanation.
+ * `--compare` measures, in one run and with the same client, the baseline checkout serving today's one dense
+ * variant, this tree serving the same dense variant, and this tree serving the family behind the router
+ * (`--rounds` times, alternating), and writes bench-results/gateway-throughput.json with the ratios.
  * `--tree` serves another checkout's Worker (e.g. a `git worktree` of an older commit) with this client, so two
  * trees are measured alike (bench:gateway-compare alternates them); a tree from before API keys is sent no key.
  * `--out` writes the JSON there instead of bench-results/gateway.json and leaves the docs alone.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ortNode from "onnxruntime-node";
 import { mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
-import type { Manifest } from "../src/core/manifest";
+import { type Manifest, parseManifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
+import { push } from "../src/trainer-node/commands/push";
+import { requestJson } from "../src/trainer-node/registry-client";
 import { updateBenchmarksPage } from "./lib/docs";
+import { REFERENCE_DESCRIPTION, referenceTargetDirs } from "./lib/variant-family";
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +51,10 @@ const { values: args } = parseArgs({
     auth: { type: "string", default: "on" },
     tree: { type: "string" },
     out: { type: "string" },
+    variants: { type: "string", default: "dense" },
+    compare: { type: "string" },
+    rounds: { type: "string", default: "1" },
+    margin: { type: "string", default: "0.03" },
   },
 });
 const seq = Number(args.seq);
@@ -86,6 +101,21 @@ function serverTiming(res: Response): Record<string, number> {
 interface Sample {
   e2eMs: number;
   timing: Record<string, number>;
+  /** x-sluice-variant: which variant served the request (model@version). */
+  variant: string;
+}
+
+/** A non-200 answer during a level: counted, and the run goes on (the level reports them). */
+interface Failure {
+  status: number;
+  body: string;
+  atMs: number;
+}
+
+/** What the bench sends: the model's infer route (routed or pinned) and the request body. */
+interface Target {
+  path: string;
+  body: string;
 }
 
 // --- the model and its request ----------------------------------------------------------------------------------
@@ -106,7 +136,8 @@ const inferBody = JSON.stringify({
   ],
 });
 
-async function register(url: string, token: string) {
+/** Today's registration: one dense fp32 variant of the random encoder, model `bench` (every tree accepts it). */
+async function registerDense(url: string, token: string): Promise<Target> {
   const auth = { Authorization: `Bearer ${token}` };
   const io = ioSignatureOf(graph);
   const labels = ["neg", "pos"];
@@ -159,47 +190,210 @@ async function register(url: string, token: string) {
     body: JSON.stringify({ status: "active" }),
   });
   if (patch.status !== 200) throw new Error(`activate: ${patch.status} ${await patch.text()}`);
+  return { path: "/v2/models/bench/infer", body: inferBody };
+}
+
+/** One registered member of the family, as its manifest describes it. */
+interface FamilyMember {
+  label: string;
+  version: number;
+  precision: string;
+  removed: number;
+  params: number;
+  bytes: number;
+  accuracy: number;
+  evalExamples: number;
+  /** onnxruntime-node p50 recorded at export (what the router ranks by). */
+  manifestP50Ms: number;
+}
+
+/**
+ * The trained reference family (0.4 fp32 and its int8 twin) pushed as `sluice push` does, activated, and a
+ * non-inferiority SLA on its task; the requests go unpinned to the router. Returns the target, the members and
+ * the router's explanation.
+ */
+async function registerFamily(url: string, token: string, apiKey: string) {
+  // The trained dense variant stays out: the pruned ones, trained on its re-export, also output
+  // last_hidden_state, and a model's variants must share one io signature (the registry answers 409).
+  const pruned = await referenceTargetDirs("0.4");
+  const members: FamilyMember[] = [];
+  let manifest: Manifest | undefined;
+  for (const [label, dir] of [
+    ["0.4 fp32", pruned.fp32],
+    ["0.4 int8", pruned.int8],
+  ] as const) {
+    manifest = parseManifest(JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")));
+    const pushed = await push({ dir, url, token, json: false }, () => {});
+    const version = pushed.variant.version;
+    await requestJson(url, `/v1/models/${manifest.model.name}/variants/${version}`, {
+      method: "PATCH",
+      token,
+      body: { status: "active" },
+    });
+    members.push({
+      label,
+      version,
+      precision: manifest.precision ?? "fp32",
+      removed: manifest.sparsity.removed,
+      params: manifest.sparsity.params,
+      bytes: manifest.artifact.bytes,
+      accuracy: manifest.metrics.accuracy,
+      evalExamples: manifest.metrics.evalSet.size,
+      manifestP50Ms: manifest.latency.p50Ms,
+    });
+  }
+  const m = manifest as Manifest;
+  const margin = Number(args.margin);
+  await requestJson(url, `/v1/tasks/${m.model.task}/sla`, {
+    method: "PUT",
+    token,
+    body: { metric: "accuracy", margin },
+  });
+  const route = (
+    await requestJson<{
+      chosen: number | null;
+      reason: string;
+      candidates: { version: number; verdict: string; why: string }[];
+    }>(url, `/v1/models/${m.model.name}/route`, { token: apiKey })
+  ).body;
+  // The same token ids as today's request, one tensor per input the family's io signature names.
+  const inputs = m.io.inputs.map((spec) => ({
+    name: spec.name,
+    datatype: "INT64",
+    shape: [batch, seq],
+    data: spec.name === "input_ids" ? ids : ids.map(() => (spec.name === "attention_mask" ? 1 : 0)),
+  }));
+  // Only the logits, as today's model returns: the pruned variants also output last_hidden_state ([1, seq, 256]),
+  // and answering it would put 16k floats of JSON on every response.
+  const outputs = [{ name: m.io.outputs[0].name }];
+  return {
+    target: { path: `/v2/models/${m.model.name}/infer`, body: JSON.stringify({ inputs, outputs }) },
+    members,
+    sla: { metric: "accuracy", margin },
+    route,
+  };
 }
 
 /** Whether the served tree has API keys (`POST /v1/keys`); an older tree is sent no Authorization header. */
 let treeHasKeys = true;
 
-async function infer(url: string, apiKey = dev!.apiKey): Promise<Sample> {
+/**
+ * wrangler dev's proxy (ProxyWorker, in front of the Worker) answers a POST whose connection to the Worker
+ * failed with a 503 "Your worker restarted mid-request" (its restart check compares the request's full URL with
+ * the Worker's bare origin, so every lost connection reads as a restart). bench:gateway-proxy measured it on a
+ * plain 404 route, no inference involved: a few per thousand at c=32 through the proxy, none straight to the
+ * Worker's socket. It is wrangler dev's, not the gateway's, so the client retries it (the request is
+ * side-effect free) and counts the retries; every other non-200 is the gateway's and counts as an error.
+ */
+const PROXY_DROP = "Your worker restarted mid-request";
+const PROXY_RETRIES = 3;
+
+async function send(url: string, target: Target, apiKey: string) {
   const t0 = performance.now();
-  const res = await fetch(`${url}/v2/models/bench/infer`, {
-    method: "POST",
-    headers: {
-      "Content-Type": "application/json",
-      ...(treeHasKeys ? { Authorization: `Bearer ${apiKey}` } : {}),
-    },
-    body: inferBody,
-  });
-  const body = await res.text();
-  const e2eMs = performance.now() - t0;
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${url}${target.path}`, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        ...(treeHasKeys ? { Authorization: `Bearer ${apiKey}` } : {}),
+      },
+      body: target.body,
+    });
+    const body = await res.text();
+    if (res.status === 503 && body.startsWith(PROXY_DROP) && attempt < PROXY_RETRIES) continue;
+    return { res, body, e2eMs: performance.now() - t0, proxyRetries: attempt };
+  }
+}
+
+/** One request that must succeed (cold start, warm-up). */
+async function infer(url: string, target: Target, apiKey = dev!.apiKey): Promise<Sample> {
+  const { res, body, e2eMs } = await send(url, target, apiKey);
   if (res.status !== 200) throw new Error(`infer: ${res.status} ${body.slice(0, 300)}`);
-  return { e2eMs, timing: serverTiming(res) };
+  return { e2eMs, timing: serverTiming(res), variant: res.headers.get("x-sluice-variant") ?? "?" };
+}
+
+/**
+ * CPU time (clock ticks, 1/100 s) so far of each process in wrangler's group, by role: the workerd running the
+ * Worker (the one with an inspector), the workerd in front of it (wrangler's proxy), and wrangler itself (node).
+ * Linux only; empty elsewhere.
+ */
+function groupCpuTicks(pgid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let pids: string[] = [];
+  try {
+    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" })
+      .trim()
+      .split("\n");
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const role = cmd.includes("workerd")
+        ? cmd.includes("--inspector-addr")
+          ? "workerdWorker"
+          : "workerdProxy"
+        : cmd.includes("esbuild")
+          ? "esbuild"
+          : "wrangler";
+      out[role] = (out[role] ?? 0) + Number(f[11]) + Number(f[12]); // utime + stime
+    } catch {}
+  }
+  return out;
 }
 
 /** Closed loop: `concurrency` clients each send requests back to back until `n` have been sent. */
-async function level(url: string, concurrency: number, n: number, interleave?: () => Promise<number>) {
+async function level(
+  url: string,
+  target: Target,
+  concurrency: number,
+  n: number,
+  interleave?: () => Promise<number>,
+) {
   // Fresh keys per level, each sent at most 500 requests: the per-key rate limit (KEY_RATE_LIMIT, 600 per
   // minute in wrangler.toml) stays in the measured path without cutting a level short with 429s.
   const keys: string[] = [];
   for (let i = 0; i < (treeHasKeys ? Math.ceil(n / 500) : 1); i++)
     keys.push(treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "");
   const samples: Sample[] = [];
+  const failures: Failure[] = [];
+  let proxyRetries = 0;
   const interleaved: number[] = [];
   let sent = 0;
+  const cpu0 = groupCpuTicks(dev!.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (sent < n) {
         const apiKey = keys[sent % keys.length];
         sent++;
-        samples.push(await infer(url, apiKey));
+        const { res, body, e2eMs, proxyRetries: retried } = await send(url, target, apiKey);
+        proxyRetries += retried;
+        if (res.status === 200)
+          samples.push({
+            e2eMs,
+            timing: serverTiming(res),
+            variant: res.headers.get("x-sluice-variant") ?? "?",
+          });
+        else failures.push({ status: res.status, body: body.slice(0, 200), atMs: performance.now() - t0 });
         if (interleave) interleaved.push(await interleave());
       }
     }),
+  );
+  if (failures.length > 0)
+    console.error(
+      `  ${failures.length} of ${n} requests failed, first: ${failures[0].status} ${failures[0].body} at ${fmt(failures[0].atMs)} ms`,
+    );
+  const servedBy: Record<string, number> = {};
+  for (const s of samples) servedBy[s.variant] = (servedBy[s.variant] ?? 0) + 1;
+  const cpuWallS = (performance.now() - t0) / 1000;
+  const cpu1 = groupCpuTicks(dev!.pid);
+  // Each process's CPU time over the level as a share of one core (1.0 = one core busy all along).
+  const cpuCoreShare = Object.fromEntries(
+    Object.entries(cpu1).map(([role, ticks]) => [role, (ticks - (cpu0[role] ?? 0)) / 100 / cpuWallS]),
   );
   // Time spent in interleaved onnxruntime-node runs is not the gateway's.
   const wallS = (performance.now() - t0 - interleaved.reduce((a, b) => a + b, 0)) / 1000;
@@ -245,6 +439,12 @@ async function level(url: string, concurrency: number, n: number, interleave?: (
     interleaved,
     concurrency,
     n: samples.length,
+    errors: failures.length,
+    firstErrors: failures.slice(0, 5),
+    /** Requests sent again after wrangler dev's proxy dropped their connection (see PROXY_DROP). */
+    proxyRetries,
+    cpuCoreShare,
+    servedBy,
     e2e: { p50Ms: p50(e2e), p95Ms: p95(e2e) },
     throughputRps: samples.length / wallS,
     infer: { p50Ms: p50(inferMs), p95Ms: p95(inferMs), meanMs: mean(inferMs) },
@@ -310,46 +510,73 @@ function treeCommit(tree: string): string {
   }
 }
 
-async function main() {
-  if (loadAtStart[0] > os.cpus().length) {
-    console.error(
-      `warning: load average ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} CPUs; latency figures will be noisy`,
-    );
-  }
-  const params = graph.parameterCount();
-  console.error(
-    `model: ${args.model} encoder, ${(params / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
-  );
-  if (args.auth !== "on" && args.auth !== "off")
-    throw new Error(`--auth must be on or off, got '${args.auth}'`);
+type Variants = "dense" | "family";
+
+/**
+ * One served tree, from wrangler start to stop: registration, the cold request, warm-up and every concurrency
+ * level. `interleaveNode` alternates the c=1 requests with onnxruntime-node runs (single runs only).
+ */
+async function measure(tree: string | undefined, variants: Variants, interleaveNode: boolean) {
   dev = await startWranglerDev({
     ...(args.auth === "off" ? { vars: { AUTH: "off" } } : {}),
-    tree: args.tree,
+    tree,
     mintKey: false,
+    snapshot: true,
   });
   const { url } = dev;
   treeHasKeys = await probeKeys(url, dev.adminToken);
   if (treeHasKeys) dev.apiKey = await mintDevKey(url, dev.adminToken, ["infer"]);
   else console.error("the served tree has no POST /v1/keys: requests carry no API key");
-  console.error(`wrangler dev ready on ${url}`);
-  await register(url, dev.adminToken);
+  console.error(`wrangler dev ready on ${url} (${tree ?? "this tree"}, ${variants})`);
+  const family = variants === "family" ? await registerFamily(url, dev.adminToken, dev.apiKey) : undefined;
+  const target = family ? family.target : await registerDense(url, dev.adminToken);
+  if (family)
+    console.error(
+      `router: serves v${family.route.chosen} of ${family.members.map((m) => `v${m.version} ${m.label}`).join(", ")}: ${family.route.reason}`,
+    );
 
-  const cold = await infer(url);
+  const cold = await infer(url, target);
   console.error(`cold first request: ${fmt(cold.e2eMs)} ms`);
-  for (let i = 0; i < 10; i++) await infer(url); // warm-up
+  for (let i = 0; i < 10; i++) await infer(url, target); // warm-up
 
   // Concurrency 1 alternates gateway requests with onnxruntime-node runs, so both see the same machine load.
-  const baseline = await ortNodeBaseline();
+  const baseline = interleaveNode ? await ortNodeBaseline() : undefined;
   const levels = [];
   for (const c of CONCURRENCY) {
     const n = Math.max(requests, c * 10);
     console.error(`concurrency ${c}: ${n} requests...`);
-    levels.push(await level(url, c, n, c === 1 ? baseline.once : undefined));
+    levels.push(await level(url, target, c, n, c === 1 ? baseline?.once : undefined));
+    console.error(
+      `  ${levels.at(-1)!.throughputRps.toFixed(1)} req/s, ${levels.at(-1)!.errors} errors, ${levels.at(-1)!.proxyRetries} proxy retries, p50 ${fmt(levels.at(-1)!.e2e.p50Ms)} ms, p95 ${fmt(levels.at(-1)!.e2e.p95Ms)} ms, served by ${JSON.stringify(levels.at(-1)!.servedBy)}`,
+    );
   }
   dev.stop();
-  await baseline.release();
+  dev = undefined;
+  return { cold, levels, baseline, family };
+}
+
+/** The served tree, as the JSON records it. */
+const treeRecord = (tree: string | undefined) => ({
+  path: path.resolve(tree ?? root),
+  commit: treeCommit(tree ?? root),
+  apiKeys: treeHasKeys,
+});
+
+const machineRecord = () => ({
+  cpus: os.cpus().length,
+  cpu: os.cpus()[0]?.model,
+  node: process.version,
+  loadAverageAtStart: loadAtStart,
+  loadAverageAtEnd: os.loadavg(),
+});
+
+async function single() {
+  const variants = args.variants as Variants;
+  const { cold, levels, baseline, family } = await measure(args.tree, variants, true);
+  const params = graph.parameterCount();
   const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
-  if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline.once());
+  if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline!.once());
+  await baseline!.release();
   const node = { p50Ms: p50(nodeTimes), p95Ms: p95(nodeTimes), n: nodeTimes.length };
   const levelResults = levels.map(({ interleaved: _, ...l }) => l);
 
@@ -371,7 +598,9 @@ async function main() {
       "onnxruntime-node, 1 thread",
       fmt(node.p50Ms),
       fmt(node.p95Ms),
-      "same bytes and input, interleaved with c=1",
+      family
+        ? "today's dense bytes (not the routed variant's)"
+        : "same bytes and input, interleaved with c=1",
     ],
     [
       "gateway route (lookup+policy)",
@@ -415,14 +644,14 @@ async function main() {
       `end to end, concurrency ${l.concurrency}`,
       fmt(l.e2e.p50Ms),
       fmt(l.e2e.p95Ms),
-      `${l.throughputRps.toFixed(1)} req/s; infer p50 ${fmt(l.infer.p50Ms)} ms`,
+      `${l.throughputRps.toFixed(1)} req/s; infer p50 ${fmt(l.infer.p50Ms)} ms; ${l.errors} errors`,
     ]);
   }
   const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
   const line = (r: string[]) =>
     r.map((c, j) => (j === 0 || j === 3 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join("  ");
   console.log(
-    `\nGateway inference: ${args.model} encoder (${(params / 1e6).toFixed(2)} M params), batch ${batch} x seq ${seq}`,
+    `\nGateway inference: ${family ? "the reference family behind the router" : `${args.model} encoder (${(params / 1e6).toFixed(2)} M params)`}, batch ${batch} x seq ${seq}`,
   );
   console.log(line(rows[0]));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
@@ -436,13 +665,7 @@ async function main() {
   const result = {
     benchmark: "gateway",
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpu: os.cpus()[0]?.model,
-      node: process.version,
-      loadAverageAtStart: loadAtStart,
-      loadAverageAtEnd: os.loadavg(),
-    },
+    machine: machineRecord(),
     timerResolution: "workerd under wrangler dev reports whole milliseconds in server-timing",
     model: {
       kind: args.model,
@@ -451,12 +674,9 @@ async function main() {
       bytes: modelBytes.byteLength,
       sha256: await sha256(modelBytes),
     },
+    ...(family ? { family: { members: family.members, sla: family.sla, route: family.route } } : {}),
     input: { batch, seq },
-    tree: {
-      path: path.resolve(args.tree ?? root),
-      commit: treeCommit(args.tree ?? root),
-      apiKeys: treeHasKeys,
-    },
+    tree: treeRecord(args.tree),
     cold: { e2eMs: cold.e2eMs, serverTiming: cold.timing },
     ortNode1Thread: node,
     levels: levelResults,
@@ -467,6 +687,147 @@ async function main() {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
   if (!args.out) updateBenchmarksPage();
+}
+
+/** The compared configurations, in the order each round runs them. */
+const SIDES = [
+  { side: "baseline", what: "baseline tree, today's one dense fp32 variant", variants: "dense" as const },
+  { side: "dense", what: "this tree, the same dense fp32 variant", variants: "dense" as const },
+  {
+    side: "family",
+    what: "this tree, the reference family behind the SLA router",
+    variants: "family" as const,
+  },
+];
+
+type Measured = Awaited<ReturnType<typeof measure>>;
+const summary = (m: Measured) =>
+  m.levels.map((l) => ({
+    concurrency: l.concurrency,
+    n: l.n,
+    errors: l.errors,
+    firstErrors: l.firstErrors,
+    proxyRetries: l.proxyRetries,
+    cpuCoreShare: l.cpuCoreShare,
+    throughputRps: l.throughputRps,
+    p50Ms: l.e2e.p50Ms,
+    p95Ms: l.e2e.p95Ms,
+    inferP50Ms: l.infer.p50Ms,
+    servedBy: l.servedBy,
+  }));
+
+/**
+ * What a dynamic batcher could save, from bench:edge's committed run: ORT-web inside workerd, the same reference
+ * variants, one row (b1) against the per-row cost of a batch of 32 (b32 / 32).
+ */
+function batchingEvidence() {
+  try {
+    const edge = JSON.parse(readFileSync(path.join(root, "bench-results/edge.json"), "utf8"));
+    const ref = edge.models.find((m: { model: string }) => m.model === "reference");
+    const cell = (v: { timings: { workerd?: Record<string, { p50Ms: number } | null> } }, c: string) =>
+      v.timings.workerd?.[c]?.p50Ms;
+    return {
+      source: `bench:edge (${edge.generatedAt.slice(0, 10)}, bench-results/edge.json)`,
+      cells: ["b1x128", "b32x128"],
+      variants: ref.variants
+        .filter((v: { target: string; precision: string }) => v.target !== "0.2")
+        .map((v: { target: string; precision: string; timings: never }) => ({
+          label: `${v.target} ${v.precision}`,
+          b1Ms: cell(v, "b1x128"),
+          perRowB32Ms: (cell(v, "b32x128") ?? Number.NaN) / 32,
+        })),
+    };
+  } catch {
+    return null; // no bench:edge result committed
+  }
+}
+
+/** Baseline tree vs this tree, one run, alternating; writes bench-results/gateway-throughput.json. */
+async function compare() {
+  const baseTree = path.resolve(args.compare!);
+  const rounds = Number(args.rounds);
+  const runs: Record<string, unknown>[] = [];
+  let family: Measured["family"];
+  const bySide = new Map<string, ReturnType<typeof summary>[]>();
+  for (let round = 1; round <= rounds; round++)
+    for (const s of SIDES) {
+      const tree = s.side === "baseline" ? baseTree : undefined;
+      const m = await measure(tree, s.variants, false);
+      family ??= m.family;
+      const levels = summary(m);
+      bySide.set(s.side, [...(bySide.get(s.side) ?? []), levels]);
+      runs.push({ side: s.side, what: s.what, round, tree: treeRecord(tree), coldMs: m.cold.e2eMs, levels });
+    }
+  // Per side and level, the median over rounds of each figure; ratios are family (or dense) over baseline.
+  const med = (xs: number[]) => p50(xs);
+  const agg = (side: string) =>
+    CONCURRENCY.map((c, i) => {
+      const ls = bySide.get(side)!.map((r) => r[i]);
+      return {
+        concurrency: c,
+        throughputRps: med(ls.map((l) => l.throughputRps)),
+        p50Ms: med(ls.map((l) => l.p50Ms)),
+        p95Ms: med(ls.map((l) => l.p95Ms)),
+        errors: ls.reduce((a, l) => a + l.errors, 0),
+        proxyRetries: ls.reduce((a, l) => a + l.proxyRetries, 0),
+      };
+    });
+  const sides = Object.fromEntries(SIDES.map((s) => [s.side, agg(s.side)]));
+  const ratio = (side: string) =>
+    CONCURRENCY.map((c, i) => ({
+      concurrency: c,
+      throughput: sides[side][i].throughputRps / sides.baseline[i].throughputRps,
+      p50: sides[side][i].p50Ms / sides.baseline[i].p50Ms,
+      p95: sides[side][i].p95Ms / sides.baseline[i].p95Ms,
+    }));
+  const result = {
+    benchmark: "gateway-throughput",
+    date: new Date().toISOString(),
+    command: `npm run bench:gateway -- ${process.argv.slice(2).join(" ")}`,
+    machine: machineRecord(),
+    input: { batch, seq, requestsPerLevel: CONCURRENCY.map((c) => Math.max(requests, c * 10)) },
+    note: "one run: each round serves the baseline tree, then this tree with the same dense variant, then this tree with the family, each on a fresh wrangler dev (snapshot bundle) and fresh local D1/R2; the machine is shared with other jobs, so figures move between runs and only ratios within this run are quoted",
+    sides: SIDES.map((s) => ({ ...s, levels: sides[s.side] })),
+    ratios: { denseOverBaseline: ratio("dense"), familyOverBaseline: ratio("family") },
+    family: family
+      ? { description: REFERENCE_DESCRIPTION, members: family.members, sla: family.sla, route: family.route }
+      : null,
+    batching: batchingEvidence(),
+    runs,
+  };
+  const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway-throughput.json");
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  for (const s of SIDES)
+    console.log(
+      `${s.side.padEnd(8)} ${sides[s.side].map((l) => `c=${l.concurrency}: ${l.throughputRps.toFixed(1)} req/s p50 ${fmt(l.p50Ms)} p95 ${fmt(l.p95Ms)} (${l.errors} errors, ${l.proxyRetries} proxy retries)`).join(" | ")}`,
+    );
+  for (const [k, r] of Object.entries(result.ratios))
+    console.log(
+      `${k}: ${r.map((x) => `c=${x.concurrency} throughput ${x.throughput.toFixed(2)}x p50 ${x.p50.toFixed(2)}x`).join(", ")}`,
+    );
+  console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
+  if (!args.out) updateBenchmarksPage();
+}
+
+async function main() {
+  if (loadAtStart[0] > os.cpus().length) {
+    console.error(
+      `warning: load average ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} CPUs; latency figures will be noisy`,
+    );
+  }
+  if (args.auth !== "on" && args.auth !== "off")
+    throw new Error(`--auth must be on or off, got '${args.auth}'`);
+  if (args.variants !== "dense" && args.variants !== "family")
+    throw new Error(`--variants must be dense or family, got '${args.variants}'`);
+  if (!Number.isInteger(Number(args.rounds)) || Number(args.rounds) < 1)
+    throw new Error(`--rounds must be a positive integer, got '${args.rounds}'`);
+  if (!(Number(args.margin) > 0 && Number(args.margin) < 1))
+    throw new Error(`--margin must be in (0, 1), got '${args.margin}'`);
+  console.error(
+    `model: ${args.model} encoder, ${(graph.parameterCount() / 1e6).toFixed(2)} M params, ${(modelBytes.byteLength / 2 ** 20).toFixed(1)} MB; input batch ${batch} x seq ${seq}`,
+  );
+  await (args.compare ? compare() : single());
 }
 
 main()

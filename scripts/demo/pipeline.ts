@@ -26,7 +26,7 @@ import {
   registerVariants,
   routedRequest,
 } from "./gateway";
-import { buildVariants, loadDemoBase, loadDemoData } from "./variants";
+import { buildVariants, type DemoVariant, loadDemoBase, loadDemoData } from "./variants";
 
 export interface DemoOptions {
   profile: DemoProfile;
@@ -102,6 +102,8 @@ export interface DemoResult {
     policy: string;
     /** x-sluice-variant of an unpinned classify request, which must be the chosen variant. */
     servedRoutedRequest: string;
+    /** When the SLA's margin leaves the int8 variant out: the router asked again at a margin its bound passes. */
+    int8?: Int8Route;
   };
   steps: { step: string; seconds: number }[];
   /** Texts and labels the gateway saw and its predictions per version, for checking (not in the JSON file). */
@@ -197,13 +199,14 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         ),
     );
 
-    const { route, served } = await step(
+    const { route, served, int8 } = await step(
       6,
       `asking the router (GET /v1/models/${DEMO_MODEL}/route)`,
       async () => {
         const route = await explainRoute(url, apiKey);
         const served = await routedRequest(url, apiKey, data.test.texts[0]);
-        return { route, served };
+        const int8 = await int8AtItsBound(url, adminToken, apiKey, route, versions, variants, slaMargin);
+        return { route, served, int8 };
       },
     );
 
@@ -276,6 +279,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         reason: route.reason,
         policy: route.policy,
         servedRoutedRequest: served.variant,
+        ...(int8 ? { int8 } : {}),
       },
       steps,
       test: {
@@ -289,5 +293,55 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
   } catch (err) {
     dev.stop();
     throw err;
+  }
+}
+
+/** The router's answer at the smallest margin (in half points) the int8 variant's paired lower bound passes. */
+export interface Int8Route {
+  version: number;
+  label: string;
+  /** Its lower bound on accuracy(int8) − accuracy(best) under the demo's SLA. */
+  lowerBound: number;
+  margin: number;
+  chosen: number | null;
+  reason: string;
+  servedRoutedRequest: string;
+}
+
+/**
+ * When the SLA's margin leaves the int8 variant just outside (its paired bound below −margin), sets the SLA to
+ * the smallest half-point margin its bound passes, asks the router and an unpinned request which variant it
+ * serves, and puts the demo's SLA back. Nothing when the int8 variant is already served or the SLA has no margin.
+ */
+async function int8AtItsBound(
+  url: string,
+  adminToken: string,
+  apiKey: string,
+  route: RouteExplanation,
+  versions: Map<string, number>,
+  variants: DemoVariant[],
+  slaMargin: number | null,
+): Promise<Int8Route | undefined> {
+  const int8 = variants.find((v) => v.precision === "int8");
+  const version = int8 ? versions.get(int8.label) : undefined;
+  const lower = route.candidates.find((c) => c.version === version)?.margin?.interval[0];
+  if (slaMargin === null || !int8 || version === undefined || lower === undefined || route.chosen === version)
+    return undefined;
+  const margin = Math.ceil((-lower * 1e4 + 1) / 50) / 200; // strictly past the bound, in half points
+  await putAccuracySla(url, adminToken, { margin });
+  try {
+    const again = await explainRoute(url, apiKey);
+    const served = await routedRequest(url, apiKey, "a routed request under the wider margin");
+    return {
+      version,
+      label: int8.label,
+      lowerBound: lower,
+      margin,
+      chosen: again.chosen,
+      reason: again.reason,
+      servedRoutedRequest: served.variant,
+    };
+  } finally {
+    await putAccuracySla(url, adminToken, { margin: slaMargin });
   }
 }

@@ -55,6 +55,11 @@ export function formatRouterSummary(r: DemoResult): string {
       : `The router chose nothing (${r.router.outcome}): ${r.router.reason}`,
     `An unpinned request to /v1/models/${DEMO_MODEL}/classify was served by ${r.router.servedRoutedRequest}.`,
   ];
+  const q = r.router.int8;
+  if (q)
+    lines.push(
+      `${q.label} (${DEMO_MODEL}@${q.version}) has a paired lower bound of ${(100 * q.lowerBound).toFixed(2)} pts against the best; with the margin at ${(100 * q.margin).toFixed(1)} pts the router serves ${q.chosen === null ? "nothing" : `${DEMO_MODEL}@${q.chosen}`} (${q.reason}) and an unpinned request was served by ${q.servedRoutedRequest}; the SLA above was then restored.`,
+    );
   for (const row of r.rows) {
     lines.push(
       `  ${row.model}@${row.version} (${row.variant}): registered accuracy ${pct(row.registered.accuracy, 2)}, p50 ${row.registered.latencyP50Ms.toFixed(2)} ms (${row.registered.latencyRuntime}): ${row.verdict} - ${row.why}`,

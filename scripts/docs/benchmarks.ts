@@ -551,6 +551,102 @@ const gatewayCompare: Formatter = (d) => {
   };
 };
 
+const gatewayThroughput: Formatter = (d, name) => {
+  const f = d.family;
+  // The Worker's workerd CPU over each level, in cores (median over rounds), where the run recorded it.
+  const cpuOf = (side: string, c: number) => {
+    const xs = (d.runs as Json[])
+      .filter((r) => r.side === side)
+      .map((r) => (r.levels as Json[]).find((l) => l.concurrency === c)?.cpuCoreShare?.workerdWorker)
+      .filter((x: unknown) => typeof x === "number")
+      .sort((a: number, b: number) => a - b);
+    if (xs.length === 0) return null;
+    const m = xs.length >> 1;
+    return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+  };
+  const withCpu = (d.sides as Json[]).some((s) => cpuOf(s.side, s.levels[0].concurrency) !== null);
+  const rows = (d.sides as Json[]).flatMap((s) =>
+    (s.levels as Json[]).map((l) => [
+      s.what,
+      l.concurrency,
+      `${l.throughputRps.toFixed(1)} req/s`,
+      `${ms(l.p50Ms)} ms`,
+      `${ms(l.p95Ms)} ms`,
+      l.errors,
+      l.proxyRetries,
+      ...(withCpu ? [(cpuOf(s.side, l.concurrency) ?? Number.NaN).toFixed(2)] : []),
+    ]),
+  );
+  const ratios = (d.ratios.familyOverBaseline as Json[])
+    .map((r) => `c=${r.concurrency}: throughput ${r.throughput.toFixed(2)}×, p50 ${r.p50.toFixed(2)}×`)
+    .join("; ");
+  const dense = (d.ratios.denseOverBaseline as Json[])
+    .map((r) => `c=${r.concurrency} ${r.throughput.toFixed(2)}×`)
+    .join(", ");
+  const c32 = (d.ratios.familyOverBaseline as Json[]).find((r) => r.concurrency === 32);
+  const c1 = (d.ratios.familyOverBaseline as Json[]).find((r) => r.concurrency === 1);
+  const verdict =
+    c32 && c1
+      ? `Target (throughput at c=32 at least 2× the baseline's, p50 at c=1 no more than 5% worse): ${c32.throughput.toFixed(2)}× and ${c1.p50.toFixed(2)}× — ${c32.throughput >= 2 && c1.p50 <= 1.05 ? "met" : "not met"}.`
+      : "";
+  const chosen = f?.members.find((m: Json) => m.version === f.route.chosen);
+  const family = f
+    ? `\n\nThe family (${f.description}): ${f.members
+        .map(
+          (m: Json) =>
+            `v${m.version} ${m.label} (${mb(m.bytes)}, test accuracy ${pct(m.accuracy, 2)} on ${m.evalExamples}, manifest p50 ${ms(m.manifestP50Ms)} ms)`,
+        )
+        .join(
+          ", ",
+        )}. SLA: accuracy, non-inferiority margin ${(100 * f.sla.margin).toFixed(1)} points on the paired evidence. The router serves ${chosen ? `v${chosen.version} (${chosen.label})` : "none"}: ${f.route.reason}.`
+    : "";
+  const b = d.batching;
+  const batching = b
+    ? `\n\nWhy no dynamic batcher: ${b.source} measured ORT-web inside workerd at ${b.cells.join(" and ")} — ${(
+        b.variants as Json[]
+      )
+        .map(
+          (v) =>
+            `${v.label} ${ms(v.b1Ms)} ms for one row vs ${ms(v.perRowB32Ms)} ms per row in a batch of 32`,
+        )
+        .join(
+          ", ",
+        )}. One isolate runs one wasm thread, so a batch costs its rows' sum and only the per-run overhead could be saved, while a window would add its wait to every request at c=1.`
+    : "";
+  // server-timing infer p50 per side at the highest concurrency, median over rounds (from the raw runs).
+  const top = Math.max(...(d.sides[0].levels as Json[]).map((l) => l.concurrency));
+  const inferAt = (side: string) => {
+    const xs = (d.runs as Json[])
+      .filter((r) => r.side === side)
+      .map((r) => (r.levels as Json[]).find((l) => l.concurrency === top).inferP50Ms)
+      .sort((a: number, b: number) => a - b);
+    const m = xs.length >> 1;
+    return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+  };
+  const infer = `\n\nInside the isolate (server-timing \`infer\` p50 at c=${top}, lock wait included): ${(
+    d.sides as Json[]
+  )
+    .map((s) => `${s.side} ${ms(inferAt(s.side))} ms`)
+    .join(", ")}.`;
+  return {
+    title: `Gateway throughput: baseline tree vs this tree (${Math.max(...(d.runs as Json[]).map((r) => r.round))} round(s), ${name}.json)`,
+    command: d.command,
+    date: d.date,
+    machine: `${d.machine.cpus} × ${d.machine.cpu}, node ${d.machine.node}`,
+    detail: "inference-api.md",
+    body: `${d.note}. Input batch ${d.input.batch} × seq ${d.input.seq}, ${d.input.requestsPerLevel.join(" / ")} requests per level; 1-minute load average ${d.machine.loadAverageAtStart[0].toFixed(1)} at start / ${d.machine.loadAverageAtEnd[0].toFixed(1)} at end.\n\n${table(["served", "c", "throughput", "p50", "p95", "errors", "proxy retries", ...(withCpu ? ["Worker's workerd CPU (cores)"] : [])], rows)}\n\nThe family behind the router over the baseline: ${ratios}. The same dense variant on this tree over the baseline (throughput): ${dense}. ${verdict}${infer}${family}${batching}`,
+  };
+};
+
+const gatewayProxy: Formatter = (d) => ({
+  title: "wrangler dev's proxy under concurrency",
+  command: d.command,
+  date: d.date,
+  machine: d.machine,
+  detail: "inference-api.md",
+  body: `${d.route}, c=${d.concurrency}: 503 "Your worker restarted mid-request" on ${d.viaProxy.dropped} of ${d.viaProxy.requests} requests through wrangler dev's URL (its proxy) and on ${d.straightToWorker.dropped} of ${d.straightToWorker.requests} sent straight to the Worker's own socket. The answer is the proxy's (a lost connection to the Worker, reported as a restart), not the gateway's; bench:gateway retries it and counts the retries.`,
+});
+
 /** Formatters by bench name; `quality-steps1200` uses `quality`'s (the longest name it starts with, then `-`). */
 export const FORMATTERS: Record<string, Formatter> = {
   "ab-validity": abValidity,
@@ -560,6 +656,8 @@ export const FORMATTERS: Record<string, Formatter> = {
   "edge-profile": edgeProfile,
   gateway,
   "gateway-compare": gatewayCompare,
+  "gateway-throughput": gatewayThroughput,
+  "gateway-proxy": gatewayProxy,
   "import-corpus": importCorpus,
   import: importBench,
   quality,

@@ -21,6 +21,8 @@ export interface WranglerDev {
   apiKey: string;
   /** The local D1/R2 state (removed by `stop()`). */
   persistDir: string;
+  /** wrangler's process id, also its process group's (wrangler, esbuild and both workerd processes). */
+  pid: number;
   /** Everything wrangler printed so far. */
   log(): string;
   stop(): void;
@@ -39,6 +41,14 @@ export interface WranglerDevOptions {
   tree?: string;
   /** false: do not mint the API key (a tree from before API keys has no `POST /v1/keys`); `apiKey` is "". */
   mintKey?: boolean;
+  /**
+   * Serve the Worker as bundled once at start (`wrangler deploy --dry-run`, then `wrangler dev --no-bundle` on
+   * that bundle) instead of the live tree. wrangler dev rebuilds and reloads the Worker whenever a source file it
+   * bundled changes, and a reload answers every request in flight with a 503 "Your worker restarted
+   * mid-request" (its proxy retries only GET and HEAD): a bench that runs while its tree is edited, merged or
+   * checked out fails on the first POST in flight. Benchmarks serve a snapshot; the demo's --keep-running does not.
+   */
+  snapshot?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -83,12 +93,31 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     rmSync(persistDir, { recursive: true, force: true });
     throw err;
   }
+  let bundleDir: string | undefined;
+  if (options.snapshot) {
+    bundleDir = mkdtempSync(path.join(tmpdir(), "sluice-bundle-"));
+    try {
+      execFileSync(process.execPath, [wranglerBin, "deploy", "--dry-run", "--outdir", bundleDir], {
+        cwd: tree,
+        env,
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+    } catch (err) {
+      rmSync(persistDir, { recursive: true, force: true });
+      rmSync(bundleDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
   const port = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
     [
       wranglerBin,
       "dev",
+      // With a script path wrangler looks for the config beside the script, so it is named.
+      ...(bundleDir
+        ? [path.join(bundleDir, "worker.js"), "--no-bundle", "--config", path.join(tree, "wrangler.toml")]
+        : []),
       "--persist-to",
       persistDir,
       "--ip",
@@ -119,6 +148,7 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
       } catch {}
     }
     rmSync(persistDir, { recursive: true, force: true });
+    if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
     process.off("exit", stop);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -143,7 +173,15 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
                 stop();
                 throw err;
               });
-        return { url, adminToken: vars.ADMIN_TOKEN, apiKey, persistDir, log: () => chunks.join(""), stop };
+        return {
+          url,
+          adminToken: vars.ADMIN_TOKEN,
+          apiKey,
+          persistDir,
+          pid: child.pid!,
+          log: () => chunks.join(""),
+          stop,
+        };
       }
     } catch (err) {
       if (stopped) throw err;
