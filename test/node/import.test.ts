@@ -16,6 +16,7 @@ import { main } from "../../src/trainer-node/cli";
 import { ImportError } from "../../src/trainer-node/import/errors";
 import { importEncoder } from "../../src/trainer-node/import/import";
 import { maxSequenceLength } from "../../src/trainer-node/import/limits";
+import { runSluice } from "./cli-capture";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "sluice-import-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -137,17 +138,7 @@ describe("importEncoder", () => {
 });
 
 describe("CLI refusals exit 2 and leave nothing behind", () => {
-  const quiet = async (...argv: string[]) => {
-    const err = vi.spyOn(console, "error").mockImplementation(() => {});
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
-    try {
-      const code = await main(argv);
-      return { code, said: err.mock.calls.map((c) => String(c[0])).join("\n") };
-    } finally {
-      err.mockRestore();
-      log.mockRestore();
-    }
-  };
+  const quiet = runSluice;
 
   it("a CNN: exit 2, message names the node, no output directory", async () => {
     const cnn = new Graph({ opset: 13 });

@@ -5,17 +5,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import os from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { decodeBitset } from "../../src/core/evidence";
 import { parseManifest } from "../../src/core/manifest";
 import { encodeModel, Graph } from "../../src/core/onnx";
 import { encodeBatch, loadTokenizer } from "../../src/core/tokenizer";
-import { main } from "../../src/trainer-node/cli";
 import { loadDataFile } from "../../src/trainer-node/data/tasks";
 import { gatedModel } from "../../src/trainer-node/export/export";
 import { feedsFor, type TokenBatch } from "../../src/trainer-node/export/run";
 import { applyCheckpointParams, GateCheckpoint } from "../../src/trainer-node/gates/checkpoint";
 import { loadUserModel } from "../../src/trainer-node/import/load";
+import { runSluice } from "./cli-capture";
 
 const FIXTURES = path.join(import.meta.dirname, "../fixtures");
 const BASE = path.join(FIXTURES, "hf/bert-seqcls-o14/model.onnx");
@@ -26,18 +26,7 @@ const SEQ = 32;
 const dir = mkdtempSync(path.join(os.tmpdir(), "sluice-pairs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs the CLI with its output captured: the exit code and what it said on stderr. */
-async function sluice(...argv: string[]): Promise<{ code: number; said: string }> {
-  const err = vi.spyOn(console, "error").mockImplementation(() => {});
-  const log = vi.spyOn(console, "log").mockImplementation(() => {});
-  try {
-    const code = await main(argv);
-    return { code, said: err.mock.calls.map((c) => String(c[0])).join("\n") };
-  } finally {
-    err.mockRestore();
-    log.mockRestore();
-  }
-}
+const sluice = runSluice;
 
 const trainArgs = (out: string, ...extra: string[]) => [
   "train",
