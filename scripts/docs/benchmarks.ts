@@ -88,12 +88,6 @@ function studyMachine(env: Json): string | undefined {
 
 // --- one formatter per bench -----------------------------------------------------------------------------------
 
-/** "2000", or each row's count where rows differ. */
-const runsOf = (d: Json) => {
-  const counts = [...new Set(d.rows.map((r: Json) => r.runs ?? d.runs))];
-  return counts.length === 1 ? `${counts[0]}` : counts.join("/");
-};
-
 const abValidity: Formatter = (d) => ({
   title: "A/B analysis validity",
   command: "npm run bench:ab-validity",
@@ -102,6 +96,7 @@ const abValidity: Formatter = (d) => ({
   body: `${table(
     [
       "simulated experiments",
+      "runs",
       "accuracy significant",
       "mean latency significant",
       "p95 significant",
@@ -109,12 +104,13 @@ const abValidity: Formatter = (d) => ({
     ],
     d.rows.map((r: Json) => [
       r.row,
+      `${r.runs ?? d.runs}`,
       pct(r.accuracySignificant),
       pct(r.latencySignificant),
       pct(r.p95Significant),
       pct(r.promote),
     ]),
-  )}\n\n${runsOf(d)} simulated experiments per row, ${d.unitsPerArm} units per arm, α = ${d.alpha}. In the A/A rows every
+  )}\n\n*runs*: simulated experiments in the row; ${d.unitsPerArm} units per arm, α = ${d.alpha}; each rate's 95% interval is in the details page. In the A/A rows every
 "significant" is a false positive, so it should stay near α (the sequential row counts an experiment once if any of
 its looks is significant); the A/B rows are the power to detect a 10% latency gain and a 2-point accuracy drop.`,
 });
