@@ -178,6 +178,46 @@ describe("task SLAs", () => {
     expect(by[3].margin!.discordant).toEqual({ variantOnly: 40, bestOnly: 42 });
   });
 
+  it("two variants one example apart are statistically equal: the cheaper one serves under a margin, not by the point estimate", async () => {
+    // The demo's case: 595 e-mails, the pruned variant gets exactly one more wrong than the dense one.
+    const n = 595;
+    const dense = Array.from({ length: n }, (_, i) => i % 25 !== 0);
+    const pruned = dense.map((c, i) => c && i !== 1);
+    await seedModel("one-apart-m", [
+      { task: "one-apart-t", correct: dense, p50Ms: 10 },
+      { task: "one-apart-t", correct: pruned, p50Ms: 6 },
+    ]);
+    for (const v of [1, 2])
+      await api(`/v1/models/one-apart-m/variants/${v}`, jsonInit("PATCH", { status: "active" }));
+    const route = async () =>
+      (await (await api("/v1/models/one-apart-m/route", { headers: await withKey() })).json()) as {
+        chosen: number;
+        candidates: {
+          version: number;
+          accuracy: number;
+          margin?: { interval: [number, number]; discordant: { variantOnly: number; bestOnly: number } };
+        }[];
+      };
+    // A point-estimate floor of "best − 0": one example decides, and the dense variant serves.
+    await api(
+      "/v1/tasks/one-apart-t/sla",
+      jsonInit("PUT", { metric: "accuracy", min: dense.filter(Boolean).length / n }),
+    );
+    expect((await route()).chosen).toBe(1);
+    // A 1-point non-inferiority margin: the paired interval on (pruned − dense) holds 0, so they are equal and the
+    // cheaper one serves.
+    await api("/v1/tasks/one-apart-t/sla", jsonInit("PUT", { metric: "accuracy", margin: 0.01 }));
+    const r = await route();
+    const pruned2 = r.candidates.find((c) => c.version === 2)!;
+    expect(r.candidates.find((c) => c.version === 1)!.accuracy - pruned2.accuracy).toBeCloseTo(1 / n, 10);
+    expect(pruned2.margin!.discordant).toEqual({ variantOnly: 0, bestOnly: 1 });
+    const [lo, hi] = pruned2.margin!.interval;
+    expect(lo).toBeLessThan(0);
+    expect(hi).toBeGreaterThan(0);
+    expect(lo).toBeGreaterThan(-0.01);
+    expect(r.chosen).toBe(2);
+  });
+
   it("rejects bad SLAs and unknown tasks", async () => {
     await expectError(await api("/v1/tasks/none/sla"), 404, "not_found", "task");
     await expectError(
