@@ -203,8 +203,10 @@ interface FamilyMember {
   bytes: number;
   accuracy: number;
   evalExamples: number;
-  /** onnxruntime-node p50 recorded at export (what the router ranks by). */
+  /** onnxruntime-node p50 recorded at export. */
   manifestP50Ms: number;
+  /** onnxruntime-web wasm p50 recorded at export or by `sluice measure` (what the router ranks by when both have one). */
+  manifestEdgeP50Ms: number | null;
 }
 
 /**
@@ -240,6 +242,7 @@ async function registerFamily(url: string, token: string, apiKey: string) {
       accuracy: manifest.metrics.accuracy,
       evalExamples: manifest.metrics.evalSet.size,
       manifestP50Ms: manifest.latency.p50Ms,
+      manifestEdgeP50Ms: manifest.latency.edge?.p50Ms ?? null,
     });
   }
   const m = manifest as Manifest;
@@ -253,6 +256,7 @@ async function registerFamily(url: string, token: string, apiKey: string) {
     await requestJson<{
       chosen: number | null;
       reason: string;
+      latency: { runtime: string; why: string };
       candidates: { version: number; verdict: string; why: string }[];
     }>(url, `/v1/models/${m.model.name}/route`, { token: apiKey })
   ).body;

@@ -69,7 +69,13 @@ export interface DemoRow {
     requests: number;
   };
   /** The manifest's figures (what the registry stores and the router compares). */
-  registered: { accuracy: number; latencyP50Ms: number; latencyRuntime: string };
+  /** latencyP50Ms: onnxruntime-node; edgeLatencyP50Ms: onnxruntime-web wasm (null: not measured). */
+  registered: {
+    accuracy: number;
+    latencyP50Ms: number;
+    edgeLatencyP50Ms: number | null;
+    latencyRuntime: string;
+  };
   /** The router's verdict on this variant for the SLA (chosen, eligible, below_sla, ...) and why. */
   verdict: string;
   why: string;
@@ -239,6 +245,7 @@ export async function runDemo(o: DemoOptions): Promise<{ result: DemoResult; gat
         registered: {
           accuracy: v.manifest.metrics.accuracy,
           latencyP50Ms: v.manifest.latency.p50Ms,
+          edgeLatencyP50Ms: v.manifest.latency.edge?.p50Ms ?? null,
           latencyRuntime: `${v.manifest.latency.runtime}, batch ${v.manifest.latency.batch} x ${v.manifest.latency.seqLen}`,
         },
         verdict: candidate?.verdict ?? "unknown",

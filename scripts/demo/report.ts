@@ -62,7 +62,7 @@ export function formatRouterSummary(r: DemoResult): string {
     );
   for (const row of r.rows) {
     lines.push(
-      `  ${row.model}@${row.version} (${row.variant}): registered accuracy ${pct(row.registered.accuracy, 2)}, p50 ${row.registered.latencyP50Ms.toFixed(2)} ms (${row.registered.latencyRuntime}): ${row.verdict} - ${row.why}`,
+      `  ${row.model}@${row.version} (${row.variant}): registered accuracy ${pct(row.registered.accuracy, 2)}, p50 ${row.registered.latencyP50Ms.toFixed(2)} ms (${row.registered.latencyRuntime})${row.registered.edgeLatencyP50Ms === null ? "" : `, edge p50 ${row.registered.edgeLatencyP50Ms.toFixed(2)} ms`}: ${row.verdict} - ${row.why}`,
     );
   }
   const looser = whatIfSlas(r);
@@ -91,6 +91,7 @@ export function whatIfSlas(r: DemoResult): string[] {
     status: "active" as const,
     accuracy: row.registered.accuracy,
     latencyP50Ms: row.registered.latencyP50Ms,
+    edgeLatencyP50Ms: row.registered.edgeLatencyP50Ms,
     params: row.params,
     sparsity: row.removed,
   }));

@@ -47,6 +47,17 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const MODEL_NAME_RULE =
   "lowercase letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)";
 
+/** One runtime's latency figures: median and p95 of timed runs after warm-up, in ms, at batch × seqLen. */
+export const LatencyFigures = z.object({
+  p50Ms: z.number().nonnegative(),
+  p95Ms: z.number().nonnegative(),
+  batch: z.number().int().positive(),
+  seqLen: z.number().int().positive(),
+  /** e.g. "onnxruntime-node 1.30.0 cpu 1 thread", "onnxruntime-web 1.30.0 wasm, 1 thread". */
+  runtime: z.string().min(1),
+});
+export type LatencyFigures = z.infer<typeof LatencyFigures>;
+
 export const ManifestV1 = z.object({
   schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
   model: z.object({
@@ -120,13 +131,14 @@ export const ManifestV1 = z.object({
       .object({ correct: z.string().base64(), agreesWithDense: z.string().base64().optional() })
       .optional(),
   }),
-  latency: z.object({
-    p50Ms: z.number().nonnegative(),
-    p95Ms: z.number().nonnegative(),
-    batch: z.number().int().positive(),
-    seqLen: z.number().int().positive(),
-    runtime: z.string().min(1),
-  }),
+  /**
+   * Latency at batch × seqLen: the top-level figures in onnxruntime-node (trainer-node/export/latency.ts), `edge`
+   * in the runtime that serves the variant, onnxruntime-web's wasm build on one thread, timed in a child process
+   * (trainer-node/export/edge-latency.ts). The two rank variants differently (native int8 kernels and contrib ops
+   * are another code path), so the router compares edge figures when every variant has one
+   * (gateway/routing.ts). `edge` is absent in manifests written before it was measured: `sluice measure` adds it.
+   */
+  latency: LatencyFigures.extend({ edge: LatencyFigures.optional() }),
   training: z.object({
     method: z.string().min(1),
     gateMethod: z.string().optional(),

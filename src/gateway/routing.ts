@@ -4,7 +4,9 @@
  *
  * Policy: among the model's `active` variants keep those whose accuracy meets the task SLA (a request may demand
  * more with `x-sluice-min-accuracy`, never less) and, when the SLA sets one, whose measured p50 latency is within
- * its maximum; serve the lowest p50 latency, then the fewest parameters. An SLA with a non-inferiority `margin`
+ * its maximum; serve the lowest p50 latency, then the fewest parameters. The latency compared is the edge runtime's
+ * (onnxruntime-web wasm, manifest `latency.edge`: what the gateway pays per request) when every active variant has
+ * one, else onnxruntime-node's for all of them (never the two mixed: they rank int8 and fused graphs differently). An SLA with a non-inferiority `margin`
  * δ also demands evidence: a variant qualifies only when the lower confidence bound of (its accuracy − the most
  * accurate active variant's) is above −δ, from a paired interval on the examples of the shared eval split
  * (Newcombe's method 10; unpaired when the splits differ), Bonferroni-corrected over the variants compared. When none qualifies, serve the most
@@ -23,7 +25,10 @@ export interface RoutableVariant {
   version: number;
   status: "staged" | "active" | "retired";
   accuracy: number;
+  /** onnxruntime-node p50 (manifest `latency.p50Ms`). */
   latencyP50Ms: number;
+  /** onnxruntime-web wasm p50 (manifest `latency.edge.p50Ms`); null or absent: not measured. */
+  edgeLatencyP50Ms?: number | null;
   params: number;
   sparsity: number;
   /** With sparsity, the variant's coordinates in its family (absent: fp32). */
@@ -50,6 +55,7 @@ export function routableFields(v: RoutableVariant): Omit<RoutableVariant, "evide
     status: v.status,
     accuracy: v.accuracy,
     latencyP50Ms: v.latencyP50Ms,
+    edgeLatencyP50Ms: v.edgeLatencyP50Ms ?? null,
     params: v.params,
     sparsity: v.sparsity,
     precision: v.precision ?? "fp32",
@@ -117,6 +123,16 @@ export interface CandidateExplanation extends Omit<RoutableVariant, "evidence" |
 
 export type RouteOutcome = "met" | "unmet" | "refused" | "unavailable";
 
+/** Which runtime's p50 a decision compared (and judged an SLA's maxLatencyMs on), and why that one. */
+export interface LatencyBasis {
+  runtime: "edge" | "node";
+  /** The candidate field it is: `edgeLatencyP50Ms` or `latencyP50Ms`. */
+  field: "edgeLatencyP50Ms" | "latencyP50Ms";
+  why: string;
+  /** Node basis: the active versions without an edge figure (why it is not the edge one). */
+  lacking?: number[];
+}
+
 export interface RouteDecision {
   /** The accuracy bar actually applied: max(task SLA, request), and where each came from. */
   sla: {
@@ -128,6 +144,7 @@ export interface RouteDecision {
     maxLatencyMs: number | null;
     strict: boolean;
   };
+  latency: LatencyBasis;
   candidates: CandidateExplanation[];
   /** The version to serve, or null when refused/unavailable. */
   chosen: number | null;
@@ -139,14 +156,44 @@ export interface RouteDecision {
   reason: string;
 }
 
-/** Lowest latency first, then fewest parameters, then the newer version (a deterministic last resort). */
-function byCost(a: RoutableVariant, b: RoutableVariant): number {
-  return a.latencyP50Ms - b.latencyP50Ms || a.params - b.params || b.version - a.version;
+const RUNTIME_LABEL = { edge: "onnxruntime-web wasm", node: "onnxruntime-node" } as const;
+
+/** The edge figure when every active variant has one, else onnxruntime-node's for all (never mixed). */
+export function latencyBasis(active: readonly RoutableVariant[]): LatencyBasis {
+  const lacking = active.filter((v) => v.edgeLatencyP50Ms == null).map((v) => v.version);
+  if (active.length > 0 && lacking.length === 0)
+    return {
+      runtime: "edge",
+      field: "edgeLatencyP50Ms",
+      why: `p50 latency in ${RUNTIME_LABEL.edge} (the runtime that serves them), recorded for every active variant`,
+    };
+  return {
+    runtime: "node",
+    field: "latencyP50Ms",
+    why:
+      active.length === 0
+        ? `p50 latency in ${RUNTIME_LABEL.node}`
+        : `p50 latency in ${RUNTIME_LABEL.node}: ${lackingEdge(lacking)}, and the two runtimes are not compared with each other`,
+    ...(active.length > 0 ? { lacking } : {}),
+  };
+}
+
+const lackingEdge = (versions: number[]) =>
+  `${versions.map((v) => `v${v}`).join(", ")} ${versions.length === 1 ? "has" : "have"} no ${RUNTIME_LABEL.edge} figure`;
+
+const latencyOn = (basis: LatencyBasis, v: RoutableVariant): number =>
+  basis.runtime === "edge" ? (v.edgeLatencyP50Ms as number) : v.latencyP50Ms;
+
+/** Lowest latency (on `basis`) first, then fewest parameters, then the newer version (a deterministic last resort). */
+function byCost(basis: LatencyBasis) {
+  return (a: RoutableVariant, b: RoutableVariant): number =>
+    latencyOn(basis, a) - latencyOn(basis, b) || a.params - b.params || b.version - a.version;
 }
 
 /** Most accurate first, then the cheaper one. */
-function byAccuracy(a: RoutableVariant, b: RoutableVariant): number {
-  return b.accuracy - a.accuracy || byCost(a, b);
+function byAccuracy(basis: LatencyBasis) {
+  const cost = byCost(basis);
+  return (a: RoutableVariant, b: RoutableVariant): number => b.accuracy - a.accuracy || cost(a, b);
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
@@ -237,13 +284,15 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
 
   const verdicts = new Map<number, { verdict: CandidateVerdict; why: string }>();
   const active = variants.filter((v) => v.status === "active");
+  const basis = latencyBasis(active);
+  const runtime = RUNTIME_LABEL[basis.runtime];
   for (const v of variants) {
     if (v.status !== "active") verdicts.set(v.version, { verdict: "inactive", why: `status is ${v.status}` });
   }
 
   // The margin test: every other active variant against the most accurate one, one-sided at (1 − confidence)/k.
   const margins = new Map<number, MarginEvidence>();
-  const best = [...active].sort(byAccuracy)[0];
+  const best = [...active].sort(byAccuracy(basis))[0];
   const compared = margin === null || !best ? [] : active.filter((v) => v !== best);
   for (const v of compared)
     margins.set(v.version, compareWithBest(v, best, (2 * (1 - confidence)) / compared.length));
@@ -305,10 +354,10 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
         why: `demoted by ${liveWhy(v).slice(2)}${marginWhy(v)}`,
       });
       missing.push(v);
-    } else if (maxLatencyMs !== null && v.latencyP50Ms > maxLatencyMs) {
+    } else if (maxLatencyMs !== null && latencyOn(basis, v) > maxLatencyMs) {
       verdicts.set(v.version, {
         verdict: "over_latency",
-        why: `p50 ${v.latencyP50Ms} ms > SLA maximum ${maxLatencyMs} ms${liveWhy(v)}`,
+        why: `${runtime} p50 ${latencyOn(basis, v)} ms > SLA maximum ${maxLatencyMs} ms${liveWhy(v)}`,
       });
       missing.push(v);
     } else {
@@ -322,8 +371,8 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     ...list.filter((v) => !cooling.has(v.version)),
     ...list.filter((v) => cooling.has(v.version)),
   ];
-  const meeting = healthyFirst([...qualifying].sort(byCost));
-  const fallbacks = strict ? [] : healthyFirst([...missing].sort(byAccuracy));
+  const meeting = healthyFirst([...qualifying].sort(byCost(basis)));
+  const fallbacks = strict ? [] : healthyFirst([...missing].sort(byAccuracy(basis)));
   const order = [...meeting, ...fallbacks];
   const meetsSla: Record<number, boolean> = {};
   for (const v of meeting) meetsSla[v.version] = true;
@@ -342,7 +391,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
   let outcome: RouteOutcome;
   let reason: string;
   const floor = margin !== null && minAccuracy === 0 ? "" : `accuracy >= ${pct(minAccuracy)}`;
-  const bar = `${floor}${margin !== null ? `${floor ? " and " : ""}accuracy proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and p50 <= ${maxLatencyMs} ms` : ""}${[...live.values()].some((l) => l.counts) ? " and not demoted by live feedback" : ""}`;
+  const bar = `${floor}${margin !== null ? `${floor ? " and " : ""}accuracy proven within ${(100 * margin).toFixed(2)} pts of the best at ${(100 * confidence).toFixed(0)}%` : ""}${maxLatencyMs !== null ? ` and ${runtime} p50 <= ${maxLatencyMs} ms` : ""}${[...live.values()].some((l) => l.counts) ? " and not demoted by live feedback" : ""}`;
   if (active.length === 0) {
     outcome = "unavailable";
     reason = "the model has no active variant";
@@ -351,7 +400,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
     reason =
       meeting.length === 1
         ? `v${chosen.version} is the only active variant with ${bar}`
-        : `v${chosen.version} has the lowest p50 latency (then fewest parameters) of ${meeting.length} variants with ${bar}`;
+        : `v${chosen.version} has the lowest ${runtime} p50 latency (then fewest parameters) of ${meeting.length} variants with ${bar}${basis.lacking ? ` (${lackingEdge(basis.lacking)})` : ""}`;
   } else if (chosen) {
     outcome = "unmet";
     reason = `no active variant meets ${bar}; serving the most accurate, v${chosen.version} (${pct(chosen.accuracy)})`;
@@ -368,6 +417,7 @@ export function selectVariant(variants: readonly RoutableVariant[], request: Rou
 
   return {
     sla: { minAccuracy, taskMin, requestedMin: requested, margin, confidence, maxLatencyMs, strict },
+    latency: basis,
     candidates: variants.map((v) => {
       const m = margins.get(v.version);
       const l = live.get(v.version);

@@ -41,7 +41,10 @@ export const variants = sqliteTable(
       .default("fp32"),
     params: integer("params").notNull(),
     accuracy: real("accuracy").notNull(),
+    /** onnxruntime-node p50 at the manifest's batch x seqLen (`latency.p50Ms`). */
     latencyP50Ms: real("latency_p50_ms").notNull(),
+    /** onnxruntime-web wasm p50, the runtime that serves it (`latency.edge.p50Ms`); null: not measured. */
+    edgeLatencyP50Ms: real("edge_latency_p50_ms"),
     manifest: text("manifest", { mode: "json" }).$type<Manifest>().notNull(),
     artifactKey: text("artifact_key").notNull(),
     sha256: text("sha256").notNull(),

@@ -168,6 +168,7 @@ export async function insertVariant(db: RegistryDb, modelId: number, v: NewVaria
         params: m.sparsity.params,
         accuracy: m.metrics.accuracy,
         latencyP50Ms: m.latency.p50Ms,
+        edgeLatencyP50Ms: m.latency.edge?.p50Ms ?? null,
         manifest: m,
         artifactKey: v.artifactKey,
         sha256: v.sha256,

@@ -23,6 +23,7 @@ export function variantView(model: ModelRow, v: VariantRow, opts: { manifest?: b
     params: v.params,
     accuracy: v.accuracy,
     latencyP50Ms: v.latencyP50Ms,
+    edgeLatencyP50Ms: v.edgeLatencyP50Ms,
     sha256: v.sha256,
     bytes: v.bytes,
     artifactKey: v.artifactKey,

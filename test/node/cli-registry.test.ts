@@ -194,15 +194,17 @@ describe("sluice ls", () => {
         params: 6_720_000,
         accuracy: 0.96,
         latencyP50Ms: 7.25,
+        edgeLatencyP50Ms: 4.5,
         sha256: "cd".repeat(32),
         createdAt: "2026-11-29T04:00:00.000Z",
       },
     ]);
     expect(table.split("\n")).toEqual([
-      // The first row is from a gateway that predates precision: shown as fp32.
-      "VERSION  STATUS  SPARSITY  PRECISION      PARAMS  ACCURACY  P50 MS  SHA256        CREATED",
-      "      1  active      0.0%  fp32       11,200,000    0.9712   12.50  abababababab  2026-11-29 03:00:00Z",
-      "     12  staged     40.0%  int8        6,720,000    0.9600    7.25  cdcdcdcdcdcd  2026-11-29 04:00:00Z",
+      // The first row is from a gateway that predates precision: shown as fp32 ...
+      // ... and the edge latency: "-".
+      "VERSION  STATUS  SPARSITY  PRECISION      PARAMS  ACCURACY  NODE P50 MS  EDGE P50 MS  SHA256        CREATED",
+      "      1  active      0.0%  fp32       11,200,000    0.9712        12.50            -  abababababab  2026-11-29 03:00:00Z",
+      "     12  staged     40.0%  int8        6,720,000    0.9600         7.25         4.50  cdcdcdcdcdcd  2026-11-29 04:00:00Z",
     ]);
     expect(formatVariantTable([])).toBe("no variants");
   });

@@ -95,6 +95,25 @@ describe("sluice quantize (spam 0.4, real texts)", () => {
     expect(int8.training.hyperparameters.quantization).toMatchObject({ fromSha256: fp32.artifact.sha256 });
   });
 
+  it("export and quantize record the edge runtime's latency beside onnxruntime-node's, each timed beside its reference", () => {
+    for (const d of [fp32Dir, int8Dir]) {
+      const { latency } = manifestOf(d);
+      expect(latency.runtime).toMatch(/^onnxruntime-node /);
+      expect(latency.edge).toMatchObject({
+        batch: 1,
+        seqLen: latency.seqLen,
+        runtime: "onnxruntime-web 1.30.0 wasm, 1 thread",
+      });
+      expect(latency.edge!.p50Ms).toBeGreaterThan(0);
+      expect(latency.edge!.p95Ms).toBeGreaterThanOrEqual(latency.edge!.p50Ms);
+      // export-report.json keeps the model it was interleaved with (dense, or the fp32 source), at least 15 runs
+      const report = JSON.parse(readFileSync(path.join(d, "export-report.json"), "utf8"));
+      expect(report.edgeLatency.variant.p50Ms).toBe(latency.edge!.p50Ms);
+      expect(report.edgeLatency.reference.runs).toBeGreaterThanOrEqual(15);
+      expect(report.edgeLatency.variant.runs).toBeGreaterThanOrEqual(15);
+    }
+  });
+
   it("quantizes every linear layer but the head; attention products, LayerNorm and embeddings stay fp32", () => {
     const fp32 = graphOf(fp32Dir);
     const { report, graph } = quantizeGraph(fp32);

@@ -181,7 +181,7 @@ describe("selectVariant", () => {
     expect(byVersion[3].why).toMatch(/93\.00% < required 93\.50%/);
     expect(byVersion[5].verdict).toBe("inactive");
     expect(d.meetsSla).toEqual({ 2: true, 1: true, 3: false, 4: false });
-    expect(d.reason).toMatch(/v2 has the lowest p50 latency/);
+    expect(d.reason).toMatch(/v2 has the lowest onnxruntime-node p50 latency/);
   });
 
   it("treats (sparsity, precision) as coordinates: an int8 twin competes on its own measurements", () => {
@@ -194,6 +194,68 @@ describe("selectVariant", () => {
     expect([byVersion[6].sparsity, byVersion[6].precision]).toEqual([0.4, "int8"]);
     expect([byVersion[3].sparsity, byVersion[3].precision]).toEqual([0.4, "fp32"]);
     expect(byVersion[1].precision).toBe("fp32");
+  });
+});
+
+describe("which runtime's latency ranks the variants", () => {
+  // The reference encoder's shape of the problem: onnxruntime-node ranks the int8 twin slowest, the edge
+  // runtime (onnxruntime-web wasm) ranks it fastest.
+  const withEdge = (x: RoutableVariant, edge: number | null): RoutableVariant => ({
+    ...x,
+    edgeLatencyP50Ms: edge,
+  });
+  const dense = withEdge(v(1, 0.95, 30, 1000), 40);
+  const fp32 = withEdge(v(2, 0.94, 20, 600), 24);
+  const int8 = withEdge({ ...v(3, 0.94, 48.5, 600), precision: "int8" }, 15);
+
+  it("edge figures reverse the onnxruntime-node ranking: the edge decides, and says so", () => {
+    const d = selectVariant([dense, fp32, int8], { sla: sla(0.9) });
+    expect(d.chosen).toBe(3);
+    expect(d.order).toEqual([3, 2, 1]);
+    expect(d.latency).toMatchObject({ runtime: "edge", field: "edgeLatencyP50Ms" });
+    expect(d.latency.why).toMatch(/onnxruntime-web wasm/);
+    expect(d.reason).toMatch(/v3 has the lowest onnxruntime-web wasm p50 latency/);
+    const byVersion = Object.fromEntries(d.candidates.map((c) => [c.version, c]));
+    expect([byVersion[3].latencyP50Ms, byVersion[3].edgeLatencyP50Ms]).toEqual([48.5, 15]);
+    // Without any edge figure the same family ranks by onnxruntime-node (the order before edge figures existed).
+    const node = selectVariant(
+      [dense, fp32, int8].map((x) => withEdge(x, null)),
+      { sla: sla(0.9) },
+    );
+    expect(node.order).toEqual([2, 1, 3]);
+  });
+
+  it("one variant without an edge figure: onnxruntime-node figures decide for all, and the explanation names it", () => {
+    const d = selectVariant([dense, fp32, withEdge(int8, null)], { sla: sla(0.9) });
+    expect(d.chosen).toBe(2);
+    expect(d.order).toEqual([2, 1, 3]);
+    expect(d.latency).toMatchObject({ runtime: "node", field: "latencyP50Ms", lacking: [3] });
+    expect(d.latency.why).toMatch(/v3 has no onnxruntime-web wasm figure/);
+    expect(d.reason).toMatch(
+      /lowest onnxruntime-node p50 latency .*\(v3 has no onnxruntime-web wasm figure\)/,
+    );
+  });
+
+  it("a non-active variant without an edge figure does not take the edge figures away", () => {
+    const staged = withEdge(v(4, 0.99, 1, 100, "staged"), null);
+    expect(selectVariant([dense, fp32, int8, staged], { sla: sla(0.9) }).latency.runtime).toBe("edge");
+  });
+
+  it("an SLA maximum latency is judged on the same figure", () => {
+    // 25 ms: the int8 twin (48.5 ms native, 15 ms wasm) and fp32 (20 / 24) pass on the edge; dense (30 / 40) does not.
+    const d = selectVariant([dense, fp32, int8], { sla: sla(0.9, { maxLatencyMs: 25 }) });
+    const byVersion = Object.fromEntries(d.candidates.map((c) => [c.version, c]));
+    expect([byVersion[1].verdict, byVersion[2].verdict, byVersion[3].verdict]).toEqual([
+      "over_latency",
+      "eligible",
+      "chosen",
+    ]);
+    expect(byVersion[1].why).toMatch(/onnxruntime-web wasm p50 40 ms > SLA maximum 25 ms/);
+    // On onnxruntime-node figures (one variant lacks an edge one) the int8 twin is the one over 25 ms.
+    const node = selectVariant([dense, fp32, withEdge(int8, null)], { sla: sla(0.9, { maxLatencyMs: 25 }) });
+    expect(node.candidates.find((c) => c.version === 3)!.verdict).toBe("over_latency");
+    expect(node.candidates.find((c) => c.version === 3)!.why).toMatch(/onnxruntime-node p50 48.5 ms/);
+    expect(node.chosen).toBe(2);
   });
 });
 

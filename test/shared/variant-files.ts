@@ -92,6 +92,8 @@ export interface VariantOptions extends TinyModelOptions {
   precision?: "fp32" | "int8";
   params?: number;
   p50Ms?: number;
+  /** Manifest `latency.edge.p50Ms` (onnxruntime-web wasm); left out when undefined, as before it was measured. */
+  edgeP50Ms?: number;
   withTokenizer?: boolean;
   /** Per-example evidence on the shared eval split "tiny/test"; sets the accuracy and the split's size. */
   correct?: boolean[];
@@ -134,7 +136,24 @@ export async function makeVariantFiles(modelName: string, opts: VariantOptions =
           others: {},
           evalSet: { name: "tiny/test", sha256: zeros, size: 10 },
         },
-    latency: { p50Ms: opts.p50Ms ?? 1, p95Ms: 2, batch: 1, seqLen: 8, runtime: "test" },
+    latency: {
+      p50Ms: opts.p50Ms ?? 1,
+      p95Ms: 2,
+      batch: 1,
+      seqLen: 8,
+      runtime: "test",
+      ...(opts.edgeP50Ms !== undefined
+        ? {
+            edge: {
+              p50Ms: opts.edgeP50Ms,
+              p95Ms: 2 * opts.edgeP50Ms,
+              batch: 1,
+              seqLen: 8,
+              runtime: "test wasm",
+            },
+          }
+        : {}),
+    },
     training: {
       method: "finegates",
       hyperparameters: {},

@@ -12,6 +12,7 @@ import {
   jsonInit,
   makeVariantFiles,
   rawInit,
+  registerVariant,
   seedModel,
   withKey,
 } from "./helpers";
@@ -216,6 +217,49 @@ describe("task SLAs", () => {
     expect(hi).toBeGreaterThan(0);
     expect(lo).toBeGreaterThan(-0.01);
     expect(r.chosen).toBe(2);
+  });
+
+  it("a registered variant's edge latency is stored, shown and reaches the route explanation", async () => {
+    // onnxruntime-node ranks v2 (the int8 twin's shape) slowest; the edge runtime ranks it fastest.
+    const seeded = await seedModel("edge-m", [
+      { task: "edge-t", accuracy: 0.95, p50Ms: 20, edgeP50Ms: 24 },
+      { task: "edge-t", accuracy: 0.95, p50Ms: 48.5, edgeP50Ms: 15, precision: "int8" },
+    ]);
+    expect(seeded.map((v) => [v.latencyP50Ms, v.edgeLatencyP50Ms])).toEqual([
+      [20, 24],
+      [48.5, 15],
+    ]);
+    for (const v of [1, 2])
+      await api(`/v1/models/edge-m/variants/${v}`, jsonInit("PATCH", { status: "active" }));
+    type Route = {
+      chosen: number;
+      reason: string;
+      latency: { runtime: string; field: string; why: string; lacking?: number[] };
+      candidates: { version: number; latencyP50Ms: number; edgeLatencyP50Ms: number | null }[];
+    };
+    const route = async () =>
+      (await (await api("/v1/models/edge-m/route", { headers: await withKey() })).json()) as Route;
+    const r = await route();
+    expect(r.chosen).toBe(2);
+    expect(r.latency).toMatchObject({ runtime: "edge", field: "edgeLatencyP50Ms" });
+    expect(r.reason).toMatch(/lowest onnxruntime-web wasm p50 latency/);
+    expect(r.candidates.map((c) => [c.version, c.edgeLatencyP50Ms])).toEqual([
+      [1, 24],
+      [2, 15],
+    ]);
+    const listed = (await (await api("/v1/models/edge-m/variants", { headers: admin })).json()) as {
+      variants: { version: number; edgeLatencyP50Ms: number | null }[];
+    };
+    expect(listed.variants.map((v) => v.edgeLatencyP50Ms)).toEqual([24, 15]);
+
+    // A third active variant without an edge figure: onnxruntime-node's figures decide, and the route says so.
+    const legacy = await registerVariant("edge-m", { task: "edge-t", accuracy: 0.95, p50Ms: 30, seed: 3 });
+    expect(legacy.body.variant.edgeLatencyP50Ms).toBeNull();
+    await api("/v1/models/edge-m/variants/3", jsonInit("PATCH", { status: "active" }));
+    const mixed = await route();
+    expect(mixed.chosen).toBe(1);
+    expect(mixed.latency).toMatchObject({ runtime: "node", lacking: [3] });
+    expect(mixed.reason).toMatch(/v3 has no onnxruntime-web wasm figure/);
   });
 
   it("rejects bad SLAs and unknown tasks", async () => {

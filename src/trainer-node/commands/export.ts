@@ -41,7 +41,8 @@ const USAGE = `usage: sluice export --base <model.onnx> --gates <checkpoint.json
   --max-len <n>             tokens per text (default: 128)
   --name <model>            registry model name (default: the checkpoint's task)
   --target <x>              requested sparsity recorded in the manifest (default: from the checkpoint)
-  --runs <n>                timed latency runs per configuration (default: 20)
+  --runs <n>                timed latency runs per configuration in onnxruntime-node (default: 20); the
+                            onnxruntime-web wasm figure (batch 1) takes at least 15
   --residual <policy>       closed residual-stream features: auto (cheaper of the two, default),
                             gather (fewest parameters) or zeros (kept as zero rows/columns)
   --heads <layout>          uneven kept heads: grouped (one attention chain per group of equal-size heads,
@@ -195,7 +196,8 @@ export const command: Command = {
     console.log(
       `${o.out}: ${manifest.model.name} (${manifest.model.task}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
         `on ${manifest.metrics.evalSet.name}, sparsity ${manifest.sparsity.removed.toFixed(3)}, ` +
-        `${manifest.precision}, graph optimisation ${manifest.graphOptimization}, p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
+        `${manifest.precision}, graph optimisation ${manifest.graphOptimization}, p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})` +
+        (manifest.latency.edge ? `, edge p50 ${manifest.latency.edge.p50Ms.toFixed(2)} ms` : ""),
     );
     return 0;
   },

@@ -13,4 +13,5 @@ export const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   base: () => import("./base"),
   pretrain: () => import("./pretrain"),
   quantize: () => import("./quantize"),
+  measure: () => import("./measure"),
 };

@@ -1,4 +1,7 @@
-/** `sluice ls <model> --url <gateway>`: the model's variants as a table. */
+/**
+ * `sluice ls <model> --url <gateway>`: the model's variants as a table, with both latency figures: onnxruntime-node
+ * and onnxruntime-web wasm (the edge runtime, which the router ranks by when every variant has it).
+ */
 
 import { readOk, registryClient } from "../registry-client";
 import { type Command, UsageError } from "./command";
@@ -52,7 +55,10 @@ export interface VariantListItem {
   precision?: string;
   params: number;
   accuracy: number;
+  /** onnxruntime-node p50. */
   latencyP50Ms: number;
+  /** onnxruntime-web wasm p50 (the edge runtime); null: not measured, absent: a gateway that predates it. */
+  edgeLatencyP50Ms?: number | null;
   sha256: string;
   createdAt: string;
 }
@@ -64,11 +70,12 @@ const HEADERS = [
   "PRECISION",
   "PARAMS",
   "ACCURACY",
-  "P50 MS",
+  "NODE P50 MS",
+  "EDGE P50 MS",
   "SHA256",
   "CREATED",
 ] as const;
-const RIGHT_ALIGNED = new Set(["VERSION", "SPARSITY", "PARAMS", "ACCURACY", "P50 MS"]);
+const RIGHT_ALIGNED = new Set(["VERSION", "SPARSITY", "PARAMS", "ACCURACY", "NODE P50 MS", "EDGE P50 MS"]);
 
 export function formatVariantTable(variants: VariantListItem[]): string {
   if (variants.length === 0) return "no variants";
@@ -80,6 +87,7 @@ export function formatVariantTable(variants: VariantListItem[]): string {
     v.params.toLocaleString("en-US"),
     v.accuracy.toFixed(4),
     v.latencyP50Ms.toFixed(2),
+    v.edgeLatencyP50Ms == null ? "-" : v.edgeLatencyP50Ms.toFixed(2),
     v.sha256.slice(0, 12),
     v.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
   ]);
@@ -94,7 +102,7 @@ export function formatVariantTable(variants: VariantListItem[]): string {
 
 export const command: Command = {
   summary:
-    "list a model's registered variants (version, status, sparsity, precision, params, accuracy, p50, sha256)",
+    "list a model's registered variants (version, status, sparsity, precision, params, accuracy, p50s, sha256)",
   async run(argv) {
     const opts = parseLsArgs(argv);
     const { body } = await readOk(

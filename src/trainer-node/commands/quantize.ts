@@ -8,13 +8,19 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { MANIFEST_SCHEMA_VERSION, type Manifest, parseManifest } from "../../core/manifest";
+import {
+  MANIFEST_SCHEMA_VERSION,
+  type Manifest,
+  manifestGraphOptimization,
+  parseManifest,
+} from "../../core/manifest";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
+import { edgeFigures } from "../export/edge-latency";
 import { GELU_FORMS, type GeluForm, tanhGelu } from "../export/gelu";
 import { compareLatency } from "../export/latency";
 import { DEFAULT_GRAPH_OPTIMIZATION, type GraphOptimization, optimizeForEdge } from "../export/optimize";
-import { checkEvalInput, loadEvalSet, logOptimization } from "../export/pipeline";
+import { checkEvalInput, loadEvalSet, logOptimization, measureEdgePair } from "../export/pipeline";
 import { precisionOf, quantizeGraph } from "../export/quantize";
 import { fixedSequenceOf } from "../export/run";
 import { type EvalSet, evaluateVariant, quantizationRecord, sha256Hex } from "../export/variant";
@@ -32,7 +38,8 @@ const USAGE = `usage: sluice quantize <variant dir> --out <dir> [options]
   --eval <task|file.jsonl>  evaluation data (default: the task of the variant's manifest evalSet)
   --split <name>            its split (default: the manifest evalSet's split)
   --max-len <n>             tokens per text (default: 128, or the model's position limit if shorter)
-  --runs <n>                timed latency runs (default: 20)
+  --runs <n>                timed latency runs in onnxruntime-node (default: 20) and in onnxruntime-web wasm
+                            (at least 15)
   --gelu <form>             erf (exact, default) or tanh: the fused GELUs become com.microsoft FastGelu (the
                             tanh form, within 4.8e-4 of erf per activation; cheaper in onnxruntime-web).
                             Needs --optimize edge; judged by the variant's accuracy and predictions changed
@@ -150,7 +157,8 @@ export const command: Command = {
       `${o.out}: ${manifest.model.name} int8 (${quantize.form}), accuracy ${(100 * manifest.metrics.accuracy).toFixed(2)}% ` +
         `(fp32 ${(100 * src.manifest.metrics.accuracy).toFixed(2)}%, ${manifest.metrics.others.predictionsChangedVsFp32} of ` +
         `${manifest.metrics.evalSet.size} predictions changed), ${manifest.artifact.bytes} bytes ` +
-        `(fp32 ${src.manifest.artifact.bytes}), p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})`,
+        `(fp32 ${src.manifest.artifact.bytes}), p50 ${manifest.latency.p50Ms.toFixed(2)} ms (batch 1 x ${manifest.latency.seqLen})` +
+        (manifest.latency.edge ? `, edge p50 ${manifest.latency.edge.p50Ms.toFixed(2)} ms` : ""),
     );
     return 0;
   },
@@ -191,9 +199,25 @@ async function writeInt8Variant(
   const model = encodeModel(graph);
   const { metrics } = await evaluateVariant(graph, evalSet, { fp32Graph: src.graph });
   // Timed beside its fp32 source (interleaved) at the fp32 manifest's serving shape, one thread.
+  const fp32Bytes = encodeModel(src.graph);
   const latency = await compareLatency(
-    { fp32: encodeModel(src.graph), int8: model },
+    { fp32: fp32Bytes, int8: model },
     { batch: src.manifest.latency.batch, seq: src.manifest.latency.seqLen, threads: 1, runs },
+  );
+  // And in the runtime that serves it, beside the fp32 source as the gateway runs each.
+  const edgeLatency = await measureEdgePair(
+    {
+      dense: {
+        bytes: fp32Bytes,
+        graph: src.graph,
+        fusedAtExport: manifestGraphOptimization(src.manifest) === "edge",
+      },
+      pruned: { bytes: model, graph, fusedAtExport: optimized.report.applied },
+    },
+    { batch: src.manifest.latency.batch, seq: src.manifest.latency.seqLen, runs },
+    "fp32",
+    "int8",
+    (line) => console.error(line),
   );
   const tokenizerBytes = await readFile(src.tokenizerFile);
   const manifest = parseManifest({
@@ -213,6 +237,7 @@ async function writeInt8Variant(
       batch: latency.int8.batch,
       seqLen: latency.int8.seqLen,
       runtime: latency.int8.runtime,
+      ...(edgeLatency ? { edge: edgeFigures(edgeLatency.pruned) } : {}),
     },
     training: {
       ...src.manifest.training,
@@ -234,7 +259,7 @@ async function writeInt8Variant(
   await writeFile(path.join(out, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(
     path.join(out, "export-report.json"),
-    `${JSON.stringify({ quantization: report, optimization: optimized.report, gelu: { form: tanhGelus > 0 ? "tanh" : "erf", rewritten: tanhGelus }, accuracy: metrics.accuracy, latency }, null, 2)}\n`,
+    `${JSON.stringify({ quantization: report, optimization: optimized.report, gelu: { form: tanhGelus > 0 ? "tanh" : "erf", rewritten: tanhGelus }, accuracy: metrics.accuracy, latency, ...(edgeLatency ? { edgeLatency: { reference: edgeLatency.dense, variant: edgeLatency.pruned, ms: edgeLatency.ms } } : {}) }, null, 2)}\n`,
   );
   return manifest;
 }

@@ -22,11 +22,9 @@
  * bench/edge-ab.ts measured no gain from it inside workerd on the reference encoder's dense fp32 model, and a
  * gain on its 0.4 int8 twin, where `sluice quantize --contrib-fusions` asks for it (docs/edge-heads.md).
  */
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import * as ort from "onnxruntime-node";
 import type { GraphOptimization } from "../../core/manifest";
 import { decodeModel, encodeModel } from "../../core/onnx/codec";
@@ -35,6 +33,7 @@ import { ioSignatureOf } from "../../core/onnx/signature";
 import { type ContribFusionReport, fuseContribOps } from "./edge-fusion";
 import { argmaxRows, type TokenBatch } from "./run";
 import type { WasmJob, WasmResult } from "./wasm-check";
+import { runWasmChild, wasmBatch } from "./wasm-child";
 
 export type { GraphOptimization };
 export const GRAPH_OPTIMIZATIONS: readonly GraphOptimization[] = ["edge", "none"];
@@ -122,41 +121,18 @@ export function nonPortableOps(g: Graph): string[] {
   ];
 }
 
-const ROOT = path.resolve(import.meta.dirname, "../../..");
-const WASM_CHECK = path.join(import.meta.dirname, "wasm-check.ts");
-
-/** Runs models in onnxruntime-web's wasm build, in a child process, on the batches. */
-export async function runInWasm(
+/** Runs models in onnxruntime-web's wasm build, in a child process (wasm-child.ts), on the batches. */
+export function runInWasm(
   models: { bytes: Uint8Array; level: WasmJob["models"][number]["level"] }[],
   batches: TokenBatch[],
 ): Promise<WasmResult[]> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), "sluice-wasm-"));
-  try {
-    const job: WasmJob = { models: [], batches: [] };
-    for (const [i, m] of models.entries()) {
-      const file = path.join(dir, `model-${i}.onnx`);
-      await writeFile(file, m.bytes);
-      job.models.push({ file, level: m.level });
-    }
-    job.batches = batches.map((b) => ({
-      batch: b.batch,
-      seqLen: b.seqLen,
-      ids: Array.from(b.inputIds, Number),
-      mask: Array.from(b.attentionMask, Number),
-      ...(b.tokenTypeIds ? { typeIds: Array.from(b.tokenTypeIds, Number) } : {}),
-    }));
-    const jobFile = path.join(dir, "job.json");
-    await writeFile(jobFile, JSON.stringify(job));
-    // cwd: the repository, where `--import tsx` resolves (the CLI itself runs through tsx).
-    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", WASM_CHECK, jobFile], {
-      cwd: ROOT,
-      maxBuffer: 1 << 28,
-      env: { ...process.env, NODE_OPTIONS: "" },
-    });
-    return JSON.parse(stdout.trim().split("\n").at(-1) ?? "[]");
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return runWasmChild<WasmResult>(
+    models.map((m) => m.bytes),
+    (files): WasmJob => ({
+      models: models.map((m, i) => ({ file: files[i], level: m.level })),
+      batches: batches.map(wasmBatch),
+    }),
+  );
 }
 
 function maxAbsDiff(a: number[], b: number[]): number {

@@ -12,6 +12,7 @@ import { loadDataFile, loadTask } from "../data/tasks";
 import { applyCheckpointParams, type GateCheckpoint } from "../gates/checkpoint";
 import { maxSequenceLength } from "../import/limits";
 import type { UserModel } from "../import/load";
+import { compareEdgeLatency, type EdgeLatencyStats, type EdgeModel } from "./edge-latency";
 import { exportPrunedModel } from "./export";
 import { compareOnGrid, LATENCY_GRID } from "./latency";
 import {
@@ -187,6 +188,16 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
       `  batch ${l.batch} x ${l.seqLen}, ${l.threads} thread(s): ${l.dense.p50Ms.toFixed(2)} -> ${l.pruned.p50Ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x)`,
     );
   const serving = grid.find((l) => l.batch === 1 && l.threads === 1) ?? grid[0];
+  const edge = await measureEdgePair(
+    {
+      dense: { bytes: denseBytes, graph: denseGraph, fusedAtExport: false },
+      pruned: { bytes, graph, fusedAtExport: optimized.report.applied },
+    },
+    { batch: serving.batch, seq: serving.seqLen, runs: o.runs },
+    "dense fp32",
+    `pruned${quantization ? " int8" : ""}`,
+    log,
+  );
   return writeVariant(o.outDir, {
     modelName: o.name.toLowerCase(),
     graph,
@@ -204,6 +215,7 @@ export async function exportVariant(o: ExportVariantOptions): Promise<Manifest> 
     denseGraph,
     latency: serving.pruned,
     latencyGrid: grid,
+    ...(edge ? { edgeLatency: { reference: edge.dense, variant: edge.pruned, ms: edge.ms } } : {}),
     precision: o.precision ?? "fp32",
     quantization,
     fp32Graph: quantization ? fp32Graph : undefined,
@@ -223,4 +235,33 @@ export function logOptimization(r: OptimizeReport, log: (line: string) => void):
         `${r.predictionsChanged} of ${r.rows} predictions changed (${((r.ms ?? 0) / 1000).toFixed(1)} s)`,
     );
   else if (r.reason) log(`graph optimisation skipped, the unfused graph is written: ${r.reason}`);
+}
+
+/**
+ * A variant and the model it is compared with (dense, or its fp32 source), timed interleaved in onnxruntime-web's
+ * wasm build; logged with the time the step took. Undefined, with the reason logged, when the wasm build cannot
+ * run them: the manifest then has no edge figure and the router ranks by onnxruntime-node's.
+ */
+export async function measureEdgePair(
+  models: { dense: EdgeModel; pruned: EdgeModel },
+  opts: { batch: number; seq: number; runs?: number },
+  referenceName: string,
+  variantName: string,
+  log: (line: string) => void,
+): Promise<{ dense: EdgeLatencyStats; pruned: EdgeLatencyStats; ms: number } | undefined> {
+  const t0 = performance.now();
+  try {
+    const r = await compareEdgeLatency(models, opts);
+    const ms = performance.now() - t0;
+    log(
+      `  edge (${r.pruned.runtime}), batch ${r.pruned.batch} x ${r.pruned.seqLen}: ${referenceName} ${r.dense.p50Ms.toFixed(2)} -> ` +
+        `${variantName} ${r.pruned.p50Ms.toFixed(2)} ms (${(r.dense.p50Ms / r.pruned.p50Ms).toFixed(2)}x), median of ${r.pruned.runs} runs each (${(ms / 1000).toFixed(1)} s)`,
+    );
+    return { dense: r.dense, pruned: r.pruned, ms };
+  } catch (err) {
+    log(
+      `  edge latency not measured (the router will rank by onnxruntime-node's): ${(err as Error).message}`,
+    );
+    return undefined;
+  }
 }

@@ -14,6 +14,7 @@ import type { Graph } from "../../core/onnx/graph";
 import { ioSignatureOf } from "../../core/onnx/signature";
 import type { DataFields } from "../data/fields";
 import type { GateCheckpoint } from "../gates/checkpoint";
+import { type EdgeLatencyStats, edgeFigures } from "./edge-latency";
 import type { ExportReport } from "./export";
 import type { LatencyComparison, LatencyStats } from "./latency";
 import type { OptimizeReport } from "./optimize";
@@ -99,6 +100,11 @@ export interface VariantInput {
   latency: LatencyStats;
   /** The full dense-vs-pruned grid, kept in export-report.json. */
   latencyGrid?: LatencyComparison[];
+  /**
+   * The variant's latency in onnxruntime-web wasm (manifest `latency.edge`) and the model it was timed beside
+   * (export-report.json), with the time the step took; absent when it could not be measured.
+   */
+  edgeLatency?: { variant: EdgeLatencyStats; reference: EdgeLatencyStats; ms: number };
   /** Weight precision (default fp32). An int8 variant also passes its quantization report and fp32 graph. */
   precision?: Precision;
   quantization?: QuantizeReport;
@@ -208,6 +214,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
       batch: v.latency.batch,
       seqLen: v.latency.seqLen,
       runtime: v.latency.runtime,
+      ...(v.edgeLatency ? { edge: edgeFigures(v.edgeLatency.variant) } : {}),
     },
     training: {
       method: v.ckpt.method,
@@ -228,7 +235,7 @@ export async function writeVariant(dir: string, v: VariantInput): Promise<Manife
   await writeFile(path.join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeFile(
     path.join(dir, "export-report.json"),
-    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [], ...(v.quantization ? { quantization: v.quantization } : {}), ...(v.optimization ? { optimization: v.optimization } : {}) }, null, 2)}\n`,
+    `${JSON.stringify({ ...v.report, accuracy, latencyGrid: v.latencyGrid ?? [], ...(v.edgeLatency ? { edgeLatency: v.edgeLatency } : {}), ...(v.quantization ? { quantization: v.quantization } : {}), ...(v.optimization ? { optimization: v.optimization } : {}) }, null, 2)}\n`,
   );
   return manifest;
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `variants` ADD `edge_latency_p50_ms` real;
