@@ -300,6 +300,15 @@ function templateOf(config: unknown): { before: TemplateToken[]; after: Template
   }
 }
 
+/**
+ * Whether a tokenizer.json's post_processor lays out sentence pairs: the one decision `loadTokenizer` makes for
+ * `pairTemplate`, without building the tokenizer (the registry checks it at upload). Throws, saying why, for a
+ * pair template that is malformed.
+ */
+export function encodesPairs(json: { post_processor?: unknown }): boolean {
+  return pairTemplateOf(json.post_processor) !== null;
+}
+
 type PairConfigPiece = { special: TemplateToken; typeId: number } | { sequence: "A" | "B"; typeId: number };
 
 /**

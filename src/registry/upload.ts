@@ -7,8 +7,16 @@
  */
 import type { Env } from "hono";
 import { createMiddleware } from "hono/factory";
-import { type IoSignature, type Manifest, ManifestError, parseManifest } from "../core/manifest";
+import { z } from "zod";
+import {
+  type IoSignature,
+  type Manifest,
+  ManifestError,
+  manifestTakesPairs,
+  parseManifest,
+} from "../core/manifest";
 import { decodeModel, ioSignatureOf, OnnxFormatError } from "../core/onnx";
+import { encodesPairs } from "../core/tokenizer";
 import { putArtifact, sha256Hex } from "./artifacts";
 import { ApiError, badRequest, unprocessable } from "./errors";
 import type { ModelRow, VariantRow } from "./schema";
@@ -191,14 +199,53 @@ export async function validateUpload(model: ModelRow, parts: UploadParts): Promi
         "tokenizer.sha256",
       );
     }
+    let parsed: unknown;
     try {
-      JSON.parse(new TextDecoder().decode(parts.tokenizer));
+      parsed = JSON.parse(new TextDecoder().decode(parts.tokenizer));
     } catch {
       throw unprocessable("invalid_tokenizer", "tokenizer.json is not valid JSON", "tokenizer");
     }
+    if (manifestTakesPairs(manifest)) checkPairTemplate(parsed);
     tokenizer = { bytes: parts.tokenizer, sha256: tokSha };
+  } else if (manifestTakesPairs(manifest)) {
+    throw unprocessable(
+      "no_pair_template",
+      "manifest input.textPairs is true, but the variant has no tokenizer.json to lay out its text pairs",
+      "tokenizer",
+    );
   }
   return { manifest, model: parts.model, sha256, tokenizer };
+}
+
+/** The part of tokenizer.json the registry reads; the rest is the gateway's to load. */
+const TokenizerFile = z.looseObject({ post_processor: z.unknown().optional() });
+
+/**
+ * A sentence-pair variant (manifest `input.textPairs`) is served by `/classify` through its tokenizer's pair
+ * template; one without it would only fail there, so the upload is refused instead (core/tokenizer's decision).
+ */
+function checkPairTemplate(parsed: unknown): void {
+  const file = TokenizerFile.safeParse(parsed);
+  if (!file.success)
+    throw unprocessable("invalid_tokenizer", "tokenizer.json must be a JSON object", "tokenizer");
+  let pairs: boolean;
+  try {
+    pairs = encodesPairs(file.data);
+  } catch (err) {
+    throw unprocessable(
+      "invalid_tokenizer",
+      `tokenizer.json: ${err instanceof Error ? err.message : String(err)}`,
+      "tokenizer",
+    );
+  }
+  if (!pairs)
+    throw unprocessable(
+      "no_pair_template",
+      "manifest input.textPairs is true, but tokenizer.json's post_processor has no pair template " +
+        "(TemplateProcessing 'pair', BertProcessing, RobertaProcessing, or a Sequence holding one), so the " +
+        "variant could not encode text pairs",
+      "tokenizer",
+    );
 }
 
 interface StoredObject {

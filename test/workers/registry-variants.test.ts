@@ -1,6 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { artifactKey } from "../../src/registry/artifacts";
+import pairTokenizerJson from "../fixtures/hf/bert-seqcls-o14/tokenizer.json";
 import {
   admin,
   api,
@@ -225,6 +226,54 @@ describe("POST /v1/models/:model/variants", () => {
       "unauthorized",
       "Authorization",
     );
+  });
+
+  it("refuses a sentence-pair variant whose tokenizer has no pair template (422 naming tokenizer), keeping nothing", async () => {
+    expect((await createModel("pairs-upload")).status).toBe(201);
+    const files = await makeVariantFiles("pairs-upload", { seed: 41 });
+    const input = { textPairs: true, fields: { text: "premise", textPair: "hypothesis" } };
+    const { post_processor: pp, ...rest } = pairTokenizerJson as typeof pairTokenizerJson;
+    // BERT's TemplateProcessing without its `pair` form: single texts only. Indented differently from any other
+    // test's tokenizer, so its R2 object can only come from this upload.
+    const noPair = new TextEncoder().encode(
+      JSON.stringify({ ...rest, post_processor: { ...pp, pair: null } }, null, 3),
+    );
+    const manifest = {
+      ...files.manifest,
+      input,
+      tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(noPair) },
+    };
+    const body = await expectError(
+      await uploadVariant("pairs-upload", { manifest, model: files.model, tokenizer: noPair }),
+      422,
+      "no_pair_template",
+      "tokenizer",
+    );
+    expect(body.error.message).toMatch(
+      /input\.textPairs is true, but tokenizer\.json's post_processor has no pair template/,
+    );
+    // Nothing written: no variant row, neither object in R2.
+    const list = (await (await api("/v1/models/pairs-upload/variants")).json()) as { variants: unknown[] };
+    expect(list.variants).toEqual([]);
+    expect(await env.ARTIFACTS.get(artifactKey(files.manifest.artifact.sha256))).toBeNull();
+    expect(await env.ARTIFACTS.get(artifactKey(manifest.tokenizer.sha256))).toBeNull();
+
+    // No tokenizer at all: the same refusal.
+    const { tokenizer: _none, ...withoutTokenizer } = manifest;
+    await expectError(
+      await uploadVariant("pairs-upload", { manifest: withoutTokenizer, model: files.model }),
+      422,
+      "no_pair_template",
+      "tokenizer",
+    );
+    // The file's own pair template: registered.
+    const withPair = new TextEncoder().encode(JSON.stringify(pairTokenizerJson));
+    const ok = await uploadVariant("pairs-upload", {
+      manifest: { ...manifest, tokenizer: { file: "tokenizer.json", sha256: await sha256Hex(withPair) } },
+      model: files.model,
+      tokenizer: withPair,
+    });
+    expect(ok.status).toBe(201);
   });
 });
 

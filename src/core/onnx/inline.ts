@@ -25,6 +25,7 @@
 import type { onnx } from "onnx-proto";
 import * as onnxProto from "onnx-proto";
 import protobuf from "protobufjs/minimal";
+import { meaningChangedBetween, NEWEST_CHECKED_OPSET } from "./opset";
 
 const onnxValues: typeof onnx =
   (onnxProto as unknown as { default?: { onnx: typeof onnx } }).default?.onnx ??
@@ -82,44 +83,6 @@ export function readFunctionExtras(bytes: Uint8Array): FunctionExtras[] {
 
 const isDefaultDomain = (d: string | null | undefined) => !d || d === "ai.onnx";
 
-/**
- * Default-domain opsets at which an op's existing inputs/attributes started to mean something else (ONNX
- * `docs/Changelog.md`): an attribute became an input, an axis rule or an attribute's values changed, outputs
- * changed. Versions that only added types or attributes whose defaults keep the old behaviour are not listed
- * (e.g. Reshape-14 `allowzero`, Shape-15 `start`/`end`, Cast/Constant/Reshape/Shape-19 and -21 types,
- * Pad-19 `wrap`, ReduceMax/Min-20 bool). Known up to `NEWEST_CHECKED_OPSET`.
- */
-const MEANING_CHANGED_AT: Record<string, number[]> = {
-  Slice: [10],
-  TopK: [10, 11],
-  Upsample: [10],
-  Resize: [11],
-  Pad: [11],
-  Clip: [11],
-  Dropout: [12],
-  Softmax: [13],
-  LogSoftmax: [13],
-  Hardmax: [13],
-  ReduceSum: [13],
-  Squeeze: [13],
-  Unsqueeze: [13],
-  Split: [13],
-  BatchNormalization: [14, 15],
-  ReduceMax: [18],
-  ReduceMean: [18],
-  ReduceMin: [18],
-  ReduceProd: [18],
-  ReduceL1: [18],
-  ReduceL2: [18],
-  ReduceLogSum: [18],
-  ReduceLogSumExp: [18],
-  ReduceSumSquare: [18],
-  DFT: [20],
-  GridSample: [20],
-  GroupNormalization: [21],
-};
-const NEWEST_CHECKED_OPSET = 21;
-
 /** Why the body of a function at default-domain opset `from` would mean something else at `to`, or null. */
 function opsetMismatch(proto: onnx.IFunctionProto, from: number, to: number): string | null {
   if (from > to) return `it uses opset ${from} of the default domain, newer than the model's ${to}`;
@@ -127,7 +90,7 @@ function opsetMismatch(proto: onnx.IFunctionProto, from: number, to: number): st
     return `it uses opset ${from} of the default domain and the model ${to}, past the opsets checked here (≤ ${NEWEST_CHECKED_OPSET})`;
   for (const n of proto.node ?? []) {
     if (!isDefaultDomain(n.domain)) continue;
-    const at = (MEANING_CHANGED_AT[n.opType ?? ""] ?? []).find((v) => v > from && v <= to);
+    const at = meaningChangedBetween(n.opType ?? "", from, to);
     if (at !== undefined)
       return `it uses opset ${from} of the default domain, the model ${to}, and ${n.opType} changed meaning at opset ${at}`;
   }

@@ -11,6 +11,57 @@
 import { attrOf, type Graph, type Node } from "./graph";
 import { inferShapes, normAxis } from "./shape-inference";
 
+/**
+ * Default-domain opsets at which an op's existing inputs/attributes started to mean something else (ONNX
+ * `docs/Changelog.md`): an attribute became an input, an axis rule or an attribute's values changed, outputs
+ * changed. Versions that only added types or attributes whose defaults keep the old behaviour are not listed
+ * (e.g. Reshape-14 `allowzero`, Shape-15 `start`/`end`, Cast/Constant/Reshape/Shape-19 and -21 types,
+ * Pad-19 `wrap`, ReduceMax/Min-20 bool; 22 only added bfloat16 to ops that lacked it, and 23 the 4-bit float
+ * types, besides new ops: Attention, RMSNormalization, RotaryEmbedding). Known up to `NEWEST_CHECKED_OPSET`.
+ */
+export const MEANING_CHANGED_AT: Record<string, number[]> = {
+  Slice: [10],
+  TopK: [10, 11],
+  Upsample: [10],
+  Resize: [11],
+  Pad: [11],
+  Clip: [11],
+  Dropout: [12],
+  Softmax: [13],
+  LogSoftmax: [13],
+  Hardmax: [13],
+  ReduceSum: [13],
+  Squeeze: [13],
+  Unsqueeze: [13],
+  Split: [13],
+  BatchNormalization: [14, 15],
+  ReduceMax: [18],
+  ReduceMean: [18],
+  ReduceMin: [18],
+  ReduceProd: [18],
+  ReduceL1: [18],
+  ReduceL2: [18],
+  ReduceLogSum: [18],
+  ReduceLogSumExp: [18],
+  ReduceSumSquare: [18],
+  DFT: [20],
+  GridSample: [20],
+  GroupNormalization: [21],
+};
+export const NEWEST_CHECKED_OPSET = 23;
+
+/** The opset in (from, to] at which `op` (default domain) changed meaning, or undefined. */
+export function meaningChangedBetween(op: string, from: number, to: number): number | undefined {
+  return (MEANING_CHANGED_AT[op] ?? []).find((v) => v > from && v <= to);
+}
+
+/**
+ * The newest opset whose forms the graph code here reads (shape inference, recognition, autodiff, the export
+ * checks): the 18 forms, and 19/20's type-only changes. A model at a later opset is read as it is where none of
+ * its ops changed meaning after this one.
+ */
+export const READ_AS_OPSET = 20;
+
 const AXES_TO_INPUT_AT_13 = new Set(["ReduceSum", "Squeeze", "Unsqueeze"]);
 
 export function upgradeOpset(graph: Graph, target = 17): Graph {

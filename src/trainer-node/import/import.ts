@@ -18,14 +18,20 @@
 import {
   CanonicalError,
   castLikeToCast,
+  decomposeAttention,
   removeInferenceDropouts,
   removeMulByOne,
   swapLastAxesToTranspose,
 } from "../../core/onnx/canonical";
 import { decodeModelProto, graphFromModelProto, inlineFunctions } from "../../core/onnx/codec";
 import { constantNodesToInitializers, foldConstants, foldWeightTransforms } from "../../core/onnx/fold";
-import type { Graph, ValueInfo } from "../../core/onnx/graph";
-import { upgradeOpset } from "../../core/onnx/opset";
+import { attrOf, type Graph, type ValueInfo } from "../../core/onnx/graph";
+import {
+  meaningChangedBetween,
+  NEWEST_CHECKED_OPSET,
+  READ_AS_OPSET,
+  upgradeOpset,
+} from "../../core/onnx/opset";
 import { inferShapes } from "../../core/onnx/shape-inference";
 import { makeBatchDynamic } from "./batch-axis";
 import { rewriteEinsums } from "./einsum";
@@ -87,7 +93,14 @@ export interface ImportReport {
    * CastLike nodes read as Casts, inference Dropouts removed, and flatten → swap → unflatten chains read as one
    * Transpose of the last two axes (canonical.ts).
    */
-  canonical: { castLike: number; dropout: number; swapTransposes: number; mulByOne: number };
+  canonical: {
+    castLike: number;
+    dropout: number;
+    swapTransposes: number;
+    mulByOne: number;
+    /** Opset-23 Attention ops decomposed into standard ops (canonical.ts). */
+    attention: number;
+  };
   /** Weights read by several linears (ALBERT), each gated with one tied gate. */
   shared: SharedWeight[];
   notes: string[];
@@ -137,8 +150,36 @@ export function importEncoderBytes(bytes: Uint8Array, opts: ImportOptions = {}):
   return imported;
 }
 
+/**
+ * A model past opset 20 is read with the forms of opset 20 (READ_AS_OPSET): refused past the newest opset whose
+ * changelog was checked, or where one of its ops changed meaning after 20 (the operator changelog table).
+ */
+function refuseLaterMeanings(g: Graph): void {
+  if (g.opset <= READ_AS_OPSET) return;
+  if (g.opset > NEWEST_CHECKED_OPSET)
+    throw new ImportError(
+      `model opset ${g.opset} is past the opsets whose operator changes Sluice checks (≤ ${NEWEST_CHECKED_OPSET}): re-export with opset_version=${NEWEST_CHECKED_OPSET} or lower`,
+    );
+  for (const n of g.nodes) {
+    if (n.domain && n.domain !== "ai.onnx") continue;
+    const at = meaningChangedBetween(n.op, READ_AS_OPSET, g.opset);
+    if (at !== undefined)
+      throw new ImportError(
+        `${n.name}: ${n.op} changed meaning at opset ${at} (the model is at ${g.opset}), and Sluice reads it as of opset ${READ_AS_OPSET}; re-export with opset_version=${at - 1}`,
+      );
+  }
+}
+
 /** Detects what is not an encoder before anything is rewritten, naming what it is instead. */
 function refuseNonEncoders(g: Graph): void {
+  const causal = g.nodes.find(
+    (n) =>
+      n.op === "Attention" && (!n.domain || n.domain === "ai.onnx") && attrOf<number>(n, "is_causal") === 1,
+  );
+  if (causal)
+    throw new ImportError(
+      `${causal.name}: Attention with is_causal=1 is causal self-attention: this is a decoder (GPT-style), and Sluice prunes encoders (BERT, DistilBERT, RoBERTa, ELECTRA families)`,
+    );
   const conv = g.nodes.find((n) => n.op === "Conv" || n.op === "ConvTranspose");
   const trilu = g.nodes.find((n) => n.op === "Trilu");
   if (trilu)
@@ -421,7 +462,7 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
     opset: { original: g.opset, canonical: Math.max(17, g.opset) },
     unfused: {},
     folded: { constants: 0, weightTransforms: 0 },
-    canonical: { castLike: 0, dropout: 0, swapTransposes: 0, mulByOne: 0 },
+    canonical: { castLike: 0, dropout: 0, swapTransposes: 0, mulByOne: 0, attention: 0 },
     inputs: [],
     derivedInputs: [],
     outputs: { original: g.outputs.map((o) => o.name), hidden: "" },
@@ -438,12 +479,14 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
   g.toposort();
   report.folded.constants = constantNodesToInitializers(g);
   refuseNonEncoders(g);
+  refuseLaterMeanings(g);
   try {
     report.canonical = {
       castLike: castLikeToCast(g),
       dropout: removeInferenceDropouts(g),
       swapTransposes: 0,
       mulByOne: 0,
+      attention: 0,
     };
   } catch (err) {
     if (err instanceof CanonicalError) throw new ImportError(err.message);
@@ -492,6 +535,17 @@ export function importEncoder(graph: Graph, opts: ImportOptions = {}, fp16?: Flo
   }
   // torch_lib's `a + b` scales b by alpha = 1 (un-optimized dynamo exports), and its SDPA swaps Kᵀ's last axes
   // as Reshape → Transpose → Reshape: the plain Add and one Transpose, as recognition reads them.
+  // torch ≥ 2.8 at opset 23 writes SDPA as the Attention op: the MatMul/Softmax chain recognition reads.
+  try {
+    report.canonical.attention = decomposeAttention(g);
+  } catch (err) {
+    if (err instanceof CanonicalError) throw new ImportError(err.message);
+    throw err;
+  }
+  if (report.canonical.attention > 0)
+    report.notes.push(
+      `${report.canonical.attention} Attention ops (opset 23) read as MatMul → scale → mask → Softmax → MatMul`,
+    );
   report.canonical.mulByOne = removeMulByOne(g);
   report.canonical.swapTransposes = swapLastAxesToTranspose(g);
   if (report.canonical.swapTransposes > 0)
