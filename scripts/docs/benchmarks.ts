@@ -335,7 +335,7 @@ const edgeAb: Formatter = (d) => ({
       `${r.cpuMs.toFixed(2)} ms`,
       `${r.cpuVsFirst.toFixed(2)}×`,
     ]),
-  )}\n\n${d.runs} alternating rounds × ${d.inner} runs per model in one workerd isolate; 1-minute load average ${d.load.before.split(" ")[0]} before / ${d.load.after.split(" ")[0]} after.`,
+  )}\n\n${d.runs} alternating rounds × ${d.inner} runs per model in one workerd isolate${d.bracketed ? ` (the ${d.inner} runs of a round timed together between two I/O ticks, divided by ${d.inner})` : ""}; 1-minute load average ${d.load.before.split(" ")[0]} before / ${d.load.after.split(" ")[0]} after.`,
 });
 
 const edgeProfile: Formatter = (d) => {
@@ -412,7 +412,12 @@ const edge: Formatter = (d) => {
       .map(
         (rt) =>
           `${rtName[rt] ?? rt}: ${Object.entries(m.cells[rt])
-            .map(([c, p]: [string, Json]) => `${c} ${p.runs} runs after ${p.warmup} warm-up`)
+            .map(([c, p]: [string, Json]) =>
+              // workerd cells since the clock-resolution change: each sample is `inner` runs timed together.
+              p.inner === undefined
+                ? `${c} ${p.runs} runs after ${p.warmup} warm-up`
+                : `${c} ${p.runs} samples of ${p.inner} consecutive session.run${p.inner === 1 ? "" : "s"} (timed together, divided by ${p.inner}) after ${p.warmup} warm-up`,
+            )
             .join(", ")}`,
       )
       .join("; ");
