@@ -5,7 +5,7 @@
  *     spam task by `sluice train` (gates + LoRA r=8; see REFERENCE), so its accuracy is a real test-split accuracy;
  *   - bert-base: the BERT-base layout (12L d768 h12 FFN 3072, vocabulary 30522), random weights (accuracy n/a),
  *     pruned by seeded structured gates (bench/lib/gates.ts, as bench:export) through the same export code.
- * int8 variants come from `sluice quantize --gelu tanh --contrib-fusions --pack-qkv` (demo, reference; see INT8_FLAGS) or
+ * int8 variants come from `sluice quantize --gelu tanh --contrib-fusions` (demo, reference; see INT8_FLAGS) or
  * quantizeGraph (bert-base), standard op form.
  *
  * Each variant is timed at b1×128 and b32×128 in three runtimes, each in its own process (bench/lib/ort-time.ts

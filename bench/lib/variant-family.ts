@@ -35,13 +35,13 @@ export async function cli(args: string[]): Promise<void> {
 }
 
 /**
- * How `sluice quantize` writes the int8 twins: standard op form, the tanh GELU, the contrib fusions
- * (SkipLayerNormalization, MultiHeadAttention) and packed Q/K/V projections. The last three measured cheaper inside
- * workerd on the reference encoder's 0.4 int8 variant (docs/edge-heads.md; packing by ~2%, exact); the tanh GELU is
- * an approximation (≤ 4.8e-4 per activation), so it is an int8-only option, judged like the int8 weights by
- * accuracy and predictions changed vs fp32.
+ * How `sluice quantize` writes the int8 twins: standard op form, the tanh GELU and the contrib fusions
+ * (SkipLayerNormalization, MultiHeadAttention). The last two measured cheaper inside workerd on the reference
+ * encoder's 0.4 int8 variant (docs/edge-heads.md); the tanh GELU is an approximation (≤ 4.8e-4 per activation), so
+ * it is an int8-only option, judged like the int8 weights by accuracy and predictions changed vs fp32.
+ * `--pack-qkv` is not here: exact, but no faster side by side in workerd on a quiet machine (docs/edge-heads.md).
  */
-export const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions", "--pack-qkv"];
+export const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions"];
 
 export interface FamilyDirs {
   fp32: string;
