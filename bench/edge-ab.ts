@@ -1,17 +1,17 @@
 /**
  * bench:edge's workerd cell for a few model files side by side: onnxruntime-web inside workerd (the bench Worker,
  * bench/edge-worker), every model loaded into one isolate, then `--runs` rounds of one session.run per model in
- * turn (alternating, so a change in machine load hits every model alike). workerd's clock moves in whole ms, so
- * each request does `--inner` session.runs (each timed in the isolate as bench:edge does) and counts their mean;
- * the statistic is the median of those means over the rounds. Also workerd's CPU time per session.run (the
+ * turn (alternating, so a change in machine load hits every model alike). workerd's clock moves in whole ms only
+ * at I/O, so each request times `--inner` consecutive session.runs together between two I/O ticks and divides by
+ * `--inner` (as bench:edge does); the statistic is the median of those per-run times over the rounds. Also workerd's CPU time per session.run (the
  * workerd processes' user + system time around each request, 10 ms ticks, summed over all rounds and divided by
  * the runs: far steadier than wall time on a loaded machine). Prints both per model, their ratios to the first
  * model, and the load average before and after.
  *
- *   tsx bench/edge-ab.ts [--runs 25] [--inner 4] [--batch 1] [--seq 128] label=file.onnx@level ...
- * level: disabled (a graph fused at export, as the gateway runs it) or all.
+ *   tsx bench/edge-ab.ts [--runs 25] [--inner 4] [--batch 1] [--seq 128] [--out file.json] label=file.onnx@level ...
+ * level: disabled (a graph fused at export, as the gateway runs it) or all. --out also writes the JSON to a file.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -27,6 +27,7 @@ const { values: flags, positionals } = parseArgs({
     seq: { type: "string", default: "128" },
     warmup: { type: "string", default: "3" },
     inner: { type: "string", default: "4" },
+    out: { type: "string" },
   },
 });
 const int = (name: keyof typeof flags) => {
@@ -80,9 +81,11 @@ try {
   for (let r = 0; r < RUNS; r++)
     for (let i = 0; i < models.length; i++) {
       const c0 = processCpuMs(pids);
-      const res = await call(`/run/m${i}?batch=${BATCH}&seq=${SEQ}&runs=${INNER}`, { method: "POST" });
+      const res = await call(`/run/m${i}?batch=${BATCH}&seq=${SEQ}&runs=1&inner=${INNER}`, {
+        method: "POST",
+      });
       cpu[i] += processCpuMs(pids) - c0;
-      ms[i].push(res.ms.reduce((a: number, b: number) => a + b, 0) / res.ms.length);
+      ms[i].push(res.ms[0]);
     }
   const p50 = ms.map(median);
   const cpuMs = cpu.map((c) => c / (RUNS * INNER));
@@ -96,16 +99,20 @@ try {
   }));
   console.table(rows);
   const fmt = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
-  console.log(
-    JSON.stringify({
-      batch: BATCH,
-      seq: SEQ,
-      runs: RUNS,
-      inner: INNER,
-      load: { before: fmt(loadBefore), after: fmt(os.loadavg()) },
-      rows,
-    }),
-  );
+  const result = {
+    command: `tsx bench/edge-ab.ts ${process.argv.slice(2).join(" ")}`,
+    generatedAt: new Date().toISOString(),
+    batch: BATCH,
+    seq: SEQ,
+    runs: RUNS,
+    inner: INNER,
+    /** The inner runs of a round are timed together between two I/O ticks (not one by one). */
+    bracketed: true,
+    load: { before: fmt(loadBefore), after: fmt(os.loadavg()) },
+    rows,
+  };
+  console.log(JSON.stringify(result));
+  if (flags.out) writeFileSync(flags.out, `${JSON.stringify(result, null, 2)}\n`);
 } finally {
   await dev.stop();
 }

@@ -175,6 +175,17 @@ ${forms.join("\n")}
 
 contrib / standard p50 in ORT-web wasm: dense ${ratio("dense", "b1x128")}× (b1), ${ratio("dense", "b32x128")}× (b32);
 0.4 ${ratio("0.4", "b1x128")}× (b1), ${ratio("0.4", "b32x128")}× (b32) (above 1: standard is faster).
+
+## Packed Q/K/V (\`--pack-qkv\`)
+
+\`sluice quantize --pack-qkv\` (with \`--optimize edge\`) writes the int8 linears that read one activation — each
+attention block's Q, K and V — as one com.microsoft.DynamicQuantizeMatMul over their int8 weights concatenated
+column-wise (per-column scales and biases concatenated), then one Split straight into the per-head-group parts
+(\`export/pack-int8.ts\`). Every column keeps its int8 values, scale and bias and the activation is quantized once
+either way, so the packed graph computes the unpacked one exactly (max |Δlogit| 0 in onnxruntime-web on the
+reference encoder's 0.4 variant; checked by the edge optimisation's wasm check). What it changes is three GEMM
+calls and three Splits per block into one each; the side-by-side measurement inside workerd is in
+[edge-heads.md](edge-heads.md). The manifest's \`training.hyperparameters.quantization.packedQkv\` records it.
 `;
 }
 

@@ -8,7 +8,9 @@
  *   PUT    /model/:id?offset=N&total=N   a chunk of the model's bytes
  *   POST   /session/:id?level=L          create the session from the uploaded bytes at graph optimisation level L
  *                                        (all | disabled, as the gateway picks it; default all) -> { createMs }
- *   POST   /run/:id?batch=B&seq=S&runs=N -> { ms: number[] } one entry per session.run, timed in the isolate
+ *   POST   /run/:id?batch=B&seq=S&runs=N[&inner=K]
+ *                                        -> { ms: number[] } one entry per sample: K consecutive session.runs (default
+ *                                           1) timed together in the isolate, divided by K
  *   DELETE /session/:id
  */
 import type { InferenceSession, Tensor } from "onnxruntime-web/wasm";
@@ -39,8 +41,9 @@ function feeds(ort: ReturnType<typeof loadOrt>, names: readonly string[], batch:
 
 /**
  * workerd advances its clock only between I/O events (a Spectre mitigation; 1 ms granularity in production), so
- * a run is bracketed by zero-length timer waits: each wait lets the clock catch up to real time without adding
- * CPU work to the span being timed.
+ * a sample is bracketed by zero-length timer waits: each wait lets the clock catch up to real time without adding
+ * CPU work to the span being timed. Between two waits the clock reads whole ms, so a sample of `inner` runs back
+ * to back, divided by `inner`, resolves a run to 1/inner ms.
  */
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
 
@@ -90,13 +93,15 @@ export default {
         const session = sessions.get(id);
         if (!session) return json({ error: `no session ${id}` }, 404);
         const input = feeds(loadOrt(), session.inputNames, num("batch"), num("seq"));
+        const inner = url.searchParams.has("inner") ? num("inner") : 1;
+        if (inner < 1) return json({ error: "query parameter inner must be an integer >= 1" }, 400);
         const ms: number[] = [];
         for (let r = 0, runs = num("runs"); r < runs; r++) {
           await tick();
           const t0 = performance.now();
-          await session.run(input);
+          for (let k = 0; k < inner; k++) await session.run(input);
           await tick();
-          ms.push(performance.now() - t0);
+          ms.push((performance.now() - t0) / inner);
         }
         return json({ ms });
       }

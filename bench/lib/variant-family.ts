@@ -40,6 +40,7 @@ export async function cli(args: string[]): Promise<void> {
  * (SkipLayerNormalization, MultiHeadAttention). The last two measured cheaper inside workerd on the reference
  * encoder's 0.4 int8 variant (docs/edge-heads.md); the tanh GELU is an approximation (≤ 4.8e-4 per activation), so
  * it is an int8-only option, judged like the int8 weights by accuracy and predictions changed vs fp32.
+ * `--pack-qkv` is not here: exact, but no faster side by side in workerd on a quiet machine (docs/edge-heads.md).
  */
 export const INT8_FLAGS = ["--op-form", "standard", "--gelu", "tanh", "--contrib-fusions"];
 

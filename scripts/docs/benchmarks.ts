@@ -317,22 +317,25 @@ const sparsity: Formatter = (d, name) => {
   };
 };
 
-const edgeAb: Formatter = (d) => ({
-  title: "Side by side in workerd (reference encoder, b1×128)",
-  command: d.command,
-  date: d.generatedAt,
-  detail: "edge-heads.md",
-  body: `${table(
-    ["model", "p50 (wall, in the isolate)", "first / model", "CPU ms per run", "first / model"],
-    d.rows.map((r: Json) => [
-      r.label,
-      `${r.p50Ms.toFixed(2)} ms`,
-      `${r.vsFirst.toFixed(2)}×`,
-      `${r.cpuMs.toFixed(2)} ms`,
-      `${r.cpuVsFirst.toFixed(2)}×`,
-    ]),
-  )}\n\n${d.runs} alternating rounds × ${d.inner} runs per model in one workerd isolate; 1-minute load average ${d.load.before.split(" ")[0]} before / ${d.load.after.split(" ")[0]} after.`,
-});
+/** bench/edge-ab.ts output (committed by hand with a `command` and `models` naming what was compared). */
+const edgeAbTitled =
+  (title: string): Formatter =>
+  (d) => ({
+    title,
+    command: d.command,
+    date: d.generatedAt,
+    detail: "edge-heads.md",
+    body: `${table(
+      ["model", "p50 (wall, in the isolate)", "first / model", "CPU ms per run", "first / model"],
+      d.rows.map((r: Json) => [
+        r.label,
+        `${r.p50Ms.toFixed(2)} ms`,
+        `${r.vsFirst.toFixed(2)}×`,
+        `${r.cpuMs.toFixed(2)} ms`,
+        `${r.cpuVsFirst.toFixed(2)}×`,
+      ]),
+    )}\n\n${d.runs} alternating rounds × ${d.inner} runs per model in one workerd isolate${d.bracketed ? ` (the ${d.inner} runs of a round timed together between two I/O ticks, divided by ${d.inner})` : ""}; 1-minute load average ${d.load.before.split(" ")[0]} before / ${d.load.after.split(" ")[0]} after.`,
+  });
 
 const edgeProfile: Formatter = (d) => {
   const cats = [...new Set((d.models as Json[]).flatMap((m) => Object.keys(m.byCategory)))];
@@ -408,7 +411,12 @@ const edge: Formatter = (d) => {
       .map(
         (rt) =>
           `${rtName[rt] ?? rt}: ${Object.entries(m.cells[rt])
-            .map(([c, p]: [string, Json]) => `${c} ${p.runs} runs after ${p.warmup} warm-up`)
+            .map(([c, p]: [string, Json]) =>
+              // workerd cells since the clock-resolution change: each sample is `inner` runs timed together.
+              p.inner === undefined || p.inner === 1
+                ? `${c} ${p.runs} runs${p.inner === 1 ? " (one session.run per sample: a run spans over 50 ms)" : ""} after ${p.warmup} warm-up`
+                : `${c} ${p.runs} samples of ${p.inner} consecutive session.run${p.inner === 1 ? "" : "s"} (timed together, divided by ${p.inner}) after ${p.warmup} warm-up`,
+            )
             .join(", ")}`,
       )
       .join("; ");
@@ -648,7 +656,8 @@ export const FORMATTERS: Record<string, Formatter> = {
   "ab-validity": abValidity,
   fusion,
   edge,
-  "edge-ab": edgeAb,
+  "edge-ab": edgeAbTitled("Side by side in workerd (reference encoder, b1×128)"),
+  "edge-ab-pack": edgeAbTitled("Packed Q/K/V side by side in workerd (reference encoder, b1×128)"),
   "edge-profile": edgeProfile,
   gateway,
   "gateway-compare": gatewayCompare,

@@ -45,6 +45,8 @@ const USAGE = `usage: sluice quantize <variant dir> --out <dir> [options]
                             Needs --optimize edge; judged by the variant's accuracy and predictions changed
   --contrib-fusions         also fuse residual Add + LayerNorm into SkipLayerNormalization and each attention
                             chain into MultiHeadAttention (checked in onnxruntime-web like --optimize edge)
+  --pack-qkv                pack the int8 linears that read one activation (each attention block's Q, K and V)
+                            into one DynamicQuantizeMatMul + Split (exact; checked like --contrib-fusions)
 ${OPTIMIZE_USAGE}`;
 
 interface Source {
@@ -99,6 +101,7 @@ export const command: Command = {
           optimize: { type: "string" },
           gelu: { type: "string", default: "erf" },
           "contrib-fusions": { type: "boolean", default: false },
+          "pack-qkv": { type: "boolean", default: false },
         },
       },
       USAGE,
@@ -117,10 +120,11 @@ export const command: Command = {
     for (const [flag, on] of [
       ["--gelu tanh", gelu === "tanh"],
       ["--contrib-fusions", o["contrib-fusions"]],
+      ["--pack-qkv", o["pack-qkv"]],
     ] as const)
       if (on && optimize === "none")
         throw new UsageError(`${flag} needs --optimize edge (got --optimize none)`);
-    const edge = { gelu, contrib: o["contrib-fusions"] ?? false };
+    const edge = { gelu, contrib: o["contrib-fusions"] ?? false, pack: o["pack-qkv"] ?? false };
     const src = await loadSource(positionals[0]);
     const [task, split] = src.manifest.metrics.evalSet.name.split("/");
     const fixed = fixedSequenceOf(src.graph);
@@ -171,7 +175,7 @@ async function writeInt8Variant(
   quantize: ReturnType<typeof precisionFlags>["quantize"],
   runs: number,
   optimize: GraphOptimization,
-  edge: { gelu: GeluForm; contrib: boolean },
+  edge: { gelu: GeluForm; contrib: boolean; pack: boolean },
 ): Promise<Manifest> {
   // An edge-optimized source quantizes as it is (quantizeGraph reads its MatMul/Gemm, contrib ops pass through);
   // the int8 graph is then fused again.
@@ -184,6 +188,7 @@ async function writeInt8Variant(
     undefined,
     undefined,
     edge.contrib,
+    edge.pack,
   );
   logOptimization(optimized.report, (line) => console.error(line));
   const graph = optimized.graph;
@@ -247,6 +252,7 @@ async function writeInt8Variant(
           ...quantizationRecord(report),
           gelu: tanhGelus > 0 ? "tanh" : "erf",
           contribFusions: optimized.report.contrib?.applied ?? false,
+          ...(edge.pack ? { packedQkv: optimized.report.pack?.applied ?? false } : {}),
           fromSha256: src.manifest.artifact.sha256,
         },
       },

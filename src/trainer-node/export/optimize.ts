@@ -21,6 +21,9 @@
  * one, the graph with onnxruntime's fusions alone is written (`report.contrib` says which). Off by default:
  * bench/edge-ab.ts measured no gain from it inside workerd on the reference encoder's dense fp32 model, and a
  * gain on its 0.4 int8 twin, where `sluice quantize --contrib-fusions` asks for it (docs/edge-heads.md).
+ *
+ * With `pack` (off by default), export/pack-int8.ts also packs the int8 linears that read one activation (Q, K, V)
+ * into one DynamicQuantizeMatMul + Split, in the same candidate graph and under the same checks.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
@@ -31,6 +34,7 @@ import { decodeModel, encodeModel } from "../../core/onnx/codec";
 import type { Graph } from "../../core/onnx/graph";
 import { ioSignatureOf } from "../../core/onnx/signature";
 import { type ContribFusionReport, fuseContribOps } from "./edge-fusion";
+import { type PackReport, packInt8Linears } from "./pack-int8";
 import { argmaxRows, type TokenBatch } from "./run";
 import type { WasmJob, WasmResult } from "./wasm-check";
 import { runWasmChild, wasmBatch } from "./wasm-child";
@@ -85,6 +89,8 @@ export interface OptimizeReport {
   ms?: number;
   /** The contrib fusions on top of onnxruntime's (edge-fusion.ts): how many, or why they were not kept. */
   contrib?: ContribFusionReport & { applied: boolean; reason?: string };
+  /** The packed int8 projections (pack-int8.ts), when asked for: how many, and whether the graph kept them. */
+  pack?: PackReport & { applied: boolean; reason?: string };
 }
 
 const opKey = (n: Graph["nodes"][number]) => `${n.domain || "ai.onnx"}:${n.op}`;
@@ -154,6 +160,8 @@ export async function optimizeForEdge(
   graphBytes?: Uint8Array,
   /** Also apply edge-fusion.ts's contrib fusions (see the file comment). */
   contrib = false,
+  /** Also pack the int8 linears that share an input (pack-int8.ts). */
+  pack = false,
 ): Promise<{ graph: Graph; report: OptimizeReport; bytes?: Uint8Array }> {
   const t0 = performance.now();
   const report: OptimizeReport = {
@@ -181,13 +189,17 @@ export async function optimizeForEdge(
     return keep("onnxruntime changed the graph's inputs or outputs");
   const contribGraph = fused.clone();
   let contribCounts: ContribFusionReport = { skipLayerNorm: 0, multiHeadAttention: 0 };
+  let packCounts: PackReport = { groups: 0, linears: 0 };
   let contribError: string | undefined;
   try {
     if (contrib) contribCounts = fuseContribOps(contribGraph);
+    if (pack) packCounts = packInt8Linears(contribGraph);
   } catch (err) {
-    contribError = `the contrib fusions failed: ${(err as Error).message}`;
+    contribError = `the ${contrib ? "contrib fusions" : "int8 packing"} failed: ${(err as Error).message}`;
   }
-  const withContrib = !contribError && contribCounts.skipLayerNorm + contribCounts.multiHeadAttention > 0;
+  // One candidate holds both (the contrib fusions and the packing), checked together in wasm.
+  const withContrib =
+    !contribError && contribCounts.skipLayerNorm + contribCounts.multiHeadAttention + packCounts.groups > 0;
   // What is checked is what will be written: the fused graph as this codebase encodes it.
   const fusedBytes = encodeModel(fused);
   const contribBytes = withContrib ? encodeModel(contribGraph) : undefined;
@@ -227,7 +239,7 @@ export async function optimizeForEdge(
   };
   const contribRefusal = withContrib
     ? refusal(contribResult)
-    : (contribError ?? (contrib ? "nothing to fuse" : "not requested"));
+    : (contribError ?? (contrib || pack ? "nothing to fuse" : "not requested"));
   const useContrib = withContrib && contribRefusal === undefined;
   const chosen = useContrib ? contribResult : ortOnly;
   if (useContrib) {
@@ -236,6 +248,12 @@ export async function optimizeForEdge(
   if (contrib)
     report.contrib = {
       ...contribCounts,
+      applied: useContrib,
+      ...(contribRefusal ? { reason: contribRefusal } : {}),
+    };
+  if (pack)
+    report.pack = {
+      ...packCounts,
       applied: useContrib,
       ...(contribRefusal ? { reason: contribRefusal } : {}),
     };

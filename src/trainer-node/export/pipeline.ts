@@ -235,6 +235,12 @@ export function logOptimization(r: OptimizeReport, log: (line: string) => void):
         `${r.predictionsChanged} of ${r.rows} predictions changed (${((r.ms ?? 0) / 1000).toFixed(1)} s)`,
     );
   else if (r.reason) log(`graph optimisation skipped, the unfused graph is written: ${r.reason}`);
+  if (r.pack)
+    log(
+      r.pack.applied
+        ? `int8 packing: ${r.pack.linears} int8 linears packed into ${r.pack.groups} (one per shared input)`
+        : `int8 packing not kept: ${r.pack.reason ?? "nothing to pack"}`,
+    );
 }
 
 /**
