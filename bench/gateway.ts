@@ -31,13 +31,15 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ortNode from "onnxruntime-node";
-import { mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
+import { freePort, mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import { type Manifest, parseManifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
 import { push } from "../src/trainer-node/commands/push";
 import { requestJson } from "../src/trainer-node/registry-client";
+import { attribute, Inspector } from "./lib/cpu-profile";
 import { updateBenchmarksPage } from "./lib/docs";
+import { threadCpuMs } from "./lib/workerd-cpu";
 import { REFERENCE_DESCRIPTION, referenceTargetDirs } from "./lib/variant-family";
 
 const { values: args } = parseArgs({
@@ -55,6 +57,10 @@ const { values: args } = parseArgs({
     compare: { type: "string" },
     rounds: { type: "string", default: "1" },
     margin: { type: "string", default: "0.03" },
+    /** Requests sent at concurrency 1 under a V8 CPU profile of the Worker (0: no profile). */
+    profile: { type: "string", default: "0" },
+    /** The profiler's sampling interval, microseconds. */
+    "profile-interval": { type: "string", default: "200" },
   },
 });
 const seq = Number(args.seq);
@@ -317,6 +323,29 @@ async function infer(url: string, target: Target, apiKey = dev!.apiKey): Promise
  * Worker (the one with an inspector), the workerd in front of it (wrangler's proxy), and wrangler itself (node).
  * Linux only; empty elsewhere.
  */
+/** The process ids in wrangler's group, by role (see groupCpuTicks). */
+function groupPids(pgid: number): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  let pids: string[] = [];
+  try {
+    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" }).trim().split("\n");
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const role = cmd.includes("workerd")
+        ? cmd.includes("--inspector-addr")
+          ? "workerdWorker"
+          : "workerdProxy"
+        : "other";
+      (out[role] ??= []).push(Number(pid));
+    } catch {}
+  }
+  return out;
+}
+
 function groupCpuTicks(pgid: number): Record<string, number> {
   const out: Record<string, number> = {};
   let pids: string[] = [];
@@ -464,6 +493,46 @@ async function level(
   };
 }
 
+/**
+ * `n` requests at concurrency 1 under a CPU profile of the Worker's isolate (bench/lib/cpu-profile.ts): the
+ * samples per module, and per request the CPU ms of each part (samples x interval / requests).
+ */
+async function profiled(url: string, target: Target, inspectorPort: number, n: number) {
+  const intervalUs = Number(args["profile-interval"]);
+  const inspector = await Inspector.connect(inspectorPort);
+  try {
+    const sources = await inspector.scriptSources();
+    const key = treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "";
+    for (let i = 0; i < 20; i++) await infer(url, target, key);
+    await inspector.startProfile(intervalUs);
+    const cpu0 = groupCpuTicks(dev!.pid);
+    const workerPid = groupPids(dev!.pid).workerdWorker?.[0];
+    const threads0 = workerPid ? threadCpuMs(workerPid) : new Map();
+    const t0 = performance.now();
+    let keyUses = 0;
+    let k = key;
+    for (let i = 0; i < n; i++) {
+      if (treeHasKeys && ++keyUses > 500) {
+        k = await mintDevKey(url, dev!.adminToken, ["infer"]);
+        keyUses = 1;
+      }
+      await infer(url, target, k);
+    }
+    const wallMs = performance.now() - t0;
+    const cpu1 = groupCpuTicks(dev!.pid);
+    const threads1 = workerPid ? threadCpuMs(workerPid) : new Map();
+    const profile = await inspector.stopProfile();
+    const threads = [...threads1].map(([tid, t]) => ({ tid, name: t.name, ms: t.ms - (threads0.get(tid)?.ms ?? 0) }));
+    const a = attribute(profile, sources);
+    // The Worker process's own CPU over the same requests (kernel clock ticks): a check on the sample count.
+    const workerdCpuMs = ((cpu1.workerdWorker ?? 0) - (cpu0.workerdWorker ?? 0)) * 10;
+    const deltasMs = profile.timeDeltas.reduce((x, y) => x + y, 0) / 1000;
+    return { requests: n, intervalUs, wallMs, workerdCpuMs, threads, deltasMs, ...a };
+  } finally {
+    inspector.close();
+  }
+}
+
 /** onnxruntime-node on one thread, same bytes and input; `once()` times one run. */
 async function ortNodeBaseline() {
   const session = await ortNode.InferenceSession.create(modelBytes, {
@@ -517,11 +586,14 @@ type Variants = "dense" | "family";
  * level. `interleaveNode` alternates the c=1 requests with onnxruntime-node runs (single runs only).
  */
 async function measure(tree: string | undefined, variants: Variants, interleaveNode: boolean) {
+  const profileRequests = Number(args.profile);
+  const inspectorPort = await freePort();
   dev = await startWranglerDev({
     ...(args.auth === "off" ? { vars: { AUTH: "off" } } : {}),
     tree,
     mintKey: false,
     snapshot: true,
+    args: ["--inspector-port", String(inspectorPort)],
   });
   const { url } = dev;
   treeHasKeys = await probeKeys(url, dev.adminToken);
@@ -550,9 +622,10 @@ async function measure(tree: string | undefined, variants: Variants, interleaveN
       `  ${levels.at(-1)!.throughputRps.toFixed(1)} req/s, ${levels.at(-1)!.errors} errors, ${levels.at(-1)!.proxyRetries} proxy retries, p50 ${fmt(levels.at(-1)!.e2e.p50Ms)} ms, p95 ${fmt(levels.at(-1)!.e2e.p95Ms)} ms, served by ${JSON.stringify(levels.at(-1)!.servedBy)}`,
     );
   }
+  const profile = profileRequests > 0 ? await profiled(url, target, inspectorPort, profileRequests) : undefined;
   dev.stop();
   dev = undefined;
-  return { cold, levels, baseline, family };
+  return { cold, levels, baseline, family, profile };
 }
 
 /** The served tree, as the JSON records it. */
@@ -572,7 +645,12 @@ const machineRecord = () => ({
 
 async function single() {
   const variants = args.variants as Variants;
-  const { cold, levels, baseline, family } = await measure(args.tree, variants, true);
+  const { cold, levels, baseline, family, profile } = await measure(args.tree, variants, true);
+  if (profile && process.env.BENCH_DUMP) {
+    const top = Object.entries(profile.byFunction).sort((a, b) => b[1] - a[1]).slice(0, 60);
+    console.error(JSON.stringify({ ...profile, byFunction: undefined }, null, 1));
+    for (const [f, n] of top) console.error(`${n}\t${f}`);
+  }
   const params = graph.parameterCount();
   const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
   if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline!.once());
@@ -681,6 +759,7 @@ async function single() {
     ortNode1Thread: node,
     levels: levelResults,
     ortWebOverNodeRatio: ratio,
+    ...(profile ? { profile } : {}),
   };
   const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway.json");
   mkdirSync(path.dirname(out), { recursive: true });
