@@ -58,7 +58,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "1" },
     margin: { type: "string", default: "0.03" },
     /** Requests sent at concurrency 1 under a V8 CPU profile of the Worker (0: no profile). */
-    profile: { type: "string", default: "0" },
+    profile: { type: "string", default: "500" },
     /** The profiler's sampling interval, microseconds. */
     "profile-interval": { type: "string", default: "200" },
   },
@@ -493,41 +493,68 @@ async function level(
   };
 }
 
+/** What a profiled sample's module counts as: the runtime's work, the tokenizer, the VM's, or the gateway's. */
+function partOf(module: string): "onnxruntime" | "tokenizer" | "vm" | "gateway" {
+  if (module === "(wasm)" || module.includes("onnxruntime-web")) return "onnxruntime";
+  if (module.includes("@huggingface/tokenizers")) return "tokenizer";
+  if (module.startsWith("(")) return "vm"; // (program), (gc), (native): workerd and V8 outside any module
+  return "gateway"; // src/ and the libraries it calls (hono, zod, drizzle)
+}
+
 /**
- * `n` requests at concurrency 1 under a CPU profile of the Worker's isolate (bench/lib/cpu-profile.ts): the
- * samples per module, and per request the CPU ms of each part (samples x interval / requests).
+ * The gateway's own CPU per request, from `n` requests at concurrency 1 under a CPU profile of the Worker's
+ * isolate (bench/lib/cpu-profile.ts). The isolate thread's CPU time over the requests (/proc, kernel ticks) is
+ * split by the profile's samples: a part's CPU is the thread's CPU times the part's share of the busy samples.
+ * The share, not samples x interval: on a loaded machine V8's sampler thread is itself preempted and takes
+ * fewer samples than the interval implies (`samplingCoverage`, 1.0 on an idle machine), but it still lands at
+ * random points of the isolate's work, so the shares hold.
  */
 async function profiled(url: string, target: Target, inspectorPort: number, n: number) {
   const intervalUs = Number(args["profile-interval"]);
   const inspector = await Inspector.connect(inspectorPort);
   try {
     const sources = await inspector.scriptSources();
-    const key = treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "";
-    for (let i = 0; i < 20; i++) await infer(url, target, key);
-    await inspector.startProfile(intervalUs);
-    const cpu0 = groupCpuTicks(dev!.pid);
+    // fresh keys, each sent at most 500 requests (the per-key rate limit, as in level())
+    const keys: string[] = [];
+    for (let i = 0; i < (treeHasKeys ? Math.ceil(n / 500) : 1); i++)
+      keys.push(treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "");
+    for (let i = 0; i < 20; i++) await infer(url, target, keys[0]);
     const workerPid = groupPids(dev!.pid).workerdWorker?.[0];
-    const threads0 = workerPid ? threadCpuMs(workerPid) : new Map();
+    if (!workerPid) throw new Error("profile: the Worker's workerd process was not found");
+    await inspector.startProfile(intervalUs);
+    const threads0 = threadCpuMs(workerPid);
     const t0 = performance.now();
-    let keyUses = 0;
-    let k = key;
-    for (let i = 0; i < n; i++) {
-      if (treeHasKeys && ++keyUses > 500) {
-        k = await mintDevKey(url, dev!.adminToken, ["infer"]);
-        keyUses = 1;
-      }
-      await infer(url, target, k);
-    }
+    for (let i = 0; i < n; i++) await infer(url, target, keys[Math.floor(i / 500)]);
     const wallMs = performance.now() - t0;
-    const cpu1 = groupCpuTicks(dev!.pid);
-    const threads1 = workerPid ? threadCpuMs(workerPid) : new Map();
+    const threads1 = threadCpuMs(workerPid);
     const profile = await inspector.stopProfile();
-    const threads = [...threads1].map(([tid, t]) => ({ tid, name: t.name, ms: t.ms - (threads0.get(tid)?.ms ?? 0) }));
     const a = attribute(profile, sources);
-    // The Worker process's own CPU over the same requests (kernel clock ticks): a check on the sample count.
-    const workerdCpuMs = ((cpu1.workerdWorker ?? 0) - (cpu0.workerdWorker ?? 0)) * 10;
-    const deltasMs = profile.timeDeltas.reduce((x, y) => x + y, 0) / 1000;
-    return { requests: n, intervalUs, wallMs, workerdCpuMs, threads, deltasMs, ...a };
+    // The isolate runs on the process's main thread (named like the process; the busiest such thread).
+    const isolate = [...threads1]
+      .filter(([, t]) => t.name === "workerd")
+      .map(([tid, t]) => t.ms - (threads0.get(tid)?.ms ?? 0))
+      .reduce((x, y) => Math.max(x, y), 0);
+    const perSample = isolate / a.busySamples / n; // CPU ms per request that one busy sample stands for
+    const parts = { gateway: 0, onnxruntime: 0, tokenizer: 0, vm: 0 };
+    for (const [module, k] of Object.entries(a.byModule)) parts[partOf(module)] += k * perSample;
+    const top = (r: Record<string, number>, keep: (k: string) => boolean, count: number) =>
+      Object.entries(r)
+        .filter(([k]) => keep(k))
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, count)
+        .map(([name, k]) => ({ name, cpuMsPerRequest: k * perSample }));
+    return {
+      requests: n,
+      intervalUs,
+      wallMsPerRequest: wallMs / n,
+      isolateCpuMsPerRequest: isolate / n,
+      samplingCoverage: (a.busySamples * intervalUs) / 1000 / isolate,
+      busySamples: a.busySamples,
+      cpuMsPerRequest: parts,
+      gatewayModules: top(a.byModule, (m) => partOf(m) === "gateway", 20),
+      gatewayFunctions: top(a.byFunction, (f) => partOf(f.slice(0, f.indexOf(":"))) === "gateway", 30),
+      ownInclusive: top(a.inclusive, () => true, 30),
+    };
   } finally {
     inspector.close();
   }
@@ -554,6 +581,7 @@ async function ortNodeBaseline() {
   };
 }
 
+const fmt3 = (x: number) => x.toFixed(3);
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
 const loadAtStart = os.loadavg();
@@ -646,11 +674,7 @@ const machineRecord = () => ({
 async function single() {
   const variants = args.variants as Variants;
   const { cold, levels, baseline, family, profile } = await measure(args.tree, variants, true);
-  if (profile && process.env.BENCH_DUMP) {
-    const top = Object.entries(profile.byFunction).sort((a, b) => b[1] - a[1]).slice(0, 60);
-    console.error(JSON.stringify({ ...profile, byFunction: undefined }, null, 1));
-    for (const [f, n] of top) console.error(`${n}\t${f}`);
-  }
+
   const params = graph.parameterCount();
   const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
   if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline!.once());
@@ -717,6 +741,15 @@ async function single() {
       `total - load - tokenize - infer + auth + generation (any tree); mean ${fmt(levels[0].overheadLegacy.meanMs)}`,
     ],
   ];
+  if (profile) {
+    const c = profile.cpuMsPerRequest;
+    rows.push([
+      "gateway CPU per request",
+      "",
+      "",
+      `mean ${fmt3(c.gateway)} ms (CPU profile, ${profile.requests} requests at c=1); onnxruntime ${fmt3(c.onnxruntime)}, tokenizer ${fmt3(c.tokenizer)}, V8/workerd ${fmt3(c.vm)}; sampling coverage ${profile.samplingCoverage.toFixed(2)}`,
+    ]);
+  }
   for (const l of levels) {
     rows.push([
       `end to end, concurrency ${l.concurrency}`,
