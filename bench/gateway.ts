@@ -39,8 +39,8 @@ import { push } from "../src/trainer-node/commands/push";
 import { requestJson } from "../src/trainer-node/registry-client";
 import { attribute, Inspector } from "./lib/cpu-profile";
 import { updateBenchmarksPage } from "./lib/docs";
-import { threadCpuMs } from "./lib/workerd-cpu";
 import { REFERENCE_DESCRIPTION, referenceTargetDirs } from "./lib/variant-family";
+import { threadCpuMs } from "./lib/workerd-cpu";
 
 const { values: args } = parseArgs({
   options: {
@@ -328,7 +328,9 @@ function groupPids(pgid: number): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   let pids: string[] = [];
   try {
-    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" }).trim().split("\n");
+    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" })
+      .trim()
+      .split("\n");
   } catch {
     return out;
   }
@@ -340,7 +342,7 @@ function groupPids(pgid: number): Record<string, number[]> {
           ? "workerdWorker"
           : "workerdProxy"
         : "other";
-      (out[role] ??= []).push(Number(pid));
+      out[role] = [...(out[role] ?? []), Number(pid)];
     } catch {}
   }
   return out;
@@ -650,7 +652,8 @@ async function measure(tree: string | undefined, variants: Variants, interleaveN
       `  ${levels.at(-1)!.throughputRps.toFixed(1)} req/s, ${levels.at(-1)!.errors} errors, ${levels.at(-1)!.proxyRetries} proxy retries, p50 ${fmt(levels.at(-1)!.e2e.p50Ms)} ms, p95 ${fmt(levels.at(-1)!.e2e.p95Ms)} ms, served by ${JSON.stringify(levels.at(-1)!.servedBy)}`,
     );
   }
-  const profile = profileRequests > 0 ? await profiled(url, target, inspectorPort, profileRequests) : undefined;
+  const profile =
+    profileRequests > 0 ? await profiled(url, target, inspectorPort, profileRequests) : undefined;
   dev.stop();
   dev = undefined;
   return { cold, levels, baseline, family, profile };

@@ -74,7 +74,9 @@ export class Inspector {
           const ws = new WebSocket(target.webSocketDebuggerUrl, { headers: { Origin: "http://localhost" } });
           await new Promise<void>((resolve, reject) => {
             ws.addEventListener("open", () => resolve());
-            ws.addEventListener("error", () => reject(new Error(`inspector: cannot connect on port ${port}`)));
+            ws.addEventListener("error", () =>
+              reject(new Error(`inspector: cannot connect on port ${port}`)),
+            );
           });
           return new Inspector(ws);
         }
@@ -221,7 +223,10 @@ export function attribute(
     const at = r ? moduleAt(r, n.callFrame.lineNumber) : undefined;
     const out =
       at?.module.startsWith("src/") === true
-        ? [`${at.module}:${n.callFrame.functionName || "(anonymous)"}:${n.callFrame.lineNumber - at.line}`, ...above]
+        ? [
+            `${at.module}:${n.callFrame.functionName || "(anonymous)"}:${n.callFrame.lineNumber - at.line}`,
+            ...above,
+          ]
         : above;
     ownMemo.set(id, out);
     return out;
