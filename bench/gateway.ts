@@ -6,6 +6,12 @@
  *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
  *     loading, tokenizing nor inference (total - load - tokenize - infer + auth + generation: validation, JSON,
  *     tensors, the API-key check, the registry generation poll), with its parts' means,
+ *   - the gateway's own CPU per request (`--profile N`, default 500 requests at c=1): a V8 CPU profile of the
+ *     Worker's isolate through wrangler's inspector splits the isolate thread's CPU time (/proc) between the
+ *     gateway (src/, Hono, zod, Drizzle), onnxruntime-web, the tokenizer and V8/workerd (profiled() below).
+ *     This, not server-timing, is the overhead figure: workerd's clock under wrangler dev is whole milliseconds
+ *     of wall time (performance.now() === Date.now(); it advances through pure CPU too), so a sub-ms stage reads
+ *     0 or 1 and its mean is wall time, preemption on a loaded machine included; CPU time is not,
  *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
  *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, interleaved with the concurrency-1
  *     requests so both see the same machine load, for context.
@@ -13,6 +19,7 @@
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
  *                            [--tree <checkout>] [--out <file.json>] [--variants dense|family]
+ *                            [--profile 500] [--profile-interval 200]
  *   npm run bench:gateway -- --compare <baseline checkout> [--rounds 1] [--margin 0.03]
  * `--variants family` registers the trained reference family (bench/lib/variant-family.ts: 0.4 fp32 and
  * 0.4 int8, each with its manifest's accuracy and per-example evidence, through the `sluice push` code path),
