@@ -4,11 +4,16 @@
  * alternating base / this for `--rounds` rounds so both see the same machine load, and writes
  * bench-results/gateway-compare.json (then docs/benchmarks.md).
  *
- * Both trees are compared on the legacy overhead formula (total - load - tokenize - infer + auth + generation),
+ * The headline is the gateway's own CPU per request: each run profiles `--profile` requests at concurrency 1
+ * (bench:gateway --profile: V8 CPU profile of the Worker's isolate, its thread's CPU split by the samples'
+ * modules; everything but onnxruntime-web, the tokenizer and V8/workerd's own work counts as the gateway's).
+ * CPU time, unlike workerd's whole-millisecond wall clock in server-timing, barely moves with the machine's load.
+ *
+ * Both trees are also compared on the legacy overhead formula (total - load - tokenize - infer + auth + generation),
  * which every tree reports; a tree that reports `pre` and `body` is also given its own overhead (all middleware,
  * without the request body's arrival) and the body's arrival beside it.
  *
- *   npm run bench:gateway-compare -- --base /work/main [--rounds 3] [--requests 400] [--out file.json]
+ *   npm run bench:gateway-compare -- --base /work/main [--rounds 3] [--requests 200] [--profile 600] [--out file.json]
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,7 +26,9 @@ const { values: args } = parseArgs({
   options: {
     base: { type: "string" },
     rounds: { type: "string", default: "3" },
-    requests: { type: "string", default: "400" },
+    requests: { type: "string", default: "200" },
+    /** Requests per run under the CPU profile (the gateway's own CPU per request). */
+    profile: { type: "string", default: "600" },
     out: { type: "string" },
   },
 });
@@ -64,6 +71,8 @@ try {
           "1",
           "--requests",
           String(requests),
+          "--profile",
+          args.profile,
           "--out",
           out,
         ],
@@ -82,6 +91,15 @@ try {
         parts: l.overheadParts,
         e2eP50Ms: l.e2e.p50Ms,
         inferP50Ms: l.infer.p50Ms,
+        cpu: d.profile
+          ? {
+              gatewayMs: d.profile.cpuMsPerRequest.gateway,
+              isolateMs: d.profile.isolateCpuMsPerRequest,
+              parts: d.profile.cpuMsPerRequest,
+              samplingCoverage: d.profile.samplingCoverage,
+              gatewayModules: d.profile.gatewayModules.slice(0, 10),
+            }
+          : null,
       });
     }
   }
@@ -105,6 +123,12 @@ const sideSummary = (side: string) => {
           restMedianMs: median(rs.map((r) => r.parts.restMeanMs)),
         }
       : {}),
+    gatewayCpuMedianMs: median(rs.map((r) => r.cpu.gatewayMs)),
+    isolateCpuMedianMs: median(rs.map((r) => r.cpu.isolateMs)),
+    onnxruntimeCpuMedianMs: median(rs.map((r) => r.cpu.parts.onnxruntime)),
+    vmCpuMedianMs: median(rs.map((r) => r.cpu.parts.vm)),
+    // the gateway's CPU per ms of the runtime's in the same run: a loaded machine inflates both alike
+    gatewayPerOnnxruntimeCpuMedian: median(rs.map((r) => r.cpu.gatewayMs / r.cpu.parts.onnxruntime)),
     e2eP50MedianMs: median(rs.map((r) => r.e2eP50Ms)),
     inferP50MedianMs: median(rs.map((r) => r.inferP50Ms)),
     // A loaded machine slows every stage alike (preemption): the overhead per ms of inference in the same run
@@ -116,7 +140,7 @@ const before = sideSummary("base");
 const after = sideSummary("this");
 const result = {
   benchmark: "gateway-compare",
-  command: `npm run bench:gateway-compare -- --base <checkout> --rounds ${rounds} --requests ${requests}`,
+  command: `npm run bench:gateway-compare -- --base <checkout> --rounds ${rounds} --requests ${requests} --profile ${args.profile}`,
   date: new Date().toISOString(),
   machine: {
     cpus: os.cpus().length,
@@ -126,10 +150,12 @@ const result = {
     loadAverageAtEnd: os.loadavg(),
   },
   statistic:
-    "per run: the mean over its requests (workerd reports whole ms, so a mean is the share of requests whose stage crossed a tick); per side: the median of its runs' means",
+    "gateway CPU: per run, the Worker isolate's CPU time over the profiled requests split by a V8 CPU profile's samples (bench/lib/cpu-profile.ts); server-timing overheads: per run, the mean over its requests (workerd's clock has whole-ms resolution and counts wall time); per side: the median of its runs",
   auth: "on",
   before,
   after,
+  gatewayCpuRatio: after.gatewayCpuMedianMs / before.gatewayCpuMedianMs,
+  gatewayPerOnnxruntimeCpuRatio: after.gatewayPerOnnxruntimeCpuMedian / before.gatewayPerOnnxruntimeCpuMedian,
   legacyOverheadRatio: after.legacyOverheadMedianMs / before.legacyOverheadMedianMs,
   inferP50Ratio: after.inferP50MedianMs / before.inferP50MedianMs,
   legacyOverheadPerInferRatio: after.legacyOverheadPerInferMedian / before.legacyOverheadPerInferMedian,
@@ -142,6 +168,8 @@ console.log(
     {
       before,
       after,
+      gatewayCpuRatio: result.gatewayCpuRatio,
+      gatewayPerOnnxruntimeCpuRatio: result.gatewayPerOnnxruntimeCpuRatio,
       legacyOverheadRatio: result.legacyOverheadRatio,
       inferP50Ratio: result.inferP50Ratio,
       legacyOverheadPerInferRatio: result.legacyOverheadPerInferRatio,

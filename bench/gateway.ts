@@ -6,6 +6,12 @@
  *   - the gateway's own overhead: `route` (catalog lookup + selectVariant) and everything that is neither
  *     loading, tokenizing nor inference (total - load - tokenize - infer + auth + generation: validation, JSON,
  *     tensors, the API-key check, the registry generation poll), with its parts' means,
+ *   - the gateway's own CPU per request (`--profile N`, default 500 requests at c=1): a V8 CPU profile of the
+ *     Worker's isolate through wrangler's inspector splits the isolate thread's CPU time (/proc) between the
+ *     gateway (src/, Hono, zod, Drizzle), onnxruntime-web, the tokenizer and V8/workerd (profiled() below).
+ *     This, not server-timing, is the overhead figure: workerd's clock under wrangler dev is whole milliseconds
+ *     of wall time (performance.now() === Date.now(); it advances through pure CPU too), so a sub-ms stage reads
+ *     0 or 1 and its mean is wall time, preemption on a loaded machine included; CPU time is not,
  *   - end-to-end latency from a Node client (p50, p95) at concurrency 1, 8 and 32, with throughput,
  *   - onnxruntime-node (CPU, 1 thread) on the same bytes and input, interleaved with the concurrency-1
  *     requests so both see the same machine load, for context.
@@ -13,6 +19,7 @@
  *
  *   npm run bench:gateway -- [--model reference|small] [--seq 64] [--batch 1] [--requests 200]
  *                            [--tree <checkout>] [--out <file.json>] [--variants dense|family]
+ *                            [--profile 500] [--profile-interval 200]
  *   npm run bench:gateway -- --compare <baseline checkout> [--rounds 1] [--margin 0.03]
  * `--variants family` registers the trained reference family (bench/lib/variant-family.ts: 0.4 fp32 and
  * 0.4 int8, each with its manifest's accuracy and per-example evidence, through the `sluice push` code path),
@@ -31,14 +38,16 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ortNode from "onnxruntime-node";
-import { mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
+import { freePort, mintDevKey, startWranglerDev, type WranglerDev } from "../scripts/lib/wrangler";
 import { type Manifest, parseManifest } from "../src/core/manifest";
 import { buildEncoder, type EncoderConfig, REFERENCE_ENCODER } from "../src/core/models/encoder";
 import { encodeModel, ioSignatureOf } from "../src/core/onnx";
 import { push } from "../src/trainer-node/commands/push";
 import { requestJson } from "../src/trainer-node/registry-client";
+import { attribute, Inspector } from "./lib/cpu-profile";
 import { updateBenchmarksPage } from "./lib/docs";
 import { REFERENCE_DESCRIPTION, referenceTargetDirs } from "./lib/variant-family";
+import { threadCpuMs } from "./lib/workerd-cpu";
 
 const { values: args } = parseArgs({
   options: {
@@ -55,6 +64,10 @@ const { values: args } = parseArgs({
     compare: { type: "string" },
     rounds: { type: "string", default: "1" },
     margin: { type: "string", default: "0.03" },
+    /** Requests sent at concurrency 1 under a V8 CPU profile of the Worker (0: no profile). */
+    profile: { type: "string", default: "500" },
+    /** The profiler's sampling interval, microseconds. */
+    "profile-interval": { type: "string", default: "200" },
   },
 });
 const seq = Number(args.seq);
@@ -321,6 +334,31 @@ async function infer(url: string, target: Target, apiKey = dev!.apiKey): Promise
  * Worker (the one with an inspector), the workerd in front of it (wrangler's proxy), and wrangler itself (node).
  * Linux only; empty elsewhere.
  */
+/** The process ids in wrangler's group, by role (see groupCpuTicks). */
+function groupPids(pgid: number): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  let pids: string[] = [];
+  try {
+    pids = execFileSync("pgrep", ["-g", String(pgid)], { encoding: "utf8" })
+      .trim()
+      .split("\n");
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const role = cmd.includes("workerd")
+        ? cmd.includes("--inspector-addr")
+          ? "workerdWorker"
+          : "workerdProxy"
+        : "other";
+      out[role] = [...(out[role] ?? []), Number(pid)];
+    } catch {}
+  }
+  return out;
+}
+
 function groupCpuTicks(pgid: number): Record<string, number> {
   const out: Record<string, number> = {};
   let pids: string[] = [];
@@ -468,6 +506,73 @@ async function level(
   };
 }
 
+/** What a profiled sample's module counts as: the runtime's work, the tokenizer, the VM's, or the gateway's. */
+function partOf(module: string): "onnxruntime" | "tokenizer" | "vm" | "gateway" {
+  if (module === "(wasm)" || module.includes("onnxruntime-web")) return "onnxruntime";
+  if (module.includes("@huggingface/tokenizers")) return "tokenizer";
+  if (module.startsWith("(")) return "vm"; // (program), (gc), (native): workerd and V8 outside any module
+  return "gateway"; // src/ and the libraries it calls (hono, zod, drizzle)
+}
+
+/**
+ * The gateway's own CPU per request, from `n` requests at concurrency 1 under a CPU profile of the Worker's
+ * isolate (bench/lib/cpu-profile.ts). The isolate thread's CPU time over the requests (/proc, kernel ticks) is
+ * split by the profile's samples: a part's CPU is the thread's CPU times the part's share of the busy samples.
+ * The share, not samples x interval: on a loaded machine V8's sampler thread is itself preempted and takes
+ * fewer samples than the interval implies (`samplingCoverage`, 1.0 on an idle machine), but it still lands at
+ * random points of the isolate's work, so the shares hold.
+ */
+async function profiled(url: string, target: Target, inspectorPort: number, n: number) {
+  const intervalUs = Number(args["profile-interval"]);
+  const inspector = await Inspector.connect(inspectorPort);
+  try {
+    const sources = await inspector.scriptSources();
+    // fresh keys, each sent at most 500 requests (the per-key rate limit, as in level())
+    const keys: string[] = [];
+    for (let i = 0; i < (treeHasKeys ? Math.ceil(n / 500) : 1); i++)
+      keys.push(treeHasKeys ? await mintDevKey(url, dev!.adminToken, ["infer"]) : "");
+    for (let i = 0; i < 20; i++) await infer(url, target, keys[0]);
+    const workerPid = groupPids(dev!.pid).workerdWorker?.[0];
+    if (!workerPid) throw new Error("profile: the Worker's workerd process was not found");
+    await inspector.startProfile(intervalUs);
+    const threads0 = threadCpuMs(workerPid);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await infer(url, target, keys[Math.floor(i / 500)]);
+    const wallMs = performance.now() - t0;
+    const threads1 = threadCpuMs(workerPid);
+    const profile = await inspector.stopProfile();
+    const a = attribute(profile, sources);
+    // The isolate runs on the process's main thread (named like the process; the busiest such thread).
+    const isolate = [...threads1]
+      .filter(([, t]) => t.name === "workerd")
+      .map(([tid, t]) => t.ms - (threads0.get(tid)?.ms ?? 0))
+      .reduce((x, y) => Math.max(x, y), 0);
+    const perSample = isolate / a.busySamples / n; // CPU ms per request that one busy sample stands for
+    const parts = { gateway: 0, onnxruntime: 0, tokenizer: 0, vm: 0 };
+    for (const [module, k] of Object.entries(a.byModule)) parts[partOf(module)] += k * perSample;
+    const top = (r: Record<string, number>, keep: (k: string) => boolean, count: number) =>
+      Object.entries(r)
+        .filter(([k]) => keep(k))
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, count)
+        .map(([name, k]) => ({ name, cpuMsPerRequest: k * perSample }));
+    return {
+      requests: n,
+      intervalUs,
+      wallMsPerRequest: wallMs / n,
+      isolateCpuMsPerRequest: isolate / n,
+      samplingCoverage: (a.busySamples * intervalUs) / 1000 / isolate,
+      busySamples: a.busySamples,
+      cpuMsPerRequest: parts,
+      gatewayModules: top(a.byModule, (m) => partOf(m) === "gateway", 20),
+      gatewayFunctions: top(a.byFunction, (f) => partOf(f.slice(0, f.indexOf(":"))) === "gateway", 30),
+      ownInclusive: top(a.inclusive, () => true, 30),
+    };
+  } finally {
+    inspector.close();
+  }
+}
+
 /** onnxruntime-node on one thread, same bytes and input; `once()` times one run. */
 async function ortNodeBaseline() {
   const session = await ortNode.InferenceSession.create(modelBytes, {
@@ -489,6 +594,7 @@ async function ortNodeBaseline() {
   };
 }
 
+const fmt3 = (x: number) => x.toFixed(3);
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
 const loadAtStart = os.loadavg();
@@ -521,11 +627,14 @@ type Variants = "dense" | "family";
  * level. `interleaveNode` alternates the c=1 requests with onnxruntime-node runs (single runs only).
  */
 async function measure(tree: string | undefined, variants: Variants, interleaveNode: boolean) {
+  const profileRequests = Number(args.profile);
+  const inspectorPort = await freePort();
   dev = await startWranglerDev({
     ...(args.auth === "off" ? { vars: { AUTH: "off" } } : {}),
     tree,
     mintKey: false,
     snapshot: true,
+    args: ["--inspector-port", String(inspectorPort)],
   });
   const { url } = dev;
   treeHasKeys = await probeKeys(url, dev.adminToken);
@@ -554,9 +663,11 @@ async function measure(tree: string | undefined, variants: Variants, interleaveN
       `  ${levels.at(-1)!.throughputRps.toFixed(1)} req/s, ${levels.at(-1)!.errors} errors, ${levels.at(-1)!.proxyRetries} proxy retries, p50 ${fmt(levels.at(-1)!.e2e.p50Ms)} ms, p95 ${fmt(levels.at(-1)!.e2e.p95Ms)} ms, served by ${JSON.stringify(levels.at(-1)!.servedBy)}`,
     );
   }
+  const profile =
+    profileRequests > 0 ? await profiled(url, target, inspectorPort, profileRequests) : undefined;
   dev.stop();
   dev = undefined;
-  return { cold, levels, baseline, family };
+  return { cold, levels, baseline, family, profile };
 }
 
 /** The served tree, as the JSON records it. */
@@ -576,7 +687,8 @@ const machineRecord = () => ({
 
 async function single() {
   const variants = args.variants as Variants;
-  const { cold, levels, baseline, family } = await measure(args.tree, variants, true);
+  const { cold, levels, baseline, family, profile } = await measure(args.tree, variants, true);
+
   const params = graph.parameterCount();
   const nodeTimes = levels.find((l) => l.concurrency === 1)?.interleaved ?? [];
   if (nodeTimes.length === 0) for (let i = 0; i < 50; i++) nodeTimes.push(await baseline!.once());
@@ -643,6 +755,15 @@ async function single() {
       `total - load - tokenize - infer + auth + generation (any tree); mean ${fmt(levels[0].overheadLegacy.meanMs)}`,
     ],
   ];
+  if (profile) {
+    const c = profile.cpuMsPerRequest;
+    rows.push([
+      "gateway CPU per request",
+      "",
+      "",
+      `mean ${fmt3(c.gateway)} ms (CPU profile, ${profile.requests} requests at c=1); onnxruntime ${fmt3(c.onnxruntime)}, tokenizer ${fmt3(c.tokenizer)}, V8/workerd ${fmt3(c.vm)}; sampling coverage ${profile.samplingCoverage.toFixed(2)}`,
+    ]);
+  }
   for (const l of levels) {
     rows.push([
       `end to end, concurrency ${l.concurrency}`,
@@ -685,6 +806,7 @@ async function single() {
     ortNode1Thread: node,
     levels: levelResults,
     ortWebOverNodeRatio: ratio,
+    ...(profile ? { profile } : {}),
   };
   const out = args.out ? path.resolve(args.out) : path.join(root, "bench-results/gateway.json");
   mkdirSync(path.dirname(out), { recursive: true });

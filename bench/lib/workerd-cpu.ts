@@ -46,3 +46,27 @@ export function processCpuMs(pids: number[]): number {
   return (ticks * 1000) / CLOCK_TICKS_PER_S;
 }
 const CLOCK_TICKS_PER_S = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/**
+ * CPU time (user + system) of each thread of a process, in ms, by thread id, with the thread's name
+ * (/proc/<pid>/task/<tid>/{stat,comm}). A profiled isolate shares its process with V8's sampler thread, so the
+ * isolate's own CPU is its thread's, not the process's.
+ */
+export function threadCpuMs(pid: number): Map<number, { name: string; ms: number }> {
+  const out = new Map<number, { name: string; ms: number }>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      out.set(Number(tid), { name, ms: ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S });
+    } catch {}
+  }
+  return out;
+}

@@ -471,6 +471,7 @@ const edge: Formatter = (d) => {
 };
 
 const ms2 = (x: number) => x.toFixed(2);
+const ms3 = (x: number) => x.toFixed(3);
 const loadOf = (m: Json) =>
   m?.loadAverageAtStart
     ? ` 1-minute load average ${m.loadAverageAtStart[0].toFixed(1)} at the start, ${m.loadAverageAtEnd[0].toFixed(1)} at the end (a shared 2-core machine: absolute times are inflated, compare within one run).`
@@ -497,6 +498,13 @@ const gateway: Formatter = (d, name) => {
     p.preOtherMeanMs === undefined
       ? ""
       : ` At concurrency ${c1.concurrency} the overhead's means: API-key check ${ms2(p.authMeanMs)} ms, other middleware ${ms2(p.preOtherMeanMs)} ms, route ${ms2(p.routeMeanMs)} ms, the rest of the handler ${ms2(p.restMeanMs)} ms.`;
+  const prof = d.profile;
+  const cpu = prof
+    ? ` **Gateway CPU per request: ${ms3(prof.cpuMsPerRequest.gateway)} ms** (a V8 CPU profile of the Worker's isolate over ${prof.requests} requests at concurrency 1: the isolate thread's CPU time, ${ms2(prof.isolateCpuMsPerRequest)} ms per request, split by the samples' modules; onnxruntime-web ${ms2(prof.cpuMsPerRequest.onnxruntime)} ms, tokenizer ${ms3(prof.cpuMsPerRequest.tokenizer)} ms, V8/workerd outside any module ${ms3(prof.cpuMsPerRequest.vm)} ms; the sampler took ${(100 * prof.samplingCoverage).toFixed(0)}% of the samples its interval implies). Its largest modules: ${prof.gatewayModules
+        .slice(0, 6)
+        .map((m: Json) => `${m.name} ${ms3(m.cpuMsPerRequest)}`)
+        .join(", ")}.`
+    : "";
   return {
     title: "Gateway inference through wrangler dev",
     command: d.command ?? "npm run bench:gateway",
@@ -515,7 +523,7 @@ const gateway: Formatter = (d, name) => {
         "legacy overhead mean ms",
       ],
       rows,
-    )}\n\n*overhead*: the gateway's own time per request, from the request's arrival to the response minus load, tokenize, infer and the request body's arrival (\`pre\` + \`total\` − \`load\` − \`tokenize\` − \`infer\` − \`body\`); *body arrival*: \`server-timing\` \`body\`, mostly waiting for the client's bytes through wrangler dev's proxy; *legacy*: \`total\` − \`load\` − \`tokenize\` − \`infer\` + \`auth\` + \`generation\`, the formula every tree reports (body arrival included, other middleware not).${parts}`,
+    )}\n\n*overhead*: the gateway's own time per request, from the request's arrival to the response minus load, tokenize, infer and the request body's arrival (\`pre\` + \`total\` − \`load\` − \`tokenize\` − \`infer\` − \`body\`); *body arrival*: \`server-timing\` \`body\`, mostly waiting for the client's bytes through wrangler dev's proxy; *legacy*: \`total\` − \`load\` − \`tokenize\` − \`infer\` + \`auth\` + \`generation\`, the formula every tree reports (body arrival included, other middleware not); all three are \`server-timing\` wall time at workerd's whole-millisecond resolution.${parts}${cpu}`,
   };
 };
 
@@ -523,6 +531,8 @@ const gatewayCompare: Formatter = (d) => {
   const side = (name: string, s: Json) => [
     name,
     s.commit,
+    s.gatewayCpuMedianMs === undefined ? "not measured" : ms3(s.gatewayCpuMedianMs),
+    s.onnxruntimeCpuMedianMs === undefined ? "not measured" : ms2(s.onnxruntimeCpuMedianMs),
     ms2(s.legacyOverheadMedianMs),
     s.overheadMedianMs === undefined ? "not reported" : ms2(s.overheadMedianMs),
     s.bodyArrivalMedianMs === undefined ? "not reported" : ms2(s.bodyArrivalMedianMs),
@@ -544,6 +554,8 @@ const gatewayCompare: Formatter = (d) => {
       [
         "tree",
         "commit",
+        "gateway CPU ms",
+        "onnxruntime-web CPU ms",
         "legacy overhead ms",
         "overhead ms",
         "body arrival ms",
@@ -551,7 +563,7 @@ const gatewayCompare: Formatter = (d) => {
         "infer p50 ms",
       ],
       [side("before", d.before), side("after", d.after)],
-    )}\n\nAfter / before on the legacy formula (the one both trees report): ${d.legacyOverheadRatio.toFixed(2)}x, with inference p50 ${d.inferP50Ratio === undefined ? "not recorded" : `${d.inferP50Ratio.toFixed(2)}x`} in the same runs (the machine's load moves both); legacy overhead per ms of inference, after / before: ${d.legacyOverheadPerInferRatio === undefined ? "not recorded" : `${d.legacyOverheadPerInferRatio.toFixed(2)}x`}.${parts}`,
+    )}\n\n${d.gatewayCpuRatio === undefined ? "" : `Gateway CPU per request, after / before: **${d.gatewayCpuRatio.toFixed(2)}x** (per ms of onnxruntime-web CPU in the same runs: ${d.gatewayPerOnnxruntimeCpuRatio.toFixed(2)}x). `}After / before on the legacy formula (the one both trees report): ${d.legacyOverheadRatio.toFixed(2)}x, with inference p50 ${d.inferP50Ratio === undefined ? "not recorded" : `${d.inferP50Ratio.toFixed(2)}x`} in the same runs (the machine's load moves both); legacy overhead per ms of inference, after / before: ${d.legacyOverheadPerInferRatio === undefined ? "not recorded" : `${d.legacyOverheadPerInferRatio.toFixed(2)}x`}.${parts}`,
   };
 };
 

@@ -17,6 +17,8 @@
  * variants has: rotating ADMIN_TOKEN voids the tokens already handed out. Without ADMIN_TOKEN no token is made.
  */
 
+import { toBase64Url, toHex } from "../core/bytes";
+
 /** The response header carrying the token (the same one an experiment's request id travels in). */
 export const FEEDBACK_TOKEN_HEADER = "x-sluice-request-id";
 
@@ -54,12 +56,7 @@ export interface FeedbackBinding {
 
 const encoder = new TextEncoder();
 
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes))
-    .replaceAll("+", "-")
-    .replaceAll("/", "_")
-    .replace(/=+$/, "");
-}
+const base64url = toBase64Url;
 
 // One derived key per secret: an isolate sees one ADMIN_TOKEN, so this holds one entry (two across a rotation).
 // (The key's type is spelled from the API: Node's types, which the node test project uses, lack a global CryptoKey.)
@@ -104,7 +101,7 @@ export async function unitDigest(unit: string | null | undefined): Promise<strin
   const value = unit?.trim();
   if (!value) return null;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value.slice(0, 256))));
-  return `u${[...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `u${toHex(digest.subarray(0, 8))}`;
 }
 
 export async function mintFeedbackToken(

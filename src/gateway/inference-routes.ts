@@ -13,7 +13,8 @@ import { readJsonBody } from "../http/body";
 import { httpErrorHandler } from "../http/errors";
 import { isModelName } from "../http/params";
 import { receivedAtOf } from "../http/received-at";
-import { requestIdOf } from "../http/request-id";
+import { REQUEST_ID_HEADER, requestIdOf } from "../http/request-id";
+import { takeHeaders } from "../http/response-headers";
 import { deferOf } from "../http/wait-until";
 import { type RegistrySignal, registrySignal } from "../registry/invalidation";
 import type { VariantRow } from "../registry/schema";
@@ -519,15 +520,21 @@ async function respond<T>(
 ): Promise<Response> {
   const v = served.variant;
   const token = await feedbackToken(c, body, entry, v);
-  if (token) c.header(FEEDBACK_TOKEN_HEADER, token);
-  c.header("x-sluice-variant", `${entry.model.name}@${v.version}`);
-  c.header("x-sluice-sparsity", String(v.sparsity));
-  c.header("x-sluice-precision", v.precision ?? "fp32");
-  if (decision) c.header("x-sluice-sla", decision.meetsSla[v.version] ? "met" : "unmet");
+  // One Response from one plain record: the middleware's queued headers (request id, the API-key check's
+  // server-timing entry), then the route's (src/http/response-headers.ts says why not c.header()).
+  const headers = takeHeaders(c);
+  headers[REQUEST_ID_HEADER] ??= requestIdOf(c);
+  headers["content-type"] = "application/json";
+  if (token) headers[FEEDBACK_TOKEN_HEADER] = token;
+  headers["x-sluice-variant"] = `${entry.model.name}@${v.version}`;
+  headers["x-sluice-sparsity"] = String(v.sparsity);
+  headers["x-sluice-precision"] = v.precision ?? "fp32";
+  if (decision) headers["x-sluice-sla"] = decision.meetsSla[v.version] ? "met" : "unmet";
   if (served.attempts.length > 0) {
-    c.header("x-sluice-fallback", served.attempts.map((a) => `${a.version}:${a.stage}`).join(", "));
+    headers["x-sluice-fallback"] = served.attempts.map((a) => `${a.version}:${a.stage}`).join(", ");
   }
-  c.header("x-sluice-session", served.cached ? "warm" : "cold");
-  c.header("server-timing", timings.header(), { append: true }); // after the API-key check's `auth`
-  return c.json(body as object);
+  headers["x-sluice-session"] = served.cached ? "warm" : "cold";
+  const stages = timings.header();
+  headers["server-timing"] = headers["server-timing"] ? `${headers["server-timing"]}, ${stages}` : stages;
+  return new Response(JSON.stringify(body), { headers });
 }

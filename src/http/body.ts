@@ -84,6 +84,7 @@ export async function readBodyBytes(req: Request, maxBytes: number): Promise<Uin
   return out;
 }
 
+const decoder = new TextDecoder();
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 export interface JsonBodyOptions {
@@ -114,7 +115,7 @@ export async function readJsonBody(c: Context, options: JsonBodyOptions): Promis
   const t0 = performance.now();
   const bytes = await readBodyBytes(c.req.raw, options.maxBytes);
   options.received?.(performance.now() - t0);
-  const text = new TextDecoder().decode(bytes);
+  const text = decoder.decode(bytes);
   if (text.trim() === "") {
     if (options.empty !== undefined) return options.empty;
     throw new HttpError(400, "bad_request", "body: is empty; send a JSON object", "body");

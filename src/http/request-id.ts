@@ -6,6 +6,7 @@
  * and the log line of an internal error (src/http/errors.ts), so a user's report can be matched to the log.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { flushHeaders, queueHeader } from "./response-headers";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -18,18 +19,17 @@ export function requestIdFrom(header: string | null | undefined): string {
   return header && SAFE_REQUEST_ID.test(header) ? header : crypto.randomUUID();
 }
 
-/** Middleware: sets `c.var.requestId` and the `x-request-id` response header (errors included). */
+/**
+ * Middleware, outermost but for the clock: sets `c.var.requestId` and queues the `x-request-id` response header
+ * (src/http/response-headers.ts); after the route it puts every queued header on the response (errors included)
+ * unless the route built its response with them.
+ */
 export const requestId: MiddlewareHandler<{ Variables: RequestIdVariables }> = async (c, next) => {
   const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
   c.set("requestId", id);
+  queueHeader(c, REQUEST_ID_HEADER, id);
   await next();
-  try {
-    c.res.headers.set(REQUEST_ID_HEADER, id);
-  } catch {
-    // A response with immutable headers (a fetched or redirect Response): copy it to set the header.
-    c.res = new Response(c.res.body, c.res);
-    c.res.headers.set(REQUEST_ID_HEADER, id);
-  }
+  flushHeaders(c);
 };
 
 /** The request's id; one is made (and set) when the middleware did not run (a route module mounted alone). */
@@ -39,7 +39,7 @@ export function requestIdOf(c: Context): string {
   if (!id) {
     id = crypto.randomUUID();
     ctx.set("requestId", id);
-    ctx.header(REQUEST_ID_HEADER, id);
+    queueHeader(c, REQUEST_ID_HEADER, id);
   }
   return id;
 }

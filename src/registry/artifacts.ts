@@ -3,6 +3,8 @@
  * variants (of any models) with identical files share one object.
  */
 
+import { toHex } from "../core/bytes";
+
 export const ARTIFACT_PREFIX = "artifacts/sha256/";
 
 export function artifactKey(sha256Hex: string): string {
@@ -11,7 +13,7 @@ export function artifactKey(sha256Hex: string): string {
 
 export async function sha256Hex(data: ArrayBuffer | Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", data);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(new Uint8Array(digest));
 }
 
 /** Writes bytes under their content address; R2 re-verifies the sha256 on its side. */

@@ -26,6 +26,7 @@ import { z } from "zod";
 import { type Defer, IsolateCache } from "../core/isolate-cache";
 import { parseBearer, requestCredential } from "../http/credentials";
 import { type ErrorDetail, errorBody } from "../http/errors";
+import { queueHeader } from "../http/response-headers";
 import { deferOf } from "../http/wait-until";
 import { sha256Hex } from "./artifacts";
 import { registryConfig } from "./config";
@@ -253,7 +254,7 @@ export function requireApiKey(
     // A bad AUTH (or any other registry var) throws ConfigError: 503 naming the var, never a silent "off".
     if (registryConfig(c.env).auth === "off") {
       c.set("apiKey", null);
-      c.header("x-sluice-auth", "off");
+      queueHeader(c, "x-sluice-auth", "off");
       return next();
     }
 
@@ -318,7 +319,7 @@ export function requireApiKey(
     }
     c.set("apiKey", key);
     // server-timing `auth`: the check's own time (the route's entries are appended after it)
-    c.header("server-timing", `auth;dur=${(performance.now() - t0).toFixed(2)}`, { append: true });
+    queueHeader(c, "server-timing", `auth;dur=${(performance.now() - t0).toFixed(2)}`, true);
     return next();
   };
 }

@@ -17,6 +17,7 @@
  * request tries again (waiting, once the age reaches 2N).
  */
 import type { MiddlewareHandler } from "hono";
+import { queueHeader } from "../http/response-headers";
 import type { AuthBindings } from "./auth";
 import { registryConfig } from "./config";
 import { type RegistrySignal, type RegistrySignalVariables, registrySignal } from "./invalidation";
@@ -113,7 +114,7 @@ export function checkRegistryGeneration(
     const t0 = performance.now();
     const did = await watcher.check(c.env.DB, options.pollMs ?? registryConfig(c.env).registryPollMs, defer);
     if (did === "read") {
-      c.header("server-timing", `generation;dur=${(performance.now() - t0).toFixed(2)}`, { append: true });
+      queueHeader(c, "server-timing", `generation;dur=${(performance.now() - t0).toFixed(2)}`, true);
     }
     await next();
   };
