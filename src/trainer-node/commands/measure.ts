@@ -1,20 +1,12 @@
-/**
- * `sluice measure <variant dir> [--runs N]`: times an exported variant again, in onnxruntime-node and in
- * onnxruntime-web's wasm build (the gateway's runtime), and rewrites its manifest's `latency` with the figures —
- * for another machine, or a variant written before the edge figure existed — without retraining. Nothing else in
- * the manifest changes. The manifest is replaced atomically (written beside it, then renamed), so a refusal or a
- * failed measurement leaves the directory as it was.
- */
-import { existsSync } from "node:fs";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { type Manifest, manifestGraphOptimization, parseManifest } from "../../core/manifest";
 import { decodeModel } from "../../core/onnx/codec";
 import { compareEdgeLatency, EDGE_MIN_RUNS, edgeFigures } from "../export/edge-latency";
 import { measureLatency } from "../export/latency";
-import { sha256Hex } from "../export/variant";
 import { type Command, UsageError } from "./command";
 import { parseFlags, positiveIntFlag } from "./options";
+import { readVariantDir } from "./variant-dir";
 
 const USAGE = `usage: sluice measure <variant dir> [options]
   <variant dir>             a variant written by sluice export / train / quantize (manifest.json, model.onnx)
@@ -32,7 +24,7 @@ export const command: Command = {
     if (positionals.length !== 1) throw new UsageError(`expected exactly one <variant dir>\n${USAGE}`);
     const runs = positiveIntFlag(o, "runs");
     const dir = positionals[0];
-    const { manifest, bytes } = await loadVariant(dir);
+    const { manifest, bytes } = await readVariantDir(dir, USAGE);
     const latency = await measureVariant(manifest, bytes, runs);
     const updated = parseManifest({ ...manifest, latency });
     await replaceFile(path.join(dir, "manifest.json"), `${JSON.stringify(updated, null, 2)}\n`);
@@ -45,25 +37,6 @@ export const command: Command = {
     return 0;
   },
 };
-
-/** The manifest and the model bytes it describes, checked (sha256); any mismatch is a refusal. */
-async function loadVariant(dir: string): Promise<{ manifest: Manifest; bytes: Uint8Array }> {
-  const manifestFile = path.join(dir, "manifest.json");
-  if (!existsSync(manifestFile))
-    throw new UsageError(`<variant dir>: ${dir} is not a variant directory (no manifest.json)\n${USAGE}`);
-  let manifest: Manifest;
-  try {
-    manifest = parseManifest(JSON.parse(await readFile(manifestFile, "utf8")));
-  } catch (err) {
-    throw new UsageError(`<variant dir>: ${manifestFile}: ${(err as Error).message}`);
-  }
-  const modelFile = path.join(dir, manifest.artifact.file);
-  if (!existsSync(modelFile)) throw new UsageError(`<variant dir>: ${modelFile} does not exist`);
-  const bytes = new Uint8Array(await readFile(modelFile));
-  if (sha256Hex(bytes) !== manifest.artifact.sha256)
-    throw new UsageError(`<variant dir>: ${modelFile} does not match the sha256 its manifest records`);
-  return { manifest, bytes };
-}
 
 /** Both runtimes at the manifest's batch x seqLen, one thread each (how export measured them). */
 export async function measureVariant(

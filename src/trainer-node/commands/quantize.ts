@@ -28,6 +28,7 @@ import { type Command, UsageError } from "./command";
 import { OPTIMIZE_USAGE, optimizeFlag, precisionFlags } from "./export";
 import { parseFlags, positiveIntFlag } from "./options";
 import { withCleanOutput } from "./output-dir";
+import { readVariantDir } from "./variant-dir";
 
 const USAGE = `usage: sluice quantize <variant dir> --out <dir> [options]
   <variant dir>             an fp32 variant written by sluice export / sluice train (manifest.json, model.onnx)
@@ -58,20 +59,7 @@ interface Source {
 
 /** The variant directory, checked: a parseable manifest whose artifact is there with the recorded sha256. */
 async function loadSource(dir: string): Promise<Source> {
-  const manifestFile = path.join(dir, "manifest.json");
-  if (!existsSync(manifestFile))
-    throw new UsageError(`<variant dir>: ${dir} is not a variant directory (no manifest.json)\n${USAGE}`);
-  let manifest: Manifest;
-  try {
-    manifest = parseManifest(JSON.parse(await readFile(manifestFile, "utf8")));
-  } catch (err) {
-    throw new UsageError(`<variant dir>: ${manifestFile}: ${(err as Error).message}`);
-  }
-  const modelFile = path.join(dir, manifest.artifact.file);
-  if (!existsSync(modelFile)) throw new UsageError(`<variant dir>: ${modelFile} does not exist`);
-  const bytes = await readFile(modelFile);
-  if (sha256Hex(bytes) !== manifest.artifact.sha256)
-    throw new UsageError(`<variant dir>: ${modelFile} does not match the sha256 its manifest records`);
+  const { manifest, bytes } = await readVariantDir(dir, USAGE);
   const graph = decodeModel(bytes);
   if (manifest.precision === "int8" || precisionOf(graph) === "int8")
     throw new UsageError(`<variant dir>: ${dir} is already int8 (quantize its fp32 source instead)`);
